@@ -1,0 +1,266 @@
+"""The `pixgate` command line.
+
+Heavy libraries (torch, numba, pyarrow) are imported inside the commands, so that
+`pixgate --help` and usage errors answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from engine import __version__
+from engine.config import DEFAULT_MAX_PIXELS, DEFAULT_NET, SUMMARY_MAX_PROBLEMS
+
+if TYPE_CHECKING:
+    from engine.score import ScoreResult
+
+app = typer.Typer(
+    name="pixgate",
+    help="Score image pairs from two generators and gate model changes on the result.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Device(str, Enum):
+    """Where LPIPS runs."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Net(str, Enum):
+    """LPIPS backbone."""
+
+    alex = "alex"
+    vgg = "vgg"
+    squeeze = "squeeze"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pixgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """pixgate: automated, measurable gates for image-generator changes."""
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    _console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code=2)
+
+
+def _summary(result: ScoreResult, output: Path) -> None:
+    import numpy as np
+    from rich.table import Table
+
+    from engine import schema
+
+    table = result.table
+    stats = result.stats
+    status = table.column(schema.STATUS.name).to_pylist()
+    counts = {s: status.count(s) for s in schema.STATUSES}
+    lp = np.array([v for v in table.column(schema.LPIPS.name).to_pylist() if v is not None], dtype=float)
+    summary = Table(title=f"pixgate score -> {output}", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    summary.add_row("pairs", str(len(status)))
+    for s in schema.STATUSES:
+        summary.add_row(f"  {s}", str(counts[s]), style="red" if s != schema.STATUS_OK and counts[s] else None)
+    if lp.size:
+        p50, p95 = np.percentile(lp, [50, 95])
+        summary.add_row("LPIPS p50 / p95 / max", f"{p50:.4f} / {p95:.4f} / {lp.max():.4f}")
+    else:
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        summary.add_row("LPIPS", meta.get(schema.META_LPIPS_NOTE) or "no scored pairs")
+    summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
+    summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
+    summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")
+    if stats["carried_over"]:
+        summary.add_row("carried over (--resume)", str(stats["carried_over"]))
+    if stats["ignored_files"]:
+        summary.add_row("ignored (not an image extension)", str(len(stats["ignored_files"])))
+    console = _console()
+    console.print(summary)
+    problems = [
+        (pid, st, err)
+        for pid, st, err in zip(
+            table.column(schema.PAIR_ID.name).to_pylist(), status, table.column(schema.ERROR.name).to_pylist(),
+            strict=True,
+        )
+        if st != schema.STATUS_OK
+    ]
+    if problems:
+        listing = Table(title=f"pairs not ok ({len(problems)})")
+        for col in ("pair_id", "status", "error"):
+            listing.add_column(col, overflow="fold")
+        for pid, st, err in problems[:SUMMARY_MAX_PROBLEMS]:
+            listing.add_row(pid, st, err or "")
+        if len(problems) > SUMMARY_MAX_PROBLEMS:
+            listing.add_row("...", f"{len(problems) - SUMMARY_MAX_PROBLEMS} more", "see the run file")
+        console.print(listing)
+
+
+@app.command()
+def score(
+    baseline: Annotated[
+        Path, typer.Argument(help="Folder of baseline images.", exists=True, file_okay=False, dir_okay=True)
+    ],
+    candidate: Annotated[
+        Path, typer.Argument(help="Folder of candidate images.", exists=True, file_okay=False, dir_okay=True)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run file to write (Arrow IPC).", dir_okay=False)],
+    device: Annotated[Device, typer.Option(help="Where LPIPS runs.")] = Device.auto,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, max=4096, help="Pairs per device batch [default: 4 on CPU, 32 on CUDA].")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Decode worker processes [default: from the core count].")
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Backbone weights: a torchvision state_dict file.", exists=True, dir_okay=False),
+    ] = None,
+    net: Annotated[Net, typer.Option(help="LPIPS backbone.")] = Net(DEFAULT_NET),
+    resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run.")] = False,
+    no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS; score everything else.")] = False,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Decompression-bomb limit: largest width*height accepted.")
+    ] = DEFAULT_MAX_PIXELS,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+) -> None:
+    """Score every image pair of two folders into an Arrow run file.
+
+    Exit codes: 0 every pair ok; 1 some pair is not ok (listed in the summary);
+    2 usage or configuration error.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from engine.score import ScoreConfigError, ScoreOptions, run_score
+
+    console = _console()
+    show = not quiet and console.is_terminal
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+    )
+    task = progress.add_task("scoring", total=None, rate="")
+    download = progress.add_task("downloading weights", total=None, visible=False, rate="")
+
+    def on_start(total: int, done: int) -> None:
+        progress.update(task, total=total, completed=done)
+
+    def on_rows(rows: list[dict[str, Any]]) -> None:
+        progress.advance(task, len(rows))
+        speed = progress.tasks[task].speed
+        progress.update(task, rate=f"{speed:.1f} pairs/s" if speed else "")
+
+    def on_download(done: int, total: int | None) -> None:
+        progress.update(download, completed=done, total=total, visible=True)
+
+    opts = ScoreOptions(
+        baseline=baseline,
+        candidate=candidate,
+        output=output,
+        device=device.value,
+        batch_size=batch_size,
+        workers=workers,
+        weights=weights,
+        net=net.value,
+        resume=resume,
+        no_lpips=no_lpips,
+        max_pixels=max_pixels,
+        download_progress=on_download,
+    )
+    try:
+        with progress:
+            result = run_score(opts, on_rows=on_rows, on_start=on_start)
+    except ScoreConfigError as exc:
+        raise _usage_error(str(exc)) from None
+    except KeyboardInterrupt:
+        from engine.arrow_io import journal_path
+
+        console.print(f"interrupted: finished pairs are kept in {journal_path(output)}; rerun with --resume")
+        raise typer.Exit(code=130) from None
+    if not quiet:
+        _summary(result, output)
+    raise typer.Exit(code=0 if result.all_ok else 1)
+
+
+@app.command("weights")
+def weights_cmd(
+    net: Annotated[Net, typer.Option(help="LPIPS backbone.")] = Net(DEFAULT_NET),
+    weights: Annotated[
+        Path | None, typer.Option(help="An explicit weights file to check first.", dir_okay=False)
+    ] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download when nothing is found locally.")] = False,
+) -> None:
+    """Show where backbone weights resolve, in order, and their sha256.
+
+    Exit 0 when weights resolve, 2 when none do (the message says how to provide them).
+    """
+    from rich.table import Table
+
+    from engine.weights import WeightsError, candidates, resolve_weights, weights_url
+
+    console = _console()
+    table = Table(title=f"{net.value} backbone weights, in resolution order")
+    for col in ("step", "where", "found"):
+        table.add_column(col, overflow="fold")
+    for step in candidates(net.value, weights):
+        table.add_row(step.origin, step.detail, "yes" if step.found else "no")
+    table.add_row("download", weights_url(net.value), "on demand" if not download else "trying")
+    console.print(table)
+    progress_cb = None
+    if download:
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console)
+        task = bar.add_task("downloading", total=None)
+
+        def progress_cb(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        bar.start()
+    try:
+        resolved = resolve_weights(net.value, weights, allow_download=download, progress=progress_cb)
+    except WeightsError as exc:
+        raise _usage_error(str(exc)) from None
+    finally:
+        if download:
+            bar.stop()
+    typer.echo(f"{resolved.origin}: {resolved.path}")
+    typer.echo(f"sha256: {resolved.sha256}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,74 @@
+"""Defaults, limits and tolerances: the one place where pixgate's numbers live.
+
+Every other module (CLI, pipeline, tests, benchmarks) imports these names instead of
+repeating a literal, so changing a default is a one-line change that the docs and the
+tests follow.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Networks whose torchvision backbones carry the `lpips` package's v0.1 linear heads.
+NETS: Final = ("alex", "vgg", "squeeze")
+DEFAULT_NET: Final = "alex"
+
+#: LPIPS head version shipped inside the `lpips` package that pixgate uses.
+LPIPS_HEAD_VERSION: Final = "0.1"
+
+#: Smallest side (pixels) each backbone accepts: smaller inputs make a pooling layer's
+#: output empty. Measured against the `lpips` package; tests/test_models.py re-checks it.
+MIN_SIDE: Final = {"alex": 31, "vgg": 16, "squeeze": 17}
+
+#: Pairs per device batch when --batch-size is not given. On a CPU larger batches do not
+#: raise throughput (the convolutions already use every core), on a GPU they do.
+DEFAULT_BATCH_SIZE_CPU: Final = 4
+DEFAULT_BATCH_SIZE_CUDA: Final = 32
+
+#: Upper bound on the pixels of one side of one batch (N * H * W): a batch of large images
+#: is split so activations fit in memory whatever --batch-size says.
+MAX_BATCH_PIXELS: Final = 32 * 1024 * 1024
+
+#: Decoded pairs held in memory waiting for a full bucket, as a multiple of the batch size.
+#: Together with the in-flight decode limit this bounds memory whatever the number of pairs.
+PENDING_BATCHES: Final = 3
+
+#: Decode tasks in flight per worker: enough to hide scheduling gaps, few enough that the
+#: decoded images waiting in pipes stay a small, fixed amount of memory.
+INFLIGHT_PER_WORKER: Final = 4
+
+#: Decompression-bomb limit (width * height). 100 MP is above an 8K frame (33 MP) with room
+#: for print-size posters, far below what a hostile 30 kB PNG can declare.
+DEFAULT_MAX_PIXELS: Final = 100_000_000
+
+#: Background that transparent pixels are composited over before LPIPS (RGB, 0..255):
+#: the image as it looks on a white page. The alpha channel itself is compared separately.
+ALPHA_BACKGROUND: Final = (255, 255, 255)
+
+#: Resampling filter used when the candidate's size differs from the baseline's.
+RESIZE_FILTER: Final = "bicubic"
+
+#: File extensions (lower case) that take part in pairing. Files with other extensions are
+#: counted and reported, never scored.
+IMAGE_EXTENSIONS: Final = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp"})
+
+#: Seconds allowed for connecting to and reading from the weights server.
+DOWNLOAD_TIMEOUT_S: Final = 20.0
+
+#: Rows listed in the end-of-run summary when pairs are not ok.
+SUMMARY_MAX_PROBLEMS: Final = 20
+
+# --- tolerances used by the tests (kept here so a reader finds every bound in one file) ---
+
+#: |pixgate - lpips package| in float32 on CPU. Both compute the same graph; the difference
+#: comes only from summation order (one 1x1 conv vs. a weighted channel sum, batched
+#: backbone passes), which stays orders of magnitude below this.
+LPIPS_PARITY_ATOL: Final = 1e-4
+
+#: Same pair, different batch sizes. Convolution kernels may pick other blockings for other
+#: batch shapes; the resulting float32 rounding is far below this bound.
+BATCH_INVARIANCE_ATOL: Final = 1e-5
+
+#: Longest time finished rows wait in memory before they are flushed to the journal. Rows
+#: are also flushed whenever a full batch's worth is waiting.
+JOURNAL_FLUSH_S: Final = 0.5

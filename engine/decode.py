@@ -1,0 +1,329 @@
+"""Decoding: file bytes to RGBA pixels plus the facts the metrics need.
+
+Runs in decode worker processes, so it imports only numpy and Pillow. Every failure is a
+`DecodeError` whose message says what is wrong with the file; the pipeline turns it into
+an error row.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError, WebPImagePlugin
+
+from engine.config import DEFAULT_MAX_PIXELS, RESIZE_FILTER
+
+_FORMATS = ("PNG", "JPEG", "WEBP")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# pixgate enforces its own, configurable limit (see `decode_image`); Pillow's global one
+# would turn large images into warnings or a different exception.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class DecodeError(Exception):
+    """A file that cannot be decoded; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image.
+
+    Attributes:
+        rgba: H x W x 4 uint8 pixels, straight (not premultiplied) alpha; alpha is 255
+            everywhere when the file has no transparency.
+        format: Container format as detected from the content (`PNG`, `JPEG`, `WEBP`).
+        mode: Pillow's pixel mode as stored in the file (`RGBA`, `P`, `I;16`, ...).
+        has_alpha: The file carries transparency (an alpha channel or a tRNS chunk).
+        icc_profile: Embedded ICC profile bytes, or None when untagged.
+        icc_description: The profile's description, or None.
+    """
+
+    rgba: np.ndarray
+    format: str
+    mode: str
+    has_alpha: bool
+    icc_profile: bytes | None
+    icc_description: str | None
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return int(self.rgba.shape[1])
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return int(self.rgba.shape[0])
+
+
+def _check_png_structure(data: bytes) -> None:
+    """Walk the PNG chunk list, checking lengths, CRCs and the final IEND.
+
+    Pillow skips the CRC of IDAT chunks and stops reading at the last image byte, so a
+    corrupted or truncated file can decode to wrong pixels without complaint.
+    """
+    pos = len(_PNG_SIGNATURE)
+    end = len(data)
+    seen_idat = False
+    while True:
+        if pos + 8 > end:
+            raise DecodeError(f"truncated PNG: chunk header expected at byte {pos}, file ends at {end}")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        name = ctype.decode("latin-1")
+        if not ctype.isalpha():
+            raise DecodeError(f"corrupt PNG: invalid chunk type {ctype!r} at byte {pos}")
+        if length > 0x7FFFFFFF:
+            raise DecodeError(f"corrupt PNG: chunk {name} at byte {pos} declares {length} bytes")
+        data_end = pos + 8 + length
+        if data_end + 4 > end:
+            raise DecodeError(
+                f"truncated PNG: chunk {name} at byte {pos} needs {length + 12} bytes, {end - pos} remain"
+            )
+        (crc,) = struct.unpack(">I", data[data_end : data_end + 4])
+        if zlib.crc32(data[pos + 4 : data_end]) != crc:
+            raise DecodeError(f"corrupt PNG: CRC mismatch in chunk {name} at byte {pos}")
+        if pos == len(_PNG_SIGNATURE):
+            _check_ihdr(ctype, data[pos + 8 : data_end])
+        seen_idat = seen_idat or ctype == b"IDAT"
+        pos = data_end + 4
+        if ctype == b"IEND":
+            if not seen_idat:
+                raise DecodeError("corrupt PNG: no IDAT chunk (the file holds no pixel data)")
+            return
+
+
+# Allowed bit depths per PNG colour type (PNG spec, table 11.1).
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+
+
+def _check_ihdr(ctype: bytes, body: bytes) -> None:
+    if ctype != b"IHDR" or len(body) != 13:
+        raise DecodeError(f"corrupt PNG: first chunk is {ctype.decode('latin-1')} ({len(body)} bytes), not IHDR")
+    width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+    if width == 0 or height == 0:
+        raise DecodeError(f"corrupt PNG: IHDR declares a {width}x{height} image")
+    if depth not in _PNG_DEPTHS.get(colour, ()):
+        raise DecodeError(f"corrupt PNG: IHDR declares colour type {colour} with bit depth {depth}, not a valid pair")
+
+
+def _icc_description(profile: bytes) -> str:
+    try:
+        desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
+    except (OSError, ImageCms.PyCMSError) as exc:
+        raise DecodeError(f"embedded ICC profile is unreadable: {exc}") from exc
+    return desc.strip()
+
+
+def _sixteen_to_8(arr: np.ndarray) -> np.ndarray:
+    # The high byte, as PNG decoders conventionally reduce 16-bit samples.
+    return (arr.astype(np.uint32) >> 8).astype(np.uint8)
+
+
+def _png_grey_depth(data: bytes) -> int | None:
+    """Bit depth of a greyscale PNG (colour type 0), else None."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 26 and data[12:16] == b"IHDR" and data[25] == 0:
+        return data[24]
+    return None
+
+
+def _to_rgba(im: Image.Image, grey_depth: int | None) -> tuple[np.ndarray, bool]:
+    """Convert any supported mode to straight-alpha RGBA uint8; report transparency.
+
+    Args:
+        im: The loaded, oriented image.
+        grey_depth: Bit depth of a greyscale PNG: its tRNS value is in that sample scale,
+            while Pillow hands out pixels scaled to 8 bits.
+    """
+    mode = im.mode
+    transparency = im.info.get("transparency")
+    if mode in ("1", "L") and isinstance(transparency, int) and grey_depth and grey_depth < 8:
+        grey = np.asarray(im.convert("L"), dtype=np.uint8)
+        key = transparency * (255 // ((1 << grey_depth) - 1))
+        alpha = np.where(grey == key, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.dstack([grey, grey, grey, alpha])), True
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: Pillow's own conversion clips instead of scaling.
+        raw = np.asarray(im)
+        grey = _sixteen_to_8(raw) if mode != "I" or raw.max(initial=0) > 255 else raw.astype(np.uint8)
+        alpha = np.full(grey.shape, 255, np.uint8)
+        if isinstance(transparency, int):
+            alpha[raw == transparency] = 0
+        rgba = np.dstack([grey, grey, grey, alpha])
+        return np.ascontiguousarray(rgba), transparency is not None
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or transparency is not None
+    if mode == "CMYK":
+        im = im.convert("RGB")
+    if mode == "P" and transparency is not None:
+        im = im.convert("RGBA")
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+    return np.ascontiguousarray(rgba), has_alpha
+
+
+def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode image bytes (PNG, JPEG or WebP) to RGBA.
+
+    EXIF orientation is applied, so width and height are as displayed. PNG files have
+    their chunk structure and every CRC checked first.
+
+    Args:
+        data: The file's bytes.
+        max_pixels: Decompression-bomb limit on width * height, checked before any pixel
+            is inflated.
+
+    Raises:
+        DecodeError: The bytes are empty, not one of the supported formats, corrupt,
+            truncated, or declare more than `max_pixels` pixels.
+    """
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    if data.startswith(_PNG_SIGNATURE):
+        _check_png_structure(data)
+    try:
+        im = Image.open(io.BytesIO(data), formats=_FORMATS)
+    except UnidentifiedImageError:
+        raise DecodeError(_unidentified_reason(data)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DecodeError(f"unreadable {_sniff(data)} header: {exc}") from None
+    with im:
+        fmt = str(im.format)
+        width, height = im.size
+        if width * height > max_pixels:
+            raise DecodeError(
+                f"{width}x{height} = {width * height:,} pixels exceeds the decompression-bomb limit of "
+                f"{max_pixels:,}; raise --max-pixels to accept it"
+            )
+        try:
+            im.load()
+            oriented = ImageOps.exif_transpose(im)
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
+            raise DecodeError(f"corrupt {fmt} data: {exc}") from None
+        icc = im.info.get("icc_profile") or None
+        rgba, has_alpha = _to_rgba(oriented, _png_grey_depth(data))
+        return DecodedImage(
+            rgba=rgba,
+            format=fmt,
+            mode=im.mode,
+            has_alpha=has_alpha,
+            icc_profile=icc,
+            icc_description=_icc_description(icc) if icc else None,
+        )
+
+
+_PLUGINS = {"PNG": PngImagePlugin.PngImageFile, "JPEG": JpegImagePlugin.JpegImageFile, "WebP": WebPImagePlugin.WebPImageFile}
+
+
+def _unidentified_reason(data: bytes) -> str:
+    """Why Pillow rejected bytes that look like a supported format, or that they do not."""
+    kind = _sniff(data)
+    if kind == "image" and len(data) >= 8 and sum(a != b for a, b in zip(data[:8], _PNG_SIGNATURE)) <= 3:
+        return (
+            f"damaged PNG signature {data[:8]!r} (expected {_PNG_SIGNATURE!r}): "
+            "the file was probably copied in text mode"
+        )
+    plugin = _PLUGINS.get(kind)
+    if plugin is None:
+        return f"not a PNG, JPEG or WebP image (starts with {data[:8]!r})"
+    try:
+        plugin(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any plugin failure is the message we want
+        return f"corrupt {kind} header: {exc}"
+    return f"corrupt {kind} file"
+
+
+def _sniff(data: bytes) -> str:
+    if data.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return "image"
+
+
+def decode_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Read and decode one image file; see `decode_bytes`.
+
+    Raises:
+        DecodeError: The file cannot be read or decoded.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
+    return decode_bytes(data, max_pixels=max_pixels)
+
+
+def resize_rgba(rgba: np.ndarray, width: int, height: int, *, method: str = RESIZE_FILTER) -> np.ndarray:
+    """Resample RGBA pixels to a new size (alpha-aware: Pillow premultiplies for RGBA)."""
+    out = Image.fromarray(rgba, "RGBA").resize((width, height), _RESAMPLE[method])
+    return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
+
+
+@dataclass(frozen=True)
+class DecodedPair:
+    """What a decode worker sends back for one pair.
+
+    Attributes:
+        pair_id: The pair's id.
+        baseline: Decoded baseline, or None if it failed.
+        candidate: Decoded candidate, or None if it failed.
+        candidate_aligned: The candidate's RGBA at the baseline's size (the candidate's
+            own pixels when sizes match), or None.
+        error: Why the pair failed, naming the side, or None.
+        decode_ms: Time spent reading and decoding both files and resampling.
+    """
+
+    pair_id: str
+    baseline: DecodedImage | None
+    candidate: DecodedImage | None
+    candidate_aligned: np.ndarray | None
+    error: str | None
+    decode_ms: float
+
+
+def decode_pair(pair_id: str, baseline: Path, candidate: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPair:
+    """Decode both sides of a pair and align the candidate to the baseline's size.
+
+    Never raises for a bad file: the failure is reported in `DecodedPair.error`.
+    """
+    start = time.perf_counter()
+    results: dict[str, DecodedImage | None] = {}
+    errors = []
+    for side, path in (("baseline", baseline), ("candidate", candidate)):
+        try:
+            results[side] = decode_image(path, max_pixels=max_pixels)
+        except DecodeError as exc:
+            results[side] = None
+            errors.append(f"{side} {path.name}: {exc}")
+    base, cand = results["baseline"], results["candidate"]
+    aligned = None
+    if base is not None and cand is not None:
+        aligned = cand.rgba
+        if (cand.width, cand.height) != (base.width, base.height):
+            aligned = resize_rgba(cand.rgba, base.width, base.height)
+    ms = (time.perf_counter() - start) * 1000.0
+    return DecodedPair(pair_id, base, cand, aligned, "; ".join(errors) or None, ms)
+
+
+__all__ = [
+    "DecodeError",
+    "DecodedImage",
+    "DecodedPair",
+    "decode_bytes",
+    "decode_image",
+    "decode_pair",
+    "resize_rgba",
+]

@@ -1,0 +1,136 @@
+"""LPIPS: the `lpips` package's v0.1 linear heads on a torchvision backbone.
+
+The graph is the `lpips` package's (scaling layer, backbone slices, unit-normalised
+features, squared difference, 1x1 linear head, spatial mean, sum over layers); pixgate
+runs both images of every pair through the backbone in one batch and applies each head
+as a weighted channel sum. Parity with the package is tested to `LPIPS_PARITY_ATOL`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.config import ALPHA_BACKGROUND, LPIPS_HEAD_VERSION, MIN_SIDE, NETS
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Layer ranges of torchvision's `features` whose outputs LPIPS compares (the `lpips`
+# package's `pretrained_networks` slices).
+_SLICES: dict[str, tuple[tuple[int, int], ...]] = {
+    "alex": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
+    "vgg": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)),
+    "squeeze": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 11), (11, 12), (12, 13)),
+}
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_EPS = 1e-10
+
+
+class WeightsFormatError(ValueError):
+    """A weights file that is not a torchvision state_dict for the requested network."""
+
+
+def _torchvision_features(net: str) -> nn.Sequential:
+    from torchvision import models
+
+    builders = {"alex": models.alexnet, "vgg": models.vgg16, "squeeze": models.squeezenet1_1}
+    return builders[net](weights=None).features
+
+
+def _load_features(net: str, weights: Path) -> nn.Sequential:
+    """Load the backbone's `features` from a torchvision state_dict file."""
+    import torch
+
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise WeightsFormatError(f"--weights {weights}: not a readable torch file ({exc})") from None
+    if not isinstance(state, dict):
+        raise WeightsFormatError(f"--weights {weights}: expected a state_dict, found {type(state).__name__}")
+    features = _torchvision_features(net)
+    wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        some = ", ".join(sorted(state)[:4]) or "none"
+        raise WeightsFormatError(
+            f"--weights {weights}: not a torchvision {net} state_dict: missing {missing[0]} "
+            f"({len(missing)} keys missing; the file has keys like {some})"
+        )
+    for key, ref in wanted.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise WeightsFormatError(
+                f"--weights {weights}: {key} has shape {tuple(state[key].shape)}, {net} needs {tuple(ref.shape)}"
+            )
+    features.load_state_dict({k.removeprefix("features."): state[k] for k in wanted})
+    return features
+
+
+def _head_weights(net: str) -> list[torch.Tensor]:
+    """The `lpips` package's calibrated linear heads, shipped inside the package."""
+    import lpips
+    import torch
+
+    path = Path(lpips.__file__).parent / "weights" / f"v{LPIPS_HEAD_VERSION}" / f"{net}.pth"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return [state[f"lin{i}.model.1.weight"].reshape(-1) for i in range(len(_SLICES[net]))]
+
+
+def _build_module(net: str, features: nn.Sequential, heads: list[torch.Tensor]) -> nn.Module:
+    import torch
+    from torch import nn
+
+    class _LPIPS(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.slices = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in _SLICES[net])
+            self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
+            self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
+            for i, w in enumerate(heads):
+                self.register_buffer(f"head{i}", w.view(1, -1, 1, 1).clone())
+            bg = torch.tensor(ALPHA_BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 255.0
+            self.register_buffer("background", bg)
+
+        def prepare(self, rgba: torch.Tensor) -> torch.Tensor:
+            """N x H x W x 4 uint8 -> N x 3 x H x W in [-1, 1], alpha composited."""
+            x = rgba.permute(0, 3, 1, 2).float().div_(255.0)
+            rgb, alpha = x[:, :3], x[:, 3:4]
+            return (rgb * alpha + self.background * (1.0 - alpha)).mul_(2.0).sub_(1.0)
+
+        def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+            """LPIPS between two N x 3 x H x W batches in [-1, 1]; returns N distances."""
+            n = x0.shape[0]
+            h = (torch.cat([x0, x1]) - self.shift) / self.scale
+            total = x0.new_zeros(n)
+            for i, block in enumerate(self.slices):
+                h = block(h)
+                f = h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
+                d = (f[:n] - f[n:]).pow_(2)
+                total += (d * getattr(self, f"head{i}")).sum(dim=1).mean(dim=(1, 2))
+            return total
+
+    return _LPIPS().eval().requires_grad_(False)
+
+
+def load_lpips(net: str, weights: Path) -> nn.Module:
+    """Build the LPIPS module for `net` with backbone weights from `weights`.
+
+    The module has `prepare(rgba_uint8_nhwc)` and `forward(x0, x1) -> distances`.
+
+    Raises:
+        ValueError: Unknown net.
+        WeightsFormatError: The file is not a matching torchvision state_dict.
+    """
+    if net not in NETS:
+        raise ValueError(f"net must be one of {', '.join(NETS)}; got {net!r}")
+    return _build_module(net, _load_features(net, weights), _head_weights(net))
+
+
+def upscale_factor(net: str, height: int, width: int) -> float:
+    """Factor (>= 1) that brings the shorter side up to the backbone's minimum."""
+    return max(1.0, MIN_SIDE[net] / min(height, width))
+
+
+__all__ = ["WeightsFormatError", "load_lpips", "upscale_factor"]

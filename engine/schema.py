@@ -1,0 +1,157 @@
+"""The Arrow contract of a run: column names, types, meanings and metadata keys.
+
+This module is the single source of truth for what a run file holds. The writer, the
+gate, the report, the README's column table and the tests all derive names from here;
+nothing else spells a column name as a literal.
+
+pyarrow is imported lazily so that importing the names costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Bumped whenever a column is removed, renamed or changes meaning. Adding a column keeps
+#: the major number.
+SCHEMA_VERSION: Final = "1.0"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a run file.
+
+    Attributes:
+        name: Column name in the Arrow file.
+        dtype: Arrow type name: ``string``, ``int32``, ``float64`` or ``bool``.
+        doc: What the value means, with its unit or range.
+    """
+
+    name: str
+    dtype: str
+    doc: str
+
+
+# Statuses a row can carry. Anything but OK makes `score` exit 1.
+STATUS_OK: Final = "ok"
+STATUS_ERROR: Final = "error"
+STATUS_MISSING_BASELINE: Final = "missing_baseline"
+STATUS_MISSING_CANDIDATE: Final = "missing_candidate"
+STATUSES: Final = (STATUS_OK, STATUS_ERROR, STATUS_MISSING_BASELINE, STATUS_MISSING_CANDIDATE)
+
+PAIR_ID = Column("pair_id", "string", "Relative path without extension, `/`-separated; unique per run.")
+STATUS = Column("status", "string", "`ok`, `error`, `missing_baseline` or `missing_candidate`.")
+ERROR = Column("error", "string", "Why the row is not `ok` (null when it is).")
+BASELINE_PATH = Column("baseline_path", "string", "Absolute path of the baseline image.")
+CANDIDATE_PATH = Column("candidate_path", "string", "Absolute path of the candidate image.")
+BASELINE_FORMAT = Column("baseline_format", "string", "Decoded container format (`PNG`, `JPEG`, `WEBP`).")
+CANDIDATE_FORMAT = Column("candidate_format", "string", "Decoded container format of the candidate.")
+BASELINE_MODE = Column("baseline_mode", "string", "Pixel mode as stored (e.g. `RGBA`, `P`, `I;16`, `CMYK`).")
+CANDIDATE_MODE = Column("candidate_mode", "string", "Pixel mode of the candidate as stored.")
+BASELINE_WIDTH = Column("baseline_width", "int32", "Baseline width in pixels, after EXIF orientation.")
+BASELINE_HEIGHT = Column("baseline_height", "int32", "Baseline height in pixels, after EXIF orientation.")
+CANDIDATE_WIDTH = Column("candidate_width", "int32", "Candidate width in pixels, after EXIF orientation.")
+CANDIDATE_HEIGHT = Column("candidate_height", "int32", "Candidate height in pixels, after EXIF orientation.")
+SIZE_MATCH = Column("size_match", "bool", "Same width and height. If not, the candidate is resampled to the baseline's size for the metrics.")
+ASPECT_RATIO_DELTA = Column("aspect_ratio_delta", "float64", "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch.")
+BASELINE_HAS_ALPHA = Column("baseline_has_alpha", "bool", "Baseline carries transparency (alpha channel or tRNS).")
+CANDIDATE_HAS_ALPHA = Column("candidate_has_alpha", "bool", "Candidate carries transparency (alpha channel or tRNS).")
+ALPHA_PARITY = Column("alpha_parity", "bool", "Both have alpha or neither: false is the 'expected alpha channel, found none' failure.")
+ALPHA_MAE = Column("alpha_mae", "float64", "Mean absolute alpha difference, 0..1, when both have alpha.")
+ALPHA_IOU = Column("alpha_iou", "float64", "Intersection over union of the opaque masks, when both have alpha.")
+BASELINE_ICC = Column("baseline_icc", "string", "Embedded ICC profile description; null when untagged (read as sRGB).")
+CANDIDATE_ICC = Column("candidate_icc", "string", "Embedded ICC profile description of the candidate; null when untagged.")
+ICC_MATCH = Column("icc_match", "bool", "Same colour space, judged on the profiles' content, not their names.")
+DELTA_E_MEAN = Column("delta_e_mean", "float64", "Mean CIEDE2000 over pixels opaque in both, after conversion to sRGB.")
+DELTA_E_P95 = Column("delta_e_p95", "float64", "95th percentile CIEDE2000 over pixels opaque in both.")
+CHROMA_SHIFT = Column("chroma_shift", "float64", "Mean candidate C* minus baseline C* (CIELAB): positive means more saturated.")
+LIGHTNESS_SHIFT = Column("lightness_shift", "float64", "Mean candidate L* minus baseline L* (CIELAB).")
+EDGE_PRESERVATION = Column("edge_preservation", "float64", "Share of the baseline's edge strength that survives in the candidate, 0..1.")
+LPIPS = Column("lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`.")
+LPIPS_UPSCALED = Column("lpips_upscaled", "bool", "The pair was upsampled to the backbone's minimum side before LPIPS.")
+COMPUTE_MS = Column("compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms.")
+GPU_MS = Column("gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA.")
+DECODE_MS = Column("decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms.")
+
+#: Every column, in file order.
+COLUMNS: Final[tuple[Column, ...]] = (
+    PAIR_ID, STATUS, ERROR, BASELINE_PATH, CANDIDATE_PATH,
+    BASELINE_FORMAT, CANDIDATE_FORMAT, BASELINE_MODE, CANDIDATE_MODE,
+    BASELINE_WIDTH, BASELINE_HEIGHT, CANDIDATE_WIDTH, CANDIDATE_HEIGHT,
+    SIZE_MATCH, ASPECT_RATIO_DELTA,
+    BASELINE_HAS_ALPHA, CANDIDATE_HAS_ALPHA, ALPHA_PARITY, ALPHA_MAE, ALPHA_IOU,
+    BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
+    DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
+    EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED,
+    COMPUTE_MS, GPU_MS, DECODE_MS,
+)  # fmt: skip
+
+COLUMN_NAMES: Final = tuple(c.name for c in COLUMNS)
+
+# Schema metadata keys (all values are UTF-8 strings in the Arrow schema metadata).
+META_PIXGATE_VERSION: Final = "pixgate.version"
+META_SCHEMA_VERSION: Final = "pixgate.schema_version"
+META_DEVICE: Final = "pixgate.device"
+META_DEVICE_NAME: Final = "pixgate.device_name"
+META_TORCH_VERSION: Final = "pixgate.torch_version"
+META_LPIPS_NET: Final = "pixgate.lpips_net"
+META_LPIPS_VERSION: Final = "pixgate.lpips_version"
+META_WEIGHTS_SHA256: Final = "pixgate.weights_sha256"
+META_WEIGHTS_SOURCE: Final = "pixgate.weights_source"
+META_LPIPS_NOTE: Final = "pixgate.lpips_note"
+META_GPU_NOTE: Final = "pixgate.gpu_note"
+META_BASELINE_ROOT: Final = "pixgate.baseline_root"
+META_CANDIDATE_ROOT: Final = "pixgate.candidate_root"
+META_STARTED_AT: Final = "pixgate.started_at"
+META_ENDED_AT: Final = "pixgate.ended_at"
+META_RESUMED_AT: Final = "pixgate.resumed_at"
+META_IGNORED_FILES: Final = "pixgate.ignored_files"
+META_SETTINGS: Final = "pixgate.settings"
+META_STATS: Final = "pixgate.stats"
+
+#: Metadata that must agree between a partial run and the command that resumes it.
+RESUME_KEYS: Final = (
+    META_SCHEMA_VERSION,
+    META_LPIPS_NET,
+    META_LPIPS_VERSION,
+    META_WEIGHTS_SHA256,
+    META_BASELINE_ROOT,
+    META_CANDIDATE_ROOT,
+)
+
+
+def empty_row() -> dict[str, Any]:
+    """A row with every column present and null, to be filled by the pipeline."""
+    return dict.fromkeys(COLUMN_NAMES)
+
+
+def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
+    """The run's Arrow schema, optionally carrying metadata."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int32": pa.int32(), "float64": pa.float64(), "bool": pa.bool_()}
+    fields = [pa.field(c.name, types[c.dtype], nullable=c.name != PAIR_ID.name) for c in COLUMNS]
+    return pa.schema(fields, metadata=metadata)
+
+
+def markdown_table() -> str:
+    """The README's column table, generated from `COLUMNS`."""
+    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in COLUMNS]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "COLUMNS",
+    "COLUMN_NAMES",
+    "RESUME_KEYS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "Column",
+    "arrow_schema",
+    "empty_row",
+    "markdown_table",
+]

@@ -1,0 +1,467 @@
+"""The `score` pipeline: pairing -> decode workers -> device batches -> Arrow journal.
+
+Memory stays bounded whatever the number of pairs: at most `INFLIGHT_PER_WORKER` decode
+tasks per worker are in flight, and at most `PENDING_BATCHES` batches' worth of decoded
+pairs wait for the device. The main process never blocks on decoding while a decoded
+pair is waiting: it scores what it has, so the time it spends blocked
+(`decode_wait_s`) is time in which decoding really was the bottleneck.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import __version__, schema
+from engine.arrow_io import RunJournal, dumps_meta, journal_path, read_journal, read_run, run_metadata
+from engine.config import (
+    DEFAULT_BATCH_SIZE_CPU,
+    DEFAULT_BATCH_SIZE_CUDA,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_NET,
+    INFLIGHT_PER_WORKER,
+    JOURNAL_FLUSH_S,
+    LPIPS_HEAD_VERSION,
+    MAX_BATCH_PIXELS,
+    PENDING_BATCHES,
+)
+from engine.decode import DecodedImage, DecodedPair, decode_pair
+from engine.pairing import Pair, pair_directories
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+    from torch import nn
+
+
+class ScoreConfigError(Exception):
+    """A usage or configuration problem (exit code 2); nothing was scored."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Everything `score` needs; mirrors the CLI's options.
+
+    Attributes:
+        baseline: Folder of reference images.
+        candidate: Folder of images to compare against them.
+        output: The run file to write (`RUN.arrow`).
+        device: `auto`, `cpu` or `cuda`.
+        batch_size: Pairs per device batch; None picks a default for the device.
+        workers: Decode worker processes; None picks a default for the machine.
+        weights: Explicit backbone weights file.
+        net: `alex`, `vgg` or `squeeze`.
+        resume: Complete an interrupted run instead of starting over.
+        no_lpips: Skip LPIPS (the `lpips` column is null; metadata says why).
+        max_pixels: Decompression-bomb limit per image.
+        download_progress: Called with (bytes, total) while weights download.
+    """
+
+    baseline: Path
+    candidate: Path
+    output: Path
+    device: str = "auto"
+    batch_size: int | None = None
+    workers: int | None = None
+    weights: Path | None = None
+    net: str = DEFAULT_NET
+    resume: bool = False
+    no_lpips: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    download_progress: Callable[[int, int | None], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a finished run produced.
+
+    Attributes:
+        table: The run file's rows (sorted by pair_id) with metadata.
+        stats: Run-level measurements (also stored in the metadata).
+    """
+
+    table: pa.Table
+    stats: dict[str, Any]
+
+    @property
+    def all_ok(self) -> bool:
+        """Every row has status ok."""
+        return all(s == schema.STATUS_OK for s in self.table.column(schema.STATUS.name).to_pylist())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_workers(device_type: str, cores: int) -> int:
+    """Decode workers: one core is left to the main process on a GPU box; on a CPU the
+    model needs the cores more than decoding does (decode is ~10x cheaper per pair)."""
+    if device_type == "cuda":
+        return max(1, min(cores - 1, 32))
+    return max(1, cores // 4)
+
+
+def _missing_row(pair: Pair) -> dict[str, Any]:
+    row = schema.empty_row()
+    row[schema.PAIR_ID.name] = pair.pair_id
+    row[schema.BASELINE_PATH.name] = str(pair.baseline) if pair.baseline else None
+    row[schema.CANDIDATE_PATH.name] = str(pair.candidate) if pair.candidate else None
+    if pair.problem:
+        row[schema.STATUS.name] = schema.STATUS_ERROR
+        row[schema.ERROR.name] = pair.problem
+    elif pair.candidate is None:
+        row[schema.STATUS.name] = schema.STATUS_MISSING_CANDIDATE
+        row[schema.ERROR.name] = f"no candidate image for baseline {pair.pair_id!r}"
+    else:
+        row[schema.STATUS.name] = schema.STATUS_MISSING_BASELINE
+        row[schema.ERROR.name] = f"no baseline image for candidate {pair.pair_id!r}"
+    return row
+
+
+def _side_fields(row: dict[str, Any], side: str, img: DecodedImage) -> None:
+    cols = {
+        "baseline": (schema.BASELINE_FORMAT, schema.BASELINE_MODE, schema.BASELINE_WIDTH,
+                     schema.BASELINE_HEIGHT, schema.BASELINE_HAS_ALPHA, schema.BASELINE_ICC),
+        "candidate": (schema.CANDIDATE_FORMAT, schema.CANDIDATE_MODE, schema.CANDIDATE_WIDTH,
+                      schema.CANDIDATE_HEIGHT, schema.CANDIDATE_HAS_ALPHA, schema.CANDIDATE_ICC),
+    }[side]  # fmt: skip
+    values = (img.format, img.mode, img.width, img.height, img.has_alpha, img.icc_description)
+    for col, value in zip(cols, values, strict=True):
+        row[col.name] = value
+
+
+def decoded_row(pair: Pair, dp: DecodedPair) -> dict[str, Any]:
+    """The row of a decoded pair before metrics: identity, format and shape facts."""
+    row = schema.empty_row()
+    row[schema.PAIR_ID.name] = pair.pair_id
+    row[schema.BASELINE_PATH.name] = str(pair.baseline)
+    row[schema.CANDIDATE_PATH.name] = str(pair.candidate)
+    row[schema.DECODE_MS.name] = dp.decode_ms
+    row[schema.STATUS.name] = schema.STATUS_ERROR if dp.error else schema.STATUS_OK
+    row[schema.ERROR.name] = dp.error
+    if dp.baseline is not None:
+        _side_fields(row, "baseline", dp.baseline)
+    if dp.candidate is not None:
+        _side_fields(row, "candidate", dp.candidate)
+    b, c = dp.baseline, dp.candidate
+    if b is not None and c is not None:
+        row[schema.SIZE_MATCH.name] = (b.width, b.height) == (c.width, c.height)
+        row[schema.ASPECT_RATIO_DELTA.name] = abs((c.width / c.height) / (b.width / b.height) - 1.0)
+        row[schema.ALPHA_PARITY.name] = b.has_alpha == c.has_alpha
+    return row
+
+
+@dataclass
+class _Scorer:
+    """Runs device batches: LPIPS on the pairs of one size bucket."""
+
+    model: nn.Module | None
+    device: torch.device
+    net: str
+
+    def score(self, items: list[DecodedPair]) -> tuple[list[float | None], float, float | None, bool]:
+        """Score one bucket; returns (lpips per pair, wall ms, gpu ms, upscaled)."""
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from engine.models import upscale_factor
+        from engine.telemetry import time_batch
+
+        if self.model is None:
+            return [None] * len(items), 0.0, None, False
+        base = np.stack([it.baseline.rgba for it in items if it.baseline is not None])
+        cand = np.stack([it.candidate_aligned for it in items if it.candidate_aligned is not None])
+        h, w = base.shape[1:3]
+        factor = upscale_factor(self.net, h, w)
+        cuda = self.device.type == "cuda"
+        with torch.inference_mode(), time_batch(self.device) as timing:
+            tb = torch.from_numpy(base)
+            tc = torch.from_numpy(cand)
+            if cuda:
+                tb, tc = tb.pin_memory(), tc.pin_memory()
+            x0 = self.model.prepare(tb.to(self.device, non_blocking=True))
+            x1 = self.model.prepare(tc.to(self.device, non_blocking=True))
+            if factor > 1.0:
+                size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1))
+                x0 = F.interpolate(x0, size=size, mode="bilinear", align_corners=False)
+                x1 = F.interpolate(x1, size=size, mode="bilinear", align_corners=False)
+            values = self.model(x0, x1).float().cpu().tolist()
+        return values, timing.wall_ms, timing.gpu_ms, factor > 1.0
+
+
+@dataclass
+class _Buckets:
+    """Decoded pairs waiting for the device, grouped by baseline size."""
+
+    batch_size: int
+    by_size: dict[tuple[int, int], list[tuple[Pair, DecodedPair]]] = field(default_factory=dict)
+    count: int = 0
+
+    def cap(self, key: tuple[int, int]) -> int:
+        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // max(1, key[0] * key[1])))
+
+    def add(self, pair: Pair, dp: DecodedPair) -> None:
+        assert dp.baseline is not None  # noqa: S101 - internal invariant, never user input
+        key = (dp.baseline.height, dp.baseline.width)
+        self.by_size.setdefault(key, []).append((pair, dp))
+        self.count += 1
+
+    def take(self, *, only_full: bool) -> list[tuple[Pair, DecodedPair]] | None:
+        """Pop a full bucket, or (when not `only_full`) the fullest one."""
+        if not self.by_size:
+            return None
+        key = max(self.by_size, key=lambda k: len(self.by_size[k]) / self.cap(k))
+        bucket = self.by_size[key]
+        cap = self.cap(key)
+        if only_full and len(bucket) < cap:
+            return None
+        taken, rest = bucket[:cap], bucket[cap:]
+        if rest:
+            self.by_size[key] = rest
+        else:
+            del self.by_size[key]
+        self.count -= len(taken)
+        return taken
+
+
+def _check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
+    for key in schema.RESUME_KEYS:
+        if old.get(key, "") != new.get(key, ""):
+            raise ScoreConfigError(
+                f"--resume: {source} was written with {key}={old.get(key, '')!r}, this run has "
+                f"{new.get(key, '')!r}; use the same settings, or drop --resume to start over"
+            )
+
+
+def _load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
+    """Rows and metadata of an earlier run that this one continues, if any."""
+    jpath = journal_path(opts.output)
+    if not opts.resume:
+        if jpath.exists():
+            raise ScoreConfigError(
+                f"an interrupted run exists at {jpath}: pass --resume to complete it, or delete it to start over"
+            )
+        return None, {}, None
+    if jpath.exists():
+        try:
+            table, meta = read_journal(jpath)
+        except ValueError as exc:
+            raise ScoreConfigError(f"--resume: {exc}") from None
+        return table, meta, jpath
+    if opts.output.exists():
+        try:
+            table = read_run(opts.output)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
+            raise ScoreConfigError(f"--resume: {opts.output} is not a readable run file: {exc}") from None
+        return table, run_metadata(table), opts.output
+    return None, {}, None
+
+
+def _load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | None, dict[str, str]]:
+    if opts.no_lpips:
+        return None, {schema.META_LPIPS_NOTE: "LPIPS disabled by --no-lpips", schema.META_WEIGHTS_SHA256: ""}
+    from engine.models import WeightsFormatError, load_lpips
+    from engine.weights import WeightsError, resolve_weights
+
+    try:
+        resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
+        model = load_lpips(opts.net, resolved.path).to(device)
+    except (WeightsError, WeightsFormatError) as exc:
+        raise ScoreConfigError(str(exc)) from None
+    if device.type == "cuda":
+        model = model.to(memory_format=__import__("torch").channels_last)
+    meta = {
+        schema.META_WEIGHTS_SHA256: resolved.sha256,
+        schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
+    }
+    return model, meta
+
+
+def run_score(
+    opts: ScoreOptions,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> ScoreResult:
+    """Score every pair of two folders into `opts.output`.
+
+    Args:
+        opts: The run's settings.
+        on_rows: Called with each group of rows as they are written (progress display).
+        on_start: Called once scoring starts with (total pairs, pairs already done).
+
+    Returns:
+        The final table and run statistics.
+
+    Raises:
+        ScoreConfigError: Bad folders, device, weights or resume state; nothing written.
+    """
+    import torch
+
+    from engine.telemetry import DeviceError, cpu_count, device_name, peak_rss_mb, select_device
+
+    started = time.perf_counter()
+    for label, folder in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
+        if not folder.is_dir():
+            raise ScoreConfigError(f"{label}: {folder} is not a folder")
+    try:
+        device = select_device(opts.device)
+    except DeviceError as exc:
+        raise ScoreConfigError(str(exc)) from None
+    carried, old_meta, old_source = _load_previous(opts)
+    done_ids = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
+
+    pairing = pair_directories(opts.baseline, opts.candidate)
+    todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done_ids]
+    unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done_ids]
+    cores = cpu_count()
+    workers = opts.workers or default_workers(device.type, cores)
+    batch_size = opts.batch_size or (DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU)
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    inflight: dict[Future[DecodedPair], Pair] = {}
+    queue = iter(todo)
+    max_inflight = workers * INFLIGHT_PER_WORKER
+
+    def refill() -> None:
+        while len(inflight) < max_inflight:
+            pair = next(queue, None)
+            if pair is None:
+                return
+            assert pair.baseline is not None and pair.candidate is not None  # noqa: S101 - scorable
+            inflight[pool.submit(decode_pair, pair.pair_id, pair.baseline, pair.candidate, opts.max_pixels)] = pair
+
+    journal = None
+    try:
+        refill()  # decoding starts while the model loads
+        model, weights_meta = _load_model(opts, device)
+        meta = {
+            schema.META_PIXGATE_VERSION: __version__,
+            schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+            schema.META_DEVICE: str(device),
+            schema.META_DEVICE_NAME: device_name(device),
+            schema.META_TORCH_VERSION: str(torch.__version__),
+            schema.META_LPIPS_NET: "" if opts.no_lpips else opts.net,
+            schema.META_LPIPS_VERSION: "" if opts.no_lpips else f"v{LPIPS_HEAD_VERSION} ({_lpips_package_version()})",
+            schema.META_BASELINE_ROOT: str(opts.baseline.resolve()),
+            schema.META_CANDIDATE_ROOT: str(opts.candidate.resolve()),
+            schema.META_STARTED_AT: old_meta.get(schema.META_STARTED_AT, _now()),
+            schema.META_GPU_NOTE: "" if device.type == "cuda" else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
+            **weights_meta,
+        }
+        if old_source is not None:
+            _check_resume(old_meta, meta, old_source)
+            resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
+            meta[schema.META_RESUMED_AT] = ",".join([*resumed, _now()])
+        journal = RunJournal(opts.output, meta, carried)
+        scorer = _Scorer(model, device, opts.net)
+        buckets = _Buckets(batch_size)
+        pending_rows: list[dict[str, Any]] = [_missing_row(p) for p in unscorable]
+        last_flush = time.perf_counter()
+        decode_wait = compute_s = 0.0
+        batches = 0
+
+        def flush(force: bool = False) -> None:
+            nonlocal pending_rows, last_flush
+            if pending_rows and (
+                force or len(pending_rows) >= batch_size or time.perf_counter() - last_flush >= JOURNAL_FLUSH_S
+            ):
+                assert journal is not None  # noqa: S101 - set above
+                journal.append(pending_rows)
+                if on_rows is not None:
+                    on_rows(pending_rows)
+                pending_rows, last_flush = [], time.perf_counter()
+
+        def run_bucket(items: list[tuple[Pair, DecodedPair]]) -> None:
+            nonlocal compute_s, batches
+            values, wall_ms, gpu_ms, upscaled = scorer.score([dp for _, dp in items])
+            compute_s += wall_ms / 1000.0
+            batches += 1
+            for (pair, dp), value in zip(items, values, strict=True):
+                row = decoded_row(pair, dp)
+                row[schema.LPIPS.name] = value
+                row[schema.LPIPS_UPSCALED.name] = upscaled if value is not None else None
+                row[schema.COMPUTE_MS.name] = wall_ms / len(items) if model is not None else None
+                row[schema.GPU_MS.name] = gpu_ms / len(items) if gpu_ms is not None else None
+                pending_rows.append(row)
+
+        if on_start is not None:
+            on_start(len(pairing.pairs), len(done_ids))
+        flush(force=True)
+        while inflight or buckets.count:
+            refill()
+            finished = [f for f in inflight if f.done()]
+            if not finished and inflight and buckets.count == 0:
+                t0 = time.perf_counter()
+                finished = list(wait(inflight, return_when=FIRST_COMPLETED)[0])
+                decode_wait += time.perf_counter() - t0
+            for fut in finished:
+                pair = inflight.pop(fut)
+                dp = _result_or_error(fut, pair)
+                if dp.error is None and dp.baseline is not None:
+                    buckets.add(pair, dp)
+                else:
+                    pending_rows.append(decoded_row(pair, dp))
+            refill()
+            # Score a full bucket if there is one; otherwise, rather than block on decoding,
+            # score the fullest partial bucket.
+            items = buckets.take(only_full=True)
+            if items is None and (not finished or not inflight or buckets.count >= batch_size * PENDING_BATCHES):
+                items = buckets.take(only_full=False)
+            if items:
+                run_bucket(items)
+            flush()
+        flush(force=True)
+        wall = time.perf_counter() - started
+        stats = {
+            "pairs": len(pairing.pairs),
+            "scored_now": len(todo),
+            "carried_over": len(done_ids),
+            "batches": batches,
+            "wall_s": round(wall, 3),
+            "compute_s": round(compute_s, 3),
+            "decode_wait_s": round(decode_wait, 3),
+            "decode_wait_share": round(decode_wait / wall, 4) if wall else 0.0,
+            "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
+            "peak_rss_mb": peak_rss_mb(),
+            "workers": workers,
+            "batch_size": batch_size,
+            "torch_threads": torch.get_num_threads(),
+        }
+        meta[schema.META_ENDED_AT] = _now()
+        meta[schema.META_IGNORED_FILES] = str(len(pairing.ignored))
+        meta[schema.META_SETTINGS] = dumps_meta(
+            {"device": opts.device, "net": opts.net, "max_pixels": opts.max_pixels, "no_lpips": opts.no_lpips}
+        )
+        meta[schema.META_STATS] = dumps_meta(stats)
+        table = journal.finalize(meta)
+        stats["ignored_files"] = [str(p) for p in pairing.ignored]
+        return ScoreResult(table, stats)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if journal is not None:
+            journal.close()
+
+
+def _result_or_error(fut: Future[DecodedPair], pair: Pair) -> DecodedPair:
+    """The worker's result; a crashed worker becomes an error for its pair, not the run's end."""
+    try:
+        return fut.result()
+    except Exception as exc:  # noqa: BLE001 - any worker failure must become a row
+        return DecodedPair(pair.pair_id, None, None, None, f"decode worker failed: {type(exc).__name__}: {exc}", 0.0)
+
+
+def _lpips_package_version() -> str:
+    from importlib.metadata import version
+
+    return f"lpips {version('lpips')}"
+
+
+__all__ = ["ScoreConfigError", "ScoreOptions", "ScoreResult", "decoded_row", "default_workers", "run_score"]

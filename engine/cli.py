@@ -59,6 +59,20 @@ def _main(
     """pixgate: automated, measurable gates for image-generator changes."""
 
 
+def _whole_number(option: str, low: int, high: int | None = None) -> Any:
+    """A typer callback that names the bad value and the accepted range."""
+
+    def check(value: int | None) -> int | None:
+        if value is None:
+            return value
+        if value < low or (high is not None and value > high):
+            allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise typer.BadParameter(f"got {value}; use a whole number {allowed}", param_hint=option)
+        return value
+
+    return check
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -132,10 +146,15 @@ def score(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run file to write (Arrow IPC).", dir_okay=False)],
     device: Annotated[Device, typer.Option(help="Where LPIPS runs.")] = Device.auto,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, max=4096, help="Pairs per device batch [default: 4 on CPU, 32 on CUDA].")
+        int | None, typer.Option(
+            callback=_whole_number("--batch-size", 1, 4096),
+            help="Pairs per device batch [default: 4 on CPU, 32 on CUDA].",
+        )
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, max=256, help="Decode worker processes [default: from the core count].")
+        int | None, typer.Option(
+            callback=_whole_number("--workers", 1, 256), help="Decode worker processes [default: from the core count]."
+        )
     ] = None,
     weights: Annotated[
         Path | None,
@@ -145,7 +164,9 @@ def score(
     resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run.")] = False,
     no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS; score everything else.")] = False,
     max_pixels: Annotated[
-        int, typer.Option(min=1, help="Decompression-bomb limit: largest width*height accepted.")
+        int, typer.Option(
+            callback=_whole_number("--max-pixels", 1), help="Decompression-bomb limit: largest width*height accepted."
+        )
     ] = DEFAULT_MAX_PIXELS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:

@@ -155,3 +155,7 @@ __all__ = [
     "empty_row",
     "markdown_table",
 ]
+
+
+if __name__ == "__main__":
+    print(markdown_table())

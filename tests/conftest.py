@@ -1,0 +1,142 @@
+"""Shared fixtures: seeded random backbone weights, the `lpips` reference, test images.
+
+No test touches the network: the download URL points at a closed port on 127.0.0.1 and
+torchvision's cache lives in a temporary TORCH_HOME.
+"""
+
+from __future__ import annotations
+
+import socket
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+WEIGHTS_SEED = 1234
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    monkeypatch.setenv("PIXGATE_WEIGHTS_URL", f"http://127.0.0.1:{_closed_port()}/alexnet-owt-7be5be79.pth")
+    monkeypatch.delenv("PIXGATE_WEIGHTS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared test data folder beside the checkout."""
+    if not SHARED.is_dir():
+        pytest.fail(f"shared test data not found at {SHARED}: PngSuite and ICC profiles are needed")
+    return SHARED
+
+
+def _random_backbone(net: str) -> dict[str, object]:
+    import torch
+    from torchvision import models
+
+    torch.manual_seed(WEIGHTS_SEED)
+    builder = {"alex": models.alexnet, "vgg": models.vgg16, "squeeze": models.squeezenet1_1}[net]
+    model = builder(weights=None)
+    if net == "vgg":
+        # VGG's classifier is 120M parameters the metric never uses; keep the file small.
+        return {f"features.{k}": v for k, v in model.features.state_dict().items()}
+    return model.state_dict()
+
+
+@pytest.fixture(scope="session")
+def weights_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Path of a seeded random torchvision state_dict for a backbone, made once."""
+    import torch
+
+    made: dict[str, Path] = {}
+
+    def get(net: str) -> Path:
+        if net not in made:
+            path = tmp_path_factory.mktemp("weights") / f"{net}-random.pth"
+            torch.save(_random_backbone(net), path)
+            made[net] = path
+        return made[net]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def alex_weights(weights_for: Callable[[str], Path]) -> Path:
+    """Random AlexNet weights as a full torchvision state_dict."""
+    return weights_for("alex")
+
+
+@pytest.fixture(scope="session")
+def lpips_reference() -> Callable[[str, Path], object]:
+    """The `lpips` package's LPIPS with its backbone loaded from a torchvision state_dict."""
+    import torch
+
+    def build(net: str, weights: Path) -> object:
+        import lpips
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        for block in ref.net.children():
+            for index, layer in block.named_children():
+                prefix = f"features.{index}."
+                layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+        return ref.eval()
+
+    return build
+
+
+def poster(height: int, width: int, seed: int, *, alpha: bool = False) -> np.ndarray:
+    """A smooth, structured test picture (gradients, blobs, noise) as uint8 RGB(A)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    chans = []
+    for _ in range(3):
+        fx, fy, ph = rng.uniform(0.5, 6, 3)
+        chans.append(0.5 + 0.35 * np.sin(fx * x / width * 6.28 + ph) * np.cos(fy * y / height * 6.28))
+    img = np.stack(chans, axis=-1) + rng.normal(0, 0.03, (height, width, 3))
+    img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+    if alpha:
+        mask = ((x - width / 2) ** 2 / (width / 2.5) ** 2 + (y - height / 2) ** 2 / (height / 2.5) ** 2) < 1
+        a = np.where(mask, 255, 0).astype(np.uint8)
+        img = np.dstack([img, a])
+    return img
+
+
+@pytest.fixture
+def make_pairs(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
+    """Build baseline/candidate folders of seeded images; returns (baseline, candidate)."""
+
+    def build(
+        sizes: list[tuple[int, int]], *, distort: float = 8.0, candidate_ext: str = ".png"
+    ) -> tuple[Path, Path]:
+        base, cand = tmp_path / "baseline", tmp_path / "candidate"
+        base.mkdir(exist_ok=True)
+        cand.mkdir(exist_ok=True)
+        for i, (h, w) in enumerate(sizes):
+            img = poster(h, w, seed=i)
+            noise = np.random.default_rng(1000 + i).normal(0, distort, img.shape)
+            other = np.clip(img + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(base / f"p{i:03d}.png")
+            Image.fromarray(other).save(cand / f"p{i:03d}{candidate_ext}", **({"quality": 95} if candidate_ext == ".jpg" else {}))
+        return base, cand
+
+    return build
+
+
+@pytest.fixture
+def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Run the test inside its temporary folder."""
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path

@@ -1,0 +1,187 @@
+"""Decoding: PngSuite against its references, corrupt and hostile files, JPEG and WebP."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.decode import DecodeError, decode_bytes, decode_image, decode_pair
+from tests.conftest import poster
+
+# JPEG is lossy: a decoded flat colour may differ from the encoded one by a few levels.
+JPEG_LEVEL_TOLERANCE = 6
+
+
+def _pngsuite(shared: Path) -> list[Path]:
+    files = sorted((shared / "pngsuite" / "png").glob("*.png"))
+    assert len(files) > 150, "PngSuite looks incomplete"
+    return files
+
+
+def _reference(shared: Path, name: str) -> np.ndarray:
+    ref = np.array(json.loads((shared / "pngsuite" / "json" / f"{name}.json").read_text()), dtype=np.int64)
+    if ref.max(initial=0) > 255:
+        # 16-bit reference samples; pixgate keeps the high byte, as PNG decoders do.
+        ref >>= 8
+    return ref
+
+
+def test_every_valid_pngsuite_file_matches_its_reference(shared_data: Path) -> None:
+    checked = 0
+    for path in _pngsuite(shared_data):
+        if path.name.startswith("x"):
+            continue
+        img = decode_image(path)
+        ref = _reference(shared_data, path.stem)
+        got = img.rgba.reshape(-1).astype(np.int64)
+        assert got.shape == ref.shape, path.name
+        mismatch = int(np.count_nonzero(got != ref))
+        assert mismatch == 0, f"{path.name}: {mismatch} samples differ from the reference"
+        checked += 1
+    assert checked >= 150
+
+
+def test_every_corrupt_pngsuite_file_is_an_error_with_a_message(shared_data: Path) -> None:
+    corrupt = [p for p in _pngsuite(shared_data) if p.name.startswith("x")]
+    assert len(corrupt) >= 14
+    for path in corrupt:
+        with pytest.raises(DecodeError) as info:
+            decode_image(path)
+        assert len(str(info.value)) > 10, path.name
+
+
+@pytest.mark.parametrize(
+    ("name", "has_alpha", "mode"),
+    [("basn6a08", True, "RGBA"), ("tbbn3p08", True, "P"), ("tbbn0g04", True, "L"), ("basn2c08", False, "RGB"),
+     ("basn0g16", False, "I;16"), ("basn3p04", False, "P")],
+)  # fmt: skip
+def test_transparency_and_mode_are_reported(shared_data: Path, name: str, has_alpha: bool, mode: str) -> None:
+    img = decode_image(shared_data / "pngsuite" / "png" / f"{name}.png")
+    assert img.has_alpha is has_alpha
+    assert img.mode == mode
+
+
+def test_empty_file() -> None:
+    with pytest.raises(DecodeError, match="empty file"):
+        decode_bytes(b"")
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("this is not an image\n")
+    with pytest.raises(DecodeError, match="not a PNG, JPEG or WebP"):
+        decode_image(path)
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_truncated_png(keep: float) -> None:
+    data = _png_bytes(poster(64, 64, seed=1))
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_jpeg() -> None:
+    buf = io.BytesIO()
+    Image.fromarray(poster(128, 128, seed=2)).save(buf, format="JPEG")
+    with pytest.raises(DecodeError):
+        decode_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG that declares width x height: a few kB on disk."""
+    raw = (b"\x00" + b"\x00" * ((width + 7) // 8)) * height
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_before_inflating() -> None:
+    data = _bomb(20_000, 20_000)
+    assert len(data) < 200_000
+    with pytest.raises(DecodeError, match="decompression-bomb limit"):
+        decode_bytes(data)
+
+
+def test_bomb_limit_is_configurable() -> None:
+    data = _bomb(200, 100)
+    assert decode_bytes(data).width == 200
+    with pytest.raises(DecodeError, match="19,999"):
+        decode_bytes(data, max_pixels=19_999)
+
+
+def test_jpeg_exif_orientation_is_applied() -> None:
+    img = poster(40, 80, seed=3)
+    img[:10, :10] = (255, 0, 0)  # red top-left corner as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    out = decode_bytes(buf.getvalue())
+    assert (out.width, out.height) == (40, 80)
+    # Stored top-left ends up top-right after a clockwise quarter turn.
+    r, g, b, _ = out.rgba[2, -3].astype(int)
+    assert r > 255 - JPEG_LEVEL_TOLERANCE * 4 and g < JPEG_LEVEL_TOLERANCE * 4 and b < JPEG_LEVEL_TOLERANCE * 4
+
+
+def test_cmyk_jpeg_decodes_to_rgb() -> None:
+    buf = io.BytesIO()
+    Image.new("CMYK", (32, 16), (0, 255, 255, 0)).save(buf, format="JPEG", quality=95)  # pure red in CMYK
+    out = decode_bytes(buf.getvalue())
+    assert out.mode == "CMYK" and out.format == "JPEG"
+    r, g, b, a = out.rgba[8, 16].astype(int)
+    assert r >= 255 - JPEG_LEVEL_TOLERANCE and g <= JPEG_LEVEL_TOLERANCE and b <= JPEG_LEVEL_TOLERANCE and a == 255
+
+
+def test_webp_lossless_round_trip() -> None:
+    img = poster(48, 64, seed=4, alpha=True)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGBA").save(buf, format="WEBP", lossless=True, exact=True)
+    out = decode_bytes(buf.getvalue())
+    assert out.format == "WEBP" and out.has_alpha
+    np.testing.assert_array_equal(out.rgba, img)
+
+
+def test_icc_description_is_read(shared_data: Path) -> None:
+    buf = io.BytesIO()
+    profile = (shared_data / "icc" / "AdobeRGB1998.icc").read_bytes()
+    Image.fromarray(poster(16, 16, seed=5)).save(buf, format="PNG", icc_profile=profile)
+    out = decode_bytes(buf.getvalue())
+    assert out.icc_profile == profile
+    assert out.icc_description and "adobe" in out.icc_description.lower()
+    assert decode_bytes(_png_bytes(poster(16, 16, seed=5))).icc_description is None
+
+
+def test_decode_pair_reports_the_failing_side_and_keeps_the_other(tmp_path: Path) -> None:
+    good, bad = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(poster(32, 48, seed=6)).save(good)
+    bad.write_bytes(b"")
+    dp = decode_pair("a", good, bad)
+    assert dp.error is not None and dp.error.startswith("candidate b.png: empty file")
+    assert dp.baseline is not None and dp.baseline.width == 48
+    assert dp.candidate is None and dp.candidate_aligned is None
+
+
+def test_decode_pair_resamples_the_candidate_to_the_baseline_size(tmp_path: Path) -> None:
+    base, cand = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(poster(40, 60, seed=7)).save(base)
+    Image.fromarray(poster(40, 90, seed=7)).save(cand)
+    dp = decode_pair("a", base, cand)
+    assert dp.error is None and dp.candidate is not None and dp.candidate_aligned is not None
+    assert dp.candidate.width == 90
+    assert dp.candidate_aligned.shape == (40, 60, 4)

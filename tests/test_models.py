@@ -1,0 +1,81 @@
+"""LPIPS parity with the `lpips` package, loaded with the same seeded random weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import LPIPS_PARITY_ATOL, MIN_SIDE, NETS
+from engine.models import WeightsFormatError, load_lpips
+from tests.conftest import poster
+
+# Odd, non-square and small (but above every backbone's minimum side) sizes.
+AWKWARD_SIZES = [(31, 31), (37, 53), (64, 47), (100, 33), (129, 130)]
+
+
+def _batch(h: int, w: int, seeds: list[int], shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    x0 = np.stack([poster(h, w, seed=s) for s in seeds]).astype(np.float32) / 127.5 - 1
+    rng = np.random.default_rng(sum(seeds) + h * w)
+    x1 = np.clip(x0 + rng.normal(0, shift, x0.shape).astype(np.float32), -1, 1)
+    return torch.from_numpy(x0).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(x1).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_parity_with_lpips_package(
+    net: str, weights_for: Callable[[str], Path], lpips_reference: Callable[[str, Path], torch.nn.Module]
+) -> None:
+    weights = weights_for(net)
+    ours = load_lpips(net, weights)
+    ref = lpips_reference(net, weights)
+    sizes = AWKWARD_SIZES if net != "vgg" else AWKWARD_SIZES[:3]  # VGG is slow on two CPU cores
+    for h, w in sizes:
+        x0, x1 = _batch(h, w, [h, w, h + w], shift=0.2)
+        with torch.inference_mode():
+            got = ours(x0, x1).numpy()
+            want = ref(x0, x1).flatten().numpy()
+        assert np.all(want > 0)
+        np.testing.assert_allclose(got, want, atol=LPIPS_PARITY_ATOL, rtol=LPIPS_PARITY_ATOL, err_msg=f"{net} {h}x{w}")
+
+
+def test_identical_images_score_zero(alex_weights: Path) -> None:
+    model = load_lpips("alex", alex_weights)
+    x0, _ = _batch(45, 61, [1, 2], shift=0.0)
+    with torch.inference_mode():
+        assert model(x0, x0.clone()).abs().max().item() == 0.0
+
+
+def test_prepare_composites_alpha_over_white(alex_weights: Path) -> None:
+    model = load_lpips("alex", alex_weights)
+    rgba = torch.zeros(1, 2, 2, 4, dtype=torch.uint8)
+    rgba[..., 0] = 255  # red, fully transparent ...
+    rgba[0, 0, 0, 3] = 255  # ... except one opaque pixel
+    x = model.prepare(rgba)
+    assert x[0, :, 0, 0].tolist() == [1.0, -1.0, -1.0]  # opaque red
+    assert x[0, :, 1, 1].tolist() == [1.0, 1.0, 1.0]  # transparent: white background
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_min_side_matches_the_backbone(
+    net: str, weights_for: Callable[[str], Path], lpips_reference: Callable[[str, Path], torch.nn.Module]
+) -> None:
+    ref = lpips_reference(net, weights_for(net))
+    side = MIN_SIDE[net]
+    with torch.inference_mode():
+        ref(torch.zeros(1, 3, side, side), torch.zeros(1, 3, side, side))
+        with pytest.raises(RuntimeError):
+            ref(torch.zeros(1, 3, side - 1, side - 1), torch.zeros(1, 3, side - 1, side - 1))
+
+
+def test_wrong_weights_file_is_named(tmp_path: Path, weights_for: Callable[[str], Path]) -> None:
+    with pytest.raises(WeightsFormatError, match="not a torchvision alex state_dict"):
+        load_lpips("alex", weights_for("squeeze"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsFormatError, match="not a readable torch file"):
+        load_lpips("alex", junk)
+    with pytest.raises(ValueError, match="net must be one of alex, vgg, squeeze"):
+        load_lpips("resnet", junk)

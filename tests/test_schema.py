@@ -1,0 +1,33 @@
+"""The schema module is the one source of column names; the README follows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import schema
+
+# The columns other tools rely on (the score contract); more may be added, none removed.
+CONTRACT = (
+    "pair_id status error baseline_path candidate_path baseline_format candidate_format baseline_width "
+    "baseline_height candidate_width candidate_height size_match aspect_ratio_delta baseline_has_alpha "
+    "candidate_has_alpha alpha_parity alpha_mae baseline_icc candidate_icc icc_match delta_e_mean delta_e_p95 "
+    "chroma_shift edge_preservation lpips gpu_ms decode_ms"
+).split()
+
+
+def test_contract_columns_are_present() -> None:
+    missing = [c for c in CONTRACT if c not in schema.COLUMN_NAMES]
+    assert missing == []
+    assert len(set(schema.COLUMN_NAMES)) == len(schema.COLUMN_NAMES)
+
+
+def test_arrow_schema_follows_columns() -> None:
+    arrow = schema.arrow_schema({"a": "b"})
+    assert arrow.names == list(schema.COLUMN_NAMES)
+    assert arrow.metadata == {b"a": b"b"}
+    assert not arrow.field(schema.PAIR_ID.name).nullable
+
+
+def test_readme_column_table_is_generated_from_the_schema() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert schema.markdown_table() in readme, "regenerate with: python -m engine.schema"

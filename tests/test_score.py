@@ -1,0 +1,217 @@
+"""The score pipeline end to end, in process: parity, batching, bad input, resume."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine import schema
+from engine.arrow_io import RunJournal, journal_path, read_run, run_metadata
+from engine.config import BATCH_INVARIANCE_ATOL, LPIPS_PARITY_ATOL
+from engine.score import ScoreConfigError, ScoreOptions, run_score
+from tests.conftest import poster
+from tests.test_decode import _bomb
+
+SIZES = [(37, 53), (64, 47), (37, 53), (100, 33), (64, 47), (37, 53), (48, 48)]
+
+
+def _opts(base: Path, cand: Path, out: Path, weights: Path | None, **kw: object) -> ScoreOptions:
+    return ScoreOptions(baseline=base, candidate=cand, output=out, device="cpu", weights=weights, **kw)  # type: ignore[arg-type]
+
+
+def _column(table: object, col: schema.Column) -> list[object]:
+    return table.column(col.name).to_pylist()  # type: ignore[attr-defined]
+
+
+def _reference_lpips(ref: torch.nn.Module, base: Path, cand: Path) -> float:
+    def load(p: Path) -> torch.Tensor:
+        arr = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 127.5 - 1
+        return torch.from_numpy(arr).permute(2, 0, 1)[None]
+
+    with torch.inference_mode():
+        return float(ref(load(base), load(cand)).item())
+
+
+def test_pipeline_matches_lpips_package(
+    make_pairs: Callable[..., tuple[Path, Path]],
+    alex_weights: Path,
+    lpips_reference: Callable[[str, Path], torch.nn.Module],
+    tmp_path: Path,
+) -> None:
+    base, cand = make_pairs(SIZES)
+    result = run_score(_opts(base, cand, tmp_path / "run.arrow", alex_weights))
+    ref = lpips_reference("alex", alex_weights)
+    table = read_run(tmp_path / "run.arrow")
+    assert table.num_rows == len(SIZES)
+    assert set(_column(table, schema.STATUS)) == {schema.STATUS_OK}
+    for pid, value in zip(_column(table, schema.PAIR_ID), _column(table, schema.LPIPS), strict=True):
+        want = _reference_lpips(ref, base / f"{pid}.png", cand / f"{pid}.png")
+        assert want > 0
+        assert abs(value - want) <= LPIPS_PARITY_ATOL, pid
+    assert result.all_ok
+
+
+def test_streaming_equals_one_shot(make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path) -> None:
+    base, cand = make_pairs(SIZES * 3)
+    values = {}
+    for batch_size, workers in ((1, 1), (3, 2), (16, 1)):
+        out = tmp_path / f"run-{batch_size}.arrow"
+        result = run_score(_opts(base, cand, out, alex_weights, batch_size=batch_size, workers=workers))
+        values[batch_size] = np.array(_column(result.table, schema.LPIPS), dtype=float)
+        assert result.stats["batch_size"] == batch_size
+    np.testing.assert_allclose(values[1], values[3], atol=BATCH_INVARIANCE_ATOL, rtol=0)
+    np.testing.assert_allclose(values[1], values[16], atol=BATCH_INVARIANCE_ATOL, rtol=0)
+
+
+def test_pngsuite_valid_files_score_and_corrupt_files_become_error_rows(
+    shared_data: Path, alex_weights: Path, tmp_path: Path
+) -> None:
+    suite = shared_data / "pngsuite" / "png"
+    result = run_score(_opts(suite, suite, tmp_path / "run.arrow", alex_weights, batch_size=8))
+    files = sorted(suite.glob("*.png"))
+    assert result.table.num_rows == len(files)
+    for pid, status, error, lp in zip(
+        _column(result.table, schema.PAIR_ID),
+        _column(result.table, schema.STATUS),
+        _column(result.table, schema.ERROR),
+        _column(result.table, schema.LPIPS),
+        strict=True,
+    ):
+        if pid.startswith("x"):
+            assert status == schema.STATUS_ERROR and error and "baseline" in error, pid
+        else:
+            assert status == schema.STATUS_OK and error is None, (pid, error)
+            assert lp == 0.0, pid  # each file against itself
+    upscaled = dict(zip(_column(result.table, schema.PAIR_ID), _column(result.table, schema.LPIPS_UPSCALED), strict=True))
+    assert upscaled["s01n3p01"] is True and upscaled["basn2c08"] is False
+    assert not result.all_ok
+
+
+def test_bad_files_become_rows_and_good_pairs_still_score(alex_weights: Path, tmp_path: Path) -> None:
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    img = poster(64, 64, seed=1)
+    for name in ("good1", "good2", "empty", "truncated", "text", "bomb", "only_base"):
+        Image.fromarray(img).save(base / f"{name}.png")
+    for name in ("good1", "good2"):
+        Image.fromarray(img).save(cand / f"{name}.png")
+    Image.fromarray(img).save(cand / "only_cand.png")
+    (cand / "empty.png").write_bytes(b"")
+    (cand / "truncated.png").write_bytes((base / "good1.png").read_bytes()[:300])
+    (cand / "text.png").write_text("hello, I am text\n")
+    (cand / "bomb.png").write_bytes(_bomb(20_000, 20_000))
+    result = run_score(_opts(base, cand, tmp_path / "run.arrow", alex_weights))
+    rows = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+    assert set(rows) == {"good1", "good2", "empty", "truncated", "text", "bomb", "only_base", "only_cand"}
+    expect = {
+        "empty": "empty file",
+        "truncated": "truncated PNG",
+        "text": "not a PNG, JPEG or WebP",
+        "bomb": "decompression-bomb",
+        "only_base": "no candidate image",
+        "only_cand": "no baseline image",
+    }
+    for pid, fragment in expect.items():
+        assert fragment in rows[pid][schema.ERROR.name], pid
+    assert rows["only_base"][schema.STATUS.name] == schema.STATUS_MISSING_CANDIDATE
+    assert rows["only_cand"][schema.STATUS.name] == schema.STATUS_MISSING_BASELINE
+    assert rows["empty"][schema.STATUS.name] == schema.STATUS_ERROR
+    assert rows["empty"][schema.BASELINE_WIDTH.name] == 64  # the good side is still described
+    for pid in ("good1", "good2"):
+        assert rows[pid][schema.STATUS.name] == schema.STATUS_OK and rows[pid][schema.LPIPS.name] == 0.0
+
+
+def test_size_format_and_alpha_facts(alex_weights: Path, tmp_path: Path) -> None:
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    rgba = poster(60, 80, seed=2, alpha=True)
+    Image.fromarray(rgba, "RGBA").save(base / "stretched.png")
+    Image.fromarray(rgba, "RGBA").resize((100, 60)).save(cand / "stretched.png")
+    Image.fromarray(rgba, "RGBA").save(base / "alpha_dropped.png")
+    Image.fromarray(rgba[..., :3]).save(cand / "alpha_dropped.jpg", quality=95)
+    result = run_score(_opts(base, cand, tmp_path / "run.arrow", alex_weights))
+    rows = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+    s = rows["stretched"]
+    assert s[schema.SIZE_MATCH.name] is False
+    assert s[schema.ASPECT_RATIO_DELTA.name] == pytest.approx((100 / 60) / (80 / 60) - 1)
+    assert s[schema.LPIPS.name] > 0 and s[schema.ALPHA_PARITY.name] is True
+    a = rows["alpha_dropped"]
+    assert a[schema.BASELINE_HAS_ALPHA.name] is True and a[schema.CANDIDATE_HAS_ALPHA.name] is False
+    assert a[schema.ALPHA_PARITY.name] is False
+    assert (a[schema.BASELINE_FORMAT.name], a[schema.CANDIDATE_FORMAT.name]) == ("PNG", "JPEG")
+    assert a[schema.SIZE_MATCH.name] is True and a[schema.ASPECT_RATIO_DELTA.name] == 0.0
+
+
+def test_metadata(make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path) -> None:
+    base, cand = make_pairs(SIZES[:2])
+    run_score(_opts(base, cand, tmp_path / "run.arrow", alex_weights))
+    meta = run_metadata(read_run(tmp_path / "run.arrow"))
+    assert meta[schema.META_SCHEMA_VERSION] == schema.SCHEMA_VERSION
+    assert meta[schema.META_LPIPS_NET] == "alex"
+    assert meta[schema.META_WEIGHTS_SHA256] and len(meta[schema.META_WEIGHTS_SHA256]) == 64
+    assert meta[schema.META_DEVICE] == "cpu" and "no CUDA" in meta[schema.META_GPU_NOTE]
+    for key in (schema.META_STARTED_AT, schema.META_ENDED_AT, schema.META_TORCH_VERSION, schema.META_PIXGATE_VERSION):
+        assert meta[key], key
+
+
+def test_no_lpips(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
+    base, cand = make_pairs(SIZES[:3])
+    result = run_score(_opts(base, cand, tmp_path / "run.arrow", None, no_lpips=True))
+    assert _column(result.table, schema.LPIPS) == [None] * 3
+    assert set(_column(result.table, schema.STATUS)) == {schema.STATUS_OK}
+    assert "--no-lpips" in run_metadata(result.table)[schema.META_LPIPS_NOTE]
+
+
+def test_no_weights_is_a_config_error(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
+    base, cand = make_pairs(SIZES[:1])
+    with pytest.raises(ScoreConfigError, match="--weights PATH"):
+        run_score(_opts(base, cand, tmp_path / "run.arrow", None))
+    assert not (tmp_path / "run.arrow").exists() and not journal_path(tmp_path / "run.arrow").exists()
+
+
+def test_resume_scores_each_pair_once_and_equals_a_fresh_run(
+    make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path
+) -> None:
+    base, cand = make_pairs(SIZES * 2)
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", alex_weights)).table
+    # An interrupted run: a journal holding the first five rows, written under the same settings.
+    out = tmp_path / "run.arrow"
+    partial = fresh.slice(0, 5)
+    RunJournal(out, run_metadata(fresh), partial).close()
+    with pytest.raises(ScoreConfigError, match="--resume"):
+        run_score(_opts(base, cand, out, alex_weights))
+    result = run_score(_opts(base, cand, out, alex_weights, resume=True))
+    assert result.stats["carried_over"] == 5 and result.stats["scored_now"] == len(SIZES) * 2 - 5
+    ids = _column(result.table, schema.PAIR_ID)
+    assert len(ids) == len(set(ids)) == fresh.num_rows
+    np.testing.assert_allclose(
+        _column(result.table, schema.LPIPS), _column(fresh, schema.LPIPS), atol=BATCH_INVARIANCE_ATOL, rtol=0
+    )
+    assert run_metadata(result.table)[schema.META_RESUMED_AT]
+
+
+def test_resume_refuses_other_weights(
+    make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path
+) -> None:
+    base, cand = make_pairs(SIZES[:2])
+    out = tmp_path / "run.arrow"
+    run_score(_opts(base, cand, out, alex_weights))
+    other = tmp_path / "other.pth"
+    shutil.copy(alex_weights, other)
+    with other.open("ab") as fh:
+        fh.write(b"\0")  # same tensors, different file: a different sha256
+    with pytest.raises(ScoreConfigError, match="weights_sha256"):
+        run_score(_opts(base, cand, out, other, resume=True))
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ScoreConfigError, match="BASELINE_DIR"):
+        run_score(_opts(tmp_path / "nope", tmp_path, tmp_path / "run.arrow", None, no_lpips=True))

@@ -7,7 +7,7 @@ Heavy libraries (torch, numba, pyarrow) are imported inside the commands, so tha
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     """Where LPIPS runs."""
 
     auto = "auto"
@@ -36,12 +36,15 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-class Net(str, Enum):
+class Net(StrEnum):
     """LPIPS backbone."""
 
     alex = "alex"
     vgg = "vgg"
     squeeze = "squeeze"
+
+
+_DEFAULT_NET = Net(DEFAULT_NET)
 
 
 def _version(value: bool) -> None:
@@ -119,7 +122,9 @@ def _summary(result: ScoreResult, output: Path) -> None:
     problems = [
         (pid, st, err)
         for pid, st, err in zip(
-            table.column(schema.PAIR_ID.name).to_pylist(), status, table.column(schema.ERROR.name).to_pylist(),
+            table.column(schema.PAIR_ID.name).to_pylist(),
+            status,
+            table.column(schema.ERROR.name).to_pylist(),
             strict=True,
         )
         if st != schema.STATUS_OK
@@ -146,27 +151,30 @@ def score(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run file to write (Arrow IPC).", dir_okay=False)],
     device: Annotated[Device, typer.Option(help="Where LPIPS runs.")] = Device.auto,
     batch_size: Annotated[
-        int | None, typer.Option(
+        int | None,
+        typer.Option(
             callback=_whole_number("--batch-size", 1, 4096),
             help="Pairs per device batch [default: 4 on CPU, 32 on CUDA].",
-        )
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(
+        int | None,
+        typer.Option(
             callback=_whole_number("--workers", 1, 256), help="Decode worker processes [default: from the core count]."
-        )
+        ),
     ] = None,
     weights: Annotated[
         Path | None,
         typer.Option(help="Backbone weights: a torchvision state_dict file.", exists=True, dir_okay=False),
     ] = None,
-    net: Annotated[Net, typer.Option(help="LPIPS backbone.")] = Net(DEFAULT_NET),
+    net: Annotated[Net, typer.Option(help="LPIPS backbone.")] = _DEFAULT_NET,
     resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run.")] = False,
     no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS; score everything else.")] = False,
     max_pixels: Annotated[
-        int, typer.Option(
+        int,
+        typer.Option(
             callback=_whole_number("--max-pixels", 1), help="Decompression-bomb limit: largest width*height accepted."
-        )
+        ),
     ] = DEFAULT_MAX_PIXELS,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:
@@ -235,7 +243,7 @@ def score(
 
 @app.command("weights")
 def weights_cmd(
-    net: Annotated[Net, typer.Option(help="LPIPS backbone.")] = Net(DEFAULT_NET),
+    net: Annotated[Net, typer.Option(help="LPIPS backbone.")] = _DEFAULT_NET,
     weights: Annotated[
         Path | None, typer.Option(help="An explicit weights file to check first.", dir_okay=False)
     ] = None,
@@ -271,10 +279,14 @@ def weights_cmd(
     try:
         resolved = resolve_weights(net.value, weights, allow_download=download, progress=progress_cb)
     except WeightsError as exc:
-        raise _usage_error(str(exc)) from None
+        failure: WeightsError | None = exc
+    else:
+        failure = None
     finally:
         if download:
             bar.stop()
+    if failure is not None:
+        raise _usage_error(str(failure))
     typer.echo(f"{resolved.origin}: {resolved.path}")
     typer.echo(f"sha256: {resolved.sha256}")
 

@@ -11,13 +11,16 @@ import io
 import struct
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError, WebPImagePlugin
 
 from engine.config import DEFAULT_MAX_PIXELS, RESIZE_FILTER
+from engine.telemetry import peak_rss_mb
 
 _FORMATS = ("PNG", "JPEG", "WEBP")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -222,13 +225,17 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         )
 
 
-_PLUGINS = {"PNG": PngImagePlugin.PngImageFile, "JPEG": JpegImagePlugin.JpegImageFile, "WebP": WebPImagePlugin.WebPImageFile}
+_PLUGINS: dict[str, Callable[[IO[bytes]], object]] = {
+    "PNG": PngImagePlugin.PngImageFile,
+    "JPEG": JpegImagePlugin.JpegImageFile,
+    "WebP": WebPImagePlugin.WebPImageFile,
+}
 
 
 def _unidentified_reason(data: bytes) -> str:
     """Why Pillow rejected bytes that look like a supported format, or that they do not."""
     kind = _sniff(data)
-    if kind == "image" and len(data) >= 8 and sum(a != b for a, b in zip(data[:8], _PNG_SIGNATURE)) <= 3:
+    if kind == "image" and len(data) >= 8 and sum(a != b for a, b in zip(data[:8], _PNG_SIGNATURE, strict=False)) <= 3:
         return (
             f"damaged PNG signature {data[:8]!r} (expected {_PNG_SIGNATURE!r}): "
             "the file was probably copied in text mode"
@@ -238,7 +245,7 @@ def _unidentified_reason(data: bytes) -> str:
         return f"not a PNG, JPEG or WebP image (starts with {data[:8]!r})"
     try:
         plugin(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - any plugin failure is the message we want
+    except Exception as exc:
         return f"corrupt {kind} header: {exc}"
     return f"corrupt {kind} file"
 
@@ -284,6 +291,7 @@ class DecodedPair:
             own pixels when sizes match), or None.
         error: Why the pair failed, naming the side, or None.
         decode_ms: Time spent reading and decoding both files and resampling.
+        peak_rss_mb: Peak resident memory of the process that decoded the pair, MiB.
     """
 
     pair_id: str
@@ -292,6 +300,7 @@ class DecodedPair:
     candidate_aligned: np.ndarray | None
     error: str | None
     decode_ms: float
+    peak_rss_mb: float = 0.0
 
 
 def decode_pair(pair_id: str, baseline: Path, candidate: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPair:
@@ -315,7 +324,7 @@ def decode_pair(pair_id: str, baseline: Path, candidate: Path, max_pixels: int =
         if (cand.width, cand.height) != (base.width, base.height):
             aligned = resize_rgba(cand.rgba, base.width, base.height)
     ms = (time.perf_counter() - start) * 1000.0
-    return DecodedPair(pair_id, base, cand, aligned, "; ".join(errors) or None, ms)
+    return DecodedPair(pair_id, base, cand, aligned, "; ".join(errors) or None, ms, peak_rss_mb())
 
 
 __all__ = [

@@ -55,26 +55,48 @@ BASELINE_WIDTH = Column("baseline_width", "int32", "Baseline width in pixels, af
 BASELINE_HEIGHT = Column("baseline_height", "int32", "Baseline height in pixels, after EXIF orientation.")
 CANDIDATE_WIDTH = Column("candidate_width", "int32", "Candidate width in pixels, after EXIF orientation.")
 CANDIDATE_HEIGHT = Column("candidate_height", "int32", "Candidate height in pixels, after EXIF orientation.")
-SIZE_MATCH = Column("size_match", "bool", "Same width and height. If not, the candidate is resampled to the baseline's size for the metrics.")
-ASPECT_RATIO_DELTA = Column("aspect_ratio_delta", "float64", "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch.")
+SIZE_MATCH = Column(
+    "size_match",
+    "bool",
+    "Same width and height. If not, the candidate is resampled to the baseline's size for the metrics.",
+)
+ASPECT_RATIO_DELTA = Column(
+    "aspect_ratio_delta", "float64", "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch."
+)
 BASELINE_HAS_ALPHA = Column("baseline_has_alpha", "bool", "Baseline carries transparency (alpha channel or tRNS).")
 CANDIDATE_HAS_ALPHA = Column("candidate_has_alpha", "bool", "Candidate carries transparency (alpha channel or tRNS).")
-ALPHA_PARITY = Column("alpha_parity", "bool", "Both have alpha or neither: false is the 'expected alpha channel, found none' failure.")
+ALPHA_PARITY = Column(
+    "alpha_parity", "bool", "Both have alpha or neither: false is the 'expected alpha channel, found none' failure."
+)
 ALPHA_MAE = Column("alpha_mae", "float64", "Mean absolute alpha difference, 0..1, when both have alpha.")
 ALPHA_IOU = Column("alpha_iou", "float64", "Intersection over union of the opaque masks, when both have alpha.")
 BASELINE_ICC = Column("baseline_icc", "string", "Embedded ICC profile description; null when untagged (read as sRGB).")
-CANDIDATE_ICC = Column("candidate_icc", "string", "Embedded ICC profile description of the candidate; null when untagged.")
+CANDIDATE_ICC = Column(
+    "candidate_icc", "string", "Embedded ICC profile description of the candidate; null when untagged."
+)
 ICC_MATCH = Column("icc_match", "bool", "Same colour space, judged on the profiles' content, not their names.")
 DELTA_E_MEAN = Column("delta_e_mean", "float64", "Mean CIEDE2000 over pixels opaque in both, after conversion to sRGB.")
 DELTA_E_P95 = Column("delta_e_p95", "float64", "95th percentile CIEDE2000 over pixels opaque in both.")
-CHROMA_SHIFT = Column("chroma_shift", "float64", "Mean candidate C* minus baseline C* (CIELAB): positive means more saturated.")
+CHROMA_SHIFT = Column(
+    "chroma_shift", "float64", "Mean candidate C* minus baseline C* (CIELAB): positive means more saturated."
+)
 LIGHTNESS_SHIFT = Column("lightness_shift", "float64", "Mean candidate L* minus baseline L* (CIELAB).")
-EDGE_PRESERVATION = Column("edge_preservation", "float64", "Share of the baseline's edge strength that survives in the candidate, 0..1.")
-LPIPS = Column("lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`.")
+EDGE_PRESERVATION = Column(
+    "edge_preservation", "float64", "Share of the baseline's edge strength that survives in the candidate, 0..1."
+)
+LPIPS = Column(
+    "lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`."
+)
 LPIPS_UPSCALED = Column("lpips_upscaled", "bool", "The pair was upsampled to the backbone's minimum side before LPIPS.")
-COMPUTE_MS = Column("compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms.")
-GPU_MS = Column("gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA.")
-DECODE_MS = Column("decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms.")
+COMPUTE_MS = Column(
+    "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms."
+)
+GPU_MS = Column(
+    "gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA."
+)
+DECODE_MS = Column(
+    "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms."
+)
 
 #: Every column, in file order.
 COLUMNS: Final[tuple[Column, ...]] = (

@@ -162,7 +162,7 @@ def decoded_row(pair: Pair, dp: DecodedPair) -> dict[str, Any]:
 class _Scorer:
     """Runs device batches: LPIPS on the pairs of one size bucket."""
 
-    model: nn.Module | None
+    model: Any  # the LPIPS module (engine.models), or None with --no-lpips
     device: torch.device
     net: str
 
@@ -209,7 +209,7 @@ class _Buckets:
         return max(1, min(self.batch_size, MAX_BATCH_PIXELS // max(1, key[0] * key[1])))
 
     def add(self, pair: Pair, dp: DecodedPair) -> None:
-        assert dp.baseline is not None  # noqa: S101 - internal invariant, never user input
+        assert dp.baseline is not None
         key = (dp.baseline.height, dp.baseline.width)
         self.by_size.setdefault(key, []).append((pair, dp))
         self.count += 1
@@ -259,7 +259,7 @@ def _load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str],
     if opts.output.exists():
         try:
             table = read_run(opts.output)
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types
+        except Exception as exc:
             raise ScoreConfigError(f"--resume: {opts.output} is not a readable run file: {exc}") from None
         return table, run_metadata(table), opts.output
     return None, {}, None
@@ -276,8 +276,6 @@ def _load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | N
         model = load_lpips(opts.net, resolved.path).to(device)
     except (WeightsError, WeightsFormatError) as exc:
         raise ScoreConfigError(str(exc)) from None
-    if device.type == "cuda":
-        model = model.to(memory_format=__import__("torch").channels_last)
     meta = {
         schema.META_WEIGHTS_SHA256: resolved.sha256,
         schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
@@ -335,7 +333,7 @@ def run_score(
             pair = next(queue, None)
             if pair is None:
                 return
-            assert pair.baseline is not None and pair.candidate is not None  # noqa: S101 - scorable
+            assert pair.baseline is not None and pair.candidate is not None
             inflight[pool.submit(decode_pair, pair.pair_id, pair.baseline, pair.candidate, opts.max_pixels)] = pair
 
     journal = None
@@ -353,7 +351,9 @@ def run_score(
             schema.META_BASELINE_ROOT: str(opts.baseline.resolve()),
             schema.META_CANDIDATE_ROOT: str(opts.candidate.resolve()),
             schema.META_STARTED_AT: old_meta.get(schema.META_STARTED_AT, _now()),
-            schema.META_GPU_NOTE: "" if device.type == "cuda" else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
+            schema.META_GPU_NOTE: ""
+            if device.type == "cuda"
+            else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
             **weights_meta,
         }
         if old_source is not None:
@@ -365,7 +365,7 @@ def run_score(
         buckets = _Buckets(batch_size)
         pending_rows: list[dict[str, Any]] = [_missing_row(p) for p in unscorable]
         last_flush = time.perf_counter()
-        decode_wait = compute_s = 0.0
+        decode_wait = compute_s = worker_rss = 0.0
         batches = 0
 
         def flush(force: bool = False) -> None:
@@ -373,7 +373,7 @@ def run_score(
             if pending_rows and (
                 force or len(pending_rows) >= batch_size or time.perf_counter() - last_flush >= JOURNAL_FLUSH_S
             ):
-                assert journal is not None  # noqa: S101 - set above
+                assert journal is not None
                 journal.append(pending_rows)
                 if on_rows is not None:
                     on_rows(pending_rows)
@@ -405,6 +405,7 @@ def run_score(
             for fut in finished:
                 pair = inflight.pop(fut)
                 dp = _result_or_error(fut, pair)
+                worker_rss = max(worker_rss, dp.peak_rss_mb)
                 if dp.error is None and dp.baseline is not None:
                     buckets.add(pair, dp)
                 else:
@@ -430,7 +431,7 @@ def run_score(
             "decode_wait_s": round(decode_wait, 3),
             "decode_wait_share": round(decode_wait / wall, 4) if wall else 0.0,
             "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": {"main": peak_rss_mb(), "decode_worker": round(worker_rss, 1)},
             "workers": workers,
             "batch_size": batch_size,
             "torch_threads": torch.get_num_threads(),
@@ -454,7 +455,7 @@ def _result_or_error(fut: Future[DecodedPair], pair: Pair) -> DecodedPair:
     """The worker's result; a crashed worker becomes an error for its pair, not the run's end."""
     try:
         return fut.result()
-    except Exception as exc:  # noqa: BLE001 - any worker failure must become a row
+    except Exception as exc:
         return DecodedPair(pair.pair_id, None, None, None, f"decode worker failed: {type(exc).__name__}: {exc}", 0.0)
 
 

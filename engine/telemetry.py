@@ -98,12 +98,22 @@ def time_batch(device: torch.device) -> Iterator[BatchTiming]:
     timing.wall_ms = (time.perf_counter() - t0) * 1000.0
 
 
-def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of its finished children, MiB."""
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, MiB.
+
+    Reads VmHWM, the high-water mark of this process's own address space. `ru_maxrss`
+    is not used on Linux: it survives fork and exec, so a worker started from a large
+    parent reports the parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        pass
     scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0  # ru_maxrss: KiB on Linux
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / scale
-    return {"main": round(own, 1), "largest_worker": round(children, 1)}
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
 
 
 __all__ = [

@@ -118,9 +118,7 @@ def poster(height: int, width: int, seed: int, *, alpha: bool = False) -> np.nda
 def make_pairs(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
     """Build baseline/candidate folders of seeded images; returns (baseline, candidate)."""
 
-    def build(
-        sizes: list[tuple[int, int]], *, distort: float = 8.0, candidate_ext: str = ".png"
-    ) -> tuple[Path, Path]:
+    def build(sizes: list[tuple[int, int]], *, distort: float = 8.0, candidate_ext: str = ".png") -> tuple[Path, Path]:
         base, cand = tmp_path / "baseline", tmp_path / "candidate"
         base.mkdir(exist_ok=True)
         cand.mkdir(exist_ok=True)
@@ -129,7 +127,9 @@ def make_pairs(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
             noise = np.random.default_rng(1000 + i).normal(0, distort, img.shape)
             other = np.clip(img + noise, 0, 255).astype(np.uint8)
             Image.fromarray(img).save(base / f"p{i:03d}.png")
-            Image.fromarray(other).save(cand / f"p{i:03d}{candidate_ext}", **({"quality": 95} if candidate_ext == ".jpg" else {}))
+            Image.fromarray(other).save(
+                cand / f"p{i:03d}{candidate_ext}", **({"quality": 95} if candidate_ext == ".jpg" else {})
+            )
         return base, cand
 
     return build

@@ -26,6 +26,7 @@ def _flat(output: str) -> str:
         output = output.replace(ch, " ")
     return " ".join(output.split())
 
+
 SIZES = [(40, 56), (48, 48)]
 # Long enough that a run is still going when the test kills it, on any machine.
 KILL_PAIRS = 160
@@ -186,6 +187,8 @@ def test_kill_9_then_resume_keeps_every_pair_exactly_once(alex_weights: Path, tm
     assert ids == sorted(f"k{i:03d}" for i in range(KILL_PAIRS))  # every pair, once
     # Rows written before the kill are kept as they were.
     after = dict(zip(ids, table.column(schema.LPIPS.name).to_pylist(), strict=True))
-    for pid, value in zip(before.column(schema.PAIR_ID.name).to_pylist(), before.column(schema.LPIPS.name).to_pylist(), strict=True):
+    for pid, value in zip(
+        before.column(schema.PAIR_ID.name).to_pylist(), before.column(schema.LPIPS.name).to_pylist(), strict=True
+    ):
         assert after[pid] == value
     assert not journal_path(out).exists()

@@ -7,12 +7,35 @@ from pathlib import Path
 from engine import schema
 
 # The columns other tools rely on (the score contract); more may be added, none removed.
-CONTRACT = (
-    "pair_id status error baseline_path candidate_path baseline_format candidate_format baseline_width "
-    "baseline_height candidate_width candidate_height size_match aspect_ratio_delta baseline_has_alpha "
-    "candidate_has_alpha alpha_parity alpha_mae baseline_icc candidate_icc icc_match delta_e_mean delta_e_p95 "
-    "chroma_shift edge_preservation lpips gpu_ms decode_ms"
-).split()
+CONTRACT = [
+    "pair_id",
+    "status",
+    "error",
+    "baseline_path",
+    "candidate_path",
+    "baseline_format",
+    "candidate_format",
+    "baseline_width",
+    "baseline_height",
+    "candidate_width",
+    "candidate_height",
+    "size_match",
+    "aspect_ratio_delta",
+    "baseline_has_alpha",
+    "candidate_has_alpha",
+    "alpha_parity",
+    "alpha_mae",
+    "baseline_icc",
+    "candidate_icc",
+    "icc_match",
+    "delta_e_mean",
+    "delta_e_p95",
+    "chroma_shift",
+    "edge_preservation",
+    "lpips",
+    "gpu_ms",
+    "decode_ms",
+]
 
 
 def test_contract_columns_are_present() -> None:

@@ -57,7 +57,9 @@ def test_pipeline_matches_lpips_package(
     assert result.all_ok
 
 
-def test_streaming_equals_one_shot(make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path) -> None:
+def test_streaming_equals_one_shot(
+    make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path
+) -> None:
     base, cand = make_pairs(SIZES * 3)
     values = {}
     for batch_size, workers in ((1, 1), (3, 2), (16, 1)):
@@ -88,7 +90,9 @@ def test_pngsuite_valid_files_score_and_corrupt_files_become_error_rows(
         else:
             assert status == schema.STATUS_OK and error is None, (pid, error)
             assert lp == 0.0, pid  # each file against itself
-    upscaled = dict(zip(_column(result.table, schema.PAIR_ID), _column(result.table, schema.LPIPS_UPSCALED), strict=True))
+    upscaled = dict(
+        zip(_column(result.table, schema.PAIR_ID), _column(result.table, schema.LPIPS_UPSCALED), strict=True)
+    )
     assert upscaled["s01n3p01"] is True and upscaled["basn2c08"] is False
     assert not result.all_ok
 

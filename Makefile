@@ -1,0 +1,53 @@
+# pixgate: set-up, demo and tests. `make demo` and `make test` set up .venv on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch/torchvision are installed first and pinned so pip never resolves a multi-GB
+# surprise; override on other platforms, e.g. make TORCH_SPEC="torch torchvision".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.pixgate-installed
+RUN := out/golden.arrow
+
+.PHONY: setup demo test test-fast lint golden bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p out
+	@if $(BIN)/pixgate weights --download; then \
+		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN); \
+	else \
+		echo; \
+		echo "No AlexNet weights on this machine and no network to fetch them (see the ways listed above)."; \
+		echo "Running every other check with --no-lpips; the lpips column will be null."; \
+		echo; \
+		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --no-lpips; \
+	fi
+	@echo "Run file: $(RUN)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine kernels tests benchmarks golden
+	$(BIN)/ruff format --check engine kernels tests benchmarks golden
+	$(BIN)/mypy
+
+golden: $(STAMP)
+	$(BIN)/python golden/make_golden.py
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.score_memory
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

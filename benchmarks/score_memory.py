@@ -1,0 +1,175 @@
+"""Memory flatness and decode overlap of `pixgate score`, beside the naive `lpips` loop.
+
+Runs, in one invocation, on the same synthetic 512x512 PNG pairs and the same weights:
+`pixgate score` (a real subprocess) on 50 and on 200 pairs, and the naive loop the
+`lpips` package's own scripts use (load a pair, score it, next) on the first 50 pairs.
+
+Reports peak RSS for 50 and 200 pairs and their ratio (flat memory: ~1.0), the share of
+wall time the scoring loop waited for decoded images, and pixgate's pairs/s as a ratio to
+the naive loop. Writes `benchmarks/results/score_memory.json`.
+
+    python -m benchmarks.score_memory [--pairs 50 200] [--size 512]
+
+Without real weights it uses seeded random AlexNet weights: the cost of a forward pass
+does not depend on the values of the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+CACHE = ROOT / ".cache"
+RESULTS = ROOT / "results"
+
+
+def _weights() -> Path:
+    from engine.weights import WeightsError, resolve_weights
+
+    try:
+        return resolve_weights("alex", allow_download=False).path
+    except WeightsError:
+        pass
+    import torch
+    from torchvision import models
+
+    path = CACHE / "alexnet-random.pth"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(models.alexnet(weights=None).state_dict(), path)
+    return path
+
+
+def _dataset(pairs: int, size: int) -> tuple[Path, Path]:
+    """Poster-like PNG pairs (gradients, shapes, text, noise), cached between runs."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    base, cand = CACHE / f"png{size}" / "baseline", CACHE / f"png{size}" / "candidate"
+    base.mkdir(parents=True, exist_ok=True)
+    cand.mkdir(parents=True, exist_ok=True)
+    font = ImageFont.load_default(size=size // 16)
+    for i in range(pairs):
+        b, c = base / f"img{i:05d}.png", cand / f"img{i:05d}.png"
+        if b.exists() and c.exists():
+            continue
+        rng = np.random.default_rng(i)
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        grad = np.stack([x, y, 1 - x * y], -1) * rng.uniform(120, 255, 3)
+        arr = np.clip(grad + rng.normal(0, 6, grad.shape), 0, 255).astype(np.uint8)
+        im = Image.fromarray(arr)
+        draw = ImageDraw.Draw(im)
+        for _ in range(6):
+            x0, y0 = rng.integers(0, size - size // 4, 2)
+            draw.ellipse((x0, y0, x0 + size // 5, y0 + size // 6), fill=tuple(rng.integers(0, 255, 3).tolist()))
+        draw.text((size // 20, size // 20), f"POSTER {i}", font=font, fill=(255, 255, 255))
+        im.save(b)
+        im.filter(ImageFilter.GaussianBlur(1.2)).save(c)
+    return base, cand
+
+
+def _subset(base: Path, cand: Path, n: int) -> tuple[Path, Path]:
+    """A folder pair holding the first n pairs (symlinks: no copies)."""
+    root = CACHE / f"subset{n}-{base.parent.name}"
+    for side, src in (("baseline", base), ("candidate", cand)):
+        d = root / side
+        d.mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.iterdir())[:n]:
+            link = d / f.name
+            if not link.exists():
+                link.symlink_to(f)
+    return root / "baseline", root / "candidate"
+
+
+def _pixgate(base: Path, cand: Path, weights: Path, out: Path) -> dict[str, object]:
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
+           "--device", "cpu", "--quiet"]  # fmt: skip
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    from engine import schema
+    from engine.arrow_io import read_run, run_metadata
+
+    stats = json.loads(run_metadata(read_run(out))[schema.META_STATS])
+    stats["process_wall_s"] = round(wall, 3)
+    return stats
+
+
+def _naive(base: Path, cand: Path, weights: Path, n: int) -> float:
+    """The `lpips` package's one-pair-at-a-time loop; returns pairs/s (model load excluded)."""
+    import lpips
+    import torch
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    for block in model.net.children():
+        for index, layer in block.named_children():
+            prefix = f"features.{index}."
+            layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    files = sorted(base.iterdir())[:n]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for f in files:
+            # lpips.load_image reads with OpenCV; Pillow decodes the same RGB array.
+            a = lpips.im2tensor(np.asarray(Image.open(f).convert("RGB")))
+            b = lpips.im2tensor(np.asarray(Image.open(cand / f.name).convert("RGB")))
+            model(a, b)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, nargs=2, default=[50, 200], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    small, large = args.pairs
+    weights = _weights()
+    base, cand = _dataset(large, args.size)
+    runs = {}
+    for n in (small, large):
+        b, c = _subset(base, cand, n)
+        runs[n] = _pixgate(b, c, weights, CACHE / f"run{n}.arrow")
+    naive = _naive(base, cand, weights, small)
+    import torch
+
+    from engine.telemetry import cpu_count, device_name
+
+    rss = {n: r["peak_rss_mb"] for n, r in runs.items()}  # type: ignore[index]
+    result = {
+        "machine": device_name(torch.device("cpu")),
+        "cores": cpu_count(),
+        "size": args.size,
+        "peak_rss_mb": {str(n): v for n, v in rss.items()},
+        "rss_ratio_large_over_small": round(rss[large]["main"] / rss[small]["main"], 3),  # type: ignore[index]
+        "decode_wait_share": {str(n): r["decode_wait_share"] for n, r in runs.items()},
+        "pixgate_pairs_per_s": {str(n): r["pairs_per_s"] for n, r in runs.items()},
+        "naive_lpips_pairs_per_s": round(naive, 3),
+        "ratio_to_naive": round(float(runs[large]["pairs_per_s"]) / naive, 3),  # type: ignore[arg-type]
+        "runs": {str(n): r for n, r in runs.items()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "score_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"machine: {result['machine']}")
+    print(f"{'pairs':>6} {'peak RSS main':>14} {'worker':>8} {'decode wait':>12} {'pairs/s':>8}")
+    for n, r in runs.items():
+        p = r["peak_rss_mb"]
+        print(f"{n:>6} {p['main']:>11.0f} MiB {p['decode_worker']:>4.0f} MiB {100 * r['decode_wait_share']:>10.1f} % "  # type: ignore[index]
+              f"{r['pairs_per_s']:>8.2f}")  # fmt: skip
+    print(f"peak RSS {large}/{small} pairs: {result['rss_ratio_large_over_small']:.3f}")
+    print(f"naive lpips loop: {naive:.2f} pairs/s; pixgate / naive = {result['ratio_to_naive']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

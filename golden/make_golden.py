@@ -1,0 +1,167 @@
+"""Build pixgate's golden set: poster-like baselines and one candidate per failure mode.
+
+Deterministic: the same Pillow version gives the same bytes. Run from the repository
+root: `python golden/make_golden.py` (writes golden/baseline, golden/candidate and
+golden/manifest.jsonl).
+
+Each candidate reproduces a failure seen in real generator migrations. The manifest
+records, per pair, the prompt and seed that "generated" it, tags, the text it should
+show, and the flags a correct scorer must raise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+
+HERE = Path(__file__).resolve().parent
+SIZE = (256, 256)  # width, height: small enough to keep the folder light
+ICC = {name: (HERE / "icc" / f"{name}.icc").read_bytes() for name in ("sRGB", "AdobeRGB1998")}
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def poster(seed: int, title: str, small: str, *, cutout: bool) -> Image.Image:
+    """A poster: gradient, shapes, a large title, small print, optional transparent corners."""
+    rng = np.random.default_rng(seed)
+    w, h = SIZE
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    c0, c1 = rng.uniform(30, 225, 3), rng.uniform(30, 225, 3)
+    t = (x / w * 0.6 + y / h * 0.4)[..., None]
+    img = Image.fromarray((c0 * (1 - t) + c1 * t).astype(np.uint8), "RGB").convert("RGBA")
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = rng.integers(0, w - 60), rng.integers(40, h - 90)
+        colour = (*rng.integers(0, 255, 3).tolist(), 255)
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x0 + rng.integers(30, 70), y0 + rng.integers(30, 70)), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x0 + rng.integers(30, 70), y0 + rng.integers(20, 50)), fill=colour)
+    draw.text((14, 12), title, font=_font(30), fill=(255, 255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0, 255))
+    draw.rectangle((0, h - 44, w, h), fill=(250, 250, 245, 255))
+    draw.text((8, h - 40), small, font=_font(11), fill=(20, 20, 20, 255))
+    draw.text((8, h - 24), "Terms apply. See store for details.", font=_font(11), fill=(20, 20, 20, 255))
+    if cutout:
+        mask = Image.new("L", SIZE, 0)
+        ImageDraw.Draw(mask).rounded_rectangle((0, 0, w - 1, h - 1), radius=48, fill=255)
+        img.putalpha(mask)
+    return img
+
+
+def _mush_small_text(img: Image.Image) -> Image.Image:
+    """Re-rasterise the small-print band at a quarter of the resolution."""
+    w, h = img.size
+    band = img.crop((0, h - 44, w, h))
+    band = band.resize((w // 4, 11), Image.Resampling.BILINEAR).resize((w, 44), Image.Resampling.BILINEAR)
+    out = img.copy()
+    out.paste(band, (0, h - 44))
+    return out
+
+
+# id -> (prompt, seed, cutout, tags, candidate transform, expected flags)
+PAIRS = {
+    "identical_sale": ("summer sale poster, bold title", 11, False, ["identical"], "same", {"identical": True}),
+    "identical_cutout": (
+        "sticker with rounded transparent corners",
+        12,
+        True,
+        ["identical", "alpha"],
+        "same",
+        {"identical": True},
+    ),
+    "alpha_dropped": (
+        "sticker with rounded transparent corners",
+        13,
+        True,
+        ["alpha"],
+        "drop_alpha",
+        {"alpha_parity": False},
+    ),
+    "icc_swapped": ("product card, muted colours", 14, False, ["icc"], "icc_adobe", {"icc_match": False}),
+    "saturation_boost": (
+        "product card, muted colours",
+        15,
+        False,
+        ["colour"],
+        "saturate",
+        {"chroma_shift_positive": True},
+    ),
+    "edges_lost": ("geometric poster, crisp shapes", 16, False, ["edges"], "blur", {"edge_loss": True}),
+    "small_text_mush": ("promo banner with fine print", 17, False, ["text"], "mush", {"text_unreadable": True}),
+    "stretched": (
+        "square poster",
+        18,
+        False,
+        ["aspect"],
+        "stretch",
+        {"size_match": False, "aspect_ratio_delta_min": 0.2},
+    ),
+    "jpeg_reencoded": ("promo banner exported as PNG", 19, False, ["format"], "jpeg", {"format_change": True}),
+}
+
+TITLES = {"small_text_mush": ("MEGA DEAL", "Offer valid 1-31 July on selected items only.")}
+DEFAULT_TEXT = ("SUMMER -40%", "Offer valid 1-31 July on selected items only.")
+
+
+def _save_png(img: Image.Image, path: Path, icc: bytes) -> None:
+    img.save(path, format="PNG", icc_profile=icc, optimize=True)
+
+
+def build(out: Path = HERE) -> None:
+    """Write baseline/, candidate/ and manifest.jsonl under `out`."""
+    base_dir, cand_dir = out / "baseline", out / "candidate"
+    for d in (base_dir, cand_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    lines = []
+    for pid, (prompt, seed, cutout, tags, how, expected) in PAIRS.items():
+        title, small = TITLES.get(pid, DEFAULT_TEXT)
+        img = poster(seed, title, small, cutout=cutout)
+        if not cutout:
+            img = img.convert("RGB")
+        _save_png(img, base_dir / f"{pid}.png", ICC["sRGB"])
+        cand_path = cand_dir / f"{pid}.png"
+        if how == "same":
+            shutil.copy(base_dir / f"{pid}.png", cand_path)
+        elif how == "drop_alpha":
+            # The pixels under the transparent corners show through once alpha is gone.
+            _save_png(img.convert("RGB"), cand_path, ICC["sRGB"])
+        elif how == "icc_adobe":
+            _save_png(img, cand_path, ICC["AdobeRGB1998"])
+        elif how == "saturate":
+            _save_png(ImageEnhance.Color(img).enhance(1.6), cand_path, ICC["sRGB"])
+        elif how == "blur":
+            _save_png(img.filter(ImageFilter.GaussianBlur(2.5)), cand_path, ICC["sRGB"])
+        elif how == "mush":
+            _save_png(_mush_small_text(img), cand_path, ICC["sRGB"])
+        elif how == "stretch":
+            _save_png(img.resize((int(SIZE[0] * 1.25), SIZE[1]), Image.Resampling.BICUBIC), cand_path, ICC["sRGB"])
+        elif how == "jpeg":
+            cand_path = cand_dir / f"{pid}.jpg"
+            img.save(cand_path, format="JPEG", quality=70, icc_profile=ICC["sRGB"])
+        else:
+            raise ValueError(f"unknown transform {how!r}")
+        lines.append(
+            json.dumps(
+                {
+                    "id": pid,
+                    "prompt": prompt,
+                    "seed": seed,
+                    "tags": tags,
+                    "expected_text": [title, small],
+                    "expected": expected,
+                },
+                sort_keys=True,
+            )
+        )
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    build()

@@ -110,6 +110,20 @@ def _summary(result: ScoreResult, output: Path) -> None:
     else:
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         summary.add_row("LPIPS", meta.get(schema.META_LPIPS_NOTE) or "no scored pairs")
+    findings = (
+        ("size changed", table.column(schema.SIZE_MATCH.name).to_pylist(), False),
+        ("alpha parity broken", table.column(schema.ALPHA_PARITY.name).to_pylist(), False),
+    )
+    for label, values, bad in findings:
+        n = sum(1 for v in values if v is bad)
+        summary.add_row(label, str(n), style="yellow" if n else None)
+    formats = zip(
+        table.column(schema.BASELINE_FORMAT.name).to_pylist(),
+        table.column(schema.CANDIDATE_FORMAT.name).to_pylist(),
+        strict=True,
+    )
+    changed = sum(1 for b, c in formats if b and c and b != c)
+    summary.add_row("format changed", str(changed), style="yellow" if changed else None)
     summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
     summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
     summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")
@@ -261,21 +275,21 @@ def weights_cmd(
     table = Table(title=f"{net.value} backbone weights, in resolution order")
     for col in ("step", "where", "found"):
         table.add_column(col, overflow="fold")
-    for step in candidates(net.value, weights):
+    steps = candidates(net.value, weights)
+    for step in steps:
         table.add_row(step.origin, step.detail, "yes" if step.found else "no")
-    table.add_row("download", weights_url(net.value), "on demand" if not download else "trying")
+    local = any(step.found for step in steps)
+    table.add_row("download", weights_url(net.value), "not needed" if local else ("trying" if download else "no"))
     console.print(table)
-    progress_cb = None
-    if download:
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-        bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console)
-        task = bar.add_task("downloading", total=None)
+    bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console)
+    task = bar.add_task("downloading", total=None)
 
-        def progress_cb(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+    def progress_cb(done: int, total: int | None) -> None:
+        bar.start()  # shown only once bytes arrive; a no-op after the first call
+        bar.update(task, completed=done, total=total)
 
-        bar.start()
     try:
         resolved = resolve_weights(net.value, weights, allow_download=download, progress=progress_cb)
     except WeightsError as exc:
@@ -283,8 +297,7 @@ def weights_cmd(
     else:
         failure = None
     finally:
-        if download:
-            bar.stop()
+        bar.stop()
     if failure is not None:
         raise _usage_error(str(failure))
     typer.echo(f"{resolved.origin}: {resolved.path}")

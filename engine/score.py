@@ -10,10 +10,8 @@ pair is waiting: it scores what it has, so the time it spends blocked
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,14 +24,14 @@ from engine.config import (
     DEFAULT_BATCH_SIZE_CUDA,
     DEFAULT_MAX_PIXELS,
     DEFAULT_NET,
-    INFLIGHT_PER_WORKER,
     JOURNAL_FLUSH_S,
     LPIPS_HEAD_VERSION,
     MAX_BATCH_PIXELS,
     PENDING_BATCHES,
 )
-from engine.decode import DecodedImage, DecodedPair, decode_pair
+from engine.decode import DecodedImage, DecodedPair
 from engine.pairing import Pair, pair_directories
+from engine.workers import DecodePool
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -181,14 +179,10 @@ class _Scorer:
         cand = np.stack([it.candidate_aligned for it in items if it.candidate_aligned is not None])
         h, w = base.shape[1:3]
         factor = upscale_factor(self.net, h, w)
-        cuda = self.device.type == "cuda"
         with torch.inference_mode(), time_batch(self.device) as timing:
-            tb = torch.from_numpy(base)
-            tc = torch.from_numpy(cand)
-            if cuda:
-                tb, tc = tb.pin_memory(), tc.pin_memory()
-            x0 = self.model.prepare(tb.to(self.device, non_blocking=True))
-            x1 = self.model.prepare(tc.to(self.device, non_blocking=True))
+            # uint8 crosses to the device (4x less than float); conversion happens there.
+            x0 = self.model.prepare(torch.from_numpy(base).to(self.device))
+            x1 = self.model.prepare(torch.from_numpy(cand).to(self.device))
             if factor > 1.0:
                 size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1))
                 x0 = F.interpolate(x0, size=size, mode="bilinear", align_corners=False)
@@ -271,6 +265,13 @@ def _load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | N
     from engine.models import WeightsFormatError, load_lpips
     from engine.weights import WeightsError, resolve_weights
 
+    if device.type == "cuda":
+        import torch
+
+        # Full float32: TF32 convolutions would move LPIPS by ~1e-3. Reduced precision is
+        # a separate, measured choice.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     try:
         resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
         model = load_lpips(opts.net, resolved.path).to(device)
@@ -323,22 +324,10 @@ def run_score(
     workers = opts.workers or default_workers(device.type, cores)
     batch_size = opts.batch_size or (DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU)
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    inflight: dict[Future[DecodedPair], Pair] = {}
-    queue = iter(todo)
-    max_inflight = workers * INFLIGHT_PER_WORKER
-
-    def refill() -> None:
-        while len(inflight) < max_inflight:
-            pair = next(queue, None)
-            if pair is None:
-                return
-            assert pair.baseline is not None and pair.candidate is not None
-            inflight[pool.submit(decode_pair, pair.pair_id, pair.baseline, pair.candidate, opts.max_pixels)] = pair
-
+    decoder = DecodePool(todo, workers, opts.max_pixels)
     journal = None
     try:
-        refill()  # decoding starts while the model loads
+        decoder.refill()  # decoding starts while the model loads
         model, weights_meta = _load_model(opts, device)
         meta = {
             schema.META_PIXGATE_VERSION: __version__,
@@ -365,7 +354,7 @@ def run_score(
         buckets = _Buckets(batch_size)
         pending_rows: list[dict[str, Any]] = [_missing_row(p) for p in unscorable]
         last_flush = time.perf_counter()
-        decode_wait = compute_s = worker_rss = 0.0
+        compute_s = worker_rss = 0.0
         batches = 0
 
         def flush(force: bool = False) -> None:
@@ -395,26 +384,19 @@ def run_score(
         if on_start is not None:
             on_start(len(pairing.pairs), len(done_ids))
         flush(force=True)
-        while inflight or buckets.count:
-            refill()
-            finished = [f for f in inflight if f.done()]
-            if not finished and inflight and buckets.count == 0:
-                t0 = time.perf_counter()
-                finished = list(wait(inflight, return_when=FIRST_COMPLETED)[0])
-                decode_wait += time.perf_counter() - t0
-            for fut in finished:
-                pair = inflight.pop(fut)
-                dp = _result_or_error(fut, pair)
+        while decoder.busy or buckets.count:
+            # Block on decoding only when nothing decoded is waiting for the model.
+            finished = decoder.collect(block=buckets.count == 0)
+            for pair, dp in finished:
                 worker_rss = max(worker_rss, dp.peak_rss_mb)
                 if dp.error is None and dp.baseline is not None:
                     buckets.add(pair, dp)
                 else:
                     pending_rows.append(decoded_row(pair, dp))
-            refill()
             # Score a full bucket if there is one; otherwise, rather than block on decoding,
             # score the fullest partial bucket.
             items = buckets.take(only_full=True)
-            if items is None and (not finished or not inflight or buckets.count >= batch_size * PENDING_BATCHES):
+            if items is None and (not finished or not decoder.busy or buckets.count >= batch_size * PENDING_BATCHES):
                 items = buckets.take(only_full=False)
             if items:
                 run_bucket(items)
@@ -428,8 +410,9 @@ def run_score(
             "batches": batches,
             "wall_s": round(wall, 3),
             "compute_s": round(compute_s, 3),
-            "decode_wait_s": round(decode_wait, 3),
-            "decode_wait_share": round(decode_wait / wall, 4) if wall else 0.0,
+            "decode_wait_s": round(decoder.wait_s, 3),
+            "decode_wait_share": round(decoder.wait_s / wall, 4) if wall else 0.0,
+            "worker_restarts": decoder.restarts,
             "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
             "peak_rss_mb": {"main": peak_rss_mb(), "decode_worker": round(worker_rss, 1)},
             "workers": workers,
@@ -446,17 +429,9 @@ def run_score(
         stats["ignored_files"] = [str(p) for p in pairing.ignored]
         return ScoreResult(table, stats)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        decoder.close()
         if journal is not None:
             journal.close()
-
-
-def _result_or_error(fut: Future[DecodedPair], pair: Pair) -> DecodedPair:
-    """The worker's result; a crashed worker becomes an error for its pair, not the run's end."""
-    try:
-        return fut.result()
-    except Exception as exc:
-        return DecodedPair(pair.pair_id, None, None, None, f"decode worker failed: {type(exc).__name__}: {exc}", 0.0)
 
 
 def _lpips_package_version() -> str:

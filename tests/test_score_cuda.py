@@ -1,0 +1,46 @@
+"""The CUDA path of the score pipeline: parity with the CPU path and device timings.
+
+Runs only where a CUDA device is present; on CPU-only machines it is skipped with that
+reason, and the CPU path is covered by test_score.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import schema
+from engine.arrow_io import run_metadata
+from engine.config import LPIPS_PARITY_ATOL
+from engine.score import ScoreOptions, run_score
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+SIZES = [(37, 53), (64, 47), (256, 256), (100, 33), (512, 384), (16, 16)]
+
+
+def test_cuda_matches_cpu_and_records_gpu_time(
+    make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path
+) -> None:
+    base, cand = make_pairs(SIZES * 3)
+    runs = {}
+    for device in ("cpu", "cuda"):
+        opts = ScoreOptions(base, cand, tmp_path / f"{device}.arrow", device=device, weights=alex_weights)
+        runs[device] = run_score(opts).table
+    cpu = np.array(runs["cpu"].column(schema.LPIPS.name).to_pylist(), dtype=float)
+    gpu = np.array(runs["cuda"].column(schema.LPIPS.name).to_pylist(), dtype=float)
+    np.testing.assert_allclose(gpu, cpu, atol=LPIPS_PARITY_ATOL, rtol=LPIPS_PARITY_ATOL)
+    gpu_ms = runs["cuda"].column(schema.GPU_MS.name).to_pylist()
+    assert all(v is not None and v > 0 for v in gpu_ms)
+    assert runs["cpu"].column(schema.GPU_MS.name).null_count == len(gpu_ms)
+    meta = run_metadata(runs["cuda"])
+    assert meta[schema.META_DEVICE].startswith("cuda")
+    assert meta[schema.META_DEVICE_NAME] == torch.cuda.get_device_name()
+    assert meta[schema.META_GPU_NOTE] == ""

@@ -21,7 +21,6 @@ import json
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,14 +109,9 @@ def _naive(base: Path, cand: Path, weights: Path, n: int) -> float:
     import torch
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    for block in model.net.children():
-        for index, layer in block.named_children():
-            prefix = f"features.{index}."
-            layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    from engine.models import reference_lpips
+
+    model = reference_lpips("alex", weights)
     files = sorted(base.iterdir())[:n]
     t0 = time.perf_counter()
     with torch.no_grad():

@@ -212,11 +212,11 @@ def score(
         console=console,
         disable=not show,
     )
-    task = progress.add_task("scoring", total=None, rate="")
+    task = progress.add_task("starting", total=None, rate="")
     download = progress.add_task("downloading weights", total=None, visible=False, rate="")
 
     def on_start(total: int, done: int) -> None:
-        progress.update(task, total=total, completed=done)
+        progress.update(task, description="scoring", total=total, completed=done)
 
     def on_rows(rows: list[dict[str, Any]]) -> None:
         progress.advance(task, len(rows))

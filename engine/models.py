@@ -151,9 +151,30 @@ def load_lpips(net: str, weights: Path) -> nn.Module:
     return _build_module(net, _load_features(net, weights), _head_weights(net))
 
 
+def reference_lpips(net: str, weights: Path) -> nn.Module:
+    """The `lpips` package's own LPIPS module with its backbone loaded from `weights`.
+
+    The reference pixgate is checked against (tests) and measured against (benchmarks):
+    the package's graph, untouched, with the same backbone as `load_lpips`.
+    """
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the package calls torchvision's deprecated `pretrained=`
+        ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    state = _read_state(weights)
+    for block in ref.net.children():
+        for index, layer in block.named_children():
+            prefix = f"features.{index}."
+            layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    return ref.eval()
+
+
 def upscale_factor(net: str, height: int, width: int) -> float:
     """Factor (>= 1) that brings the shorter side up to the backbone's minimum."""
     return max(1.0, MIN_SIDE[net] / min(height, width))
 
 
-__all__ = ["WeightsFormatError", "load_lpips", "upscale_factor"]
+__all__ = ["WeightsFormatError", "load_lpips", "reference_lpips", "upscale_factor"]

@@ -311,6 +311,12 @@ def run_score(
         if not folder.is_dir():
             raise ScoreConfigError(f"{label}: {folder} is not a folder")
     try:
+        opts.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
+    if opts.output.is_dir():
+        raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
+    try:
         device = select_device(opts.device)
     except DeviceError as exc:
         raise ScoreConfigError(str(exc)) from None

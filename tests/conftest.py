@@ -7,7 +7,6 @@ torchvision's cache lives in a temporary TORCH_HOME.
 from __future__ import annotations
 
 import socket
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,22 +78,9 @@ def alex_weights(weights_for: Callable[[str], Path]) -> Path:
 @pytest.fixture(scope="session")
 def lpips_reference() -> Callable[[str, Path], object]:
     """The `lpips` package's LPIPS with its backbone loaded from a torchvision state_dict."""
-    import torch
+    from engine.models import reference_lpips
 
-    def build(net: str, weights: Path) -> object:
-        import lpips
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        for block in ref.net.children():
-            for index, layer in block.named_children():
-                prefix = f"features.{index}."
-                layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
-        return ref.eval()
-
-    return build
+    return reference_lpips
 
 
 def poster(height: int, width: int, seed: int, *, alpha: bool = False) -> np.ndarray:

@@ -219,3 +219,12 @@ def test_resume_refuses_other_weights(
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ScoreConfigError, match="BASELINE_DIR"):
         run_score(_opts(tmp_path / "nope", tmp_path, tmp_path / "run.arrow", None, no_lpips=True))
+
+
+def test_output_folder_is_created(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
+    base, cand = make_pairs(SIZES[:1])
+    out = tmp_path / "new" / "deeper" / "run.arrow"
+    run_score(_opts(base, cand, out, None, no_lpips=True))
+    assert read_run(out).num_rows == 1
+    with pytest.raises(ScoreConfigError, match="is a folder"):
+        run_score(_opts(base, cand, tmp_path, None, no_lpips=True))

@@ -48,6 +48,7 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.score_memory
+	$(BIN)/python -m benchmarks.kernels
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

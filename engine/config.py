@@ -72,3 +72,19 @@ BATCH_INVARIANCE_ATOL: Final = 1e-5
 #: Longest time finished rows wait in memory before they are flushed to the journal. Rows
 #: are also flushed whenever a full batch's worth is waiting.
 JOURNAL_FLUSH_S: Final = 0.5
+
+#: Two ICC profiles describe the same colour space when every colour of a test grid,
+#: sent through each to 8-bit sRGB, lands within this many levels. lcms2's 8-bit
+#: rounding and a tabulated vs. parametric sRGB curve differ by 1 level; Rec.709 vs. sRGB
+#: (same primaries, other curve) differ by 16, Adobe RGB vs. sRGB by over 100.
+ICC_MATCH_LEVELS: Final = 2
+
+#: Alpha at or above this value counts as opaque (colour statistics, alpha IoU).
+OPAQUE_ALPHA: Final = 128
+
+#: Mean Sobel magnitude (luma 0..1) below which a baseline has no edges to preserve; its
+#: `edge_preservation` is then 1. Far below one grey level of gradient (1/255 ~ 0.004).
+EDGE_FLAT_MEAN: Final = 1e-6
+
+#: Share of opaque pixels whose CIEDE2000 is at or below `delta_e_p95`.
+DELTA_E_QUANTILE: Final = 0.95

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError, WebPImagePlugin
 
 from engine.config import DEFAULT_MAX_PIXELS, RESIZE_FILTER
+from engine.icc import ICCError, colour_space, is_srgb, same_colour_space, to_srgb
 from engine.telemetry import peak_rss_mb
 
 _FORMATS = ("PNG", "JPEG", "WEBP")
@@ -45,13 +46,15 @@ class DecodedImage:
     """A decoded image.
 
     Attributes:
-        rgba: H x W x 4 uint8 pixels, straight (not premultiplied) alpha; alpha is 255
-            everywhere when the file has no transparency.
+        rgba: H x W x 4 uint8 sRGB pixels, straight (not premultiplied) alpha; alpha is
+            255 everywhere when the file has no transparency.
         format: Container format as detected from the content (`PNG`, `JPEG`, `WEBP`).
         mode: Pillow's pixel mode as stored in the file (`RGBA`, `P`, `I;16`, ...).
         has_alpha: The file carries transparency (an alpha channel or a tRNS chunk).
         icc_profile: Embedded ICC profile bytes, or None when untagged.
         icc_description: The profile's description, or None.
+        colour_managed: `rgba` was converted from the embedded profile's colour space to
+            sRGB (False when untagged or already sRGB).
     """
 
     rgba: np.ndarray
@@ -60,6 +63,7 @@ class DecodedImage:
     has_alpha: bool
     icc_profile: bytes | None
     icc_description: str | None
+    colour_managed: bool = False
 
     @property
     def width(self) -> int:
@@ -215,14 +219,40 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             raise DecodeError(f"corrupt {fmt} data: {exc}") from None
         icc = im.info.get("icc_profile") or None
         rgba, has_alpha = _to_rgba(oriented, _png_grey_depth(data))
+        description = _icc_description(icc) if icc else None
+        try:
+            managed = icc is not None and not is_srgb(icc)
+            if managed:
+                assert icc is not None
+                rgba = _colour_manage(oriented, rgba, icc)
+        except ICCError as exc:
+            raise DecodeError(str(exc)) from None
         return DecodedImage(
             rgba=rgba,
             format=fmt,
             mode=im.mode,
             has_alpha=has_alpha,
             icc_profile=icc,
-            icc_description=_icc_description(icc) if icc else None,
+            icc_description=description,
+            colour_managed=managed,
         )
+
+
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
+
+
+def _colour_manage(original: Image.Image, rgba: np.ndarray, icc: bytes) -> np.ndarray:
+    """Convert decoded pixels to sRGB through their embedded profile; alpha is kept."""
+    space = colour_space(icc)
+    if space == "CMYK" and original.mode == "CMYK":
+        rgb = to_srgb(original, icc)
+    elif space == "GRAY" and original.mode in _GREY_MODES:
+        rgb = to_srgb(Image.fromarray(np.ascontiguousarray(rgba[..., 0]), "L"), icc)
+    elif space == "RGB" and original.mode != "CMYK":
+        rgb = to_srgb(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB"), icc)
+    else:
+        raise ICCError(f"embedded ICC profile is for {space} data but the pixels are {original.mode}")
+    return np.ascontiguousarray(np.dstack([rgb, rgba[..., 3]]))
 
 
 _PLUGINS: dict[str, Callable[[IO[bytes]], object]] = {
@@ -292,6 +322,8 @@ class DecodedPair:
         error: Why the pair failed, naming the side, or None.
         decode_ms: Time spent reading and decoding both files and resampling.
         peak_rss_mb: Peak resident memory of the process that decoded the pair, MiB.
+        icc_match: Both files are in the same colour space (profiles compared by content;
+            untagged is sRGB), or None when a side failed.
     """
 
     pair_id: str
@@ -301,6 +333,7 @@ class DecodedPair:
     error: str | None
     decode_ms: float
     peak_rss_mb: float = 0.0
+    icc_match: bool | None = None
 
 
 def decode_pair(pair_id: str, baseline: Path, candidate: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPair:
@@ -319,12 +352,14 @@ def decode_pair(pair_id: str, baseline: Path, candidate: Path, max_pixels: int =
             errors.append(f"{side} {path.name}: {exc}")
     base, cand = results["baseline"], results["candidate"]
     aligned = None
+    icc_match = None
     if base is not None and cand is not None:
+        icc_match = same_colour_space(base.icc_profile, cand.icc_profile)
         aligned = cand.rgba
         if (cand.width, cand.height) != (base.width, base.height):
             aligned = resize_rgba(cand.rgba, base.width, base.height)
     ms = (time.perf_counter() - start) * 1000.0
-    return DecodedPair(pair_id, base, cand, aligned, "; ".join(errors) or None, ms, peak_rss_mb())
+    return DecodedPair(pair_id, base, cand, aligned, "; ".join(errors) or None, ms, peak_rss_mb(), icc_match)
 
 
 __all__ = [

@@ -68,21 +68,45 @@ CANDIDATE_HAS_ALPHA = Column("candidate_has_alpha", "bool", "Candidate carries t
 ALPHA_PARITY = Column(
     "alpha_parity", "bool", "Both have alpha or neither: false is the 'expected alpha channel, found none' failure."
 )
-ALPHA_MAE = Column("alpha_mae", "float64", "Mean absolute alpha difference, 0..1, when both have alpha.")
-ALPHA_IOU = Column("alpha_iou", "float64", "Intersection over union of the opaque masks, when both have alpha.")
+ALPHA_MAE = Column(
+    "alpha_mae", "float64", "Mean absolute alpha difference over all pixels, 0..1; null unless both have alpha."
+)
+ALPHA_IOU = Column(
+    "alpha_iou",
+    "float64",
+    "Intersection over union of the opaque masks (alpha >= 128), 0..1; null unless both have alpha.",
+)
 BASELINE_ICC = Column("baseline_icc", "string", "Embedded ICC profile description; null when untagged (read as sRGB).")
 CANDIDATE_ICC = Column(
     "candidate_icc", "string", "Embedded ICC profile description of the candidate; null when untagged."
 )
-ICC_MATCH = Column("icc_match", "bool", "Same colour space, judged on the profiles' content, not their names.")
-DELTA_E_MEAN = Column("delta_e_mean", "float64", "Mean CIEDE2000 over pixels opaque in both, after conversion to sRGB.")
-DELTA_E_P95 = Column("delta_e_p95", "float64", "95th percentile CIEDE2000 over pixels opaque in both.")
-CHROMA_SHIFT = Column(
-    "chroma_shift", "float64", "Mean candidate C* minus baseline C* (CIELAB): positive means more saturated."
+ICC_MATCH = Column(
+    "icc_match",
+    "bool",
+    "Same colour space, judged on the profiles' content (a colour grid through each), "
+    "not their names; untagged = sRGB.",
 )
-LIGHTNESS_SHIFT = Column("lightness_shift", "float64", "Mean candidate L* minus baseline L* (CIELAB).")
+DELTA_E_MEAN = Column(
+    "delta_e_mean",
+    "float64",
+    "Mean CIEDE2000 over pixels opaque (alpha >= 128) in both, after conversion to sRGB; null when none are.",
+)
+DELTA_E_P95 = Column("delta_e_p95", "float64", "95th percentile (inverted CDF) of CIEDE2000 over the same pixels.")
+CHROMA_SHIFT = Column(
+    "chroma_shift",
+    "float64",
+    "Mean candidate C* minus baseline C* (CIELAB, D65), same pixels: positive means more saturated.",
+)
+LIGHTNESS_SHIFT = Column(
+    "lightness_shift",
+    "float64",
+    "Mean candidate L* minus baseline L* (CIELAB, D65), same pixels: positive means lighter.",
+)
 EDGE_PRESERVATION = Column(
-    "edge_preservation", "float64", "Share of the baseline's edge strength that survives in the candidate, 0..1."
+    "edge_preservation",
+    "float64",
+    "Share of the baseline's edge strength kept: sum of min(Gb, Gc) / sum of Gb, G the Sobel "
+    "magnitude of luma over white; 0..1, 1 when the baseline has no edges.",
 )
 LPIPS = Column(
     "lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`."

@@ -153,42 +153,54 @@ def decoded_row(pair: Pair, dp: DecodedPair) -> dict[str, Any]:
         row[schema.SIZE_MATCH.name] = (b.width, b.height) == (c.width, c.height)
         row[schema.ASPECT_RATIO_DELTA.name] = abs((c.width / c.height) / (b.width / b.height) - 1.0)
         row[schema.ALPHA_PARITY.name] = b.has_alpha == c.has_alpha
+        row[schema.ICC_MATCH.name] = dp.icc_match
     return row
 
 
 @dataclass
 class _Scorer:
-    """Runs device batches: LPIPS on the pairs of one size bucket."""
+    """Runs device batches: LPIPS and the kernels on the pairs of one size bucket."""
 
     model: Any  # the LPIPS module (engine.models), or None with --no-lpips
     device: torch.device
     net: str
 
-    def score(self, items: list[DecodedPair]) -> tuple[list[float | None], float, float | None, bool]:
-        """Score one bucket; returns (lpips per pair, wall ms, gpu ms, upscaled)."""
+    def score(self, items: list[DecodedPair]) -> tuple[list[dict[str, Any]], float, float | None]:
+        """Score one bucket: LPIPS and the kernels' metrics on one device batch.
+
+        Returns:
+            Per pair, the metric columns; the batch's wall ms; its GPU ms (CUDA only).
+        """
         import numpy as np
         import torch
         import torch.nn.functional as F
 
+        from engine.metrics import pixel_terms, reduce_terms
         from engine.models import upscale_factor
         from engine.telemetry import time_batch
 
-        if self.model is None:
-            return [None] * len(items), 0.0, None, False
         base = np.stack([it.baseline.rgba for it in items if it.baseline is not None])
         cand = np.stack([it.candidate_aligned for it in items if it.candidate_aligned is not None])
+        both_alpha = [
+            bool(it.baseline and it.candidate and it.baseline.has_alpha and it.candidate.has_alpha) for it in items
+        ]
         h, w = base.shape[1:3]
         factor = upscale_factor(self.net, h, w)
         with torch.inference_mode(), time_batch(self.device) as timing:
             # uint8 crosses to the device (4x less than float); conversion happens there.
-            x0 = self.model.prepare(torch.from_numpy(base).to(self.device))
-            x1 = self.model.prepare(torch.from_numpy(cand).to(self.device))
-            if factor > 1.0:
-                size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1))
-                x0 = F.interpolate(x0, size=size, mode="bilinear", align_corners=False)
-                x1 = F.interpolate(x1, size=size, mode="bilinear", align_corners=False)
-            values = self.model(x0, x1).float().cpu().tolist()
-        return values, timing.wall_ms, timing.gpu_ms, factor > 1.0
+            tb = torch.from_numpy(base).to(self.device)
+            tc = torch.from_numpy(cand).to(self.device)
+            rows = reduce_terms(pixel_terms(tb, tc), both_alpha)
+            if self.model is not None:
+                x0, x1 = self.model.prepare(tb), self.model.prepare(tc)
+                if factor > 1.0:
+                    size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1))
+                    x0 = F.interpolate(x0, size=size, mode="bilinear", align_corners=False)
+                    x1 = F.interpolate(x1, size=size, mode="bilinear", align_corners=False)
+                for row, value in zip(rows, self.model(x0, x1).float().cpu().tolist(), strict=True):
+                    row[schema.LPIPS.name] = value
+                    row[schema.LPIPS_UPSCALED.name] = factor > 1.0
+        return rows, timing.wall_ms, timing.gpu_ms
 
 
 @dataclass
@@ -376,14 +388,13 @@ def run_score(
 
         def run_bucket(items: list[tuple[Pair, DecodedPair]]) -> None:
             nonlocal compute_s, batches
-            values, wall_ms, gpu_ms, upscaled = scorer.score([dp for _, dp in items])
+            metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items])
             compute_s += wall_ms / 1000.0
             batches += 1
-            for (pair, dp), value in zip(items, values, strict=True):
+            for (pair, dp), values in zip(items, metrics, strict=True):
                 row = decoded_row(pair, dp)
-                row[schema.LPIPS.name] = value
-                row[schema.LPIPS_UPSCALED.name] = upscaled if value is not None else None
-                row[schema.COMPUTE_MS.name] = wall_ms / len(items) if model is not None else None
+                row.update(values)
+                row[schema.COMPUTE_MS.name] = wall_ms / len(items)
                 row[schema.GPU_MS.name] = gpu_ms / len(items) if gpu_ms is not None else None
                 pending_rows.append(row)
 

@@ -1,0 +1,146 @@
+"""Kernels against NumPy references, and the CPU compilation against the CUDA simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+import kernels as K
+from engine.config import OPAQUE_ALPHA
+from kernels.cpu import pixel_terms_cpu
+from tests.conftest import poster
+
+# The kernels store float32; the references compute in float64. Relative error of one
+# float32 rounding (6e-8) on values up to ~100 (Delta E, L*), plus the accumulated error
+# of a few dozen float64 operations, stays far below these.
+TERM_ATOL = 2e-4
+TERM_RTOL = 1e-5
+# scikit-image's sRGB->XYZ matrix has 6 digits (0.412453 ...), the kernels' the 7 digits
+# of IEC 61966-2-1 (0.4124564 ...): their CIELAB values differ by up to ~0.01.
+SKIMAGE_LAB_ATOL = 0.02
+# The CUDA simulator runs the same bodies in Python float64 and stores float32 like the
+# CPU path; only libm differences remain.
+SIM_ATOL = 1e-4
+
+_M = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    c = rgb.astype(np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    t = lin @ _M.T / _WHITE
+    d = 6.0 / 29.0
+    f = np.where(t > d**3, np.cbrt(t), t / (3 * d * d) + 4.0 / 29.0)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def _luma_on_white(img: np.ndarray) -> np.ndarray:
+    a = img[..., 3:4].astype(np.float64) / 255.0
+    rgb = img[..., :3] * a + 255.0 * (1 - a)
+    return (rgb @ np.array([0.2126, 0.7152, 0.0722])) / 255.0
+
+
+def reference_terms(base: np.ndarray, cand: np.ndarray, opaque: int) -> np.ndarray:
+    """NumPy/SciPy/scikit-image version of every per-pixel term, N_TERMS x N x H x W."""
+    out = np.empty((K.N_TERMS, *base.shape[:3]))
+    for n in range(base.shape[0]):
+        b, c = base[n], cand[n]
+        both = (b[..., 3] >= opaque) & (c[..., 3] >= opaque)
+        lb, lc = _lab(b[..., :3]), _lab(c[..., :3])
+        de = deltaE_ciede2000(lb, lc)
+        chroma_b, chroma_c = np.hypot(lb[..., 1], lb[..., 2]), np.hypot(lc[..., 1], lc[..., 2])
+        out[K.DE, n] = np.where(both, de, np.nan)
+        out[K.L_SHIFT, n] = np.where(both, lc[..., 0] - lb[..., 0], np.nan)
+        out[K.C_SHIFT, n] = np.where(both, chroma_c - chroma_b, np.nan)
+        grads = []
+        for img in (b, c):
+            luma = _luma_on_white(img)
+            grads.append(
+                np.hypot(ndimage.sobel(luma, axis=0, mode="nearest"), ndimage.sobel(luma, axis=1, mode="nearest"))
+            )
+        out[K.EDGE_BASE, n] = grads[0]
+        out[K.EDGE_KEPT, n] = np.minimum(grads[0], grads[1])
+        out[K.ALPHA_ABS, n] = np.abs(b[..., 3].astype(float) - c[..., 3]) / 255.0
+        out[K.ALPHA_INTER, n] = both
+        out[K.ALPHA_UNION, n] = (b[..., 3] >= opaque) | (c[..., 3] >= opaque)
+    return out
+
+
+def _batch(seed: int, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Structured pictures with alpha, plus candidates with noise, shifts and alpha edits."""
+    rng = np.random.default_rng(seed)
+    base = np.stack([poster(h, w, seed=seed * 10 + i, alpha=True) for i in range(n)])
+    cand = base.copy()
+    cand[..., :3] = np.clip(cand[..., :3] + rng.normal(0, 12, cand[..., :3].shape), 0, 255).astype(np.uint8)
+    cand[..., 3] = np.roll(base[..., 3], 3, axis=2)
+    cand[0, : h // 3] = base[0, : h // 3]  # an identical region
+    base[-1, ..., 3] = rng.integers(0, 256, (h, w))  # soft alpha everywhere
+    return base, cand
+
+
+@pytest.mark.parametrize(("n", "h", "w"), [(1, 1, 1), (2, 7, 5), (3, 33, 47)])
+def test_cpu_kernel_matches_reference(n: int, h: int, w: int) -> None:
+    base, cand = _batch(n + h, n, h, w)
+    got = pixel_terms_cpu(base, cand, OPAQUE_ALPHA)[: K.N_TERMS]
+    want = reference_terms(base, cand, OPAQUE_ALPHA)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, atol=TERM_ATOL, rtol=TERM_RTOL, equal_nan=True)
+
+
+def test_identical_images_give_zero_difference() -> None:
+    base, _ = _batch(5, 2, 20, 30)
+    out = pixel_terms_cpu(base, base.copy(), OPAQUE_ALPHA)
+    opaque = base[..., 3] >= OPAQUE_ALPHA
+    assert np.all(out[K.DE][opaque] == 0) and np.all(np.isnan(out[K.DE][~opaque]))
+    np.testing.assert_array_equal(out[K.EDGE_KEPT], out[K.EDGE_BASE])
+    assert np.all(out[K.ALPHA_ABS] == 0)
+
+
+def test_lab_agrees_with_scikit_image() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(_lab(rgb), rgb2lab(rgb / 255.0), atol=SKIMAGE_LAB_ATOL)
+
+
+def test_bad_shapes_are_refused() -> None:
+    a = np.zeros((1, 4, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="N x H x W x 4"):
+        pixel_terms_cpu(a, np.zeros((1, 4, 5, 4), np.uint8), OPAQUE_ALPHA)
+    with pytest.raises(ValueError, match="uint8"):
+        pixel_terms_cpu(a, a.astype(np.float32), OPAQUE_ALPHA)  # type: ignore[arg-type]
+
+
+_SIM_SCRIPT = """
+import json, sys
+import numpy as np
+from kernels import N_PLANES
+from kernels.cuda import pixel_terms_cuda
+base = np.load(sys.argv[1]); cand = np.load(sys.argv[2])
+out = np.zeros((N_PLANES, *base.shape[:3]), np.float32)
+pixel_terms_cuda(base, cand, int(sys.argv[3]), out, max_blocks=2)
+np.save(sys.argv[4], out)
+"""
+
+
+def test_cuda_simulator_matches_cpu(tmp_path: Path) -> None:
+    base, cand = _batch(7, 2, 9, 11)
+    np.save(tmp_path / "b.npy", base)
+    np.save(tmp_path / "c.npy", cand)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}  # must be set before numba is imported
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIM_SCRIPT, str(tmp_path / "b.npy"), str(tmp_path / "c.npy"), str(OPAQUE_ALPHA),
+         str(tmp_path / "out.npy")],
+        env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sim = np.load(tmp_path / "out.npy")[: K.N_TERMS]
+    cpu = pixel_terms_cpu(base, cand, OPAQUE_ALPHA)[: K.N_TERMS]
+    np.testing.assert_allclose(sim, cpu, atol=SIM_ATOL, rtol=0, equal_nan=True)
+    assert 0 < np.isnan(sim).sum() < sim.size  # masked and unmasked pixels were both compared

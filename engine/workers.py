@@ -1,24 +1,69 @@
-"""Decode workers: a bounded, self-healing process pool feeding the scoring loop.
+"""Decode workers: a bounded, self-healing set of processes feeding the scoring loop.
 
-At most `INFLIGHT_PER_WORKER` decodes per worker are in flight, so memory does not grow
-with the number of pairs. If a worker dies (a decoder crash on a hostile file, the OOM
-killer), the pool is rebuilt and the pairs that were in flight are decoded again one at
-a time: the innocent ones succeed, and the one that kills a worker on its own becomes an
-error row. No pair is lost and the run goes on.
+Each worker has its own pipe, so no lock is shared between workers: a worker that dies
+(a decoder crash on a hostile file, the OOM killer, a stray kill) cannot block the
+others, and only the pairs sent to it are affected. Workers decode in the order pairs
+were sent, so the pair being decoded when a worker dies is known: it is retried once in
+a fresh worker, and if it kills that one too it becomes an error row. The pairs queued
+behind it go back to the queue. No pair is lost and the run goes on.
+
+At most `INFLIGHT_PER_WORKER` pairs per worker are in flight, so memory does not grow
+with the number of pairs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
+from typing import Any
 
 from engine.config import INFLIGHT_PER_WORKER
 from engine.decode import DecodedPair, decode_pair
 from engine.pairing import Pair
+
+# spawn, not fork: the parent holds torch (and maybe CUDA) state that must not be
+# duplicated into children.
+_CTX = multiprocessing.get_context("spawn")
+_STOP_TIMEOUT_S = 5.0
+
+
+def _worker_main(conn: Connection, max_pixels: int) -> None:
+    """A worker's loop: receive (pair_id, baseline, candidate), send back a DecodedPair."""
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        pair_id, baseline, candidate = task
+        conn.send(decode_pair(pair_id, baseline, candidate, max_pixels))
+
+
+class _Worker:
+    def __init__(self, max_pixels: int) -> None:
+        self.conn, child = _CTX.Pipe(duplex=True)
+        self.proc: Any = _CTX.Process(target=_worker_main, args=(child, max_pixels), daemon=True)
+        self.proc.start()
+        child.close()
+        self.sent: deque[Pair] = deque()  # in the order the worker will answer
+
+    def send(self, pair: Pair) -> None:
+        self.conn.send((pair.pair_id, pair.baseline, pair.candidate))
+        self.sent.append(pair)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.proc.join(_STOP_TIMEOUT_S)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
 
 
 def _failed(pair: Pair, message: str) -> DecodedPair:
@@ -36,88 +81,85 @@ class DecodePool:
 
     def __init__(self, pairs: Iterable[Pair], workers: int, max_pixels: int) -> None:
         self._queue = iter(pairs)
-        self._suspects: deque[Pair] = deque()  # in flight when a worker died
-        self._isolated: set[str] = set()  # decoded alone after a crash
-        self._workers = workers
+        self._requeued: deque[Pair] = deque()
+        self._retried: set[str] = set()
         self._max_pixels = max_pixels
-        self._max_inflight = workers * INFLIGHT_PER_WORKER
-        self._inflight: dict[Future[DecodedPair], tuple[Pair, int]] = {}
-        self._generation = 0
-        self._pool = self._new_pool()
+        self._workers = [_Worker(max_pixels) for _ in range(workers)]
         self.restarts = 0
         self.wait_s = 0.0
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn, not fork: the parent holds torch (and maybe CUDA) state that must not be
-        # duplicated into children.
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"))
-
-    def _restart(self, generation: int) -> None:
-        if generation != self._generation:
-            return  # this pool was already replaced
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
-        self._generation += 1
-        self.restarts += 1
-
-    def _submit(self, pair: Pair) -> None:
-        assert pair.baseline is not None and pair.candidate is not None  # scorable pairs only
-        for _ in range(2):
-            try:
-                fut = self._pool.submit(decode_pair, pair.pair_id, pair.baseline, pair.candidate, self._max_pixels)
-            except BrokenProcessPool:
-                self._restart(self._generation)
-                continue
-            self._inflight[fut] = (pair, self._generation)
-            return
-        raise RuntimeError("decode workers cannot be started")
+    def _next(self) -> Pair | None:
+        if self._requeued:
+            return self._requeued.popleft()
+        return next(self._queue, None)
 
     def refill(self) -> None:
-        """Submit work up to the in-flight limit (suspects one at a time, alone)."""
-        if self._suspects:
-            if not self._inflight:
-                suspect = self._suspects.popleft()
-                self._isolated.add(suspect.pair_id)
-                self._submit(suspect)
-            return
-        while len(self._inflight) < self._max_inflight:
-            pair = next(self._queue, None)
-            if pair is None:
-                return
-            self._submit(pair)
+        """Send work to every worker up to the in-flight limit."""
+        for worker in self._workers:
+            while len(worker.sent) < INFLIGHT_PER_WORKER:
+                pair = self._next()
+                if pair is None:
+                    return
+                try:
+                    worker.send(pair)
+                except OSError:  # the worker died; `collect` replaces it
+                    self._requeued.appendleft(pair)
+                    break
 
     @property
     def busy(self) -> bool:
-        """Work is in flight or waiting to be resubmitted."""
-        return bool(self._inflight or self._suspects)
+        """Work is in flight or waiting to be sent."""
+        return bool(self._requeued or any(w.sent for w in self._workers))
+
+    def _replace(self, index: int, out: list[tuple[Pair, DecodedPair]]) -> None:
+        """A worker died: requeue what it held, retry or fail the pair it was decoding."""
+        dead = self._workers[index]
+        code = dead.proc.exitcode
+        victim = dead.sent.popleft() if dead.sent else None
+        self._requeued.extendleft(reversed(dead.sent))  # not started: back to the front
+        dead.sent.clear()
+        dead.conn.close()
+        dead.proc.join()
+        self._workers[index] = _Worker(self._max_pixels)
+        self.restarts += 1
+        if victim is None:
+            return
+        if victim.pair_id in self._retried:
+            out.append((victim, _failed(victim, f"the decode worker died twice on this pair (exit code {code})")))
+        else:
+            self._retried.add(victim.pair_id)
+            self._requeued.appendleft(victim)
 
     def collect(self, *, block: bool) -> list[tuple[Pair, DecodedPair]]:
         """Finished pairs; with `block`, wait for at least one (time counted in `wait_s`)."""
         self.refill()
-        done = [f for f in self._inflight if f.done()]
-        if not done and block and self._inflight:
-            t0 = time.perf_counter()
-            done = list(wait(self._inflight, return_when=FIRST_COMPLETED)[0])
+        out: list[tuple[Pair, DecodedPair]] = []
+        busy = [w for w in self._workers if w.sent]
+        if not busy:
+            return out
+        handles: list[Any] = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
+        t0 = time.perf_counter()
+        ready = set(wait(handles, timeout=None if block else 0))
+        if block:
             self.wait_s += time.perf_counter() - t0
-        out = []
-        for fut in done:
-            pair, generation = self._inflight.pop(fut)
+        for worker in busy:
             try:
-                out.append((pair, fut.result()))
-            except BrokenProcessPool:
-                self._restart(generation)
-                if pair.pair_id in self._isolated:
-                    out.append((pair, _failed(pair, "the decode worker died while decoding this pair alone")))
-                else:
-                    self._suspects.append(pair)
-            except Exception as exc:
-                out.append((pair, _failed(pair, f"decode worker failed: {type(exc).__name__}: {exc}")))
+                while worker.sent and worker.conn.poll():
+                    result = worker.conn.recv()  # first: a dead worker raises here, losing nothing
+                    out.append((worker.sent.popleft(), result))
+            except (EOFError, OSError):
+                pass  # the worker died mid-answer; its sentinel says so below
+        for index, worker in enumerate(self._workers):
+            if worker.proc.sentinel in ready or not worker.proc.is_alive():
+                worker.proc.join()  # the sentinel is ready only once the process has exited
+                self._replace(index, out)
         self.refill()
         return out
 
     def close(self) -> None:
-        """Stop the workers; queued work is cancelled."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers."""
+        for worker in self._workers:
+            worker.stop()
 
 
 __all__ = ["DecodePool"]

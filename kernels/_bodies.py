@@ -33,25 +33,51 @@ _COS6, _SIN6 = math.cos(math.radians(6.0)), math.sin(math.radians(6.0))
 _COS63, _SIN63 = math.cos(math.radians(63.0)), math.sin(math.radians(63.0))
 
 
-def srgb_to_linear_table() -> Any:
-    """Linear-light value of each 8-bit sRGB code (the IEC 61966-2-1 curve), 256 floats.
+# Layout of the lookup table every kernel takes: 256 linear-light values of the 8-bit
+# sRGB codes, then cube roots on a uniform grid over [0, 1] that seed Newton's method.
+_LIN = 256
+_CBRT_STEPS = 4096
 
-    Inputs are 8-bit, so a table replaces three powers per pixel and image.
+
+def lookup_table() -> Any:
+    """The kernels' lookup table (float64): sRGB decoding, then cube-root seeds.
+
+    Inputs are 8-bit, so a table replaces three powers per pixel and image; the CIELAB
+    cube roots, the other hot spot, start from a table value and take two Newton steps.
     """
     import numpy as np
 
     c = np.arange(256, dtype=np.float64) / 255.0
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    seeds = np.cbrt(np.linspace(0.0, 1.0, _CBRT_STEPS + 1))
+    return np.concatenate([linear, seeds])
 
 
-def _lab_f(t: float) -> float:
-    if t > _DELTA**3:
-        return t ** (1.0 / 3.0)
-    return t / (3.0 * _DELTA * _DELTA) + 4.0 / 29.0
+def _cbrt(lut: Any, t: float) -> float:
+    """Cube root of t in (0, ~1.1]: a table seed, then two Newton steps.
+
+    From a seed with relative error e, each step leaves about e**2: the coarsest seed
+    used (t just above (6/29)**3, error ~0.4 %) ends below 1e-10, beyond float32.
+    """
+    i = int(t * _CBRT_STEPS)
+    if i > _CBRT_STEPS:
+        i = _CBRT_STEPS
+    y = lut[_LIN + i]
+    if y == 0.0:
+        y = 0.2  # only for t below one grid step, which CIELAB handles linearly anyway
+    y = y - (y * y * y - t) / (3.0 * y * y)
+    return y - (y * y * y - t) / (3.0 * y * y)
 
 
 def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any]:
     """Compile the per-pixel bodies with `jit`; returns the two passes (luma, terms)."""
+    cbrt = jit(_cbrt)
+
+    def _lab_f(lut: Any, t: float) -> float:
+        if t > _DELTA**3:
+            return cbrt(lut, t)
+        return t / (3.0 * _DELTA * _DELTA) + 4.0 / 29.0
+
     lab_f = jit(_lab_f)
 
     def _srgb_to_lab(lut: Any, r: int, g: int, b: int) -> tuple[float, float, float]:
@@ -59,7 +85,7 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any]:
         x = 0.4124564 * rl + 0.3575761 * gl + 0.1804375 * bl
         y = 0.2126729 * rl + 0.7151522 * gl + 0.0721750 * bl
         z = 0.0193339 * rl + 0.1191920 * gl + 0.9503041 * bl
-        fx, fy, fz = lab_f(x / _XN), lab_f(y / _YN), lab_f(z / _ZN)
+        fx, fy, fz = lab_f(lut, x / _XN), lab_f(lut, y / _YN), lab_f(lut, z / _ZN)
         return 116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)
 
     def _ciede2000(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
@@ -72,36 +98,52 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any]:
         g = 0.5 * (1.0 - math.sqrt(cbar7 / (cbar7 + _POW25_7)))
         a1p, a2p = (1.0 + g) * a1, (1.0 + g) * a2
         c1p, c2p = math.sqrt(a1p * a1p + b1 * b1), math.sqrt(a2p * a2p + b2 * b2)
-        # atan2 is in (-pi, pi]: one conditional add maps it to [0, 2 pi) without fmod.
-        h1p = math.atan2(b1, a1p) if c1p != 0.0 else 0.0
-        h2p = math.atan2(b2, a2p) if c2p != 0.0 else 0.0
-        if h1p < 0.0:
-            h1p += 2.0 * math.pi
-        if h2p < 0.0:
-            h2p += 2.0 * math.pi
         dl = l2 - l1
         dc = c2p - c1p
-        dh = 0.0
-        if c1p * c2p != 0.0:
-            dh = h2p - h1p
-            if dh > math.pi:
-                dh -= 2.0 * math.pi
-            elif dh < -math.pi:
-                dh += 2.0 * math.pi
-        dhh = 2.0 * math.sqrt(c1p * c2p) * math.sin(dh / 2.0)
         lbar = (l1 + l2) / 2.0
         cbarp = (c1p + c2p) / 2.0
-        hbar = h1p + h2p
-        if c1p * c2p != 0.0:
-            if abs(h1p - h2p) <= math.pi:
-                hbar = (h1p + h2p) / 2.0
-            elif h1p + h2p < 2.0 * math.pi:
-                hbar = (h1p + h2p + 2.0 * math.pi) / 2.0
+        # The hue terms without hue angles (transcendentals are the kernel's hot spot):
+        # |dH'|^2 = |da', db|^2 - dC'^2, with the sign of sin(h2' - h1'); the mean
+        # hue of the textbook's case analysis is the direction of the sum of the two unit
+        # hue vectors (the bisector of the shorter arc).
+        prod = c1p * c2p
+        dhh = 0.0
+        if prod == 0.0:
+            if c1p != 0.0:
+                ch, shh = a1p / c1p, b1 / c1p
+            elif c2p != 0.0:
+                ch, shh = a2p / c2p, b2 / c2p
             else:
-                hbar = (h1p + h2p - 2.0 * math.pi) / 2.0
-        # T from one sine and one cosine: multiple-angle and angle-sum identities replace
-        # the four cosines of the textbook form (this is the kernel's hot spot).
-        ch, shh = math.cos(hbar), math.sin(hbar)
+                ch, shh = 1.0, 0.0
+        else:
+            # (da')^2 + (db)^2 - (dC')^2, from differences: exact for near-identical colours,
+            # where the equal 2 (C1' C2' - a1' a2' - b1 b2) would cancel catastrophically.
+            dap, db = a2p - a1p, b2 - b1
+            sq = dap * dap + db * db - dc * dc
+            dhh = math.sqrt(sq) if sq > 0.0 else 0.0
+            if a1p * b2 - a2p * b1 < 0.0:
+                dhh = -dhh
+            ux = a1p / c1p + a2p / c2p
+            uy = b1 / c1p + b2 / c2p
+            norm = math.sqrt(ux * ux + uy * uy)
+            if norm > 1e-9:
+                ch, shh = ux / norm, uy / norm
+            else:
+                # Opposite hues, where CIEDE2000 is discontinuous: apply the textbook's
+                # case analysis to the angles, so rounding picks the side it picks there.
+                h1p = math.atan2(b1, a1p)
+                h2p = math.atan2(b2, a2p)
+                h1p = h1p + 2.0 * math.pi if h1p < 0.0 else h1p
+                h2p = h2p + 2.0 * math.pi if h2p < 0.0 else h2p
+                mean = h1p + h2p
+                if abs(h1p - h2p) > math.pi:
+                    mean += 2.0 * math.pi if mean < 2.0 * math.pi else -2.0 * math.pi
+                ch, shh = math.cos(mean / 2.0), math.sin(mean / 2.0)
+        hbar = math.atan2(shh, ch)
+        if hbar < 0.0:
+            hbar += 2.0 * math.pi
+        # T from cos and sin of the mean hue: multiple-angle and angle-sum identities
+        # replace the four cosines of the textbook form.
         c2h, s2h = 2.0 * ch * ch - 1.0, 2.0 * shh * ch
         c3h, s3h = ch * (4.0 * ch * ch - 3.0), shh * (3.0 - 4.0 * shh * shh)
         c4h, s4h = 2.0 * c2h * c2h - 1.0, 2.0 * s2h * c2h

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels._bodies import N_PLANES, build, srgb_to_linear_table
+from kernels._bodies import N_PLANES, build, lookup_table
 
 _luma_terms, _pixel_terms = build(numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}))
-_LUT = srgb_to_linear_table()
+_LUT = lookup_table()
 
 
 @numba.njit(parallel=True, cache=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from numba import cuda
 
-from kernels._bodies import N_PLANES, build, srgb_to_linear_table
+from kernels._bodies import N_PLANES, build, lookup_table
 
 THREADS_PER_BLOCK = 256
 _luma_terms, _pixel_terms = build(cuda.jit(device=True))
@@ -41,7 +41,7 @@ def _terms_kernel(base: Any, cand: Any, opaque: int, lut: Any, out: Any) -> None
 
 @functools.cache
 def _device_lut() -> Any:
-    return cuda.to_device(srgb_to_linear_table())
+    return cuda.to_device(lookup_table())
 
 
 def pixel_terms_cuda(base: Any, cand: Any, opaque: int, out: Any, *, stream: Any = 0, max_blocks: int = 4096) -> Any:

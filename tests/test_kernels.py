@@ -25,6 +25,10 @@ TERM_RTOL = 1e-5
 # scikit-image's sRGB->XYZ matrix has 6 digits (0.412453 ...), the kernels' the 7 digits
 # of IEC 61966-2-1 (0.4124564 ...): their CIELAB values differ by up to ~0.01.
 SKIMAGE_LAB_ATOL = 0.02
+# The kernel's hue difference is computed without angles, from |da', db|^2 - dC'^2; where
+# hues coincide that loses half the digits (sqrt(eps) * |delta|, ~1e-6 for Delta E ~100),
+# still far below float32 storage and a just-noticeable difference (~1).
+CIEDE2000_ATOL = 1e-5
 # The CUDA simulator runs the same bodies in Python float64 and stores float32 like the
 # CPU path; only libm differences remain.
 SIM_ATOL = 1e-4
@@ -107,6 +111,51 @@ def test_identical_images_give_zero_difference() -> None:
 def test_lab_agrees_with_scikit_image() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     np.testing.assert_allclose(_lab(rgb), rgb2lab(rgb / 255.0), atol=SKIMAGE_LAB_ATOL)
+
+
+def _compiled(name: str) -> object:
+    """One per-pixel body, compiled for the CPU on its own."""
+    import numba
+
+    from kernels._bodies import build
+
+    compiled: dict[str, object] = {}
+
+    def jit(fn: object) -> object:
+        compiled[fn.__name__] = numba.njit(fn)  # type: ignore[attr-defined]
+        return compiled[fn.__name__]
+
+    build(jit)
+    return compiled[name]
+
+
+def test_ciede2000_matches_scikit_image_on_hard_cases() -> None:
+    import numba
+
+    body = _compiled("_ciede2000")
+
+    @numba.njit
+    def run(v: np.ndarray, out: np.ndarray) -> None:
+        for i in range(v.shape[0]):
+            out[i] = body(v[i, 0], v[i, 1], v[i, 2], v[i, 3], v[i, 4], v[i, 5])  # type: ignore[operator]
+
+    rng = np.random.default_rng(0)
+    k = 20_000
+    lab = np.column_stack([rng.uniform(0, 100, 6 * k), rng.uniform(-110, 110, 6 * k), rng.uniform(-110, 110, 6 * k)])
+    other = np.column_stack([rng.uniform(0, 100, 6 * k), rng.uniform(-110, 110, 6 * k), rng.uniform(-110, 110, 6 * k)])
+    other[:k, 1:] = 0.0  # grey candidate
+    lab[k : 2 * k, 1:] = 0.0  # grey baseline
+    other[2 * k : 3 * k] = lab[2 * k : 3 * k] + rng.normal(0, 0.01, (k, 3))  # just noticeable and below
+    other[3 * k : 4 * k, 1:] = lab[3 * k : 4 * k, 1:] * rng.uniform(0.1, 2, (k, 1))  # same hue
+    turn = np.radians(180 + rng.choice([-1, 1], k) * rng.uniform(0.01, 5, k))  # nearly opposite hues
+    a, b = lab[4 * k : 5 * k, 1], lab[4 * k : 5 * k, 2]
+    other[4 * k : 5 * k, 1] = a * np.cos(turn) - b * np.sin(turn)
+    other[4 * k : 5 * k, 2] = a * np.sin(turn) + b * np.cos(turn)
+    # (Exactly opposite hues are left out: CIEDE2000 is discontinuous there, and which side
+    # an implementation lands on depends on the last bit of its arctangent.)
+    out = np.empty(len(lab))
+    run(np.hstack([lab, other]), out)
+    np.testing.assert_allclose(out, deltaE_ciede2000(lab, other), atol=CIEDE2000_ATOL, rtol=0)
 
 
 def test_bad_shapes_are_refused() -> None:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU checks in one call, for a session that is lent a GPU machine (nvidia-h200).
+# That machine has torch, numba, numba-cuda, pyarrow, typer, rich, Pillow, SciPy and
+# scikit-image; only `lpips` travels, as a wheel. Prepare it here, once:
+#   python3 -m pip download --no-deps lpips==0.1.4 -d .whl
+# then run, with .whl carried:   bash benchmarks/gpu_check.sh
+# It runs the CUDA tests (parity with the CPU path, CUDA-event timings), the kernel tests,
+# and the kernel-vs-LPIPS benchmark on CPU and GPU; logs and JSON land in $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/pixgate-gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:$PWD"
+else
+    export PYTHONPATH="$PWD"
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/gpu.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_score_cuda.py tests/test_kernels.py tests/test_metrics.py \
+    -rs 2>&1 | tee "$OUT/tests.log"
+tests=${PIPESTATUS[0]}
+python3 -m benchmarks.kernels --repeat 10 --batch 4 2>&1 | tee "$OUT/kernels.log"
+cp benchmarks/results/kernels.json "$OUT/kernels.json" 2>/dev/null
+exit "$tests"

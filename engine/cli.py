@@ -113,6 +113,7 @@ def _summary(result: ScoreResult, output: Path) -> None:
     findings = (
         ("size changed", table.column(schema.SIZE_MATCH.name).to_pylist(), False),
         ("alpha parity broken", table.column(schema.ALPHA_PARITY.name).to_pylist(), False),
+        ("colour space changed (ICC)", table.column(schema.ICC_MATCH.name).to_pylist(), False),
     )
     for label, values, bad in findings:
         n = sum(1 for v in values if v is bad)
@@ -124,6 +125,12 @@ def _summary(result: ScoreResult, output: Path) -> None:
     )
     changed = sum(1 for b, c in formats if b and c and b != c)
     summary.add_row("format changed", str(changed), style="yellow" if changed else None)
+    de = np.array([v for v in table.column(schema.DELTA_E_MEAN.name).to_pylist() if v is not None], dtype=float)
+    if de.size:
+        summary.add_row("mean Delta E2000 p50 / max", f"{np.median(de):.2f} / {de.max():.2f}")
+    edges = [v for v in table.column(schema.EDGE_PRESERVATION.name).to_pylist() if v is not None]
+    if edges:
+        summary.add_row("edge preservation min", f"{min(edges):.3f}")
     summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
     summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
     summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")

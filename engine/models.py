@@ -8,6 +8,7 @@ as a weighted channel sum. Parity with the package is tested to `LPIPS_PARITY_AT
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +49,10 @@ def _torchvision_features(net: str) -> nn.Sequential:
 def _read_state(weights: Path) -> Any:
     import torch
 
-    try:
-        # mmap: only the tensors that are used are ever read into memory.
+    # mmap: only the tensors that are used are ever read into memory. Files in the legacy
+    # (non-zip) format cannot be mapped and are read whole.
+    with contextlib.suppress(RuntimeError):
         return torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:
-        pass  # legacy (non-zip) serialisation cannot be memory-mapped
     return torch.load(weights, map_location="cpu", weights_only=True)
 
 

@@ -143,12 +143,11 @@ class DecodePool:
         if block:
             self.wait_s += time.perf_counter() - t0
         for worker in busy:
-            try:
+            # A worker that died mid-answer raises here; its sentinel says so below.
+            with contextlib.suppress(EOFError, OSError):
                 while worker.sent and worker.conn.poll():
                     result = worker.conn.recv()  # first: a dead worker raises here, losing nothing
                     out.append((worker.sent.popleft(), result))
-            except (EOFError, OSError):
-                pass  # the worker died mid-answer; its sentinel says so below
         for index, worker in enumerate(self._workers):
             if worker.proc.sentinel in ready or not worker.proc.is_alive():
                 worker.proc.join()  # the sentinel is ready only once the process has exited

@@ -221,10 +221,10 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         rgba, has_alpha = _to_rgba(oriented, _png_grey_depth(data))
         description = _icc_description(icc) if icc else None
         try:
-            managed = icc is not None and not is_srgb(icc)
-            if managed:
-                assert icc is not None
+            managed = False
+            if icc is not None and not is_srgb(icc):
                 rgba = _colour_manage(oriented, rgba, icc)
+                managed = True
         except ICCError as exc:
             raise DecodeError(str(exc)) from None
         return DecodedImage(

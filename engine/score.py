@@ -342,7 +342,9 @@ def run_score(
     workers = opts.workers or default_workers(device.type, cores)
     batch_size = opts.batch_size or (DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU)
 
-    decoder = DecodePool(todo, workers, opts.max_pixels)
+    # No more workers than pairs: a resume with little left, or a run of unpaired names,
+    # should not pay for spawning idle processes.
+    decoder = DecodePool(todo, min(workers, len(todo)), opts.max_pixels)
     journal = None
     try:
         decoder.refill()  # decoding starts while the model loads

@@ -31,6 +31,9 @@ demo: $(STAMP)
 		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --no-lpips; \
 	fi
 	@echo "Run file: $(RUN)"
+	@echo
+	@$(BIN)/pixgate gate $(RUN) --policy golden/policy.toml --json out/golden-verdict.json \
+		|| echo "(the golden candidates are built to break these rules: a fail is the expected verdict)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine import __version__
-from engine.config import DEFAULT_MAX_PIXELS, DEFAULT_NET, SUMMARY_MAX_PROBLEMS
+from engine.config import DEFAULT_MAX_PIXELS, DEFAULT_NET, GATE_MAX_LISTED_PAIRS, SUMMARY_MAX_PROBLEMS
 
 if TYPE_CHECKING:
+    from engine.gate import Verdict
     from engine.score import ScoreResult
 
 app = typer.Typer(
@@ -309,6 +310,143 @@ def weights_cmd(
         raise _usage_error(str(failure))
     typer.echo(f"{resolved.origin}: {resolved.path}")
     typer.echo(f"sha256: {resolved.sha256}")
+
+
+_RESULT_STYLE = {"pass": "green", "marginal": "yellow", "fail": "bold red", "skipped": "dim"}
+
+
+def _gate_report(verdict: Verdict, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.gate import format_bound, format_observed
+
+    console = Console()
+    rules = Table(title=f"pixgate gate: {verdict.context['policy']['name']}")
+    rules.add_column("rule", overflow="fold")
+    rules.add_column("observed", justify="right", overflow="fold")
+    rules.add_column("bound", overflow="fold")
+    rules.add_column("n", justify="right")
+    rules.add_column("result")
+    for res in verdict.rules:
+        name = res.rule.name + (" [critical]" if res.rule.critical else "")
+        observed = format_observed(res) + (f"\n{res.note}" if res.note else "")
+        style = _RESULT_STYLE[res.result]
+        rules.add_row(name, observed, format_bound(res.rule), f"{res.n}/{res.n_rows}", f"[{style}]{res.result}[/]")
+    console.print(rules)
+    if verdict.failing_pairs:
+        listing = Table(title=f"pairs to look at first ({len(verdict.failing_pairs)})")
+        for col in ("pair_id", "status", "rules broken", "values"):
+            listing.add_column(col, overflow="fold")
+        for pair in verdict.failing_pairs[:top]:
+            values = ", ".join(f"{k}={_short(v)}" for k, v in pair["values"].items())
+            status = pair["status"] or ""
+            if pair["error"]:
+                status += f": {pair['error']}"
+            listing.add_row(pair["pair_id"], status, ", ".join(pair["rules"]), values)
+        if len(verdict.failing_pairs) > top:
+            listing.add_row("...", "", f"{len(verdict.failing_pairs) - top} more", "see --json")
+        console.print(listing)
+    style = _RESULT_STYLE[verdict.verdict]
+    console.print(
+        f"verdict: [{style}]{verdict.verdict.upper()}[/] (score {verdict.score:.1f}/100; {verdict.reason})",
+        highlight=False,
+    )
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    import json
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _run_on_fail(command: str, verdict: Verdict, run: Path, json_path: Path | None) -> dict[str, Any]:
+    import os
+    import subprocess
+
+    from engine.config import GATE_ON_FAIL_TIMEOUT_S
+
+    env = dict(os.environ)
+    env.update(PIXGATE_VERDICT=verdict.verdict, PIXGATE_SCORE=f"{verdict.score:.3f}", PIXGATE_RUN=str(run))
+    if json_path is not None:
+        env["PIXGATE_VERDICT_JSON"] = str(json_path)
+    console = _console()
+    console.print(f"running --on-fail: {command}", highlight=False, markup=False)
+    try:
+        done = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=GATE_ON_FAIL_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        console.print(f"[bold red]--on-fail command timed out after {GATE_ON_FAIL_TIMEOUT_S:g} s[/]")
+        return {"command": command, "exit_code": None, "timed_out": True}
+    style = "green" if done.returncode == 0 else "bold red"
+    console.print(f"--on-fail command exited [{style}]{done.returncode}[/]")
+    return {"command": command, "exit_code": done.returncode, "timed_out": False}
+
+
+@app.command()
+def gate(
+    run: Annotated[Path, typer.Argument(help="Run file to judge (Arrow IPC, from `pixgate score`).", dir_okay=False)],
+    policy: Annotated[
+        Path, typer.Option("--policy", "-p", help="Policy (TOML), e.g. golden/policy.toml.", dir_okay=False)
+    ],
+    against: Annotated[
+        Path | None,
+        typer.Option(help="Earlier run to compare with, for median_change rules (e.g. GPU time).", dir_okay=False),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the verdict as JSON here.", dir_okay=False)
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="A marginal verdict exits 1 too.")] = False,
+    on_fail: Annotated[
+        str | None,
+        typer.Option(
+            help="Shell command to run when the gate fails (e.g. a rollback); it gets PIXGATE_VERDICT, "
+            "PIXGATE_SCORE, PIXGATE_RUN and PIXGATE_VERDICT_JSON in its environment."
+        ),
+    ] = None,
+    top: Annotated[
+        int,
+        typer.Option(callback=_whole_number("--top", 0), help="Failing pairs listed in the table."),
+    ] = GATE_MAX_LISTED_PAIRS,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")] = False,
+) -> None:
+    """Judge a run against a policy: pass, marginal or fail.
+
+    Exit codes: 0 pass (and marginal unless --strict); 1 fail; 2 a bad policy, a missing
+    or unreadable file, or a run whose schema does not fit the policy.
+    """
+    from engine.gate import FAIL, MARGINAL, GateInputError, check_fits, judge, read_table
+    from engine.policy import PolicyError, load_policy
+
+    try:
+        rules = load_policy(policy)
+        table = read_table(run)
+        check_fits(table, rules, run)
+        other = None
+        if against is not None:
+            other = read_table(against)
+            check_fits(other, rules, against)
+    except (PolicyError, GateInputError) as exc:
+        raise _usage_error(str(exc)) from None
+    verdict = judge(rules, table, other, run_path=run, against_path=against)
+    if quiet:
+        typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {verdict.reason})")
+    else:
+        _gate_report(verdict, top)
+    blocked = verdict.verdict == FAIL or (strict and verdict.verdict == MARGINAL)
+    document = verdict.to_dict()
+    if json_out is not None:
+        _write_json(json_out, document)
+    if blocked and on_fail:
+        document["on_fail"] = _run_on_fail(on_fail, verdict, run, json_out)
+        if json_out is not None:
+            _write_json(json_out, document)
+    raise typer.Exit(code=1 if blocked else 0)
 
 
 def main() -> None:

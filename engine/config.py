@@ -88,3 +88,27 @@ EDGE_FLAT_MEAN: Final = 1e-6
 
 #: Share of opaque pixels whose CIEDE2000 is at or below `delta_e_p95`.
 DELTA_E_QUANTILE: Final = 0.95
+
+# --- gate ---
+
+#: Verdict thresholds on the weighted rule score (0..100; pass = 1, marginal = 0.5, fail = 0
+#: per rule). Every rule must pass for a pass; a policy may relax this in its [policy] table.
+GATE_PASS_SCORE: Final = 100.0
+#: Below this score the verdict is fail even when no critical rule failed.
+GATE_MARGINAL_SCORE: Final = 75.0
+
+#: Significance level of the one-sided Mann-Whitney U test behind `median_change` rules: a
+#: change is graded against its bounds only when the test is this confident that the run
+#: shifted at all, so run-to-run noise does not block a release. tests/test_gate.py
+#: measures the resulting false-fail and detection rates.
+GATE_ALPHA: Final = 0.01
+
+#: Percentile definition for `pNN` rules: the inverted CDF, so `p95 <= b` reads "at least
+#: 95 % of the pairs are at or below b" with no interpolation between two pairs.
+GATE_QUANTILE_METHOD: Final = "inverted_cdf"
+
+#: Failing pairs listed in the gate's table (the JSON verdict lists all of them).
+GATE_MAX_LISTED_PAIRS: Final = 20
+
+#: Longest time an --on-fail command may run before it is stopped, seconds.
+GATE_ON_FAIL_TIMEOUT_S: Final = 900.0

@@ -169,6 +169,11 @@ RESUME_KEYS: Final = (
 )
 
 
+def column_types() -> dict[str, str]:
+    """Every column a pixgate file can carry, name -> Arrow type name (for policy checks)."""
+    return {c.name: c.dtype for c in COLUMNS}
+
+
 def empty_row() -> dict[str, Any]:
     """A row with every column present and null, to be filled by the pipeline."""
     return dict.fromkeys(COLUMN_NAMES)
@@ -198,6 +203,7 @@ __all__ = [
     "STATUSES",
     "Column",
     "arrow_schema",
+    "column_types",
     "empty_row",
     "markdown_table",
 ]

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 WEIGHTS_SEED = 1234
 
 
@@ -126,3 +127,29 @@ def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     """Run the test inside its temporary folder."""
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+@pytest.fixture(scope="session")
+def golden_run(alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped golden set scored once (random AlexNet weights) into a run file."""
+    from engine.score import ScoreOptions, run_score
+
+    out = tmp_path_factory.mktemp("golden") / "run.arrow"
+    result = run_score(ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", out, device="cpu", weights=alex_weights))
+    if not result.all_ok:
+        pytest.fail(f"the golden set did not score cleanly: {result.table.column('error').to_pylist()}")
+    return out
+
+
+def write_run(path: Path, rows: list[dict[str, object]], metadata: dict[str, str] | None = None) -> Path:
+    """Write rows (missing columns null) as a run file with the run schema, like `score` does."""
+    import pyarrow as pa
+
+    from engine import schema
+
+    full = [{**schema.empty_row(), **row} for row in rows]
+    meta = {schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION, **(metadata or {})}
+    table = pa.Table.from_pylist(full, schema=schema.arrow_schema(meta))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path

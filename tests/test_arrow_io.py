@@ -74,3 +74,30 @@ def test_not_a_journal(tmp_path: Path) -> None:
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a pixgate journal"):
         read_journal(path)
+
+
+def _readme_readers() -> list[tuple[str, str]]:
+    """(library, code) of each Python block in the README's "Reading a run" section."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Reading a run from other tools", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return [(re.match(r"import (\w+)", block).group(1), block) for block in blocks]  # type: ignore[union-attr]
+
+
+def test_readme_shows_each_reader() -> None:
+    assert [lib for lib, _ in _readme_readers()] == ["pyarrow", "pandas", "polars", "duckdb"]
+
+
+@pytest.mark.parametrize(("library", "code"), _readme_readers(), ids=[lib for lib, _ in _readme_readers()])
+def test_readme_reader_opens_a_real_run(library: str, code: str, golden_run: Path, chdir_tmp: Path) -> None:
+    pytest.importorskip(library)
+    import shutil
+
+    shutil.copy(golden_run, chdir_tmp / "run.arrow")
+    rows = read_run(golden_run).to_pylist()
+    expected = [r[schema.PAIR_ID.name] for r in sorted(rows, key=lambda r: -r[schema.LPIPS.name])[:3]]
+    namespace: dict[str, object] = {}
+    exec(compile(code, f"README.md ({library})", "exec"), namespace)
+    assert namespace["worst"] == expected

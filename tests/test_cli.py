@@ -192,3 +192,165 @@ def test_kill_9_then_resume_keeps_every_pair_exactly_once(alex_weights: Path, tm
     ):
         assert after[pid] == value
     assert not journal_path(out).exists()
+
+
+# --- pixgate gate ---
+
+GATE_POLICY = """
+[[rule]]
+name = "LPIPS p95"
+column = "lpips"
+stat = "p95"
+op = "<="
+pass = 0.1
+marginal = 0.2
+
+[[rule]]
+name = "alpha parity"
+column = "alpha_parity"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+"""
+
+
+def _gate_files(tmp_path: Path, lpips: list[float], parity: list[bool]) -> tuple[Path, Path]:
+    from tests.conftest import write_run
+
+    rows = [
+        {
+            schema.PAIR_ID.name: f"p{i}",
+            schema.STATUS.name: schema.STATUS_OK,
+            schema.LPIPS.name: lp,
+            schema.ALPHA_PARITY.name: par,
+        }
+        for i, (lp, par) in enumerate(zip(lpips, parity, strict=True))
+    ]
+    run = write_run(tmp_path / "run.arrow", rows)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(GATE_POLICY)
+    return run, policy
+
+
+@pytest.mark.parametrize(
+    ("lpips", "parity", "strict", "code", "verdict"),
+    [
+        ([0.01, 0.05], [True, True], False, 0, "PASS"),
+        ([0.01, 0.15], [True, True], False, 0, "MARGINAL"),
+        ([0.01, 0.15], [True, True], True, 1, "MARGINAL"),
+        ([0.01, 0.05], [True, False], False, 1, "FAIL"),
+        ([0.01, 0.5], [True, True], False, 1, "FAIL"),
+    ],
+)
+def test_gate_exit_codes(
+    lpips: list[float], parity: list[bool], strict: bool, code: int, verdict: str, tmp_path: Path
+) -> None:
+    run, policy = _gate_files(tmp_path, lpips, parity)
+    args = ["gate", str(run), "--policy", str(policy)] + (["--strict"] if strict else [])
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert f"verdict: {verdict}" in _flat(result.output)
+
+
+def test_gate_json_verdict(tmp_path: Path) -> None:
+    import json
+
+    run, policy = _gate_files(tmp_path, [0.01, 0.3, 0.02], [True, False, True])
+    out = tmp_path / "verdict.json"
+    result = runner.invoke(app, ["gate", str(run), "--policy", str(policy), "--json", str(out)])
+    assert result.exit_code == 1
+    doc = json.loads(out.read_text())
+    assert doc["verdict"] == "fail" and 0 <= doc["score"] <= 100
+    assert [r["name"] for r in doc["rules"]] == ["every pair scored", "LPIPS p95", "alpha parity"]
+    assert [r["result"] for r in doc["rules"]] == ["pass", "fail", "fail"]
+    assert doc["rules"][2]["line"] == GATE_POLICY.splitlines().index("[[rule]]", 2) + 1
+    assert [p["pair_id"] for p in doc["failing_pairs"]] == ["p1"]
+    assert doc["failing_pairs"][0]["rules"] == ["LPIPS p95", "alpha parity"]
+    assert doc["statuses"] == {"ok": 3}
+
+
+def test_gate_bad_policy_exits_2_naming_the_line(tmp_path: Path) -> None:
+    run, policy = _gate_files(tmp_path, [0.01], [True])
+    policy.write_text(GATE_POLICY.replace('column = "lpips"', 'column = "lpips_p95"'))
+    result = runner.invoke(app, ["gate", str(run), "--policy", str(policy)])
+    assert result.exit_code == 2
+    line = GATE_POLICY.splitlines().index('column = "lpips"') + 1
+    assert f"policy.toml:{line}:" in _flat(result.output).replace(" ", "")
+    assert "unknown column 'lpips_p95'" in _flat(result.output)
+
+
+@pytest.mark.parametrize("missing", ["run", "policy", "against"])
+def test_gate_missing_file_exits_2(missing: str, tmp_path: Path) -> None:
+    run, policy = _gate_files(tmp_path, [0.01], [True])
+    gone = tmp_path / "gone.arrow"
+    args = {
+        "run": ["gate", str(gone), "--policy", str(policy)],
+        "policy": ["gate", str(run), "--policy", str(gone)],
+        "against": ["gate", str(run), "--policy", str(policy), "--against", str(gone)],
+    }[missing]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "gone.arrow" in _flat(result.output)
+
+
+def test_gate_on_fail_runs_the_command_and_reports_its_exit(tmp_path: Path) -> None:
+    import json
+
+    run, policy = _gate_files(tmp_path, [0.01], [False])
+    marker = tmp_path / "rolled-back"
+    out = tmp_path / "v.json"
+    command = f'echo "$PIXGATE_VERDICT $(basename "$PIXGATE_VERDICT_JSON")" > {marker}; exit 3'
+    result = runner.invoke(app, ["gate", str(run), "--policy", str(policy), "--json", str(out), "--on-fail", command])
+    assert result.exit_code == 1
+    assert marker.read_text().strip() == "fail v.json"
+    assert "--on-fail command exited 3" in _flat(result.output)
+    assert json.loads(out.read_text())["on_fail"] == {"command": command, "exit_code": 3, "timed_out": False}
+
+
+def test_gate_on_fail_does_not_run_on_pass(tmp_path: Path) -> None:
+    run, policy = _gate_files(tmp_path, [0.01], [True])
+    marker = tmp_path / "rolled-back"
+    result = runner.invoke(app, ["gate", str(run), "--policy", str(policy), "--on-fail", f"touch {marker}"])
+    assert result.exit_code == 0
+    assert not marker.exists()
+
+
+def test_gate_against_an_earlier_run(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.conftest import write_run
+
+    rng = np.random.default_rng(3)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rule]]\ncolumn = "gpu_ms"\nstat = "median_change"\nop = "<="\npass = 0.1\n')
+
+    def run(name: str, scale: float) -> Path:
+        times = scale * np.exp(rng.normal(0, 0.1, 80))
+        rows = [
+            {schema.PAIR_ID.name: f"p{i}", schema.STATUS.name: "ok", schema.GPU_MS.name: float(t)}
+            for i, t in enumerate(times)
+        ]
+        return write_run(tmp_path / name, rows)
+
+    old, same, slower = run("old.arrow", 10.0), run("same.arrow", 10.0), run("slow.arrow", 12.0)
+    ok = runner.invoke(app, ["gate", str(same), "--policy", str(policy), "--against", str(old)])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, ["gate", str(slower), "--policy", str(policy), "--against", str(old)])
+    assert bad.exit_code == 1, bad.output
+    assert "+" in _flat(bad.output) and "p=" in _flat(bad.output)
+    alone = runner.invoke(app, ["gate", str(slower), "--policy", str(policy)])
+    assert alone.exit_code == 1 and "gate --against" in _flat(alone.output)
+
+
+def test_gate_run_that_does_not_fit_exits_2(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    _, policy = _gate_files(tmp_path, [0.01], [True])
+    bad = tmp_path / "bad.arrow"
+    table = pa.table({schema.PAIR_ID.name: ["a"], schema.STATUS.name: ["ok"], schema.ALPHA_PARITY.name: ["yes"]})
+    with pa.OSFile(str(bad), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    result = runner.invoke(app, ["gate", str(bad), "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert "column 'alpha_parity' holds string" in _flat(result.output)

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine import schema
-from engine.score import ScoreOptions, run_score
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+from engine.arrow_io import read_run
+from tests.conftest import GOLDEN
 
 # Bounds that make a flag, each with its reason. A gate policy sets its own bounds; these
 # only prove that each failure mode moves its column far from the identical pairs' value.
@@ -70,12 +69,8 @@ def test_every_flag_has_a_check() -> None:
 
 
 @pytest.fixture(scope="module")
-def golden_rows(alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
-    out = tmp_path_factory.mktemp("golden") / "run.arrow"
-    opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", out, device="cpu", weights=alex_weights)
-    result = run_score(opts)
-    assert result.all_ok
-    return {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+def golden_rows(golden_run: Path) -> dict[str, dict[str, object]]:
+    return {r[schema.PAIR_ID.name]: r for r in read_run(golden_run).to_pylist()}
 
 
 @pytest.mark.parametrize("entry", _manifest(), ids=lambda e: str(e["id"]))

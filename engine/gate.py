@@ -306,6 +306,13 @@ def _statistic(rule: Rule, values: np.ndarray) -> float:
     return float(reducers[rule.stat](values))
 
 
+def _holds(op: str, values: np.ndarray | list[Any], bound: Any) -> np.ndarray:
+    """Elementwise `value op bound` (NumPy for numbers and bools, Python for strings)."""
+    if isinstance(values, np.ndarray):
+        return np.asarray(_OPS[op](values, bound), dtype=bool)
+    return np.array([_OPS[op](v, bound) for v in values], dtype=bool)
+
+
 def _grade(rule: Rule, value: Any) -> str:
     if _OPS[rule.op](value, rule.pass_bound):
         return PASS
@@ -375,11 +382,16 @@ def evaluate(rule: Rule, table: pa.Table, against: pa.Table | None = None) -> Ru
         breaking = rule.op in ("<", "<=")
         violations = {int(i): breaking for i in np.flatnonzero(valid) if bool(values[i]) is breaking}
     else:
-        violations = {int(i): _plain(values[i]) for i in np.flatnonzero(valid) if _grade(rule, values[i]) != PASS}
+        beyond = valid & ~_holds(rule.op, values, rule.pass_bound)
+        violations = {int(i): _plain(values[i]) for i in np.flatnonzero(beyond)}
     note = "" if n == n_rows else f"{n_rows - n} of {n_rows} rows have no value"
     if rule.stat == EACH:
-        grades = {_grade(rule, values[i]) for i in violations}
-        result = FAIL if FAIL in grades else (MARGINAL if MARGINAL in grades else PASS)
+        result = PASS
+        if violations:
+            tolerated = rule.marginal_bound is not None and bool(
+                np.all(_holds(rule.op, np.asarray(values)[beyond], rule.marginal_bound))
+            )
+            result = MARGINAL if tolerated else FAIL
         return RuleResult(rule, result, float(len(violations)), n, n_rows, note=note, violations=violations)
     observed = _statistic(rule, np.asarray(values)[valid])
     return RuleResult(rule, _grade(rule, observed), observed, n, n_rows, note=note, violations=violations)

@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.pixgate-installed
 RUN := out/golden.arrow
+# The typography checks need Tesseract; without it the demo scores everything else.
+MANIFEST = $(if $(shell command -v tesseract),--manifest golden/manifest.jsonl,)
 
-.PHONY: setup demo test test-fast lint golden bench clean
+.PHONY: setup system-deps demo test test-fast lint golden bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,16 +21,23 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Tesseract for the typography checks (score --manifest) and their tests.
+system-deps:
+	@command -v tesseract >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tesseract-ocr >/dev/null; }
+	@tesseract --version | head -1
+
 demo: $(STAMP)
 	@mkdir -p out
 	@if $(BIN)/pixgate weights --download; then \
-		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN); \
+		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) $(MANIFEST); \
 	else \
 		echo; \
 		echo "No AlexNet weights on this machine and no network to fetch them (see the ways listed above)."; \
 		echo "Running every other check with --no-lpips; the lpips column will be null."; \
 		echo; \
-		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --no-lpips; \
+		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --no-lpips $(MANIFEST); \
 	fi
 	@echo "Run file: $(RUN)"
 	@echo

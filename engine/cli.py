@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine import __version__
-from engine.config import DEFAULT_MAX_PIXELS, DEFAULT_NET, GATE_MAX_LISTED_PAIRS, SUMMARY_MAX_PROBLEMS
+from engine.config import DEFAULT_MAX_PIXELS, DEFAULT_NET, GATE_MAX_LISTED_PAIRS, OCR_LANG, SUMMARY_MAX_PROBLEMS
 
 if TYPE_CHECKING:
     from engine.gate import Verdict
@@ -132,6 +132,15 @@ def _summary(result: ScoreResult, output: Path) -> None:
     edges = [v for v in table.column(schema.EDGE_PRESERVATION.name).to_pylist() if v is not None]
     if edges:
         summary.add_row("edge preservation min", f"{min(edges):.3f}")
+    text_pass = [v for v in table.column(schema.TEXT_PASS.name).to_pylist() if v is not None]
+    if "text_checked" in stats:
+        lost = text_pass.count(False)
+        summary.add_row(
+            "typography pass", f"{text_pass.count(True)} of {len(text_pass)}", style="yellow" if lost else None
+        )
+        if stats["manifest_ids_without_pair"]:
+            summary.add_row("manifest ids without a pair", str(len(stats["manifest_ids_without_pair"])), style="yellow")
+        summary.add_row("waiting for OCR", f"{stats['ocr_wait_s']:.2f} s")
     summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
     summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
     summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")
@@ -198,6 +207,22 @@ def score(
             callback=_whole_number("--max-pixels", 1), help="Decompression-bomb limit: largest width*height accepted."
         ),
     ] = DEFAULT_MAX_PIXELS,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Golden manifest (JSONL): pairs with expected_text get OCR typography checks (needs Tesseract).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    ocr_workers: Annotated[
+        int | None,
+        typer.Option(
+            callback=_whole_number("--ocr-workers", 1, 256),
+            help="Typography checks run at once [default: one per core].",
+        ),
+    ] = None,
+    ocr_lang: Annotated[str, typer.Option(help="Tesseract language(s), e.g. eng or eng+deu.")] = OCR_LANG,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:
     """Score every image pair of two folders into an Arrow run file.
@@ -246,6 +271,9 @@ def score(
         resume=resume,
         no_lpips=no_lpips,
         max_pixels=max_pixels,
+        manifest=manifest,
+        ocr_workers=ocr_workers,
+        ocr_lang=ocr_lang,
         download_progress=on_download,
     )
     try:

@@ -112,3 +112,43 @@ GATE_MAX_LISTED_PAIRS: Final = 20
 
 #: Longest time an --on-fail command may run before it is stopped, seconds.
 GATE_ON_FAIL_TIMEOUT_S: Final = 900.0
+
+# --- typography (score --manifest) ---
+
+#: How much worse than the baseline's the candidate's character error rate may be before
+#: its text counts as lost. OCR of two clean renderings of one string differs by a
+#: character or two per line (a dropped hyphen, l/1); text rasterised to mush loses most.
+TEXT_CER_MARGIN: Final = 0.10
+
+#: Lowest `text_sharpness` (candidate's RMS edge strength over the baseline's inside the
+#: text regions) for text to count as kept. A clean re-rendering or a JPEG export stays
+#: near 1; text re-rasterised at a quarter of its resolution drops far below.
+TEXT_SHARPNESS_MIN: Final = 0.6
+
+#: Tesseract language(s) when --ocr-lang is not given.
+OCR_LANG: Final = "eng"
+
+#: Text lines are scaled so that a line is about this tall (pixels) before OCR: Tesseract
+#: reads best with capital letters 20-40 px high; poster small print is often 8-12 px.
+OCR_LINE_HEIGHT: Final = 64
+
+#: Each text region is read with this share of its width added on either side, and this
+#: share of its height above and below: regions come from the baseline, and another
+#: engine's rendering of the same line may run a little longer or sit a little lower.
+#: Text this picks up around the line costs nothing, since each expected string is
+#: matched against its best stretch of the OCR text.
+OCR_GROW_X: Final = 0.15
+OCR_GROW_Y: Final = 0.25
+
+#: Largest upscaling applied to a text region before OCR.
+OCR_MAX_SCALE: Final = 8.0
+
+#: Word confidence (0-100) below which a word found by OCR of the whole baseline does not
+#: make a text region (used only when the manifest gives no `text_boxes`).
+OCR_MIN_CONFIDENCE: Final = 60
+
+#: Longest time one Tesseract call may take, seconds; a hung call becomes an error row.
+OCR_TIMEOUT_S: Final = 60.0
+
+#: Typography checks in flight per OCR worker: each holds one decoded pair in memory.
+OCR_INFLIGHT_PER_WORKER: Final = 2

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.config import TEXT_CER_MARGIN, TEXT_SHARPNESS_MIN
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -112,6 +114,35 @@ LPIPS = Column(
     "lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`."
 )
 LPIPS_UPSCALED = Column("lpips_upscaled", "bool", "The pair was upsampled to the backbone's minimum side before LPIPS.")
+TEXT_EXPECTED = Column(
+    "text_expected", "string", "Expected text from the manifest (`--manifest`), one string per line; null without."
+)
+OCR_BASELINE = Column("ocr_baseline", "string", "Tesseract's reading of the baseline's text regions, one per line.")
+OCR_CANDIDATE = Column("ocr_candidate", "string", "Tesseract's reading of the same regions of the candidate.")
+TEXT_REGIONS = Column(
+    "text_regions", "int32", "Text regions read: the manifest's `text_boxes`, else lines found by OCR of the baseline."
+)
+TEXT_CER_BASELINE = Column(
+    "text_cer_baseline", "float64", "Character error rate of the baseline's text (see `text_cer`), 0 = read exactly."
+)
+TEXT_CER = Column(
+    "text_cer",
+    "float64",
+    "Character error rate of the candidate's text: edit distance of each expected string to its best match "
+    "in the OCR text, summed, over the expected strings' length.",
+)
+TEXT_SHARPNESS = Column(
+    "text_sharpness",
+    "float64",
+    "RMS Sobel magnitude (luma over white) of the candidate over the baseline's, inside the text regions: "
+    "1 = as crisp, lower = blurred or faded.",
+)
+TEXT_PASS = Column(
+    "text_pass",
+    "bool",
+    f"The candidate reads as well as the baseline: `text_cer <= text_cer_baseline + {TEXT_CER_MARGIN}` and "
+    f"`text_sharpness >= {TEXT_SHARPNESS_MIN}`; null for pairs without expected text.",
+)
 COMPUTE_MS = Column(
     "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms."
 )
@@ -132,6 +163,8 @@ COLUMNS: Final[tuple[Column, ...]] = (
     BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
     DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
     EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED,
+    TEXT_EXPECTED, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
+    TEXT_CER_BASELINE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS,
     COMPUTE_MS, GPU_MS, DECODE_MS,
 )  # fmt: skip
 
@@ -157,6 +190,9 @@ META_RESUMED_AT: Final = "pixgate.resumed_at"
 META_IGNORED_FILES: Final = "pixgate.ignored_files"
 META_SETTINGS: Final = "pixgate.settings"
 META_STATS: Final = "pixgate.stats"
+META_MANIFEST: Final = "pixgate.manifest"
+META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"
+META_OCR: Final = "pixgate.ocr"
 
 #: Metadata that must agree between a partial run and the command that resumes it.
 RESUME_KEYS: Final = (
@@ -166,6 +202,7 @@ RESUME_KEYS: Final = (
     META_WEIGHTS_SHA256,
     META_BASELINE_ROOT,
     META_CANDIDATE_ROOT,
+    META_MANIFEST_SHA256,
 )
 
 

@@ -27,6 +27,7 @@ from engine.config import (
     JOURNAL_FLUSH_S,
     LPIPS_HEAD_VERSION,
     MAX_BATCH_PIXELS,
+    OCR_LANG,
     PENDING_BATCHES,
 )
 from engine.decode import DecodedImage, DecodedPair
@@ -34,9 +35,14 @@ from engine.pairing import Pair, pair_directories
 from engine.workers import DecodePool
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pyarrow as pa
     import torch
     from torch import nn
+
+    from engine.manifest import Manifest
+    from engine.typography import TextChecker
 
 
 class ScoreConfigError(Exception):
@@ -59,6 +65,10 @@ class ScoreOptions:
         resume: Complete an interrupted run instead of starting over.
         no_lpips: Skip LPIPS (the `lpips` column is null; metadata says why).
         max_pixels: Decompression-bomb limit per image.
+        manifest: A golden manifest (JSONL); pairs with `expected_text` get the
+            typography columns (engine.typography).
+        ocr_workers: Typography checks run at once; None picks one per core.
+        ocr_lang: Tesseract language(s).
         download_progress: Called with (bytes, total) while weights download.
     """
 
@@ -73,6 +83,9 @@ class ScoreOptions:
     resume: bool = False
     no_lpips: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    manifest: Path | None = None
+    ocr_workers: int | None = None
+    ocr_lang: str = OCR_LANG
     download_progress: Callable[[int, int | None], None] | None = field(default=None, compare=False)
 
 
@@ -238,6 +251,94 @@ class _Buckets:
         return taken
 
 
+class _Typography:
+    """Typography checks running beside the device batches (see engine.typography).
+
+    A pair's check starts as soon as the pair is decoded and runs on the checker's
+    threads; its row, once scored, waits here until the check is done. The device is held
+    up only when `capacity` checks are already running (OCR is then the bottleneck; the
+    time is counted in `wait_s`).
+    """
+
+    def __init__(self, manifest: Manifest, checker: TextChecker) -> None:
+        self.manifest = manifest
+        self.checker = checker
+        self.running: dict[str, Future[dict[str, Any]]] = {}
+        self.waiting: dict[str, dict[str, Any]] = {}
+        self.wait_s = 0.0
+        self.checked = 0
+
+    def expected(self, pair_id: str) -> tuple[str, ...]:
+        entry = self.manifest.entries.get(pair_id)
+        return entry.expected_text if entry is not None else ()
+
+    def start(self, pair_id: str, dp: DecodedPair) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        entry = self.manifest.entries.get(pair_id)
+        if entry is None or not entry.expected_text or dp.baseline is None or dp.candidate_aligned is None:
+            return
+        busy = [f for f in self.running.values() if not f.done()]
+        if len(busy) >= self.checker.capacity:
+            started = time.perf_counter()
+            wait(busy, return_when=FIRST_COMPLETED)
+            self.wait_s += time.perf_counter() - started
+        self.running[pair_id] = self.checker.submit(dp.baseline.rgba, dp.candidate_aligned, entry)
+
+    def route(self, row: dict[str, Any], out: list[dict[str, Any]]) -> None:
+        """Send a finished row on, or keep it until its check is done."""
+        pair_id = row[schema.PAIR_ID.name]
+        expected = self.expected(pair_id)
+        if expected:
+            row[schema.TEXT_EXPECTED.name] = "\n".join(expected)
+        if pair_id in self.running:
+            self.waiting[pair_id] = row
+        else:
+            out.append(row)
+
+    def harvest(self, out: list[dict[str, Any]], *, block: bool) -> None:
+        """Move rows whose checks are done to `out` (waiting for one first if `block`)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from engine.typography import TextCheckError
+
+        if block and self.waiting:
+            started = time.perf_counter()
+            wait([self.running[p] for p in self.waiting], return_when=FIRST_COMPLETED)
+            self.wait_s += time.perf_counter() - started
+        for pair_id in [p for p in self.waiting if self.running[p].done()]:
+            row = self.waiting.pop(pair_id)
+            try:
+                row.update(self.running.pop(pair_id).result())
+                self.checked += 1
+            except TextCheckError as exc:
+                # The metrics stand, but a text check that could not run must not pass
+                # unseen: the row becomes an error that gates and summaries report.
+                row[schema.STATUS.name] = schema.STATUS_ERROR
+                row[schema.ERROR.name] = str(exc)
+            out.append(row)
+
+
+def _start_typography(opts: ScoreOptions, cores: int) -> tuple[_Typography | None, dict[str, str]]:
+    if opts.manifest is None:
+        return None, {}
+    from engine.manifest import ManifestError, load_manifest
+    from engine.typography import OcrUnavailable, TextChecker, find_tesseract
+
+    try:
+        manifest = load_manifest(opts.manifest)
+        settings = find_tesseract(opts.ocr_lang)
+    except (ManifestError, OcrUnavailable) as exc:
+        raise ScoreConfigError(str(exc)) from None
+    checker = TextChecker(settings, opts.ocr_workers or max(1, cores))
+    meta = {
+        schema.META_MANIFEST: str(opts.manifest.resolve()),
+        schema.META_MANIFEST_SHA256: manifest.sha256,
+        schema.META_OCR: f"tesseract {settings.version}, lang {settings.lang}, {checker.workers} workers",
+    }
+    return _Typography(manifest, checker), meta
+
+
 def _check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
     for key in schema.RESUME_KEYS:
         if old.get(key, "") != new.get(key, ""):
@@ -344,6 +445,8 @@ def run_score(
 
     # No more workers than pairs: a resume with little left, or a run of unpaired names,
     # should not pay for spawning idle processes.
+    # The manifest and Tesseract are checked before anything starts: a usage error.
+    typo, typo_meta = _start_typography(opts, cores)
     decoder = DecodePool(todo, min(workers, len(todo)), opts.max_pixels)
     journal = None
     try:
@@ -364,6 +467,7 @@ def run_score(
             if device.type == "cuda"
             else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
             **weights_meta,
+            **typo_meta,
         }
         if old_source is not None:
             _check_resume(old_meta, meta, old_source)
@@ -372,7 +476,16 @@ def run_score(
         journal = RunJournal(opts.output, meta, carried)
         scorer = _Scorer(model, device, opts.net)
         buckets = _Buckets(batch_size)
-        pending_rows: list[dict[str, Any]] = [_missing_row(p) for p in unscorable]
+        pending_rows: list[dict[str, Any]] = []
+
+        def emit(row: dict[str, Any]) -> None:
+            if typo is None:
+                pending_rows.append(row)
+            else:
+                typo.route(row, pending_rows)
+
+        for p in unscorable:
+            emit(_missing_row(p))
         last_flush = time.perf_counter()
         compute_s = worker_rss = 0.0
         batches = 0
@@ -398,20 +511,26 @@ def run_score(
                 row.update(values)
                 row[schema.COMPUTE_MS.name] = wall_ms / len(items)
                 row[schema.GPU_MS.name] = gpu_ms / len(items) if gpu_ms is not None else None
-                pending_rows.append(row)
+                emit(row)
 
         if on_start is not None:
             on_start(len(pairing.pairs), len(done_ids))
         flush(force=True)
-        while decoder.busy or buckets.count:
+        while decoder.busy or buckets.count or (typo is not None and typo.waiting):
+            if not decoder.busy and not buckets.count and typo is not None:
+                typo.harvest(pending_rows, block=True)  # only text checks are left
+                flush()
+                continue
             # Block on decoding only when nothing decoded is waiting for the model.
             finished = decoder.collect(block=buckets.count == 0)
             for pair, dp in finished:
                 worker_rss = max(worker_rss, dp.peak_rss_mb)
                 if dp.error is None and dp.baseline is not None:
+                    if typo is not None:
+                        typo.start(pair.pair_id, dp)
                     buckets.add(pair, dp)
                 else:
-                    pending_rows.append(decoded_row(pair, dp))
+                    emit(decoded_row(pair, dp))
             # Score a full bucket if there is one; otherwise, rather than block on decoding,
             # score the fullest partial bucket.
             items = buckets.take(only_full=True)
@@ -419,6 +538,8 @@ def run_score(
                 items = buckets.take(only_full=False)
             if items:
                 run_bucket(items)
+            if typo is not None:
+                typo.harvest(pending_rows, block=False)
             flush()
         flush(force=True)
         wall = time.perf_counter() - started
@@ -438,10 +559,22 @@ def run_score(
             "batch_size": batch_size,
             "torch_threads": torch.get_num_threads(),
         }
+        if typo is not None:
+            unmatched = sorted(set(typo.manifest.entries) - {p.pair_id for p in pairing.pairs})
+            stats["text_checked"] = typo.checked
+            stats["ocr_wait_s"] = round(typo.wait_s, 3)
+            stats["manifest_ids_without_pair"] = unmatched
         meta[schema.META_ENDED_AT] = _now()
         meta[schema.META_IGNORED_FILES] = str(len(pairing.ignored))
         meta[schema.META_SETTINGS] = dumps_meta(
-            {"device": opts.device, "net": opts.net, "max_pixels": opts.max_pixels, "no_lpips": opts.no_lpips}
+            {
+                "device": opts.device,
+                "net": opts.net,
+                "max_pixels": opts.max_pixels,
+                "no_lpips": opts.no_lpips,
+                "manifest": str(opts.manifest) if opts.manifest else None,
+                "ocr_lang": opts.ocr_lang if opts.manifest else None,
+            }
         )
         meta[schema.META_STATS] = dumps_meta(stats)
         table = journal.finalize(meta)
@@ -449,6 +582,8 @@ def run_score(
         return ScoreResult(table, stats)
     finally:
         decoder.close()
+        if typo is not None:
+            typo.checker.close()
         if journal is not None:
             journal.close()
 

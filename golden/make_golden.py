@@ -27,8 +27,23 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def poster(seed: int, title: str, small: str, *, cutout: bool) -> Image.Image:
-    """A poster: gradient, shapes, a large title, small print, optional transparent corners."""
+def poster(
+    seed: int,
+    title: str,
+    small: str,
+    *,
+    cutout: bool,
+    title_size: int = 30,
+    small_size: int = 11,
+    offset: tuple[float, float] = (0.0, 0.0),
+    ink: tuple[int, int, int] = (20, 20, 20),
+) -> tuple[Image.Image, list[list[int]]]:
+    """A poster: gradient, shapes, a large title, small print, optional transparent corners.
+
+    The text arguments re-render the same poster's text the way another engine might:
+    another size, a sub-pixel offset, another ink. Returns the image and the box of each
+    line of text ([x0, y0, x1, y1], ends exclusive).
+    """
     rng = np.random.default_rng(seed)
     w, h = SIZE
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -43,15 +58,24 @@ def poster(seed: int, title: str, small: str, *, cutout: bool) -> Image.Image:
             draw.ellipse((x0, y0, x0 + rng.integers(30, 70), y0 + rng.integers(30, 70)), fill=colour)
         else:
             draw.rectangle((x0, y0, x0 + rng.integers(30, 70), y0 + rng.integers(20, 50)), fill=colour)
-    draw.text((14, 12), title, font=_font(30), fill=(255, 255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0, 255))
+    dx, dy = offset
     draw.rectangle((0, h - 44, w, h), fill=(250, 250, 245, 255))
-    draw.text((8, h - 40), small, font=_font(11), fill=(20, 20, 20, 255))
-    draw.text((8, h - 24), "Terms apply. See store for details.", font=_font(11), fill=(20, 20, 20, 255))
+    lines = (
+        ((14 + dx, 12 + dy), title, _font(title_size), {"fill": (255, 255, 255, 255), "stroke_width": 2,
+                                                       "stroke_fill": (0, 0, 0, 255)}),
+        ((8 + dx, h - 40 + dy), small, _font(small_size), {"fill": (*ink, 255)}),
+        ((8 + dx, h - 24 + dy), SMALL_PRINT, _font(small_size), {"fill": (*ink, 255)}),
+    )  # fmt: skip
+    boxes = []
+    for xy, text, font, style in lines:
+        draw.text(xy, text, font=font, **style)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = draw.textbbox(xy, text, font=font, stroke_width=int(style.get("stroke_width", 0)))
+        boxes.append([int(x0), int(y0), min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)])
     if cutout:
         mask = Image.new("L", SIZE, 0)
         ImageDraw.Draw(mask).rounded_rectangle((0, 0, w - 1, h - 1), radius=48, fill=255)
         img.putalpha(mask)
-    return img
+    return img, boxes
 
 
 def _mush_small_text(img: Image.Image) -> Image.Image:
@@ -103,10 +127,23 @@ PAIRS = {
         {"size_match": False, "aspect_ratio_delta_min": 0.2},
     ),
     "jpeg_reencoded": ("promo banner exported as PNG", 19, False, ["format"], "jpeg", {"format_change": True}),
+    "text_rerendered": (
+        "promo banner, same copy",
+        20,
+        False,
+        ["text"],
+        "rerender",
+        {"text_pass": True, "size_match": True},
+    ),
 }
+
+# Typography verdicts every pair must get (`score --manifest`): the text survives
+# everything but the blur and the small print rasterised to mush.
+TEXT_LOST = {"edges_lost", "small_text_mush"}
 
 TITLES = {"small_text_mush": ("MEGA DEAL", "Offer valid 1-31 July on selected items only.")}
 DEFAULT_TEXT = ("SUMMER -40%", "Offer valid 1-31 July on selected items only.")
+SMALL_PRINT = "Terms apply. See store for details."
 
 
 def _save_png(img: Image.Image, path: Path, icc: bytes) -> None:
@@ -122,7 +159,7 @@ def build(out: Path = HERE) -> None:
     lines = []
     for pid, (prompt, seed, cutout, tags, how, expected) in PAIRS.items():
         title, small = TITLES.get(pid, DEFAULT_TEXT)
-        img = poster(seed, title, small, cutout=cutout)
+        img, boxes = poster(seed, title, small, cutout=cutout)
         if not cutout:
             img = img.convert("RGB")
         _save_png(img, base_dir / f"{pid}.png", ICC["sRGB"])
@@ -142,6 +179,12 @@ def build(out: Path = HERE) -> None:
             _save_png(_mush_small_text(img), cand_path, ICC["sRGB"])
         elif how == "stretch":
             _save_png(img.resize((int(SIZE[0] * 1.25), SIZE[1]), Image.Resampling.BICUBIC), cand_path, ICC["sRGB"])
+        elif how == "rerender":
+            # Another engine's clean rendering of the same copy: a point larger, half a
+            # pixel off, slightly lighter ink.
+            other, _ = poster(seed, title, small, cutout=cutout, title_size=31, small_size=12,
+                              offset=(0.5, 0.5), ink=(45, 45, 45))  # fmt: skip
+            _save_png(other.convert("RGB"), cand_path, ICC["sRGB"])
         elif how == "jpeg":
             cand_path = cand_dir / f"{pid}.jpg"
             img.save(cand_path, format="JPEG", quality=70, icc_profile=ICC["sRGB"])
@@ -154,8 +197,9 @@ def build(out: Path = HERE) -> None:
                     "prompt": prompt,
                     "seed": seed,
                     "tags": tags,
-                    "expected_text": [title, small],
-                    "expected": expected,
+                    "expected_text": [title, small, SMALL_PRINT],
+                    "text_boxes": boxes,
+                    "expected": {**expected, "text_pass": pid not in TEXT_LOST},
                 },
                 sort_keys=True,
             )

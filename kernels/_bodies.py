@@ -69,8 +69,8 @@ def _cbrt(lut: Any, t: float) -> float:
     return y - (y * y * y - t) / (3.0 * y * y)
 
 
-def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any]:
-    """Compile the per-pixel bodies with `jit`; returns the two passes (luma, terms)."""
+def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any, Any]:
+    """Compile the per-pixel bodies with `jit`; returns the passes (luma, terms, edges only)."""
     cbrt = jit(_cbrt)
 
     def _lab_f(lut: Any, t: float) -> float:
@@ -226,4 +226,9 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any]:
         out[ALPHA_INTER, n, y, x] = 1.0 if both else 0.0
         out[ALPHA_UNION, n, y, x] = 1.0 if (ab >= opaque or ac >= opaque) else 0.0
 
-    return jit(_luma_terms), jit(_pixel_terms)
+    def _edge_pair(out: Any, n: int, y: int, x: int, dst: Any) -> None:
+        """Pass 2 for edges alone: both images' Sobel magnitudes at (y, x), into dst[0:2, n, y, x]."""
+        dst[0, n, y, x] = sobel(out[LUMA_BASE], n, y, x)
+        dst[1, n, y, x] = sobel(out[LUMA_CAND], n, y, x)
+
+    return jit(_luma_terms), jit(_pixel_terms), jit(_edge_pair)

@@ -7,7 +7,9 @@ import numpy as np
 
 from kernels._bodies import N_PLANES, build, lookup_table
 
-_luma_terms, _pixel_terms = build(numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}))
+_luma_terms, _pixel_terms, _edge_pair = build(
+    numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+)
 _LUT = lookup_table()
 
 
@@ -24,6 +26,39 @@ def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarr
         y = row - n * h
         for x in range(w):
             _pixel_terms(base, cand, n, y, x, opaque, lut, out)
+
+
+# Serial and free of the GIL, unlike `_terms_kernel`: callers run it from several Python
+# threads at once (the typography workers), which numba's parallel layer does not allow.
+@numba.njit(nogil=True, cache=True)
+def _edges_kernel(base: np.ndarray, cand: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:
+    n_img, h, w = base.shape[0], base.shape[1], base.shape[2]
+    for n in range(n_img):
+        for y in range(h):
+            for x in range(w):
+                _luma_terms(base, cand, n, y, x, scratch)
+        for y in range(h):
+            for x in range(w):
+                _edge_pair(scratch, n, y, x, out)
+
+
+def edge_magnitudes_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Sobel magnitudes of both images' luma (over white), the same as the terms' edge planes.
+
+    Thread-safe and releases the GIL, so several threads can run it at once.
+
+    Args:
+        base: N x H x W x 4 uint8 baseline pixels.
+        cand: Candidate pixels of the same shape.
+
+    Returns:
+        2 x N x H x W float32: baseline magnitudes, then candidate magnitudes.
+    """
+    _check(base, cand)
+    scratch = np.empty((N_PLANES, *base.shape[:3]), np.float32)
+    out = np.empty((2, *base.shape[:3]), np.float32)
+    _edges_kernel(base, cand, scratch, out)
+    return out
 
 
 def pixel_terms_cpu(base: np.ndarray, cand: np.ndarray, opaque: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -53,4 +88,4 @@ def _check(base: np.ndarray, cand: np.ndarray) -> None:
         raise ValueError(f"base and cand must be uint8; got {base.dtype} and {cand.dtype}")
 
 
-__all__ = ["pixel_terms_cpu"]
+__all__ = ["edge_magnitudes_cpu", "pixel_terms_cpu"]

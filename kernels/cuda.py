@@ -16,7 +16,7 @@ from numba import cuda
 from kernels._bodies import N_PLANES, build, lookup_table
 
 THREADS_PER_BLOCK = 256
-_luma_terms, _pixel_terms = build(cuda.jit(device=True))
+_luma_terms, _pixel_terms, _ = build(cuda.jit(device=True))
 
 
 @cuda.jit

@@ -131,11 +131,19 @@ def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 @pytest.fixture(scope="session")
 def golden_run(alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped golden set scored once (random AlexNet weights) into a run file."""
+    """The shipped golden set scored once (random AlexNet weights, with its manifest)."""
     from engine.score import ScoreOptions, run_score
 
     out = tmp_path_factory.mktemp("golden") / "run.arrow"
-    result = run_score(ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", out, device="cpu", weights=alex_weights))
+    opts = ScoreOptions(
+        GOLDEN / "baseline",
+        GOLDEN / "candidate",
+        out,
+        device="cpu",
+        weights=alex_weights,
+        manifest=GOLDEN / "manifest.jsonl",
+    )
+    result = run_score(opts)
     if not result.all_ok:
         pytest.fail(f"the golden set did not score cleanly: {result.table.column('error').to_pylist()}")
     return out
@@ -153,3 +161,24 @@ def write_run(path: Path, rows: list[dict[str, object]], metadata: dict[str, str
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     return path
+
+
+#: The text `text_card` draws: a title and a line of small print.
+CARD_LINES = ("SPRING SALE", "Free delivery on orders over 50 EUR.")
+
+
+def text_card(
+    *, ink: tuple[int, int, int], paper: tuple[int, int, int], small: int = 12, dx: float = 0.0
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A 320x120 card showing `CARD_LINES`; returns RGBA pixels and each line's box."""
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("RGBA", (320, 120), (*paper, 255))
+    draw = ImageDraw.Draw(img)
+    boxes = []
+    for (x, y), text, size in (((12 + dx, 14), CARD_LINES[0], 32), ((12 + dx, 80), CARD_LINES[1], small)):
+        font = ImageFont.load_default(size=size)
+        draw.text((x, y), text, font=font, fill=(*ink, 255))
+        x0, y0, x1, y1 = draw.textbbox((x, y), text, font=font)
+        boxes.append((int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))))
+    return np.asarray(img).copy(), boxes

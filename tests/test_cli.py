@@ -354,3 +354,31 @@ def test_gate_run_that_does_not_fit_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["gate", str(bad), "--policy", str(policy)])
     assert result.exit_code == 2
     assert "column 'alpha_parity' holds string" in _flat(result.output)
+
+
+def test_manifest_without_tesseract_exits_2(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, cand = make_pairs(SIZES)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text('{"id": "p000", "expected_text": ["SALE"]}\n')
+    monkeypatch.setenv("PIXGATE_TESSERACT", str(tmp_path / "nowhere" / "tesseract"))
+    out = tmp_path / "run.arrow"
+    result = runner.invoke(
+        app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--manifest", str(manifest)]
+    )
+    assert result.exit_code == 2
+    assert "need Tesseract" in _flat(result.output) and "apt-get install tesseract-ocr" in _flat(result.output)
+    assert not out.exists()
+
+
+def test_bad_manifest_exits_2_naming_the_line(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
+    base, cand = make_pairs(SIZES)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text('{"id": "p000", "expected_text": ["SALE"]}\n{"id": "p001", "text_boxes": [[1, 2, 3]]}\n')
+    out = tmp_path / "run.arrow"
+    result = runner.invoke(
+        app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--manifest", str(manifest)]
+    )
+    assert result.exit_code == 2
+    assert "manifest.jsonl:2:" in _flat(result.output).replace(" ", "")

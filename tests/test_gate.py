@@ -347,6 +347,10 @@ def test_golden_candidates_fail_naming_the_alpha_and_icc_rules(golden_run: Path)
         assert results[name].result == FAIL and results[name].rule.critical
         assert name in verdict.reason
     by_pair = {p["pair_id"]: p for p in verdict.failing_pairs}
+    assert results["typography"].result == FAIL
+    assert set(results["typography"].violations.values()) == {False}
+    assert "typography" in by_pair["small_text_mush"]["rules"]
+    assert "typography" not in by_pair.get("text_rerendered", {"rules": []})["rules"]
     assert "alpha parity" in by_pair["alpha_dropped"]["rules"]
     assert "ICC match" in by_pair["icc_swapped"]["rules"]
     assert not any(pid.startswith("identical") for pid in by_pair)
@@ -365,7 +369,8 @@ def _identical_golden(tmp_path: Path) -> tuple[Path, Path]:
 def test_golden_identical_pairs_pass(alex_weights: Path, tmp_path: Path) -> None:
     base, cand = _identical_golden(tmp_path)
     out = tmp_path / "run.arrow"
-    assert run_score(ScoreOptions(base, cand, out, device="cpu", weights=alex_weights)).all_ok
+    opts = ScoreOptions(base, cand, out, device="cpu", weights=alex_weights, manifest=GOLDEN / "manifest.jsonl")
+    assert run_score(opts).all_ok
     verdict = judge(load_policy(GOLDEN_POLICY), read_table(out))
     assert verdict.verdict == PASS, verdict.reason
     assert verdict.score == 100.0 and not verdict.failing_pairs
@@ -375,7 +380,8 @@ def test_golden_identical_pairs_pass(alex_weights: Path, tmp_path: Path) -> None
 def test_golden_run_without_lpips_fails_as_no_data(tmp_path: Path) -> None:
     base, cand = _identical_golden(tmp_path)
     out = tmp_path / "run.arrow"
-    assert run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True)).all_ok
+    opts = ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=GOLDEN / "manifest.jsonl")
+    assert run_score(opts).all_ok
     verdict = judge(load_policy(GOLDEN_POLICY), read_table(out))
     lp = next(r for r in verdict.rules if r.rule.column == schema.LPIPS.name)
     assert lp.nodata and lp.result == FAIL and "null in all 2 rows" in lp.note

@@ -99,6 +99,34 @@ def test_cpu_kernel_matches_reference(n: int, h: int, w: int) -> None:
     np.testing.assert_allclose(got, want, atol=TERM_ATOL, rtol=TERM_RTOL, equal_nan=True)
 
 
+@pytest.mark.parametrize(("n", "h", "w"), [(1, 1, 1), (2, 9, 4), (2, 40, 31)])
+def test_edge_magnitudes_match_reference_and_the_terms(n: int, h: int, w: int) -> None:
+    from kernels.cpu import edge_magnitudes_cpu
+
+    base, cand = _batch(n * h + w, n, h, w)
+    got = edge_magnitudes_cpu(base, cand)
+    want = reference_terms(base, cand, OPAQUE_ALPHA)
+    np.testing.assert_allclose(got[0], want[K.EDGE_BASE], atol=TERM_ATOL, rtol=TERM_RTOL)
+    np.testing.assert_allclose(np.minimum(got[0], got[1]), want[K.EDGE_KEPT], atol=TERM_ATOL, rtol=TERM_RTOL)
+    # The same bodies as the full kernel: equal, not merely close.
+    terms = pixel_terms_cpu(base, cand, OPAQUE_ALPHA)
+    np.testing.assert_array_equal(got[0], terms[K.EDGE_BASE])
+    np.testing.assert_array_equal(np.minimum(got[0], got[1]), terms[K.EDGE_KEPT])
+
+
+def test_edge_magnitudes_from_many_threads_at_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kernels.cpu import edge_magnitudes_cpu
+
+    batches = [_batch(seed, 1, 64, 48) for seed in range(8)]
+    alone = [edge_magnitudes_cpu(b, c) for b, c in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda bc: edge_magnitudes_cpu(*bc), batches))
+    for a, t in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, t)
+
+
 def test_identical_images_give_zero_difference() -> None:
     base, _ = _batch(5, 2, 20, 30)
     out = pixel_terms_cpu(base, base.copy(), OPAQUE_ALPHA)

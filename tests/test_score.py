@@ -228,3 +228,69 @@ def test_output_folder_is_created(make_pairs: Callable[..., tuple[Path, Path]], 
     assert read_run(out).num_rows == 1
     with pytest.raises(ScoreConfigError, match="is a folder"):
         run_score(_opts(base, cand, tmp_path, None, no_lpips=True))
+
+
+def _text_pairs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Cards with text (one blurred in the candidate), a picture without, and a manifest."""
+    import json
+
+    from PIL import ImageFilter
+
+    from tests.conftest import CARD_LINES, text_card
+
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    card, boxes = text_card(ink=(20, 20, 20), paper=(250, 250, 245))
+    for name, candidate in (
+        ("clean", Image.fromarray(card)),
+        ("blurred", Image.fromarray(card).filter(ImageFilter.GaussianBlur(2.0))),
+        ("badbox", Image.fromarray(card)),
+    ):
+        Image.fromarray(card).save(base / f"{name}.png")
+        candidate.save(cand / f"{name}.png")
+    Image.fromarray(poster(64, 64, seed=1)).save(base / "picture.png")
+    Image.fromarray(poster(64, 64, seed=1)).save(cand / "picture.png")
+    entries = [
+        {"id": "clean", "expected_text": list(CARD_LINES), "text_boxes": [list(b) for b in boxes]},
+        {"id": "blurred", "expected_text": list(CARD_LINES), "text_boxes": [list(b) for b in boxes]},
+        {"id": "badbox", "expected_text": list(CARD_LINES), "text_boxes": [[0, 0, 999, 20]]},
+        {"id": "picture", "prompt": "no text here"},
+        {"id": "not_in_the_run", "expected_text": ["x"]},
+    ]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(json.dumps(e) for e in entries) + "\n")
+    return base, cand, manifest
+
+
+def test_manifest_adds_typography_columns(tmp_path: Path) -> None:
+    base, cand, manifest = _text_pairs(tmp_path)
+    out = tmp_path / "run.arrow"
+    result = run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=manifest, ocr_workers=2))
+    rows = {r[schema.PAIR_ID.name]: r for r in read_run(out).to_pylist()}
+    assert rows["clean"][schema.TEXT_PASS.name] is True
+    assert rows["clean"][schema.TEXT_EXPECTED.name] == "SPRING SALE\nFree delivery on orders over 50 EUR."
+    assert rows["blurred"][schema.TEXT_PASS.name] is False
+    assert rows["blurred"][schema.STATUS.name] == schema.STATUS_OK
+    # A bad box is an error row that keeps every other measurement.
+    bad = rows["badbox"]
+    assert bad[schema.STATUS.name] == schema.STATUS_ERROR
+    assert "lies outside the 320x120 baseline" in bad[schema.ERROR.name]
+    assert bad[schema.EDGE_PRESERVATION.name] == 1.0
+    # No expected text: no typography columns.
+    picture = rows["picture"]
+    assert all(picture[c.name] is None for c in (schema.TEXT_EXPECTED, schema.TEXT_PASS, schema.TEXT_CER))
+    assert result.stats["manifest_ids_without_pair"] == ["not_in_the_run"]
+    assert result.stats["text_checked"] == 2
+    meta = run_metadata(result.table)
+    assert meta[schema.META_MANIFEST_SHA256] and meta[schema.META_OCR].startswith("tesseract ")
+
+
+def test_resume_refuses_another_manifest(tmp_path: Path) -> None:
+    base, cand, manifest = _text_pairs(tmp_path)
+    out = tmp_path / "run.arrow"
+    run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=manifest))
+    with manifest.open("a") as fh:
+        fh.write('{"id": "late_addition", "expected_text": ["NEW"]}\n')
+    with pytest.raises(ScoreConfigError, match="manifest_sha256"):
+        run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=manifest, resume=True))

@@ -1,0 +1,59 @@
+"""Manifests: the golden one parses; every mistake names its line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.manifest import ManifestError, load_manifest
+from tests.conftest import GOLDEN
+
+GOOD = {"id": "a", "expected_text": ["SALE"], "text_boxes": [[0, 0, 10, 5]]}
+
+
+def test_golden_manifest_parses() -> None:
+    manifest = load_manifest(GOLDEN / "manifest.jsonl")
+    stems = {p.stem for p in (GOLDEN / "baseline").iterdir()}
+    assert set(manifest.entries) == stems
+    entry = manifest.entries["small_text_mush"]
+    assert entry.expected_text[0] == "MEGA DEAL"
+    assert entry.text_boxes is not None and all(b[2] > b[0] and b[3] > b[1] for b in entry.text_boxes)
+    assert len(manifest.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("bad", "phrase"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        (json.dumps({"expected_text": ["x"]}), "'id' must be"),
+        (json.dumps({"id": "b", "expected_text": "SALE"}), "'expected_text' must be a list"),
+        (json.dumps({"id": "b", "expected_text": ["ok", ""]}), "'expected_text' must be a list"),
+        (json.dumps({"id": "b", "text_boxes": [[0, 0, 10]]}), "is not [x0, y0, x1, y1]"),
+        (json.dumps({"id": "b", "text_boxes": [[5, 0, 5, 9]]}), "x0 < x1"),
+        (json.dumps({"id": "b", "text_boxes": [[0, 0, 1.5, 9]]}), "whole pixels"),
+        (json.dumps({"id": "b", "text_boxes": []}), "non-empty list"),
+        (json.dumps(GOOD), "id 'a' appears twice (first on line 1)"),
+    ],
+)
+def test_bad_line_names_its_number(bad: str, phrase: str, tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n\n" + bad + "\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert str(info.value).startswith(f"{path}:3: ")
+    assert phrase in str(info.value)
+
+
+def test_other_tools_keys_are_ignored_and_text_is_optional(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"id": "x/y", "prompt": "p", "seed": 3, "expected": {"identical": True}}) + "\n")
+    entry = load_manifest(path).entries["x/y"]
+    assert entry.expected_text == () and entry.text_boxes is None and entry.line == 1
+
+
+def test_unreadable_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read"):
+        load_manifest(tmp_path / "none.jsonl")

@@ -477,6 +477,94 @@ def gate(
     raise typer.Exit(code=1 if blocked else 0)
 
 
+@app.command()
+def approve(
+    run: Annotated[Path, typer.Argument(help="Run whose candidates become the new baselines.", dir_okay=False)],
+    golden: Annotated[Path, typer.Option(help="The golden set's folder (manifest.jsonl, baseline/).", file_okay=False)],
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--ids", help="Pairs to approve (repeat, or separate with commas) [default: every pair]."),
+    ] = None,
+    verdict: Annotated[
+        Path | None, typer.Option(help="The run's verdict from `pixgate gate --json`.", dir_okay=False)
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Approve without a verdict, or despite a fail.")] = False,
+    by: Annotated[
+        str | None, typer.Option(help="Who approves [default: $PIXGATE_APPROVER, else the login name].")
+    ] = None,
+) -> None:
+    """Make a reviewed run's candidates the golden baselines, atomically.
+
+    Exit codes: 0 approved; 1 refused (a failed or missing verdict without --force, rows
+    that are not ok); 2 a missing or malformed run, verdict or golden set, or unknown ids.
+    """
+    from rich.table import Table
+
+    from engine.golden import ApprovalRefused, GoldenError
+    from engine.golden import approve as run_approval
+
+    console = _console()
+    chosen = [i for value in ids or [] for i in value.split(",") if i.strip()] or None
+
+    def staged(done: int, total: int, pair_id: str) -> None:
+        console.print(f"staged {done}/{total}: {pair_id}", highlight=False, markup=False)
+
+    try:
+        approvals = run_approval(run, golden, ids=chosen, verdict_path=verdict, force=force, by=by, on_staged=staged)
+    except GoldenError as exc:
+        raise _usage_error(str(exc)) from None
+    except ApprovalRefused as exc:
+        console.print(f"[bold red]refused:[/] {exc}", highlight=False)
+        raise typer.Exit(code=1) from None
+    table = Table(title=f"approved into {golden}")
+    for col in ("pair_id", "baseline", "sha256", "replaced"):
+        table.add_column(col, overflow="fold")
+    for a in approvals:
+        table.add_row(a.pair_id, a.baseline, a.sha256[:16], a.previous or "(new entry)")
+    console.print(table)
+
+
+golden_app = typer.Typer(help="Golden set tools.", no_args_is_help=True)
+app.add_typer(golden_app, name="golden")
+
+
+@golden_app.command("verify")
+def golden_verify(
+    golden: Annotated[Path, typer.Argument(help="The golden set's folder.", file_okay=False)],
+) -> None:
+    """Check every baseline file against the manifest's sha256.
+
+    Exit codes: 0 every file matches; 1 missing, changed, extra or unrecorded files;
+    2 no golden set there.
+    """
+    from rich.table import Table
+
+    from engine.golden import GoldenError, verify
+
+    console = _console()
+    try:
+        report = verify(golden)
+    except GoldenError as exc:
+        raise _usage_error(str(exc)) from None
+    if report.recovered:
+        console.print(f"note: {report.recovered}", highlight=False)
+    problems = Table(title=f"golden set {golden}")
+    for col in ("problem", "id", "file"):
+        problems.add_column(col, overflow="fold")
+    for pid, rel in report.missing:
+        problems.add_row("missing", pid, rel)
+    for pid, rel in report.changed:
+        problems.add_row("changed (sha256 differs)", pid, rel)
+    for rel in report.extra:
+        problems.add_row("extra (not in the manifest)", "", rel)
+    for pid in report.unrecorded:
+        problems.add_row("unrecorded (no baseline/sha256)", pid, "")
+    if not report.clean:
+        console.print(problems)
+        raise typer.Exit(code=1)
+    console.print(f"golden set OK: {len(report.checked)} files match the manifest", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())

@@ -7,8 +7,12 @@ A line looks like::
 
 `id` is the pair_id (relative path without extension). `expected_text` lists strings the
 image must show; `text_boxes` optionally gives, in baseline pixels, one box per line of
-text ([x0, y0, x1, y1], x1 and y1 exclusive). Other keys (prompt, seed, tags, expected
-flags) belong to other tools and are ignored here.
+text ([x0, y0, x1, y1], x1 and y1 exclusive). `ignore` lists boxes that may change (a
+timestamp, a signature), or names a mask image (white = ignore; relative to the
+manifest's folder). A golden set's manifest also records each baseline file and its
+sha256 (`baseline`, `sha256`, written by `pixgate approve`, checked by `pixgate golden
+verify`). Other keys (prompt, seed, tags, expected flags) belong to other tools and are
+ignored here.
 """
 
 from __future__ import annotations
@@ -39,12 +43,21 @@ class ManifestEntry:
         text_boxes: Boxes of the text lines in baseline pixels, or None to find them by
             OCR of the baseline.
         line: Line of the manifest it came from.
+        ignore_boxes: Boxes (baseline pixels) excluded from every metric.
+        ignore_mask: Mask image (white = excluded) instead of boxes.
     """
 
     pair_id: str
     expected_text: tuple[str, ...]
     text_boxes: tuple[Box, ...] | None
     line: int
+    ignore_boxes: tuple[Box, ...] | None = None
+    ignore_mask: Path | None = None
+
+    @property
+    def has_ignore(self) -> bool:
+        """Whether the entry gives regions that may change."""
+        return self.ignore_boxes is not None or self.ignore_mask is not None
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,18 @@ def _box(value: object) -> Box | None:
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
+def _boxes(values: list[object], what: str, line: int, path: Path) -> tuple[Box, ...]:
+    found = []
+    for value in values:
+        box = _box(value)
+        if box is None:
+            raise ManifestError(
+                path, f"{what} {value!r} is not [x0, y0, x1, y1] in whole pixels with x0 < x1 and y0 < y1", line
+            )
+        found.append(box)
+    return tuple(found)
+
+
 def _entry(raw: object, line: int, path: Path) -> ManifestEntry:
     if not isinstance(raw, dict):
         raise ManifestError(path, f"each line must be a JSON object, got {type(raw).__name__}", line)
@@ -81,20 +106,21 @@ def _entry(raw: object, line: int, path: Path) -> ManifestEntry:
     if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ManifestError(path, f"'expected_text' must be a list of non-empty strings, got {texts!r}", line)
     boxes = raw.get("text_boxes")
-    parsed: tuple[Box, ...] | None = None
-    if boxes is not None:
-        if not isinstance(boxes, list) or not boxes:
-            raise ManifestError(path, f"'text_boxes' must be a non-empty list of [x0, y0, x1, y1], got {boxes!r}", line)
-        found = [_box(b) for b in boxes]
-        for value, box in zip(boxes, found, strict=True):
-            if box is None:
-                raise ManifestError(
-                    path,
-                    f"text box {value!r} is not [x0, y0, x1, y1] in whole pixels with x0 < x1 and y0 < y1",
-                    line,
-                )
-        parsed = tuple(b for b in found if b is not None)
-    return ManifestEntry(pair_id, tuple(texts), parsed, line)
+    if boxes is not None and (not isinstance(boxes, list) or not boxes):
+        raise ManifestError(path, f"'text_boxes' must be a non-empty list of [x0, y0, x1, y1], got {boxes!r}", line)
+    parsed = _boxes(boxes, "text box", line, path) if boxes is not None else None
+    ignore = raw.get("ignore")
+    ignore_boxes: tuple[Box, ...] | None = None
+    ignore_mask: Path | None = None
+    if isinstance(ignore, str) and ignore.strip():
+        ignore_mask = (path.parent / ignore).resolve()
+    elif isinstance(ignore, list) and ignore:
+        ignore_boxes = _boxes(ignore, "ignore box", line, path)
+    elif ignore is not None:
+        raise ManifestError(
+            path, f"'ignore' must be a list of [x0, y0, x1, y1] boxes or a mask image path, got {ignore!r}", line
+        )
+    return ManifestEntry(pair_id, tuple(texts), parsed, line, ignore_boxes, ignore_mask)
 
 
 def load_manifest(path: Path) -> Manifest:

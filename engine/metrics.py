@@ -64,7 +64,9 @@ def pixel_terms(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def reduce_terms(terms: torch.Tensor, both_alpha: Sequence[bool]) -> list[dict[str, Any]]:
+def reduce_terms(
+    terms: torch.Tensor, both_alpha: Sequence[bool], keep: torch.Tensor | None = None
+) -> list[dict[str, Any]]:
     """Per-pair column values from per-pixel terms.
 
     Definitions (the README's column table says the same):
@@ -78,6 +80,8 @@ def reduce_terms(terms: torch.Tensor, both_alpha: Sequence[bool]) -> list[dict[s
     Args:
         terms: kernels.N_PLANES x N x H x W float32 tensor (any device).
         both_alpha: Per pair, whether both images carry alpha.
+        keep: Optional N x H x W bool tensor on the same device: only these pixels count
+            (ignore regions, see engine.regions); every pixel when None.
 
     Returns:
         One dict per pair, keyed by column name.
@@ -86,10 +90,17 @@ def reduce_terms(terms: torch.Tensor, both_alpha: Sequence[bool]) -> list[dict[s
 
     n = terms.shape[1]
     flat = terms[: kernels.N_TERMS].reshape(kernels.N_TERMS, n, -1)
+    pixels: torch.Tensor | int = flat.shape[2]
+    if keep is not None:
+        kept = keep.reshape(1, n, -1)
+        colour = torch.tensor([kernels.DE, kernels.L_SHIFT, kernels.C_SHIFT], device=flat.device)
+        nan_outside = torch.where(kept, flat[colour], math.nan)
+        flat = torch.where(kept, flat, 0.0)
+        flat[colour] = nan_outside  # colour terms outside count as "not opaque": left out
+        pixels = kept[0].sum(dim=1).to(torch.float64)
     de = flat[kernels.DE]
     valid = ~torch.isnan(de)
     count = valid.sum(dim=1).to(torch.float64)
-    pixels = flat.shape[2]
 
     def nansum(plane: int) -> torch.Tensor:
         return torch.nan_to_num(flat[plane], nan=0.0).sum(dim=1, dtype=torch.float64)
@@ -112,7 +123,8 @@ def reduce_terms(terms: torch.Tensor, both_alpha: Sequence[bool]) -> list[dict[s
             nansum(kernels.C_SHIFT) / count,
             nansum(kernels.L_SHIFT) / count,
             edge,
-            flat[kernels.ALPHA_ABS].sum(dim=1, dtype=torch.float64) / pixels,
+            flat[kernels.ALPHA_ABS].sum(dim=1, dtype=torch.float64)
+            / (pixels.clamp_min(1.0) if isinstance(pixels, torch.Tensor) else pixels),
             torch.where(union > 0, inter / union.clamp_min(1.0), 1.0),
             count,
         ],

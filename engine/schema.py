@@ -114,6 +114,12 @@ LPIPS = Column(
     "lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`."
 )
 LPIPS_UPSCALED = Column("lpips_upscaled", "bool", "The pair was upsampled to the backbone's minimum side before LPIPS.")
+IGNORED_FRACTION = Column(
+    "ignored_fraction",
+    "float64",
+    "Share of the baseline's pixels in the manifest's `ignore` regions, left out of every metric; "
+    "null without regions.",
+)
 TEXT_EXPECTED = Column(
     "text_expected", "string", "Expected text from the manifest (`--manifest`), one string per line; null without."
 )
@@ -162,7 +168,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
     BASELINE_HAS_ALPHA, CANDIDATE_HAS_ALPHA, ALPHA_PARITY, ALPHA_MAE, ALPHA_IOU,
     BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
     DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
-    EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED,
+    EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
     TEXT_EXPECTED, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
     TEXT_CER_BASELINE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS,
     COMPUTE_MS, GPU_MS, DECODE_MS,

@@ -178,8 +178,14 @@ class _Scorer:
     device: torch.device
     net: str
 
-    def score(self, items: list[DecodedPair]) -> tuple[list[dict[str, Any]], float, float | None]:
+    def score(
+        self, items: list[DecodedPair], ignored: list[Any] | None = None
+    ) -> tuple[list[dict[str, Any]], float, float | None]:
         """Score one bucket: LPIPS and the kernels' metrics on one device batch.
+
+        Args:
+            items: Decoded pairs of one size.
+            ignored: Per pair, its ignored pixels (H x W bool) or None; None for none at all.
 
         Returns:
             Per pair, the metric columns; the batch's wall ms; its GPU ms (CUDA only).
@@ -203,7 +209,13 @@ class _Scorer:
             # uint8 crosses to the device (4x less than float); conversion happens there.
             tb = torch.from_numpy(base).to(self.device)
             tc = torch.from_numpy(cand).to(self.device)
-            rows = reduce_terms(pixel_terms(tb, tc), both_alpha)
+            keep = None
+            if ignored is not None and any(m is not None for m in ignored):
+                from engine.regions import grow
+
+                out = np.stack([~grow(m) if m is not None else np.ones((h, w), bool) for m in ignored])
+                keep = torch.from_numpy(out).to(self.device)
+            rows = reduce_terms(pixel_terms(tb, tc), both_alpha, keep)
             if self.model is not None:
                 x0, x1 = self.model.prepare(tb), self.model.prepare(tc)
                 if factor > 1.0:
@@ -319,24 +331,52 @@ class _Typography:
             out.append(row)
 
 
-def _start_typography(opts: ScoreOptions, cores: int) -> tuple[_Typography | None, dict[str, str]]:
+def _load_manifest(opts: ScoreOptions) -> tuple[Manifest | None, dict[str, str]]:
     if opts.manifest is None:
         return None, {}
     from engine.manifest import ManifestError, load_manifest
-    from engine.typography import OcrUnavailable, TextChecker, find_tesseract
 
     try:
         manifest = load_manifest(opts.manifest)
+    except ManifestError as exc:
+        raise ScoreConfigError(str(exc)) from None
+    meta = {schema.META_MANIFEST: str(opts.manifest.resolve()), schema.META_MANIFEST_SHA256: manifest.sha256}
+    return manifest, meta
+
+
+def _start_typography(
+    manifest: Manifest | None, opts: ScoreOptions, cores: int
+) -> tuple[_Typography | None, dict[str, str]]:
+    """Typography checks, when some manifest entry lists expected text (Tesseract needed)."""
+    if manifest is None or not any(e.expected_text for e in manifest.entries.values()):
+        return None, {}
+    from engine.typography import OcrUnavailable, TextChecker, find_tesseract
+
+    try:
         settings = find_tesseract(opts.ocr_lang)
-    except (ManifestError, OcrUnavailable) as exc:
+    except OcrUnavailable as exc:
         raise ScoreConfigError(str(exc)) from None
     checker = TextChecker(settings, opts.ocr_workers or max(1, cores))
-    meta = {
-        schema.META_MANIFEST: str(opts.manifest.resolve()),
-        schema.META_MANIFEST_SHA256: manifest.sha256,
-        schema.META_OCR: f"tesseract {settings.version}, lang {settings.lang}, {checker.workers} workers",
-    }
+    meta = {schema.META_OCR: f"tesseract {settings.version}, lang {settings.lang}, {checker.workers} workers"}
     return _Typography(manifest, checker), meta
+
+
+def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair) -> tuple[Any, str | None]:
+    """Apply the pair's ignore regions to its decoded pixels: (mask or None, error or None)."""
+    if manifest is None or dp.baseline is None or dp.candidate_aligned is None:
+        return None, None
+    entry = manifest.entries.get(pair.pair_id)
+    if entry is None or not entry.has_ignore:
+        return None, None
+    from engine.regions import IgnoreRegionError, apply_ignore, ignore_mask
+
+    try:
+        mask = ignore_mask(entry, dp.baseline.width, dp.baseline.height)
+    except IgnoreRegionError as exc:
+        return None, str(exc)
+    if mask is not None:
+        apply_ignore(dp.baseline.rgba, dp.candidate_aligned, mask)
+    return mask, None
 
 
 def _check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
@@ -446,7 +486,8 @@ def run_score(
     # No more workers than pairs: a resume with little left, or a run of unpaired names,
     # should not pay for spawning idle processes.
     # The manifest and Tesseract are checked before anything starts: a usage error.
-    typo, typo_meta = _start_typography(opts, cores)
+    manifest, manifest_meta = _load_manifest(opts)
+    typo, typo_meta = _start_typography(manifest, opts, cores)
     decoder = DecodePool(todo, min(workers, len(todo)), opts.max_pixels)
     journal = None
     try:
@@ -467,6 +508,7 @@ def run_score(
             if device.type == "cuda"
             else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
             **weights_meta,
+            **manifest_meta,
             **typo_meta,
         }
         if old_source is not None:
@@ -501,14 +543,19 @@ def run_score(
                     on_rows(pending_rows)
                 pending_rows, last_flush = [], time.perf_counter()
 
+        ignored: dict[str, Any] = {}  # pair_id -> ignored pixels, until its bucket is scored
+
         def run_bucket(items: list[tuple[Pair, DecodedPair]]) -> None:
             nonlocal compute_s, batches
-            metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items])
+            masks = [ignored.pop(pair.pair_id, None) for pair, _ in items]
+            metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items], masks)
             compute_s += wall_ms / 1000.0
             batches += 1
-            for (pair, dp), values in zip(items, metrics, strict=True):
+            for (pair, dp), values, mask in zip(items, metrics, masks, strict=True):
                 row = decoded_row(pair, dp)
                 row.update(values)
+                if mask is not None:
+                    row[schema.IGNORED_FRACTION.name] = float(mask.mean())
                 row[schema.COMPUTE_MS.name] = wall_ms / len(items)
                 row[schema.GPU_MS.name] = gpu_ms / len(items) if gpu_ms is not None else None
                 emit(row)
@@ -525,7 +572,14 @@ def run_score(
             finished = decoder.collect(block=buckets.count == 0)
             for pair, dp in finished:
                 worker_rss = max(worker_rss, dp.peak_rss_mb)
-                if dp.error is None and dp.baseline is not None:
+                mask, region_error = _ignore_regions(manifest, pair, dp)
+                if region_error is not None:
+                    row = decoded_row(pair, dp)
+                    row[schema.STATUS.name], row[schema.ERROR.name] = schema.STATUS_ERROR, region_error
+                    emit(row)
+                elif dp.error is None and dp.baseline is not None:
+                    if mask is not None:
+                        ignored[pair.pair_id] = mask
                     if typo is not None:
                         typo.start(pair.pair_id, dp)
                     buckets.add(pair, dp)

@@ -11,6 +11,7 @@ show, and the flags a correct scorer must raise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -197,6 +198,8 @@ def build(out: Path = HERE) -> None:
                     "prompt": prompt,
                     "seed": seed,
                     "tags": tags,
+                    "baseline": f"baseline/{pid}.png",
+                    "sha256": hashlib.sha256((base_dir / f"{pid}.png").read_bytes()).hexdigest(),
                     "expected_text": [title, small, SMALL_PRINT],
                     "text_boxes": boxes,
                     "expected": {**expected, "text_pass": pid not in TEXT_LOST},

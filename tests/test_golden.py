@@ -1,117 +1,274 @@
-"""The shipped golden set: reproducible, and its flags raised by the columns that score fills."""
+"""Golden set tools: approve then verify, refusals, tampering, and interrupted approvals."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from typer.testing import CliRunner
 
+from engine import golden as gold
 from engine import schema
-from engine.arrow_io import read_run
-from tests.conftest import GOLDEN
+from engine.cli import app
+from tests.conftest import GOLDEN, poster, write_run
 
-# Bounds that make a flag, each with its reason. A gate policy sets its own bounds; these
-# only prove that each failure mode moves its column far from the identical pairs' value.
-CHROMA_SHIFT_FLAG = 2.0  # mean C* change of ~2 is a visible saturation change
-EDGE_LOSS_FLAG = 0.5  # a blur that halves the baseline's edge energy
-TEXT_MUSH_FLAG = 0.85  # small print is a minority of a poster's edges; losing it costs >15 %
+runner = CliRunner()
+# Pairs of the shipped set approved in the round trip: one keeps its format, one turns
+# a PNG baseline into a JPEG.
+APPROVED = ["saturation_boost", "jpeg_reencoded"]
+# Images in the kill test: enough that staging them takes far longer than the kill.
+KILL_IMAGES = 40
+KILL_DEADLINE_S = 120.0
 
-# Manifest flags and the check that proves each, given the row and the flag's value.
-CHECKS = {
-    "identical": lambda r, v: (
-        v
-        == (
-            r[schema.LPIPS.name] == 0.0
-            and r[schema.DELTA_E_MEAN.name] == 0.0
-            and r[schema.EDGE_PRESERVATION.name] == 1.0
-            and r[schema.SIZE_MATCH.name]
-            and r[schema.ALPHA_PARITY.name]
-            and r[schema.ICC_MATCH.name]
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (relative path -> sha256), to compare whole golden sets."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def golden_copy(tmp_path: Path) -> Path:
+    """A private copy of the shipped golden set (manifest and baselines)."""
+    target = tmp_path / "golden"
+    target.mkdir()
+    shutil.copytree(GOLDEN / "baseline", target / "baseline")
+    shutil.copy(GOLDEN / "manifest.jsonl", target / "manifest.jsonl")
+    return target
+
+
+def _run_of_golden(tmp_path: Path, status: dict[str, str] | None = None) -> Path:
+    """A run file over the shipped pairs, each row pointing at the shipped candidate."""
+    rows = []
+    for cand in sorted((GOLDEN / "candidate").iterdir()):
+        st = (status or {}).get(cand.stem, schema.STATUS_OK)
+        rows.append(
+            {
+                schema.PAIR_ID.name: cand.stem,
+                schema.STATUS.name: st,
+                schema.ERROR.name: None if st == schema.STATUS_OK else "candidate: truncated PNG",
+                schema.BASELINE_PATH.name: str(GOLDEN / "baseline" / f"{cand.stem}.png"),
+                schema.CANDIDATE_PATH.name: str(cand),
+            }
         )
-    ),
-    "alpha_parity": lambda r, v: r[schema.ALPHA_PARITY.name] is v,
-    "icc_match": lambda r, v: r[schema.ICC_MATCH.name] is v,
-    "chroma_shift_positive": lambda r, v: (r[schema.CHROMA_SHIFT.name] > CHROMA_SHIFT_FLAG) is v,
-    "edge_loss": lambda r, v: (r[schema.EDGE_PRESERVATION.name] < EDGE_LOSS_FLAG) is v,
-    "text_unreadable": lambda r, v: (r[schema.EDGE_PRESERVATION.name] < TEXT_MUSH_FLAG) is v,
-    "size_match": lambda r, v: r[schema.SIZE_MATCH.name] is v,
-    "aspect_ratio_delta_min": lambda r, v: r[schema.ASPECT_RATIO_DELTA.name] >= v,
-    "format_change": lambda r, v: (r[schema.BASELINE_FORMAT.name] != r[schema.CANDIDATE_FORMAT.name]) is v,
-    "text_pass": lambda r, v: r[schema.TEXT_PASS.name] is v,
-}
+    return write_run(tmp_path / "run.arrow", rows)
 
 
-def _manifest() -> list[dict[str, object]]:
-    return [json.loads(line) for line in (GOLDEN / "manifest.jsonl").read_text().splitlines() if line.strip()]
+def _verdict(tmp_path: Path, run: Path, verdict: str) -> Path:
+    """A verdict written by the real gate, from a policy every row passes (or fails)."""
+    op = "!=" if verdict == "pass" else "=="
+    policy = tmp_path / f"{verdict}.toml"
+    policy.write_text(f'[[rule]]\ncolumn = "status"\nstat = "each"\nop = "{op}"\npass = "missing_baseline"\n')
+    out = tmp_path / f"{verdict}.json"
+    result = runner.invoke(app, ["gate", str(run), "--policy", str(policy), "--json", str(out)])
+    assert json.loads(out.read_text())["verdict"] == verdict, result.output
+    return out
 
 
-def test_generator_is_deterministic(tmp_path: Path) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    first, second = tmp_path / "a", tmp_path / "b"
-    module.build(first)
-    module.build(second)
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 2 * len(_manifest()) + 1
-    for rel in files:
-        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+def test_shipped_golden_set_verifies() -> None:
+    report = gold.verify(GOLDEN)
+    assert report.clean, report
+    assert sorted(report.checked) == sorted(f"baseline/{p.name}" for p in (GOLDEN / "baseline").iterdir())
 
 
-def test_golden_set_is_small() -> None:
-    total = sum(p.stat().st_size for p in GOLDEN.rglob("*") if p.is_file())
-    assert total < 5 * 1024 * 1024
+def test_approve_then_verify_round_trips(golden_copy: Path, tmp_path: Path) -> None:
+    run = _run_of_golden(tmp_path)
+    verdict = _verdict(tmp_path, run, "pass")
+    result = runner.invoke(
+        app,
+        ["approve", str(run), "--golden", str(golden_copy), "--verdict", str(verdict), "--ids", ",".join(APPROVED),
+         "--by", "qa-lead"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for pid in APPROVED:
+        cand = next((GOLDEN / "candidate").glob(f"{pid}.*"))
+        new = golden_copy / "baseline" / f"{pid}{cand.suffix}"
+        assert new.read_bytes() == cand.read_bytes()
+    assert not (golden_copy / "baseline" / "jpeg_reencoded.png").exists()  # the replaced PNG is gone
+    entries = {e["id"]: e for e in map(json.loads, (golden_copy / "manifest.jsonl").read_text().splitlines())}
+    approved = entries["jpeg_reencoded"]
+    assert approved["baseline"] == "baseline/jpeg_reencoded.jpg"
+    assert approved["approved"]["by"] == "qa-lead" and approved["approved"]["verdict"] == "pass"
+    assert approved["approved"]["run"] == str(run.resolve())
+    assert approved["expected_text"]  # the entry's other keys are kept
+    log = [json.loads(line) for line in (golden_copy / "changelog.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in log] == APPROVED
+    assert log[1]["previous"] == "baseline/jpeg_reencoded.png" and log[1]["sha256"] == approved["sha256"]
+    verified = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert verified.exit_code == 0, verified.output
+    assert "10 files match" in verified.output
 
 
-def test_every_flag_has_a_check() -> None:
-    flags = {flag for entry in _manifest() for flag in entry["expected"]}  # type: ignore[attr-defined]
-    assert flags <= set(CHECKS)
+def test_verify_catches_tampering(golden_copy: Path) -> None:
+    victim = golden_copy / "baseline" / "stretched.png"
+    data = bytearray(victim.read_bytes())
+    data[-20] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    (golden_copy / "baseline" / "identical_sale.png").unlink()
+    Image.fromarray(poster(16, 16, seed=1)).save(golden_copy / "baseline" / "stowaway.png")
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 1
+    report = gold.verify(golden_copy)
+    assert report.changed == [("stretched", "baseline/stretched.png")]
+    assert report.missing == [("identical_sale", "baseline/identical_sale.png")]
+    assert report.extra == ["baseline/stowaway.png"]
 
 
-@pytest.fixture(scope="module")
-def golden_rows(golden_run: Path) -> dict[str, dict[str, object]]:
-    return {r[schema.PAIR_ID.name]: r for r in read_run(golden_run).to_pylist()}
+def test_verify_without_a_golden_set_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["golden", "verify", str(tmp_path)])
+    assert result.exit_code == 2 and "manifest.jsonl" in result.output
 
 
-@pytest.mark.parametrize("entry", _manifest(), ids=lambda e: str(e["id"]))
-def test_expected_flags(entry: dict[str, object], golden_rows: dict[str, dict[str, object]]) -> None:
-    row = golden_rows[str(entry["id"])]
-    for flag, value in entry["expected"].items():  # type: ignore[attr-defined]
-        assert CHECKS[flag](row, value), (entry["id"], flag, value, row)
-    if "identical" not in entry["expected"]:  # type: ignore[operator]
-        # Every failure mode changes what a viewer sees (the ICC swap too, once colour
-        # managed), so LPIPS moves, and no failure looks like an identical pair.
-        assert row[schema.LPIPS.name] > 0.0, entry["id"]
-        assert CHECKS["identical"](row, False), entry["id"]
+@pytest.mark.parametrize("case", ["fail-verdict", "no-verdict", "error-row", "unknown-id", "other-run"])
+def test_refusals_leave_the_golden_set_unchanged(case: str, golden_copy: Path, tmp_path: Path) -> None:
+    before = _tree(golden_copy)
+    run = _run_of_golden(tmp_path, {"stretched": schema.STATUS_ERROR} if case == "error-row" else None)
+    args = ["approve", str(run), "--golden", str(golden_copy)]
+    if case == "fail-verdict":
+        args += ["--verdict", str(_verdict(tmp_path, run, "fail"))]
+    elif case in ("error-row", "unknown-id"):
+        args += ["--verdict", str(_verdict(tmp_path, run, "pass"))]
+    elif case == "other-run":
+        other = tmp_path / "other"
+        other.mkdir()
+        verdict = _verdict(other, _run_of_golden(other), "pass")
+        args += ["--verdict", str(verdict)]
+    if case == "unknown-id":
+        args += ["--ids", "no_such_pair"]
+    result = runner.invoke(app, args)
+    expected_exit = 2 if case == "unknown-id" else 1
+    assert result.exit_code == expected_exit, result.output
+    message = " ".join(result.output.split())
+    assert {
+        "fail-verdict": "verdict is fail",
+        "no-verdict": "no verdict",
+        "error-row": "stretched: error",
+        "unknown-id": "no_such_pair",
+        "other-run": "judged",
+    }[case] in message
+    assert _tree(golden_copy) == before
 
 
-def test_typography_acceptance(golden_rows: dict[str, dict[str, object]]) -> None:
-    from engine.config import TEXT_SHARPNESS_MIN
+def test_force_overrides_a_failed_verdict_and_is_recorded(golden_copy: Path, tmp_path: Path) -> None:
+    run = _run_of_golden(tmp_path)
+    verdict = _verdict(tmp_path, run, "fail")
+    approvals = gold.approve(run, golden_copy, ids=["stretched"], verdict_path=verdict, force=True, by="me")
+    assert [a.pair_id for a in approvals] == ["stretched"]
+    log = json.loads((golden_copy / "changelog.jsonl").read_text())
+    assert log["forced"] is True and log["verdict"] == "fail"
+    assert gold.verify(golden_copy).clean
 
-    same, mush, rerendered = (
-        golden_rows["identical_sale"],
-        golden_rows["small_text_mush"],
-        golden_rows["text_rerendered"],
+
+def test_approver_from_the_environment(golden_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXGATE_APPROVER", "release-bot")
+    run = _run_of_golden(tmp_path)
+    gold.approve(run, golden_copy, ids=["stretched"], force=True)
+    assert json.loads((golden_copy / "changelog.jsonl").read_text())["by"] == "release-bot"
+
+
+def test_failure_at_every_step_of_the_swap_leaves_old_or_new(
+    golden_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.replace fails at each call in turn: before the commit everything rolls back,
+    after it the approval completes; never a mix."""
+    run = _run_of_golden(tmp_path)
+    before = _tree(golden_copy)
+    finished = tmp_path / "finished"
+    shutil.copytree(golden_copy, finished)
+    gold.approve(run, finished, ids=APPROVED, force=True, by="me")
+    after = _tree(finished)
+    real_replace = os.replace
+    outcomes = {"rolled back": 0, "completed": 0}
+    k = 1
+    while True:
+        shutil.rmtree(golden_copy)
+        shutil.copytree(GOLDEN, golden_copy, ignore=shutil.ignore_patterns("candidate", "icc", "*.py", "*.toml"))
+        calls = 0
+
+        def failing(src: object, dst: object, fail_at: int = k) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == fail_at:
+                raise OSError(28, "No space left on device")
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gold.os, "replace", failing)
+        try:
+            gold.approve(run, golden_copy, ids=APPROVED, force=True, by="me")
+            failed = False
+        except OSError:
+            failed = True
+        monkeypatch.setattr(gold.os, "replace", real_replace)
+        state = _tree(golden_copy)
+        # The changelog's dates differ between runs; compare everything else exactly.
+        strip = {p: h for p, h in state.items() if p not in ("manifest.jsonl", "changelog.jsonl")}
+        if state == before:
+            assert failed
+            outcomes["rolled back"] += 1
+        else:
+            outcomes["completed"] += failed
+            assert strip == {p: h for p, h in after.items() if p not in ("manifest.jsonl", "changelog.jsonl")}
+            assert gold.verify(golden_copy).clean and (golden_copy / "changelog.jsonl").exists()
+        assert not (golden_copy / gold.STAGING).exists()
+        if not failed:
+            break
+        k += 1
+    # Interrupted at each rename: the writes of the staged files and plan, the backups and
+    # moves (rolled back), the changelog after the commit (completed).
+    assert outcomes["rolled back"] > 5 and outcomes["completed"] >= 1, outcomes
+
+
+def test_killed_approve_leaves_the_golden_set_unchanged(tmp_path: Path) -> None:
+    big = tmp_path / "golden"
+    (big / "baseline").mkdir(parents=True)
+    cands = tmp_path / "candidates"
+    cands.mkdir()
+    rng = np.random.default_rng(0)
+    entries, rows = [], []
+    for i in range(KILL_IMAGES):
+        pid = f"poster_{i:03d}"
+        base = big / "baseline" / f"{pid}.png"
+        Image.fromarray(rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)).save(base)
+        Image.fromarray(rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)).save(cands / f"{pid}.png")
+        sha = hashlib.sha256(base.read_bytes()).hexdigest()
+        entries.append({"id": pid, "baseline": f"baseline/{pid}.png", "sha256": sha})
+        rows.append(
+            {
+                schema.PAIR_ID.name: pid,
+                schema.STATUS.name: schema.STATUS_OK,
+                schema.CANDIDATE_PATH.name: str(cands / f"{pid}.png"),
+            }
+        )
+    (big / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    run = write_run(tmp_path / "run.arrow", rows)
+    before = _tree(big)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "engine", "approve", str(run), "--golden", str(big), "--force"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
     )
-    # Identical text reads identically.
-    assert same[schema.TEXT_PASS.name] is True
-    assert same[schema.TEXT_CER.name] == same[schema.TEXT_CER_BASELINE.name]
-    assert same[schema.TEXT_SHARPNESS.name] == 1.0
-    # Small print rasterised to mush: the OCR loses it and its regions lose their edges.
-    assert mush[schema.TEXT_PASS.name] is False
-    assert mush[schema.TEXT_CER.name] > mush[schema.TEXT_CER_BASELINE.name] + 0.3  # type: ignore[operator]
-    assert mush[schema.TEXT_SHARPNESS.name] < TEXT_SHARPNESS_MIN  # type: ignore[operator]
-    # Another clean rendering of the same copy (bigger, half a pixel off, lighter ink).
-    assert rerendered[schema.TEXT_PASS.name] is True
-    assert rerendered[schema.LPIPS.name] > 0.0  # type: ignore[operator]
-    assert rerendered[schema.TEXT_SHARPNESS.name] > TEXT_SHARPNESS_MIN  # type: ignore[operator]
-
-
-def test_every_golden_entry_describes_its_text() -> None:
-    for entry in _manifest():
-        assert entry["expected_text"] and entry["text_boxes"], entry["id"]
-        assert len(entry["text_boxes"]) == len(entry["expected_text"])  # type: ignore[arg-type]
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("staged 1/"), first
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=KILL_DEADLINE_S)
+    assert (big / gold.STAGING).exists()  # killed half-way through staging
+    assert {p: h for p, h in _tree(big).items() if not p.startswith(gold.STAGING)} == before
+    result = runner.invoke(app, ["golden", "verify", str(big)])
+    assert result.exit_code == 0, result.output
+    assert "discarded an approval interrupted" in " ".join(result.output.split())
+    assert _tree(big) == before

@@ -45,6 +45,32 @@ def test_reductions_match_numpy() -> None:
             assert row[key] == pytest.approx(value, rel=REDUCTION_RTOL, abs=1e-6), (i, key)
 
 
+def test_reductions_over_kept_pixels_match_numpy() -> None:
+    base, cand = _batch(5, 2, 40, 56)
+    rng = np.random.default_rng(9)
+    keep = rng.random((2, 40, 56)) > 0.3
+    keep[1] = False  # a fully ignored image
+    terms = pixel_terms(torch.from_numpy(base), torch.from_numpy(cand))
+    rows = reduce_terms(terms, [True, True], torch.from_numpy(keep))
+    ref = reference_terms(base, cand, OPAQUE_ALPHA)
+    k = keep[0]
+    de = ref[0, 0][k & ~np.isnan(ref[0, 0])]
+    want = {
+        schema.DELTA_E_MEAN.name: de.mean(),
+        schema.DELTA_E_P95.name: np.quantile(de, DELTA_E_QUANTILE, method="inverted_cdf"),
+        schema.LIGHTNESS_SHIFT.name: np.nanmean(ref[1, 0][k]),
+        schema.CHROMA_SHIFT.name: np.nanmean(ref[2, 0][k]),
+        schema.EDGE_PRESERVATION.name: ref[4, 0][k].sum() / ref[3, 0][k].sum(),
+        schema.ALPHA_MAE.name: ref[5, 0][k].mean(),
+        schema.ALPHA_IOU.name: ref[6, 0][k].sum() / ref[7, 0][k].sum(),
+    }
+    for name, value in want.items():
+        assert rows[0][name] == pytest.approx(value, rel=REDUCTION_RTOL), name
+    empty = rows[1]
+    assert empty[schema.DELTA_E_MEAN.name] is None and empty[schema.EDGE_PRESERVATION.name] == 1.0
+    assert empty[schema.ALPHA_MAE.name] == 0.0
+
+
 def test_no_opaque_pixels_gives_null_colour_and_flat_image_keeps_edges() -> None:
     base = np.zeros((1, 8, 8, 4), np.uint8)  # fully transparent, flat
     (row,) = _metrics(base, base.copy(), [True])

@@ -294,3 +294,64 @@ def test_resume_refuses_another_manifest(tmp_path: Path) -> None:
         fh.write('{"id": "late_addition", "expected_text": ["NEW"]}\n')
     with pytest.raises(ScoreConfigError, match="manifest_sha256"):
         run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=manifest, resume=True))
+
+
+def _stamped_pair(tmp_path: Path) -> tuple[Path, Path, tuple[int, int, int, int]]:
+    """A poster and its copy with a timestamp box drawn in; returns folders and the box."""
+    from PIL import ImageDraw
+
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    img = poster(96, 128, seed=4)
+    Image.fromarray(img).save(base / "stamp.png")
+    stamped = Image.fromarray(img.copy())
+    box = (80, 70, 124, 90)
+    ImageDraw.Draw(stamped).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=(0, 0, 0))
+    ImageDraw.Draw(stamped).text((box[0] + 2, box[1] + 4), "12:34", fill=(255, 255, 255))
+    stamped.save(cand / "stamp.png")
+    return base, cand, box
+
+
+@pytest.mark.parametrize("form", ["boxes", "mask"])
+def test_change_inside_an_ignored_region_scores_clean(form: str, alex_weights: Path, tmp_path: Path) -> None:
+    import json
+
+    base, cand, box = _stamped_pair(tmp_path)
+    manifest = tmp_path / "manifest.jsonl"
+    if form == "boxes":
+        manifest.write_text(json.dumps({"id": "stamp", "ignore": [list(box)]}) + "\n")
+    else:
+        mask = np.zeros((96, 128), np.uint8)
+        mask[box[1] : box[3], box[0] : box[2]] = 255
+        Image.fromarray(mask).save(tmp_path / "stamp-mask.png")
+        manifest.write_text(json.dumps({"id": "stamp", "ignore": "stamp-mask.png"}) + "\n")
+    plain = run_score(ScoreOptions(base, cand, tmp_path / "plain.arrow", device="cpu", weights=alex_weights))
+    masked = run_score(
+        ScoreOptions(base, cand, tmp_path / "masked.arrow", device="cpu", weights=alex_weights, manifest=manifest)
+    )
+    before, after = plain.table.to_pylist()[0], masked.table.to_pylist()[0]
+    # Without the manifest the stamp is flagged by all three measures ...
+    assert before[schema.LPIPS.name] > 0.001
+    assert before[schema.DELTA_E_MEAN.name] > 0.5
+    assert before[schema.EDGE_PRESERVATION.name] < 0.99
+    assert before[schema.IGNORED_FRACTION.name] is None
+    # ... and with it the pair is clean.
+    assert after[schema.LPIPS.name] == 0.0
+    assert after[schema.DELTA_E_MEAN.name] == 0.0
+    assert after[schema.EDGE_PRESERVATION.name] == 1.0
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    assert after[schema.IGNORED_FRACTION.name] == pytest.approx(area / (96 * 128))
+
+
+def test_ignore_region_that_does_not_fit_is_an_error_row(tmp_path: Path) -> None:
+    import json
+
+    base, cand, _ = _stamped_pair(tmp_path)
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "stamp", "ignore": [[0, 0, 500, 10]]}) + "\n")
+    result = run_score(ScoreOptions(base, cand, tmp_path / "run.arrow", device="cpu", no_lpips=True, manifest=manifest))
+    row = result.table.to_pylist()[0]
+    assert row[schema.STATUS.name] == schema.STATUS_ERROR
+    assert "ignore box [0, 0, 500, 10] (manifest line 1) lies outside the 128x96 baseline" in row[schema.ERROR.name]
+    assert row[schema.BASELINE_WIDTH.name] == 128  # what was decoded is kept

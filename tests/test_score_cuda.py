@@ -58,3 +58,18 @@ def test_cuda_matches_cpu_and_records_gpu_time(
     assert meta[schema.META_DEVICE].startswith("cuda")
     assert meta[schema.META_DEVICE_NAME] == torch.cuda.get_device_name()
     assert meta[schema.META_GPU_NOTE] == ""
+
+
+def test_cuda_reductions_over_kept_pixels_match_cpu() -> None:
+    from engine.metrics import pixel_terms, reduce_terms
+    from tests.test_kernels import _batch
+
+    base, cand = _batch(7, 3, 48, 40)
+    keep = np.random.default_rng(3).random((3, 48, 40)) > 0.4
+    rows = {}
+    for device in ("cpu", "cuda"):
+        tb, tc = torch.from_numpy(base).to(device), torch.from_numpy(cand).to(device)
+        rows[device] = reduce_terms(pixel_terms(tb, tc), [True] * 3, torch.from_numpy(keep).to(device))
+    for cpu_row, gpu_row in zip(rows["cpu"], rows["cuda"], strict=True):
+        for col in KERNEL_COLUMNS:
+            assert gpu_row[col.name] == pytest.approx(cpu_row[col.name], abs=KERNEL_ATOL, rel=KERNEL_RTOL), col.name

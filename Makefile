@@ -21,12 +21,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Tesseract for the typography checks (score --manifest) and their tests.
+# Tesseract for the typography checks (score --manifest), Chromium for the report's
+# browser test; Debian/Ubuntu packages.
 system-deps:
-	@command -v tesseract >/dev/null || { \
+	@if ! command -v tesseract >/dev/null || ! command -v chromium >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tesseract-ocr >/dev/null; }
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tesseract-ocr chromium >/dev/null; \
+	fi
 	@tesseract --version | head -1
+	@chromium --version
 
 demo: $(STAMP)
 	@mkdir -p out
@@ -43,6 +46,7 @@ demo: $(STAMP)
 	@echo
 	@$(BIN)/pixgate gate $(RUN) --policy golden/policy.toml --json out/golden-verdict.json \
 		|| echo "(the golden candidates are built to break these rules: a fail is the expected verdict)"
+	@$(BIN)/pixgate report $(RUN) --verdict out/golden-verdict.json -o out/golden-report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -61,6 +65,7 @@ golden: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.score_memory
 	$(BIN)/python -m benchmarks.kernels
+	$(BIN)/python -m benchmarks.report
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

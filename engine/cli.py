@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine import __version__
-from engine.config import DEFAULT_MAX_PIXELS, DEFAULT_NET, GATE_MAX_LISTED_PAIRS, OCR_LANG, SUMMARY_MAX_PROBLEMS
+from engine.config import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_NET,
+    GATE_MAX_LISTED_PAIRS,
+    OCR_LANG,
+    REPORT_TOP,
+    SUMMARY_MAX_PROBLEMS,
+)
 
 if TYPE_CHECKING:
     from engine.gate import Verdict
@@ -522,6 +529,48 @@ def approve(
     for a in approvals:
         table.add_row(a.pair_id, a.baseline, a.sha256[:16], a.previous or "(new entry)")
     console.print(table)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run file to show.", dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.", dir_okay=False)],
+    verdict: Annotated[
+        Path | None, typer.Option(help="Verdict from `pixgate gate --json`, shown as the banner.", dir_okay=False)
+    ] = None,
+    capture: Annotated[
+        list[Path] | None,
+        typer.Option(help="Capture file (repeatable): latency and GPU time plotted against each other."),
+    ] = None,
+    top: Annotated[
+        int, typer.Option(callback=_whole_number("--top", 0, 1000), help="Worst pairs shown with pictures and maps.")
+    ] = REPORT_TOP,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Backbone weights for the LPIPS maps (found like score's otherwise).", exists=True),
+    ] = None,
+    net: Annotated[Net, typer.Option(help="LPIPS backbone of the maps.")] = _DEFAULT_NET,
+) -> None:
+    """Write one self-contained HTML page: verdict, worst pairs with maps, distributions, every pair.
+
+    Exit codes: 0 written; 2 an unreadable run, verdict or capture file.
+    """
+    from engine.report import ReportError, build_report
+
+    try:
+        stats = build_report(
+            run, output, verdict=verdict, captures=capture or [], top=top, weights=weights, net=net.value
+        )
+    except ReportError as exc:
+        raise _usage_error(str(exc)) from None
+    console = _console()
+    for note in stats.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    console.print(
+        f"{output}: {stats.bytes / 1e6:.1f} MB, {stats.pairs} pairs, {stats.shown} with pictures, "
+        f"{stats.seconds:.1f} s",
+        highlight=False,
+    )
 
 
 golden_app = typer.Typer(help="Golden set tools.", no_args_is_help=True)

@@ -152,3 +152,23 @@ OCR_TIMEOUT_S: Final = 60.0
 
 #: Typography checks in flight per OCR worker: each holds one decoded pair in memory.
 OCR_INFLIGHT_PER_WORKER: Final = 2
+
+# --- report ---
+
+#: Pairs shown with pictures and maps in a report when --top is not given.
+REPORT_TOP: Final = 20
+
+#: Longest side of the thumbnails and maps in a report, pixels: enough to see a failure,
+#: small enough that 2,000-pair reports stay a few MB.
+REPORT_THUMB_SIDE: Final = 256
+
+#: Longest side the pictures are scaled to before the report's maps (LPIPS, edge loss,
+#: alpha) are computed: the maps are for looking at, and this keeps a report of the worst
+#: 20 pairs to seconds on a CPU. The numbers shown come from the run, at full size.
+REPORT_MAP_SIDE: Final = 384
+
+#: The worst pairs are ranked first by the parity checks they break (status, alpha, ICC,
+#: size, typography), then by the largest of these ratios: LPIPS over 0.1 (a clearly
+#: visible change for AlexNet LPIPS), mean Delta E over 2.3 (a just-noticeable
+#: difference) and lost edge strength (1 - edge_preservation) over 0.1.
+REPORT_SCALES: Final = {"lpips": 0.1, "delta_e_mean": 2.3, "edge_loss": 0.1}

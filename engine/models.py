@@ -132,6 +132,21 @@ def _build_module(net: str, features: nn.Sequential, heads: list[torch.Tensor]) 
                 total += (d * w.view(1, -1, 1, 1)).sum(dim=1).mean(dim=(1, 2))
             return total
 
+        def spatial(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+            """LPIPS as a map: N x H x W, each layer's term upsampled to the input size and
+            summed (the `lpips` package's `spatial=True`); its mean is the distance."""
+            import torch.nn.functional as F
+
+            n, size = x0.shape[0], x0.shape[2:]
+            h = (torch.cat([x0, x1]) - self.shift) / self.scale
+            total = x0.new_zeros((n, *size))
+            for block, w in zip(self.slices, self.heads.split(self.head_sizes), strict=True):
+                h = block(h)
+                f = h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + _EPS)
+                layer = ((f[:n] - f[n:]).pow_(2) * w.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+                total += F.interpolate(layer, size=size, mode="bilinear", align_corners=False)[:, 0]
+            return total
+
     # channels_last: NHWC convolutions are ~1.6x faster on CPU for this backbone and are
     # what tensor cores want on a GPU; `prepare` already yields NHWC-strided input.
     return _LPIPS().eval().requires_grad_(False).to(memory_format=torch.channels_last)
@@ -140,7 +155,8 @@ def _build_module(net: str, features: nn.Sequential, heads: list[torch.Tensor]) 
 def load_lpips(net: str, weights: Path) -> nn.Module:
     """Build the LPIPS module for `net` with backbone weights from `weights`.
 
-    The module has `prepare(rgba_uint8_nhwc)` and `forward(x0, x1) -> distances`.
+    The module has `prepare(rgba_uint8_nhwc)`, `forward(x0, x1) -> distances` and
+    `spatial(x0, x1) -> maps`.
 
     Raises:
         ValueError: Unknown net.
@@ -151,7 +167,7 @@ def load_lpips(net: str, weights: Path) -> nn.Module:
     return _build_module(net, _load_features(net, weights), _head_weights(net))
 
 
-def reference_lpips(net: str, weights: Path) -> nn.Module:
+def reference_lpips(net: str, weights: Path, *, spatial: bool = False) -> nn.Module:
     """The `lpips` package's own LPIPS module with its backbone loaded from `weights`.
 
     The reference pixgate is checked against (tests) and measured against (benchmarks):
@@ -163,7 +179,7 @@ def reference_lpips(net: str, weights: Path) -> nn.Module:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the package calls torchvision's deprecated `pretrained=`
-        ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+        ref = lpips.LPIPS(net=net, pnet_rand=True, verbose=False, spatial=spatial)
     state = _read_state(weights)
     for block in ref.net.children():
         for index, layer in block.named_children():

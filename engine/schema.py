@@ -159,6 +159,9 @@ DECODE_MS = Column(
     "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms."
 )
 
+# Columns of other pixgate files that gates and reports read.
+LATENCY_MS = Column("latency_ms", "float64", "Request latency of one generated image, ms (capture files).")
+
 #: Every column, in file order.
 COLUMNS: Final[tuple[Column, ...]] = (
     PAIR_ID, STATUS, ERROR, BASELINE_PATH, CANDIDATE_PATH,
@@ -214,7 +217,7 @@ RESUME_KEYS: Final = (
 
 def column_types() -> dict[str, str]:
     """Every column a pixgate file can carry, name -> Arrow type name (for policy checks)."""
-    return {c.name: c.dtype for c in COLUMNS}
+    return {c.name: c.dtype for c in (*COLUMNS, LATENCY_MS)}
 
 
 def empty_row() -> dict[str, Any]:

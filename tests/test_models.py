@@ -41,6 +41,24 @@ def test_parity_with_lpips_package(
         np.testing.assert_allclose(got, want, atol=LPIPS_PARITY_ATOL, rtol=LPIPS_PARITY_ATOL, err_msg=f"{net} {h}x{w}")
 
 
+@pytest.mark.parametrize(("h", "w"), [(64, 47), (96, 128)])
+def test_spatial_map_matches_lpips_package(
+    h: int, w: int, alex_weights: Path, lpips_reference: Callable[..., torch.nn.Module]
+) -> None:
+    ours = load_lpips("alex", alex_weights)
+    ref = lpips_reference("alex", alex_weights, spatial=True)
+    x0, x1 = _batch(h, w, [h, w], shift=0.2)
+    with torch.inference_mode():
+        got = ours.spatial(x0, x1).numpy()
+        want = ref(x0, x1)[:, 0].numpy()
+        distance = ours(x0, x1).numpy()
+    assert got.shape == (2, h, w)
+    np.testing.assert_allclose(got, want, atol=LPIPS_PARITY_ATOL, rtol=LPIPS_PARITY_ATOL)
+    # The map is for looking at: its mean is close to the distance, but not equal, since
+    # upsampling each layer's map before averaging weights its border cells differently.
+    assert np.all(np.abs(got.mean(axis=(1, 2)) - distance) < 0.2 * distance)
+
+
 def test_identical_images_score_zero(alex_weights: Path) -> None:
     model = load_lpips("alex", alex_weights)
     x0, _ = _batch(45, 61, [1, 2], shift=0.0)

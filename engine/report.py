@@ -1,0 +1,449 @@
+"""`pixgate report`: one self-contained HTML page that shows what changed in a run.
+
+Everything is inlined (pictures as data URIs, plots as SVG, CSS and the table-sorting
+script), so the page reads offline and can be attached to a CI run; it makes no request
+outside its own file.
+
+The worst pairs come first by a documented ranking (engine.config.REPORT_SCALES): pairs
+that break parity checks (status, alpha, ICC, size, typography), most first; then by the
+largest of LPIPS / 0.1, mean Delta E / 2.3 and lost edge strength / 0.1. Each is shown as
+baseline and candidate thumbnails beside three maps computed on the pictures scaled to
+`REPORT_MAP_SIDE`: the LPIPS spatial map (needs backbone weights; left out with a note
+without them), the edge-loss map (baseline Sobel magnitude minus the candidate's, where
+positive, from the edge kernel) and the alpha-difference map.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine import __version__, schema
+from engine.config import DEFAULT_NET, REPORT_MAP_SIDE, REPORT_SCALES, REPORT_THUMB_SIDE, REPORT_TOP
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# Columns plotted as distributions, in this order, when they hold values.
+_PLOTTED = (
+    schema.LPIPS, schema.DELTA_E_MEAN, schema.DELTA_E_P95, schema.EDGE_PRESERVATION,
+    schema.CHROMA_SHIFT, schema.LIGHTNESS_SHIFT, schema.ALPHA_MAE, schema.ALPHA_IOU,
+    schema.ASPECT_RATIO_DELTA, schema.TEXT_CER, schema.TEXT_SHARPNESS,
+    schema.GPU_MS, schema.COMPUTE_MS, schema.DECODE_MS,
+)  # fmt: skip
+# Columns of the all-pairs table.
+_TABLE = (
+    schema.PAIR_ID, schema.STATUS, schema.LPIPS, schema.DELTA_E_MEAN, schema.EDGE_PRESERVATION,
+    schema.ALPHA_PARITY, schema.ICC_MATCH, schema.SIZE_MATCH, schema.TEXT_PASS, schema.ERROR,
+)  # fmt: skip
+# Boolean checks whose false value is a parity failure, with how the report names it.
+_PARITY = (
+    (schema.ALPHA_PARITY, "alpha dropped or added"),
+    (schema.ICC_MATCH, "colour space changed"),
+    (schema.SIZE_MATCH, "size changed"),
+    (schema.TEXT_PASS, "text lost"),
+)
+_META_SHOWN = (
+    ("pixgate", schema.META_PIXGATE_VERSION),
+    ("device", schema.META_DEVICE_NAME),
+    ("LPIPS", schema.META_LPIPS_VERSION),
+    ("weights sha256", schema.META_WEIGHTS_SHA256),
+    ("baseline", schema.META_BASELINE_ROOT),
+    ("candidate", schema.META_CANDIDATE_ROOT),
+    ("started", schema.META_STARTED_AT),
+    ("ended", schema.META_ENDED_AT),
+    ("manifest", schema.META_MANIFEST),
+    ("OCR", schema.META_OCR),
+    ("note", schema.META_LPIPS_NOTE),
+    ("GPU", schema.META_GPU_NOTE),
+)
+
+
+class ReportError(ValueError):
+    """A report that cannot be built: unreadable run, verdict or capture file."""
+
+
+@dataclass(frozen=True)
+class ReportStats:
+    """What a report build produced.
+
+    Attributes:
+        path: The HTML file.
+        bytes: Its size.
+        pairs: Rows in the run.
+        shown: Pairs shown with pictures.
+        seconds: Build time.
+        notes: Things left out, and why.
+    """
+
+    path: Path
+    bytes: int
+    pairs: int
+    shown: int
+    seconds: float
+    notes: tuple[str, ...]
+
+
+def _problems(row: dict[str, Any]) -> list[str]:
+    found = []
+    if row[schema.STATUS.name] != schema.STATUS_OK:
+        found.append(str(row[schema.STATUS.name]))
+    found += [label for col, label in _PARITY if row.get(col.name) is False]
+    return found
+
+
+def severity(row: dict[str, Any]) -> tuple[int, float]:
+    """The report's ranking key of one row: (parity failures, worst scaled measure)."""
+    measures = [0.0]
+    if row.get(schema.LPIPS.name) is not None:
+        measures.append(row[schema.LPIPS.name] / REPORT_SCALES["lpips"])
+    if row.get(schema.DELTA_E_MEAN.name) is not None:
+        measures.append(row[schema.DELTA_E_MEAN.name] / REPORT_SCALES["delta_e_mean"])
+    if row.get(schema.EDGE_PRESERVATION.name) is not None:
+        measures.append((1.0 - row[schema.EDGE_PRESERVATION.name]) / REPORT_SCALES["edge_loss"])
+    return len(_problems(row)), max(measures)
+
+
+def rank_worst(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """The `top` worst rows, worst first (ties by pair_id)."""
+    keyed = sorted(rows, key=lambda r: (tuple(-v for v in severity(r)), r[schema.PAIR_ID.name]))
+    return keyed[:top]
+
+
+def _uri(img: Any, *, alpha: bool = False) -> str:
+    """A PIL image as a WebP data URI (lossless for pictures with transparency)."""
+    buf = io.BytesIO()
+    img.save(buf, format="WEBP", quality=82, lossless=alpha, method=4)
+    return "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _fit(rgba: np.ndarray, side: int) -> Any:
+    from PIL import Image
+
+    img = Image.fromarray(rgba, "RGBA")
+    scale = side / max(img.size)
+    if scale < 1.0:
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        # reducing_gap: a cheap box reduction first, LANCZOS for the last factor of 3.
+        img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return img
+
+
+def _heat(values: np.ndarray, cmap: str, peak: float) -> Any:
+    from matplotlib import colormaps
+    from PIL import Image
+
+    scaled = np.clip(values / peak, 0.0, 1.0) if peak > 0 else np.zeros_like(values)
+    return Image.fromarray((colormaps[cmap](scaled)[..., :3] * 255).astype(np.uint8), "RGB")
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    # No metadata block: it carries a date (the page would differ run to run) and RDF
+    # namespace URLs that have no business in an offline page.
+    metadata = {"Creator": None, "Date": None, "Format": None, "Type": None}
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata=metadata)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _histograms(table: pa.Table) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
+    out = []
+    for col in _PLOTTED:
+        values = np.array([v for v in table.column(col.name).to_pylist() if v is not None], dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        fig, ax = plt.subplots(figsize=(3.6, 2.2))
+        ax.hist(values, bins=min(40, max(5, int(math.sqrt(values.size)))), color="#4c72b0")
+        ax.set_xlabel(col.name)
+        ax.set_ylabel("pairs")
+        ax.spines[["top", "right"]].set_visible(False)
+        out.append((col.name, _svg(fig)))
+        plt.close(fig)
+    return out
+
+
+def _capture_plots(captures: list[Path]) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    from engine.gate import GateInputError, read_table
+
+    series: dict[str, list[tuple[str, np.ndarray]]] = {schema.LATENCY_MS.name: [], schema.GPU_MS.name: []}
+    for path in captures:
+        try:
+            table = read_table(path)
+        except GateInputError as exc:
+            raise ReportError(f"--capture: {exc}") from None
+        label = path.parent.name if path.stem == "capture" else path.stem
+        for name, found in series.items():
+            if name in table.column_names:
+                values = np.array([v for v in table.column(name).to_pylist() if v is not None], dtype=float)
+                if values.size:
+                    found.append((label, np.sort(values)))
+    out = []
+    for name, found in series.items():
+        if not found:
+            continue
+        fig, ax = plt.subplots(figsize=(4.2, 2.4))
+        for label, values in found:
+            ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=label)
+        ax.set_xlabel(name)
+        ax.set_ylabel("share of requests")
+        ax.legend(frameon=False)
+        ax.spines[["top", "right"]].set_visible(False)
+        out.append((f"{name} (ECDF)", _svg(fig)))
+        plt.close(fig)
+    return out
+
+
+def _load_model(weights: Path | None, net: str) -> tuple[Any, str | None]:
+    from engine.models import WeightsFormatError, load_lpips
+    from engine.weights import WeightsError, resolve_weights
+
+    try:
+        resolved = resolve_weights(net, weights, allow_download=False)
+        return load_lpips(net, resolved.path), None
+    except (WeightsError, WeightsFormatError) as exc:
+        first = str(exc).splitlines()[0]
+        return None, (
+            f"LPIPS maps left out: no {net} backbone weights ({first}); "
+            "`pixgate weights` shows where they are looked for"
+        )
+
+
+def _pair_card(row: dict[str, Any], model: Any) -> tuple[str, bool]:
+    """One worst pair's card; returns its HTML and whether pictures could be shown."""
+    from engine.decode import decode_pair
+    from kernels.cpu import edge_magnitudes_cpu
+
+    pid = row[schema.PAIR_ID.name]
+    facts = ", ".join(_problems(row)) or "no parity failure"
+    numbers = " · ".join(
+        f"{col.name} {row[col.name]:.4g}"
+        for col in (schema.LPIPS, schema.DELTA_E_MEAN, schema.EDGE_PRESERVATION, schema.TEXT_CER)
+        if isinstance(row.get(col.name), float)
+    )
+    head = f'<h3 id="pair-{html.escape(pid)}">{html.escape(pid)}</h3><p class="facts">{html.escape(facts)}'
+    head += f"<br>{html.escape(numbers)}</p>" if numbers else "</p>"
+    if row[schema.STATUS.name] != schema.STATUS_OK:
+        head += f'<p class="error">{html.escape(str(row[schema.ERROR.name] or ""))}</p>'
+    base_path, cand_path = row.get(schema.BASELINE_PATH.name), row.get(schema.CANDIDATE_PATH.name)
+    if not base_path or not cand_path:
+        return f'<div class="card">{head}<p class="note">no pictures: one side is missing</p></div>', False
+    dp = decode_pair(pid, Path(base_path), Path(cand_path))
+    if dp.baseline is None or dp.candidate_aligned is None:
+        note = html.escape(dp.error or "could not decode")
+        return f'<div class="card">{head}<p class="note">no pictures: {note}</p></div>', False
+    cand_own = dp.candidate.rgba if dp.candidate is not None else dp.candidate_aligned
+    alpha = bool(dp.baseline.has_alpha or (dp.candidate is not None and dp.candidate.has_alpha))
+    tiles = [
+        ("baseline", _uri(_fit(dp.baseline.rgba, REPORT_THUMB_SIDE), alpha=alpha)),
+        ("candidate", _uri(_fit(cand_own, REPORT_THUMB_SIDE), alpha=alpha)),
+    ]
+    small_b = np.asarray(_fit(dp.baseline.rgba, REPORT_MAP_SIDE))
+    small_c = np.asarray(_fit(dp.candidate_aligned, REPORT_MAP_SIDE).resize(small_b.shape[1::-1]))
+    notes = []
+    if model is not None:
+        import torch
+
+        with torch.inference_mode():
+            x0 = model.prepare(torch.from_numpy(small_b.copy())[None])
+            x1 = model.prepare(torch.from_numpy(small_c.copy())[None])
+            lp_map = model.spatial(x0, x1)[0].numpy()
+        tiles.append((f"LPIPS map (max {lp_map.max():.3g})", _uri(_heat(lp_map, "inferno", float(lp_map.max())))))
+    edges = edge_magnitudes_cpu(np.ascontiguousarray(small_b[None]), np.ascontiguousarray(small_c[None]))
+    lost = np.maximum(edges[0, 0] - edges[1, 0], 0.0)
+    tiles.append(("edge loss", _uri(_heat(lost, "magma", float(edges[0, 0].max())))))
+    if alpha:
+        diff = np.abs(small_b[..., 3].astype(float) - small_c[..., 3].astype(float)) / 255.0
+        tiles.append(("alpha difference", _uri(_heat(diff, "viridis", 1.0))))
+    else:
+        notes.append("no alpha on either side")
+    figures = "".join(
+        f'<figure><img src="{uri}" alt="{html.escape(label)} of {html.escape(pid)}"><figcaption>'
+        f"{html.escape(label)}</figcaption></figure>"
+        for label, uri in tiles
+    )
+    note = f'<p class="note">{html.escape("; ".join(notes))}</p>' if notes else ""
+    return f'<div class="card">{head}<div class="tiles">{figures}</div>{note}</div>', True
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '<td class="null"></td>'
+    if isinstance(value, bool):
+        return f'<td class="{"yes" if value else "no"}">{"yes" if value else "no"}</td>'
+    if isinstance(value, float):
+        return f'<td data-v="{value!r}">{value:.4g}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;background:#fff}
+h1{margin:0 0 8px}h2{margin-top:32px;border-bottom:1px solid #ddd}
+.banner{padding:12px 16px;border-radius:6px;font-size:18px;font-weight:600;margin:12px 0}
+.pass{background:#d9f2dd;color:#135c1f}.marginal{background:#fff1c2;color:#6b5100}
+.fail{background:#fbd5d5;color:#8a1414}.none{background:#eee;color:#444}
+dl{display:grid;grid-template-columns:repeat(2,max-content auto);gap:2px 16px;font-size:13px}
+dt{color:#666}dd{margin:0;word-break:break-all}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0}
+.card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;margin:12px 0}
+.tiles{display:flex;flex-wrap:wrap;gap:8px}.tiles figure{margin:0}.tiles img{max-width:256px;display:block;
+background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}
+figcaption{font-size:12px;color:#555}.facts{margin:2px 0}.error{color:#8a1414}.note{color:#666;font-style:italic}
+table.pairs{border-collapse:collapse;font-size:12px}
+table.pairs th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}
+table.pairs td,table.pairs th{border:1px solid #ddd;padding:2px 6px}td.no{background:#fbd5d5}td.null{background:#fafafa}
+"""
+
+_SORT_JS = """
+document.querySelectorAll('table.pairs th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0];
+  const asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+  const key = td => td.dataset.v !== undefined ? parseFloat(td.dataset.v) : td.textContent;
+  [...body.rows].sort((a, b) => {
+    const x = key(a.cells[i]), y = key(b.cells[i]);
+    const c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
+    return asc ? c : -c;
+  }).forEach(r => body.appendChild(r));
+}));
+"""
+
+
+def build_report(
+    run: Path,
+    output: Path,
+    *,
+    verdict: Path | None = None,
+    captures: list[Path] | None = None,
+    top: int = REPORT_TOP,
+    weights: Path | None = None,
+    net: str = DEFAULT_NET,
+) -> ReportStats:
+    """Write the HTML report of a run.
+
+    Args:
+        run: The run file.
+        output: The HTML file to write.
+        verdict: A verdict from `pixgate gate --json`, shown as the banner.
+        captures: Capture files whose latency and GPU time are plotted against each other.
+        top: Worst pairs shown with pictures and maps.
+        weights: Backbone weights for the LPIPS maps (resolved like `score`'s, never
+            downloaded); without any, the maps are left out with a note.
+        net: LPIPS backbone of the maps.
+
+    Raises:
+        ReportError: Unreadable run, verdict or capture file.
+    """
+    from engine.gate import GateInputError, read_table
+
+    started = time.perf_counter()
+    try:
+        table = read_table(run)
+    except GateInputError as exc:
+        raise ReportError(str(exc)) from None
+    if schema.PAIR_ID.name not in table.column_names or schema.STATUS.name not in table.column_names:
+        raise ReportError(f"{run}: not a pixgate run (no {schema.PAIR_ID.name} and {schema.STATUS.name} columns)")
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    doc: dict[str, Any] | None = None
+    if verdict is not None:
+        try:
+            doc = json.loads(verdict.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportError(f"--verdict: cannot read {verdict}: {exc}") from None
+    rows = [{**schema.empty_row(), **r} for r in table.to_pylist()]
+    notes: list[str] = []
+
+    parts = [f"<h1>pixgate report: {html.escape(run.name)}</h1>"]
+    if doc is not None:
+        kind = doc.get("verdict", "none")
+        reason = html.escape(str(doc.get("reason", "")))
+        parts.append(
+            f'<div class="banner {html.escape(kind)}">verdict: {html.escape(str(kind).upper())} '
+            f"(score {doc.get('score', 0):.1f}/100; {reason})</div>"
+        )
+        failing = [r for r in doc.get("rules", []) if r.get("result") == "fail"]
+        if failing:
+            items = "".join(
+                f"<li>{html.escape(str(r['name']))}: {html.escape(str(r.get('shown', '')))}</li>" for r in failing
+            )
+            parts.append(f"<p>failed rules:</p><ul>{items}</ul>")
+    else:
+        parts.append('<div class="banner none">no verdict given (pixgate gate --json makes one)</div>')
+    statuses = {s: sum(1 for r in rows if r[schema.STATUS.name] == s) for s in schema.STATUSES}
+    facts = [(label, meta.get(key, "")) for label, key in _META_SHOWN if meta.get(key)]
+    facts += [("pairs", str(len(rows)))] + [(f"  {s}", str(n)) for s, n in statuses.items() if n]
+    facts += [(label, str(sum(1 for r in rows if r.get(col.name) is False))) for col, label in _PARITY]
+    facts.append(("report by", f"pixgate {__version__}"))
+    parts.append("<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>")
+
+    worst = rank_worst(rows, top)
+    model, why = _load_model(weights, net) if worst else (None, None)
+    if why:
+        notes.append(why)
+    # Decoding, resizing, encoding (Pillow), the LPIPS maps (torch) and the edge kernel
+    # (numba, nogil) all release the GIL: one thread per core builds the cards.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.telemetry import cpu_count
+
+    with ThreadPoolExecutor(max_workers=max(1, min(cpu_count(), len(worst) or 1))) as pool:
+        built = list(pool.map(lambda r: _pair_card(r, model), worst))
+    cards = [card for card, _ in built]
+    shown = sum(pictured for _, pictured in built)
+    parts.append(
+        f'<h2>The {len(worst)} worst pairs</h2><p class="note">Ranked by parity failures, then by the largest of '
+        f"LPIPS/{REPORT_SCALES['lpips']}, mean ΔE/{REPORT_SCALES['delta_e_mean']} and edge loss/"
+        f"{REPORT_SCALES['edge_loss']}. Maps are computed at {REPORT_MAP_SIDE} px.</p>" + "".join(cards)
+    )
+    # Pictures first (what broke and how), then the distributions, then every pair.
+    plots = _histograms(table)
+    if plots:
+        figs = "".join(f"<figure>{svg}</figure>" for _, svg in plots)
+        parts.append(f'<h2>Distributions</h2><div class="plots">{figs}</div>')
+    if captures:
+        cap = _capture_plots(captures)
+        if cap:
+            figs = "".join(f"<figure>{svg}<figcaption>{html.escape(t)}</figcaption></figure>" for t, svg in cap)
+            parts.append(f'<h2>Latency and GPU time of the captures</h2><div class="plots">{figs}</div>')
+        else:
+            notes.append("the capture files hold no latency_ms or gpu_ms values")
+    if notes:
+        parts.insert(1, "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes))
+
+    head = "".join(f"<th>{html.escape(c.name)}</th>" for c in _TABLE)
+    body = "".join("<tr>" + "".join(_cell(r.get(c.name)) for c in _TABLE) + "</tr>" for r in rows)
+    parts.append(
+        f'<h2>All pairs ({len(rows)})</h2><p class="note">Click a column to sort.</p>'
+        f'<table class="pairs"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>pixgate report: {html.escape(run.name)}</title><style>{_CSS}</style></head><body>"
+        + "".join(parts)
+        + f"<script>{_SORT_JS}</script></body></html>"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(output)
+    return ReportStats(output, output.stat().st_size, len(rows), shown, time.perf_counter() - started, tuple(notes))
+
+
+__all__ = ["ReportError", "ReportStats", "build_report", "rank_worst", "severity"]

@@ -1,0 +1,195 @@
+"""The HTML report: ranking, self-containment, headless Chromium, and 2,000-pair size."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from engine import schema
+from engine.cli import app
+from engine.gate import judge, read_table
+from engine.policy import load_policy
+from engine.report import build_report, rank_worst
+from tests.browser import Chromium, chromium_binary
+from tests.conftest import GOLDEN, poster, write_run
+
+runner = CliRunner()
+# A report of 2,000 pairs must stay attachable to a CI run.
+MAX_REPORT_BYTES = 30 * 1024 * 1024
+LARGE_RUN_PAIRS = 2000
+# A blank or failed render is one flat colour; the golden report has pictures and plots.
+MIN_SCREENSHOT_STD = 10.0
+MIN_SCREENSHOT_COLOURS = 500
+
+
+class _Refs(HTMLParser):
+    """Every src/href in a page, every <img>, and the all-pairs table's first cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.images: list[str] = []
+        self.cells: list[str] = []
+        self._in_td = False
+        self._first = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+        if tag == "img":
+            self.images.append(found.get("alt") or "")
+        if tag == "tr":
+            self._first = True
+        if tag == "td":
+            self._in_td = self._first
+            self._first = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_td:
+            self.cells.append(data)
+            self._in_td = False
+
+
+def _parse(path: Path) -> _Refs:
+    refs = _Refs()
+    refs.feed(path.read_text(encoding="utf-8"))
+    return refs
+
+
+def _captures(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(1)
+    paths = []
+    for name, scale in (("old", 800.0), ("new", 950.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        table = pa.table(
+            {
+                "id": [f"p{i}" for i in range(40)],
+                schema.LATENCY_MS.name: scale * np.exp(rng.normal(0, 0.2, 40)),
+                schema.GPU_MS.name: scale / 10 * np.exp(rng.normal(0, 0.1, 40)),
+            }
+        )
+        with pa.OSFile(str(folder / "capture.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        paths.append(folder / "capture.arrow")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def golden_report(golden_run: Path, alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The golden set's report, with its verdict, two captures and LPIPS maps."""
+    folder = tmp_path_factory.mktemp("report")
+    verdict = judge(load_policy(GOLDEN / "policy.toml"), read_table(golden_run), run_path=golden_run)
+    (folder / "verdict.json").write_text(json.dumps(verdict.to_dict()))
+    out = folder / "report.html"
+    stats = build_report(
+        golden_run, out, verdict=folder / "verdict.json", captures=_captures(folder), weights=alex_weights
+    )
+    assert stats.shown == stats.pairs == 10 and not stats.notes
+    return out
+
+
+def test_ranking_puts_parity_failures_first() -> None:
+    base = {schema.STATUS.name: schema.STATUS_OK}
+    rows = [
+        {**base, schema.PAIR_ID.name: "mild", schema.LPIPS.name: 0.05},
+        {**base, schema.PAIR_ID.name: "blurry", schema.EDGE_PRESERVATION.name: 0.5},
+        {**base, schema.PAIR_ID.name: "alpha", schema.LPIPS.name: 0.01, schema.ALPHA_PARITY.name: False},
+        {**base, schema.PAIR_ID.name: "broken", schema.STATUS.name: schema.STATUS_ERROR,
+         schema.ICC_MATCH.name: False},
+        {**base, schema.PAIR_ID.name: "colour", schema.DELTA_E_MEAN.name: 6.9},
+    ]  # fmt: skip
+    assert [r[schema.PAIR_ID.name] for r in rank_worst(rows, 10)] == ["broken", "alpha", "blurry", "colour", "mild"]
+    assert len(rank_worst(rows, 2)) == 2
+
+
+def test_report_is_self_contained_and_shows_everything(golden_report: Path, golden_run: Path) -> None:
+    text = golden_report.read_text(encoding="utf-8")
+    refs = _parse(golden_report)
+    assert refs.refs and all(r.startswith(("data:", "#")) for r in refs.refs), [r[:40] for r in refs.refs]
+    # URLs only as XML namespace names (SVG's), which browsers never fetch.
+    urls = re.findall(r'(\w[\w:]*)="(https?://[^"]*)"', text)
+    assert all(attr.startswith("xmlns") for attr, _ in urls), urls
+    assert len(re.findall(r"https?://", text)) == len(urls)
+    assert 'class="banner fail"' in text and "critical rule failed" in text
+    pair_ids = read_table(golden_run).column(schema.PAIR_ID.name).to_pylist()
+    assert sorted(refs.cells) == sorted(pair_ids)  # the all-pairs table has every row
+    worst = [a for a in refs.images if a.startswith("baseline of ")]
+    assert len(worst) == 10
+    for kind in ("candidate of", "LPIPS map", "edge loss of", "alpha difference of"):
+        assert any(a.startswith(kind) for a in refs.images), kind
+    assert "latency_ms (ECDF)" in text and "gpu_ms (ECDF)" in text
+    assert text.index("worst pairs") < text.index("Distributions") < text.index("All pairs")
+
+
+def test_report_without_weights_leaves_the_maps_out_with_a_note(golden_run: Path, tmp_path: Path) -> None:
+    stats = build_report(golden_run, tmp_path / "r.html", top=3)
+    assert stats.shown == 3
+    assert any("LPIPS maps left out" in n for n in stats.notes)
+    refs = _parse(tmp_path / "r.html")
+    assert not any(a.startswith("LPIPS map") for a in refs.images)
+    assert any(a.startswith("edge loss of") for a in refs.images)
+
+
+def test_report_in_headless_chromium(golden_report: Path, tmp_path: Path) -> None:
+    if chromium_binary() is None:
+        pytest.fail("the report test needs Chromium (installed by .ci/run: apt-get install chromium)")
+    control = tmp_path / "control.html"
+    control.write_text('<html><body><img src="https://example.invalid/x.png"></body></html>')
+    shown = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
+    with Chromium() as browser:
+        # The check can fail: a page that fetches something is caught.
+        assert "https://example.invalid/x.png" in browser.load(control).requests
+        page = browser.load(golden_report, {"images": shown, "title": "document.title"})
+    assert page.requests[0] == golden_report.resolve().as_uri()
+    assert all(u.startswith(("file://", "data:")) for u in page.requests), [u[:60] for u in page.requests]
+    assert page.values["images"] >= 10 * 4  # baseline, candidate, LPIPS and edge maps per pair
+    assert str(page.values["title"]).startswith("pixgate report: ")
+    pixels = np.asarray(Image.open(io.BytesIO(page.screenshot)).convert("RGB"))
+    assert pixels.std() > MIN_SCREENSHOT_STD
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > MIN_SCREENSHOT_COLOURS
+
+
+def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
+    images = tmp_path / "img"
+    images.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(20):
+        Image.fromarray(poster(512, 512, seed=i)).save(images / f"b{i}.png")
+        Image.fromarray(poster(512, 512, seed=100 + i)).save(images / f"c{i}.png")
+    rows = [
+        {
+            schema.PAIR_ID.name: f"batch/{i:04d}",
+            schema.STATUS.name: schema.STATUS_OK,
+            schema.BASELINE_PATH.name: str(images / f"b{i % 20}.png"),
+            schema.CANDIDATE_PATH.name: str(images / f"c{i % 20}.png"),
+            schema.LPIPS.name: float(rng.uniform(0, 0.3)),
+            schema.DELTA_E_MEAN.name: float(rng.uniform(0, 4)),
+            schema.EDGE_PRESERVATION.name: float(rng.uniform(0.7, 1)),
+            schema.ALPHA_PARITY.name: bool(rng.random() > 0.01),
+        }
+        for i in range(LARGE_RUN_PAIRS)
+    ]
+    run = write_run(tmp_path / "run.arrow", rows)
+    stats = build_report(run, tmp_path / "big.html")
+    assert stats.pairs == LARGE_RUN_PAIRS and stats.shown == 20
+    assert stats.bytes < MAX_REPORT_BYTES
+    assert len(_parse(tmp_path / "big.html").cells) == LARGE_RUN_PAIRS
+
+
+def test_report_cli(golden_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(golden_run), "-o", str(out), "--top", "2"])
+    assert result.exit_code == 0, result.output
+    assert "10 pairs, 2 with pictures" in " ".join(result.output.split())
+    missing = runner.invoke(app, ["report", str(tmp_path / "none.arrow"), "-o", str(out)])
+    assert missing.exit_code == 2 and "no such file" in missing.output

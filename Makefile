@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.pixgate-installed
 RUN := out/golden.arrow
+OLD_PORT ?= 8771
+NEW_PORT ?= 8772
 # The typography checks need Tesseract; without it the demo scores everything else.
 MANIFEST = $(if $(shell command -v tesseract),--manifest golden/manifest.jsonl,)
 
@@ -47,6 +49,16 @@ demo: $(STAMP)
 	@$(BIN)/pixgate gate $(RUN) --policy golden/policy.toml --json out/golden-verdict.json \
 		|| echo "(the golden candidates are built to break these rules: a fail is the expected verdict)"
 	@$(BIN)/pixgate report $(RUN) --verdict out/golden-verdict.json -o out/golden-report.html
+	@echo
+	@echo "Staged check: the demo engine as the old generator, a degraded copy as the new one."
+	@$(BIN)/pixgate demo-engine serve --port $(OLD_PORT) & old=$$!; \
+	$(BIN)/pixgate demo-engine serve --port $(NEW_PORT) --degrade alpha,icc,mush --latency-ms 150 & new=$$!; \
+	sleep 2; \
+	if $(BIN)/pixgate weights >/dev/null 2>&1; then lp=; else lp=--no-lpips; fi; \
+	$(BIN)/pixgate canary --old http://127.0.0.1:$(OLD_PORT)/ --new http://127.0.0.1:$(NEW_PORT)/ \
+		--prompts golden/prompts.jsonl --policy golden/canary.toml -o out/canary $$lp; rc=$$?; \
+	kill $$old $$new; \
+	echo "canary exit code $$rc (1 = fail: the new engine drops alpha, swaps ICC and mushes small print)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

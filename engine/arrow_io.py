@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.schema import PAIR_ID, arrow_schema
+from engine.schema import COLUMNS, Column, arrow_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -76,14 +76,22 @@ class RunJournal:
         metadata: Schema metadata recorded at the start of the run.
         carried: Rows kept from an earlier, interrupted run (resume): they are written
             first, so the new journal is complete on its own.
+        columns: The file's columns (the run's by default); the first is the sort key.
     """
 
-    def __init__(self, run_path: Path, metadata: dict[str, str], carried: pa.Table | None = None) -> None:
+    def __init__(
+        self,
+        run_path: Path,
+        metadata: dict[str, str],
+        carried: pa.Table | None = None,
+        columns: tuple[Column, ...] = COLUMNS,
+    ) -> None:
         import pyarrow as pa
 
         self.run_path = run_path
         self.path = journal_path(run_path)
-        self._schema = arrow_schema(metadata)
+        self._schema = arrow_schema(metadata, columns)
+        self._key = columns[0].name
         # Build the new journal beside the old one and swap it in, so that a crash during
         # resume still leaves one complete journal on disk.
         tmp = self.path.with_name(self.path.name + ".new")
@@ -115,7 +123,7 @@ class RunJournal:
         self._sync()
 
     def finalize(self, metadata: dict[str, str]) -> pa.Table:
-        """Close the journal and write the run file, sorted by pair_id, atomically.
+        """Close the journal and write the file, sorted by its key column, atomically.
 
         Args:
             metadata: Full metadata for the run file (replaces the journal's).
@@ -128,7 +136,7 @@ class RunJournal:
         self._writer.close()
         self._sink.close()
         table, _ = read_journal(self.path)
-        table = table.sort_by(PAIR_ID.name).replace_schema_metadata(metadata)
+        table = table.sort_by(self._key).replace_schema_metadata(metadata)
         tmp = self.run_path.with_name(self.run_path.name + ".tmp")
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
@@ -145,9 +153,23 @@ class RunJournal:
             self._sink.close()
 
 
+def write_file(
+    path: Path, rows: list[dict[str, Any]], columns: tuple[Column, ...], metadata: dict[str, str]
+) -> pa.Table:
+    """Write rows as an Arrow IPC file, sorted by the first column, atomically."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(metadata, columns)).sort_by(columns[0].name)
+    tmp = path.with_name(path.name + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    os.replace(tmp, path)
+    return table
+
+
 def dumps_meta(value: Any) -> str:
     """Encode a structured metadata value (settings, stats) as JSON."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
-__all__ = ["RunJournal", "dumps_meta", "journal_path", "read_journal", "read_run", "run_metadata"]
+__all__ = ["RunJournal", "dumps_meta", "journal_path", "read_journal", "read_run", "run_metadata", "write_file"]

@@ -15,6 +15,10 @@ import typer
 
 from engine import __version__
 from engine.config import (
+    CAPTURE_BACKOFF_S,
+    CAPTURE_CONCURRENCY,
+    CAPTURE_MAX_ATTEMPTS,
+    CAPTURE_TIMEOUT_S,
     DEFAULT_MAX_PIXELS,
     DEFAULT_NET,
     GATE_MAX_LISTED_PAIRS,
@@ -571,6 +575,272 @@ def report(
         f"{stats.seconds:.1f} s",
         highlight=False,
     )
+
+
+def _capture_options(
+    prompts: Path,
+    out: Path,
+    endpoint: str | None,
+    command: str | None,
+    max_attempts: int,
+    timeout: float,
+    deadline: float | None,
+    concurrency: int,
+    sample: float | None,
+    resume: bool,
+    backoff: float,
+) -> Any:
+    from engine.capture import CaptureOptions
+
+    return CaptureOptions(
+        prompts=prompts,
+        out=out,
+        endpoint=endpoint,
+        command=command,
+        max_attempts=max_attempts,
+        timeout_s=timeout,
+        deadline_s=deadline,
+        concurrency=concurrency,
+        sample=sample,
+        resume=resume,
+        backoff_s=backoff,
+    )
+
+
+def _positive(option: str) -> Any:
+    def check(value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise typer.BadParameter(f"got {value}; use a number of seconds above 0", param_hint=option)
+        return value
+
+    return check
+
+
+def _fraction(value: float | None) -> float | None:
+    if value is not None and not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"got {value}; use a fraction above 0 and at most 1, e.g. 0.01", param_hint="--sample")
+    return value
+
+
+_PromptsOpt = Annotated[
+    Path, typer.Option("--prompts", help="Prompts (JSONL: id, prompt, optional seed, extra keys).", dir_okay=False)
+]
+_MaxAttemptsOpt = Annotated[
+    int, typer.Option(callback=_whole_number("--max-attempts", 1, 100), help="Attempts per prompt, retries included.")
+]
+_TimeoutOpt = Annotated[float, typer.Option(callback=_positive("--timeout"), help="Per-request timeout, seconds.")]
+_DeadlineOpt = Annotated[
+    float | None, typer.Option(callback=_positive("--deadline"), help="Overall time limit, seconds.")
+]
+_ConcurrencyOpt = Annotated[
+    int, typer.Option(callback=_whole_number("--concurrency", 1, 256), help="Requests in flight.")
+]
+_SampleOpt = Annotated[
+    float | None, typer.Option(callback=_fraction, help="Capture a deterministic share of the prompts (by id).")
+]
+_BackoffOpt = Annotated[
+    float, typer.Option(callback=_positive("--backoff"), help="First retry's backoff cap, seconds (doubles).")
+]
+
+
+def _capture_summary(title: str, result: Any) -> None:
+    from rich.table import Table
+
+    from engine import schema
+
+    table = Table(title=title, show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in result.stats.items():
+        table.add_row(key.replace("_", " "), str(value), style="red" if key == "errors" and value else None)
+    console = _console()
+    console.print(table)
+    errors = [r for r in result.table.to_pylist() if r[schema.CAPTURE_STATUS.name] != schema.STATUS_OK]
+    for row in errors[:SUMMARY_MAX_PROBLEMS]:
+        console.print(f"  {row[schema.ID.name]}: {row[schema.CAPTURE_ERROR.name]}", highlight=False, markup=False)
+
+
+@app.command()
+def capture(
+    prompts: _PromptsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the images and capture.arrow.", file_okay=False)],
+    endpoint: Annotated[str | None, typer.Option(help="HTTP generator: POST JSON, image (or JSON) back.")] = None,
+    command: Annotated[
+        str | None, typer.Option(help="Command generator, e.g. 'python gen.py --prompt {prompt} --out {out}'.")
+    ] = None,
+    max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
+    timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
+    deadline: _DeadlineOpt = None,
+    concurrency: _ConcurrencyOpt = CAPTURE_CONCURRENCY,
+    sample: _SampleOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip prompts already captured in --out.")] = False,
+    backoff: _BackoffOpt = CAPTURE_BACKOFF_S,
+) -> None:
+    """Run prompts through a generator; keep each image and one row per prompt in capture.arrow.
+
+    Exit codes: 0 every prompt captured; 1 some prompt failed (an error row each);
+    2 usage error.
+    """
+    from engine.capture import CaptureConfigError, run_capture
+
+    opts = _capture_options(
+        prompts, out, endpoint, command, max_attempts, timeout, deadline, concurrency, sample, resume, backoff
+    )
+    try:
+        result = run_capture(opts)
+    except CaptureConfigError as exc:
+        raise _usage_error(str(exc)) from None
+    _capture_summary(f"pixgate capture -> {out}", result)
+    raise typer.Exit(code=0 if result.all_ok else 1)
+
+
+@app.command()
+def replay(
+    prompts: _PromptsOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder for run1/, run2/, ... and replay.arrow.", file_okay=False)],
+    endpoint: Annotated[str | None, typer.Option(help="HTTP generator.")] = None,
+    command: Annotated[str | None, typer.Option(help="Command generator template.")] = None,
+    runs: Annotated[int, typer.Option(callback=_whole_number("--runs", 2, 100), help="Times to generate.")] = 2,
+    weights: Annotated[
+        Path | None, typer.Option(help="Backbone weights for LPIPS between runs.", exists=True, dir_okay=False)
+    ] = None,
+    max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
+    timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
+    concurrency: _ConcurrencyOpt = CAPTURE_CONCURRENCY,
+) -> None:
+    """Generate the same prompts and seeds several times and check the images replay.
+
+    Exit codes: 0 every prompt byte-identical in every run; 1 otherwise; 2 usage error.
+    """
+    from engine import schema
+    from engine.capture import CaptureConfigError
+    from engine.replay import REPLAY_FILE, run_replay
+
+    opts = _capture_options(prompts, out, endpoint, command, max_attempts, timeout, None, concurrency, None, False,
+                            CAPTURE_BACKOFF_S)  # fmt: skip
+    try:
+        result = run_replay(opts, runs, weights=weights)
+    except CaptureConfigError as exc:
+        raise _usage_error(str(exc)) from None
+    console = _console()
+    if result.note:
+        console.print(f"note: {result.note}", highlight=False, markup=False)
+    rows = result.table.to_pylist()
+    same = sum(1 for r in rows if r[schema.BYTE_IDENTICAL.name] is True)
+    console.print(f"{out / REPLAY_FILE}: {same} of {len(rows)} prompts replay byte-identical", highlight=False)
+    for r in rows:
+        if r[schema.BYTE_IDENTICAL.name] is not True:
+            detail = r[schema.CAPTURE_ERROR.name] or (
+                f"max pixel difference {r[schema.MAX_PIXEL_DIFF.name]}, LPIPS {r[schema.REPLAY_LPIPS.name]}"
+            )
+            console.print(f"  {r[schema.ID.name]}: {detail}", highlight=False, markup=False)
+    raise typer.Exit(code=0 if result.replayable else 1)
+
+
+@app.command()
+def canary(
+    old: Annotated[str, typer.Option("--old", help="The engine in production (HTTP endpoint).")],
+    new: Annotated[str, typer.Option("--new", help="The engine to roll out (HTTP endpoint).")],
+    prompts: _PromptsOpt,
+    policy: Annotated[Path, typer.Option("--policy", "-p", help="Gate policy (TOML).", dir_okay=False)],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder for captures, run, verdict, report.")],
+    weights: Annotated[
+        Path | None, typer.Option(help="Backbone weights for LPIPS.", exists=True, dir_okay=False)
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Manifest for typography checks and ignore regions.", exists=True)
+    ] = None,
+    no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="A marginal verdict exits 1 too.")] = False,
+    max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
+    timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
+    deadline: _DeadlineOpt = None,
+    concurrency: _ConcurrencyOpt = CAPTURE_CONCURRENCY,
+    sample: _SampleOpt = None,
+) -> None:
+    """Capture both engines, score new against old, compare their latency and GPU cost, gate, report.
+
+    Exit codes as `gate`: 0 pass (and marginal unless --strict); 1 fail; 2 usage error.
+    """
+    from engine.canary import run_canary
+    from engine.capture import CaptureConfigError
+    from engine.gate import FAIL, MARGINAL
+    from engine.policy import PolicyError
+    from engine.score import ScoreConfigError
+
+    console = _console()
+    opts = _capture_options(
+        prompts, out, None, None, max_attempts, timeout, deadline, concurrency, sample, False, CAPTURE_BACKOFF_S
+    )
+    try:
+        result = run_canary(
+            opts, old, new, policy, weights=weights, manifest=manifest, no_lpips=no_lpips,
+            on_stage=lambda text: console.print(f"canary: {text}", highlight=False, markup=False),
+        )  # fmt: skip
+    except (CaptureConfigError, PolicyError, ScoreConfigError) as exc:
+        raise _usage_error(str(exc)) from None
+    _gate_report(result.verdict, GATE_MAX_LISTED_PAIRS)
+    console.print(f"report: {result.files['report']}", highlight=False)
+    blocked = result.verdict.verdict == FAIL or (strict and result.verdict.verdict == MARGINAL)
+    raise typer.Exit(code=1 if blocked else 0)
+
+
+demo_app = typer.Typer(help="The demo generator: deterministic posters, with switchable failure modes.")
+app.add_typer(demo_app, name="demo-engine")
+
+
+def _degrade(value: str) -> frozenset[str]:
+    from engine.demo_engine import DEGRADATIONS
+
+    chosen = frozenset(v.strip() for v in value.split(",") if v.strip())
+    unknown = sorted(chosen - set(DEGRADATIONS))
+    if unknown:
+        raise typer.BadParameter(
+            f"got {', '.join(unknown)}; choose from {', '.join(DEGRADATIONS)}", param_hint="--degrade"
+        )
+    return chosen
+
+
+@demo_app.command("serve")
+def demo_serve(
+    port: Annotated[
+        int, typer.Option(callback=_whole_number("--port", 0, 65535), help="Port (0: any free one).")
+    ] = 8765,
+    degrade: Annotated[str, typer.Option(help="Failure modes, comma-separated (alpha,icc,blur,...).")] = "",
+    latency_ms: Annotated[float, typer.Option(help="Delay before every answer, ms.")] = 0.0,
+    fail_first: Annotated[
+        int,
+        typer.Option(callback=_whole_number("--fail-first", 0), help="Answer 503 to each prompt's first N requests."),
+    ] = 0,
+    retry_after: Annotated[float | None, typer.Option(help="Retry-After seconds sent with those 503s.")] = None,
+    json_body: Annotated[bool, typer.Option("--json", help="Answer JSON with a base64 image.")] = False,
+) -> None:
+    """Serve the demo generator on 127.0.0.1 (POST JSON {"prompt", "seed"}; PNG back)."""
+    from engine.demo_engine import make_server
+
+    server = make_server(
+        port, degrade=_degrade(degrade), latency_ms=latency_ms, fail_first=fail_first, retry_after=retry_after,
+        as_json=json_body,
+    )  # fmt: skip
+    host, bound = server.server_address[:2]
+    typer.echo(f"demo engine on http://{host!s}:{bound}/ (degrade: {degrade or 'none'}); Ctrl-C stops it", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
+
+
+@demo_app.command("generate")
+def demo_generate(
+    prompt: Annotated[str, typer.Option(help="Prompt text.")],
+    seed: Annotated[int, typer.Option(help="Seed.")],
+    out: Annotated[Path, typer.Option(help="Image file to write.", dir_okay=False)],
+    degrade: Annotated[str, typer.Option(help="Failure modes, comma-separated.")] = "",
+) -> None:
+    """Generate one poster into a file (the command form of the demo engine)."""
+    from engine.demo_engine import write_image
+
+    write_image(prompt, seed, out, degrade=_degrade(degrade))
 
 
 golden_app = typer.Typer(help="Golden set tools.", no_args_is_help=True)

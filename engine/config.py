@@ -172,3 +172,26 @@ REPORT_MAP_SIDE: Final = 384
 #: visible change for AlexNet LPIPS), mean Delta E over 2.3 (a just-noticeable
 #: difference) and lost edge strength (1 - edge_preservation) over 0.1.
 REPORT_SCALES: Final = {"lpips": 0.1, "delta_e_mean": 2.3, "edge_loss": 0.1}
+
+# --- capture ---
+
+#: Requests (or command runs) per prompt, retries included, when --max-attempts is not given.
+CAPTURE_MAX_ATTEMPTS: Final = 4
+
+#: Per-request (or per-command) timeout, seconds.
+CAPTURE_TIMEOUT_S: Final = 60.0
+
+#: Requests in flight at once.
+CAPTURE_CONCURRENCY: Final = 4
+
+#: First retry waits up to this long, doubling each retry (full jitter: a uniform draw
+#: below the cap, so many clients retrying at once spread out instead of hammering a
+#: recovering server in step).
+CAPTURE_BACKOFF_S: Final = 0.5
+
+#: Longest wait between two attempts chosen by backoff.
+CAPTURE_BACKOFF_MAX_S: Final = 30.0
+
+#: Longest `Retry-After` honoured; a server asking for more ends the prompt's attempts
+#: with an error rather than holding the capture for that long.
+CAPTURE_RETRY_AFTER_MAX_S: Final = 300.0

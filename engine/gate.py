@@ -412,7 +412,8 @@ def _failing_pairs(table: pa.Table, results: list[RuleResult]) -> list[dict[str,
     def col(name: str) -> list[Any]:
         return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
 
-    ids, status, error = col(schema.PAIR_ID.name), col(schema.STATUS.name), col(schema.ERROR.name)
+    key = schema.PAIR_ID.name if schema.PAIR_ID.name in table.column_names else schema.ID.name
+    ids, status, error = col(key), col(schema.STATUS.name), col(schema.ERROR.name)
     pairs: dict[int, dict[str, Any]] = {}
     for res in results:
         if res.result not in (FAIL, MARGINAL) or not res.rule.per_pair:
@@ -447,6 +448,7 @@ def judge(
     *,
     run_path: Path | None = None,
     against_path: Path | None = None,
+    comparisons: tuple[pa.Table, pa.Table] | None = None,
 ) -> Verdict:
     """Apply a policy to a run.
 
@@ -456,11 +458,20 @@ def judge(
         against: Another run for `median_change` rules (e.g. the previous engine's).
         run_path: Where the run came from, recorded in the verdict.
         against_path: Where the other run came from.
+        comparisons: (new, old) tables that `median_change` rules compare instead of
+            `table` and `against`, e.g. a canary's two captures; only for the columns
+            they hold.
 
     Returns:
         The verdict with every rule's result and the failing pairs, worst first.
     """
-    results = [evaluate(rule, table, against) for rule in policy.rules]
+
+    def tables(rule: Rule) -> tuple[pa.Table, pa.Table | None]:
+        if comparisons is not None and rule.stat == MEDIAN_CHANGE and rule.column in comparisons[0].column_names:
+            return comparisons
+        return table, against
+
+    results = [evaluate(rule, *tables(rule)) for rule in policy.rules]
     judged = [r for r in results if r.result != SKIPPED]
     total = sum(r.rule.weight for r in judged)
     score = 100.0 * sum(r.rule.weight * _SCORE[r.result] for r in judged) / total if total else 0.0

@@ -167,6 +167,20 @@ def load_lpips(net: str, weights: Path) -> nn.Module:
     return _build_module(net, _load_features(net, weights), _head_weights(net))
 
 
+def load_lpips_if_available(net: str, weights: Path | None = None) -> tuple[nn.Module | None, str | None]:
+    """LPIPS for tools where it is optional (report maps, replay): never downloads.
+
+    Returns:
+        The module, or None with one line saying why (no weights, or a bad file).
+    """
+    from engine.weights import WeightsError, resolve_weights
+
+    try:
+        return load_lpips(net, resolve_weights(net, weights, allow_download=False).path), None
+    except (WeightsError, WeightsFormatError) as exc:
+        return None, f"no {net} backbone weights ({str(exc).splitlines()[0]})"
+
+
 def reference_lpips(net: str, weights: Path, *, spatial: bool = False) -> nn.Module:
     """The `lpips` package's own LPIPS module with its backbone loaded from `weights`.
 
@@ -193,4 +207,4 @@ def upscale_factor(net: str, height: int, width: int) -> float:
     return max(1.0, MIN_SIDE[net] / min(height, width))
 
 
-__all__ = ["WeightsFormatError", "load_lpips", "reference_lpips", "upscale_factor"]
+__all__ = ["WeightsFormatError", "load_lpips", "load_lpips_if_available", "reference_lpips", "upscale_factor"]

@@ -213,18 +213,12 @@ def _capture_plots(captures: list[Path]) -> list[tuple[str, str]]:
 
 
 def _load_model(weights: Path | None, net: str) -> tuple[Any, str | None]:
-    from engine.models import WeightsFormatError, load_lpips
-    from engine.weights import WeightsError, resolve_weights
+    from engine.models import load_lpips_if_available
 
-    try:
-        resolved = resolve_weights(net, weights, allow_download=False)
-        return load_lpips(net, resolved.path), None
-    except (WeightsError, WeightsFormatError) as exc:
-        first = str(exc).splitlines()[0]
-        return None, (
-            f"LPIPS maps left out: no {net} backbone weights ({first}); "
-            "`pixgate weights` shows where they are looked for"
-        )
+    model, why = load_lpips_if_available(net, weights)
+    if model is None:
+        return None, f"LPIPS maps left out: {why}; `pixgate weights` shows where they are looked for"
+    return model, None
 
 
 def _pair_card(row: dict[str, Any], model: Any) -> tuple[str, bool]:

@@ -159,8 +159,44 @@ DECODE_MS = Column(
     "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms."
 )
 
-# Columns of other pixgate files that gates and reports read.
-LATENCY_MS = Column("latency_ms", "float64", "Request latency of one generated image, ms (capture files).")
+# --- capture files (`pixgate capture`: DIR/capture.arrow, one row per prompt) ---
+ID = Column("id", "string", "Prompt id from the prompts file; the image is saved as `<id>.<ext>`.")
+PROMPT = Column("prompt", "string", "The prompt sent to the generator.")
+SEED = Column("seed", "int64", "The seed sent (null when the prompts file gives none).")
+CAPTURE_STATUS = Column("status", "string", "`ok`, or `error` when no decodable image came back.")
+ATTEMPTS = Column("attempts", "int32", "Requests (or command runs) made for this prompt, retries included.")
+HTTP_STATUS = Column("http_status", "int32", "HTTP status of the last response; null for commands and network errors.")
+LATENCY_MS = Column("latency_ms", "float64", "Time of the last (successful) request or command run, ms.")
+BYTES = Column("bytes", "int64", "Size of the image returned, bytes.")
+SHA256 = Column("sha256", "string", "sha256 of the image bytes.")
+IMAGE = Column("image", "string", "The image file, relative to the capture folder.")
+CAPTURE_GPU_MS = Column(
+    "gpu_ms", "float64", "GPU time of the generation, ms; null where it is not metered (see the metadata)."
+)
+ENERGY_J = Column(
+    "energy_j", "float64", "GPU energy of the generation, J; null where it is not metered (see the metadata)."
+)
+CAPTURE_ERROR = Column("error", "string", "The last error when the prompt failed, else null.")
+CAPTURE_COLUMNS: Final[tuple[Column, ...]] = (
+    ID, PROMPT, SEED, CAPTURE_STATUS, ATTEMPTS, HTTP_STATUS, LATENCY_MS, BYTES, SHA256, IMAGE,
+    CAPTURE_GPU_MS, ENERGY_J, CAPTURE_ERROR,
+)  # fmt: skip
+
+# --- replay files (`pixgate replay`: DIR/replay.arrow, one row per prompt) ---
+RUNS = Column("runs", "int32", "Times the prompt was generated.")
+BYTE_IDENTICAL = Column("byte_identical", "bool", "Every run returned the same bytes.")
+MAX_PIXEL_DIFF = Column(
+    "max_pixel_diff", "int32", "Largest difference of any RGBA channel between the first run and any other, 0..255."
+)
+REPLAY_LPIPS = Column(
+    "lpips", "float64", "Largest LPIPS between the first run and any other; null without backbone weights."
+)
+REPLAY_COLUMNS: Final[tuple[Column, ...]] = (
+    ID, CAPTURE_STATUS, CAPTURE_ERROR, RUNS, BYTE_IDENTICAL, MAX_PIXEL_DIFF, REPLAY_LPIPS,
+)  # fmt: skip
+
+META_ENGINE: Final = "pixgate.engine"
+META_GPU_METERING: Final = "pixgate.gpu_metering"
 
 #: Every column, in file order.
 COLUMNS: Final[tuple[Column, ...]] = (
@@ -217,7 +253,11 @@ RESUME_KEYS: Final = (
 
 def column_types() -> dict[str, str]:
     """Every column a pixgate file can carry, name -> Arrow type name (for policy checks)."""
-    return {c.name: c.dtype for c in (*COLUMNS, LATENCY_MS)}
+    types: dict[str, str] = {}
+    for column in (*COLUMNS, *CAPTURE_COLUMNS, *REPLAY_COLUMNS):
+        if types.setdefault(column.name, column.dtype) != column.dtype:
+            raise AssertionError(f"column {column.name!r} has two types")  # a schema bug, caught by the tests
+    return types
 
 
 def empty_row() -> dict[str, Any]:
@@ -225,25 +265,36 @@ def empty_row() -> dict[str, Any]:
     return dict.fromkeys(COLUMN_NAMES)
 
 
-def arrow_schema(metadata: dict[str, str] | None = None) -> pa.Schema:
-    """The run's Arrow schema, optionally carrying metadata."""
+def arrow_schema(metadata: dict[str, str] | None = None, columns: tuple[Column, ...] = COLUMNS) -> pa.Schema:
+    """An Arrow schema (the run's unless `columns` says otherwise), optionally with metadata.
+
+    The first column is the row key and is not nullable.
+    """
     import pyarrow as pa
 
-    types = {"string": pa.string(), "int32": pa.int32(), "float64": pa.float64(), "bool": pa.bool_()}
-    fields = [pa.field(c.name, types[c.dtype], nullable=c.name != PAIR_ID.name) for c in COLUMNS]
+    types = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+    }
+    fields = [pa.field(c.name, types[c.dtype], nullable=i > 0) for i, c in enumerate(columns)]
     return pa.schema(fields, metadata=metadata)
 
 
-def markdown_table() -> str:
-    """The README's column table, generated from `COLUMNS`."""
+def markdown_table(columns: tuple[Column, ...] = COLUMNS) -> str:
+    """A README column table (the run's unless `columns` says otherwise)."""
     lines = ["| column | type | meaning |", "| --- | --- | --- |"]
-    lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in COLUMNS]
+    lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in columns]
     return "\n".join(lines)
 
 
 __all__ = [
+    "CAPTURE_COLUMNS",
     "COLUMNS",
     "COLUMN_NAMES",
+    "REPLAY_COLUMNS",
     "RESUME_KEYS",
     "SCHEMA_VERSION",
     "STATUSES",
@@ -256,4 +307,5 @@ __all__ = [
 
 
 if __name__ == "__main__":
-    print(markdown_table())
+    for _title, _columns in (("run", COLUMNS), ("capture", CAPTURE_COLUMNS), ("replay", REPLAY_COLUMNS)):
+        print(f"{_title} file:\n\n{markdown_table(_columns)}\n")

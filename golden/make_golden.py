@@ -152,7 +152,7 @@ def _save_png(img: Image.Image, path: Path, icc: bytes) -> None:
 
 
 def build(out: Path = HERE) -> None:
-    """Write baseline/, candidate/ and manifest.jsonl under `out`."""
+    """Write baseline/, candidate/, manifest.jsonl and prompts.jsonl under `out`."""
     base_dir, cand_dir = out / "baseline", out / "candidate"
     for d in (base_dir, cand_dir):
         shutil.rmtree(d, ignore_errors=True)
@@ -208,6 +208,11 @@ def build(out: Path = HERE) -> None:
             )
         )
     (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    # The same prompts for `pixgate capture` and `pixgate canary` (one generator call each).
+    prompts = [
+        json.dumps({"id": pid, "prompt": spec[0], "seed": spec[1]}, sort_keys=True) for pid, spec in PAIRS.items()
+    ]
+    (out / "prompts.jsonl").write_text("\n".join(prompts) + "\n")
 
 
 if __name__ == "__main__":

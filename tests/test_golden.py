@@ -39,14 +39,18 @@ def _tree(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def golden_copy(tmp_path: Path) -> Path:
-    """A private copy of the shipped golden set (manifest and baselines)."""
-    target = tmp_path / "golden"
+def _copy_golden(target: Path) -> Path:
+    """A private copy of the shipped golden set: manifest and baselines."""
     target.mkdir()
     shutil.copytree(GOLDEN / "baseline", target / "baseline")
     shutil.copy(GOLDEN / "manifest.jsonl", target / "manifest.jsonl")
     return target
+
+
+@pytest.fixture
+def golden_copy(tmp_path: Path) -> Path:
+    """A private copy of the shipped golden set (manifest and baselines)."""
+    return _copy_golden(tmp_path / "golden")
 
 
 def _run_of_golden(tmp_path: Path, status: dict[str, str] | None = None) -> Path:
@@ -194,7 +198,7 @@ def test_failure_at_every_step_of_the_swap_leaves_old_or_new(
     k = 1
     while True:
         shutil.rmtree(golden_copy)
-        shutil.copytree(GOLDEN, golden_copy, ignore=shutil.ignore_patterns("candidate", "icc", "*.py", "*.toml"))
+        _copy_golden(golden_copy)
         calls = 0
 
         def failing(src: object, dst: object, fail_at: int = k) -> None:

@@ -57,7 +57,7 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     module.build(first)
     module.build(second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 2 * len(_manifest()) + 1
+    assert len(files) == 2 * len(_manifest()) + 2  # images, manifest, prompts
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
 

@@ -53,4 +53,10 @@ def test_arrow_schema_follows_columns() -> None:
 
 def test_readme_column_table_is_generated_from_the_schema() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert schema.markdown_table() in readme, "regenerate with: python -m engine.schema"
+    for columns in (schema.COLUMNS, schema.CAPTURE_COLUMNS, schema.REPLAY_COLUMNS):
+        assert schema.markdown_table(columns) in readme, "regenerate with: python -m engine.schema"
+
+
+def test_every_file_kind_agrees_on_shared_column_types() -> None:
+    types = schema.column_types()  # raises if two file kinds give one name two types
+    assert types[schema.LATENCY_MS.name] == "float64" and types[schema.STATUS.name] == "string"

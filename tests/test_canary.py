@@ -1,0 +1,92 @@
+"""Canary end to end against two local demo engines: a degraded new engine fails the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from engine.canary import run_canary
+from engine.capture import CaptureOptions
+from engine.cli import app
+from engine.demo_engine import make_server
+from tests.test_capture import _prompts, _serving
+
+runner = CliRunner()
+PROMPTS = [{"id": f"promo/{i:02d}", "prompt": f"promo poster number {i}", "seed": i} for i in range(8)]
+POLICY = """
+[[rule]]
+name = "alpha parity"
+column = "alpha_parity"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+
+[[rule]]
+name = "ICC match"
+column = "icc_match"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+
+[[rule]]
+name = "edge preservation p05"
+column = "edge_preservation"
+stat = "p05"
+op = ">="
+pass = 0.9
+
+[[rule]]
+name = "latency"
+column = "latency_ms"
+stat = "median_change"
+op = "<="
+pass = 0.5
+allow_nodata = true
+"""
+
+
+def _policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    return path
+
+
+def test_canary_with_a_degraded_new_engine_fails(tmp_path: Path, alex_weights: Path) -> None:
+    with _serving(make_server(0)) as old, _serving(make_server(0, degrade=frozenset({"alpha", "icc", "mush"}))) as new:
+        result = runner.invoke(
+            app,
+            ["canary", "--old", old, "--new", new, "--prompts", str(_prompts(tmp_path, PROMPTS)),
+             "--policy", str(_policy(tmp_path)), "-o", str(tmp_path / "canary"), "--weights", str(alex_weights)],
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    out = tmp_path / "canary"
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["verdict"] == "fail"
+    failed = {r["name"] for r in verdict["rules"] if r["result"] == "fail"}
+    assert {"alpha parity", "ICC match"} <= failed
+    assert len(verdict["failing_pairs"]) == len(PROMPTS)
+    latency = next(r for r in verdict["rules"] if r["name"] == "latency")
+    assert latency["n"] == len(PROMPTS)  # judged on the captures, not the run
+    for name in ("old/capture.arrow", "new/capture.arrow", "run.arrow", "report.html"):
+        assert (out / name).exists(), name
+    assert "latency_ms (ECDF)" in (out / "report.html").read_text()
+
+
+def test_canary_with_the_same_engine_passes(tmp_path: Path, alex_weights: Path) -> None:
+    with _serving(make_server(0)) as old, _serving(make_server(0)) as new:
+        opts = CaptureOptions(_prompts(tmp_path, PROMPTS), tmp_path / "canary")
+        result = run_canary(opts, old, new, _policy(tmp_path), weights=alex_weights)
+    assert result.verdict.verdict == "pass", result.verdict.reason
+    assert result.old.all_ok and result.new.all_ok and result.score.all_ok
+
+
+def test_canary_against_a_slower_engine_fails_on_latency(tmp_path: Path) -> None:
+    with _serving(make_server(0)) as old, _serving(make_server(0, latency_ms=150)) as new:
+        opts = CaptureOptions(_prompts(tmp_path, PROMPTS), tmp_path / "canary", concurrency=2)
+        result = run_canary(opts, old, new, _policy(tmp_path), no_lpips=True)
+    latency = next(r for r in result.verdict.rules if r.rule.name == "latency")
+    assert latency.result == "fail" and latency.observed is not None and latency.observed > 0.5

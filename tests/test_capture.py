@@ -1,0 +1,223 @@
+"""Capture against real HTTP servers on 127.0.0.1 and a real local command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine import schema
+from engine.arrow_io import read_run
+from engine.capture import CaptureConfigError, CaptureOptions, in_sample, load_prompts, run_capture
+from engine.demo_engine import generate, make_server
+
+runner = CliRunner()
+PROMPTS = [
+    {"id": "sale", "prompt": "summer sale poster", "seed": 1},
+    {"id": "boots/winter", "prompt": "winter boots banner", "seed": 2},
+    {"id": "coffee", "prompt": "coffee beans", "seed": 3, "style": "flat"},
+]
+# Backoff in the tests: short, so that a failing endpoint's bounded retries finish fast.
+TEST_BACKOFF_S = 0.01
+# A slow endpoint answers after SLOW_S; requests time out after TIMEOUT_S.
+SLOW_S = 2.0
+TIMEOUT_S = 0.3
+
+
+def _prompts(tmp_path: Path, prompts: list[dict[str, object]] | None = None) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in prompts or PROMPTS))
+    return path
+
+
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield f"http://{host!s}:{port}/generate"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def _custom(answer: Callable[[BaseHTTPRequestHandler, dict[str, object]], None]) -> Iterator[tuple[str, list[str]]]:
+    """A server whose every POST is answered by `answer`; yields its URL and the ids seen."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(str(body["id"]))
+            answer(self, body)
+
+    with _serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url, seen
+
+
+def _reply(handler: BaseHTTPRequestHandler, code: int, body: bytes, ctype: str = "text/plain") -> None:
+    handler.send_response(code)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _rows(out: Path) -> dict[str, dict[str, object]]:
+    return {r[schema.ID.name]: r for r in read_run(out / "capture.arrow").to_pylist()}
+
+
+def test_flaky_endpoint_with_retry_after_is_captured_in_three_attempts(tmp_path: Path) -> None:
+    server = make_server(0, fail_first=2, retry_after=0.2)
+    with _serving(server) as url:
+        started = time.monotonic()
+        result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, max_attempts=4))
+        elapsed = time.monotonic() - started
+    rows = _rows(tmp_path / "out")
+    assert result.all_ok and result.stats["requests"] == 9
+    assert all(r[schema.ATTEMPTS.name] == 3 and r[schema.HTTP_STATUS.name] == 200 for r in rows.values())
+    assert elapsed >= 0.4  # the two Retry-After waits were honoured
+    image = tmp_path / "out" / str(rows["boots/winter"][schema.IMAGE.name])
+    assert image.read_bytes() == generate("winter boots banner", 2)
+    assert rows["sale"][schema.SHA256.name] and rows["sale"][schema.LATENCY_MS.name] > 0
+
+
+def test_endpoint_down_makes_exactly_max_attempts_and_error_rows(tmp_path: Path) -> None:
+    with _custom(lambda h, body: _reply(h, 500, b"internal error")) as (url, seen):
+        started = time.monotonic()
+        opts = CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, max_attempts=3,
+                              backoff_s=TEST_BACKOFF_S)  # fmt: skip
+        result = run_capture(opts)
+        elapsed = time.monotonic() - started
+    assert sorted(seen) == sorted([p["id"] for p in PROMPTS] * 3)  # type: ignore[misc]
+    rows = _rows(tmp_path / "out")
+    assert not result.all_ok and len(rows) == 3
+    for row in rows.values():
+        assert row[schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR
+        assert row[schema.ATTEMPTS.name] == 3 and row[schema.HTTP_STATUS.name] == 500
+        assert "HTTP 500" in str(row[schema.CAPTURE_ERROR.name])
+    assert elapsed < 5.0  # bounded: three quick attempts per prompt, capped backoff
+
+
+def test_slow_endpoint_times_out(tmp_path: Path) -> None:
+    server = make_server(0, latency_ms=SLOW_S * 1000)
+    with _serving(server) as url:
+        started = time.monotonic()
+        opts = CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, max_attempts=2,
+                              timeout_s=TIMEOUT_S, backoff_s=TEST_BACKOFF_S)  # fmt: skip
+        run_capture(opts)
+        elapsed = time.monotonic() - started
+    for row in _rows(tmp_path / "out").values():
+        assert row[schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR
+        assert row[schema.ATTEMPTS.name] == 2 and "timeout" in str(row[schema.CAPTURE_ERROR.name])
+    assert elapsed < SLOW_S * 2  # never waited for the slow answers
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated-png", "bad-json"])
+def test_body_that_is_not_an_image_is_an_error_row_not_retried(kind: str, tmp_path: Path) -> None:
+    png = generate("x", 1)
+    body, ctype = {
+        "garbage": (b"<html>oops</html>", "text/html"),
+        "truncated-png": (png[: len(png) // 2], "image/png"),
+        "bad-json": (json.dumps({"img": "nope"}).encode(), "application/json"),
+    }[kind]
+    with _custom(lambda h, _: _reply(h, 200, body, ctype)) as (url, seen):
+        run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url))
+    assert len(seen) == 3  # one request each: a bad body is not retried
+    for row in _rows(tmp_path / "out").values():
+        assert row[schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR and row[schema.ATTEMPTS.name] == 1
+    assert not any(p.suffix in (".png", ".jpg") for p in (tmp_path / "out").rglob("*"))
+
+
+def test_client_errors_are_not_retried_and_json_answers_are_read(tmp_path: Path) -> None:
+    with _custom(lambda h, _: _reply(h, 404, b"no such model")) as (url, seen):
+        run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "a", endpoint=url))
+    assert len(seen) == 3
+    assert "HTTP 404 (not retried)" in str(_rows(tmp_path / "a")["sale"][schema.CAPTURE_ERROR.name])
+    with _serving(make_server(0, as_json=True)) as url:
+        result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "b", endpoint=url))
+    assert result.all_ok
+    assert (tmp_path / "b" / "sale.png").read_bytes() == generate("summer sale poster", 1)
+
+
+def test_command_generator_and_its_failures(tmp_path: Path) -> None:
+    template = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} --out {{out}}"
+    result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", command=template, concurrency=2))
+    assert result.all_ok
+    assert (tmp_path / "out" / "coffee.png").read_bytes() == generate("coffee beans", 3)
+    failing = f"{sys.executable} -c 'import sys; sys.exit(3)' {{out}}"
+    opts = CaptureOptions(_prompts(tmp_path), tmp_path / "bad", command=failing, max_attempts=2,
+                          backoff_s=TEST_BACKOFF_S)  # fmt: skip
+    run_capture(opts)
+    row = _rows(tmp_path / "bad")["sale"]
+    assert row[schema.ATTEMPTS.name] == 2 and "command exited 3" in str(row[schema.CAPTURE_ERROR.name])
+    with pytest.raises(CaptureConfigError, match="must write to"):
+        run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "x", command="gen --prompt {prompt}"))
+
+
+def test_sample_is_deterministic_and_resume_skips_captured_prompts(tmp_path: Path) -> None:
+    many = [{"id": f"p{i:04d}", "prompt": f"poster {i}", "seed": i} for i in range(400)]
+    chosen = [p["id"] for p in many if in_sample(str(p["id"]), 0.05)]
+    assert 5 <= len(chosen) <= 40  # about 20 of 400
+    assert chosen == [p["id"] for p in many if in_sample(str(p["id"]), 0.05)]
+    prompts = _prompts(tmp_path, many)
+    with _custom(lambda h, body: _reply(h, 200, generate(str(body["prompt"]), 0), "image/png")) as (url, seen):
+        first = run_capture(CaptureOptions(prompts, tmp_path / "out", endpoint=url, sample=0.05))
+        assert sorted(first.table.column(schema.ID.name).to_pylist()) == sorted(chosen)
+        seen.clear()
+        again = run_capture(CaptureOptions(prompts, tmp_path / "out", endpoint=url, sample=0.1, resume=True))
+    assert set(seen).isdisjoint(chosen)  # already captured: not asked again
+    assert set(chosen) < set(again.table.column(schema.ID.name).to_pylist())
+    assert again.stats["carried_over"] == len(chosen)
+
+
+def test_deadline_turns_untried_prompts_into_error_rows(tmp_path: Path) -> None:
+    server = make_server(0, latency_ms=400)
+    with _serving(server) as url:
+        opts = CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, concurrency=1, deadline_s=0.5)
+        result = run_capture(opts)
+    rows = _rows(tmp_path / "out")
+    assert len(rows) == 3 and result.stats["errors"] >= 1
+    assert any("deadline" in str(r[schema.CAPTURE_ERROR.name]) for r in rows.values())
+
+
+def test_bad_prompts_files(tmp_path: Path) -> None:
+    for text, phrase in (
+        ('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n', "appears twice"),
+        ('{"id": "../etc", "prompt": "x"}\n', "relative name"),
+        ('{"id": "a", "prompt": 3}\n', "'prompt' must be a string"),
+        ('{"id": "a", "prompt": "x", "seed": "7"}\n', "'seed' must be a whole number"),
+    ):
+        path = tmp_path / "p.jsonl"
+        path.write_text(text)
+        with pytest.raises(CaptureConfigError, match=phrase):
+            load_prompts(path)
+
+
+def test_capture_cli_exit_codes(tmp_path: Path) -> None:
+    from engine.cli import app
+
+    with _serving(make_server(0)) as url:
+        ok = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "o"),
+                                 "--endpoint", url])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    with _custom(lambda h, _: _reply(h, 503, b"down")) as (url, _):
+        bad = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "b"),
+                                  "--endpoint", url, "--max-attempts", "1"])  # fmt: skip
+    assert bad.exit_code == 1
+    usage = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "c"),
+                                "--sample", "2"])  # fmt: skip
+    assert usage.exit_code == 2 and "--sample" in usage.output

@@ -48,6 +48,13 @@ class Device(StrEnum):
     cuda = "cuda"
 
 
+class Backend(StrEnum):
+    """Where the score pipeline runs."""
+
+    local = "local"
+    ray = "ray"
+
+
 class Net(StrEnum):
     """LPIPS backbone."""
 
@@ -154,7 +161,11 @@ def _summary(result: ScoreResult, output: Path) -> None:
         summary.add_row("waiting for OCR", f"{stats['ocr_wait_s']:.2f} s")
     summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
     summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
-    summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")
+    if stats.get("backend") == "ray":
+        for node, figures in stats["nodes"].items():
+            summary.add_row(f"node {node}", f"{figures['pairs']} pairs, {figures['compute_s']:.1f} s compute")
+    else:
+        summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")
     if stats["carried_over"]:
         summary.add_row("carried over (--resume)", str(stats["carried_over"]))
     if stats["ignored_files"]:
@@ -185,11 +196,9 @@ def _summary(result: ScoreResult, output: Path) -> None:
 @app.command()
 def score(
     baseline: Annotated[
-        Path, typer.Argument(help="Folder of baseline images.", exists=True, file_okay=False, dir_okay=True)
+        str, typer.Argument(help="Folder of baseline images (with --backend ray also a URI, e.g. s3://b/run).")
     ],
-    candidate: Annotated[
-        Path, typer.Argument(help="Folder of candidate images.", exists=True, file_okay=False, dir_okay=True)
-    ],
+    candidate: Annotated[str, typer.Argument(help="Folder of candidate images (or a URI, with --backend ray).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run file to write (Arrow IPC).", dir_okay=False)],
     device: Annotated[Device, typer.Option(help="Where LPIPS runs.")] = Device.auto,
     batch_size: Annotated[
@@ -234,6 +243,10 @@ def score(
         ),
     ] = None,
     ocr_lang: Annotated[str, typer.Option(help="Tesseract language(s), e.g. eng or eng+deu.")] = OCR_LANG,
+    backend: Annotated[Backend, typer.Option(help="Where the pipeline runs.")] = Backend.local,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to use with --backend ray [default: start a local one].")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:
     """Score every image pair of two folders into an Arrow run file.
@@ -270,9 +283,11 @@ def score(
     def on_download(done: int, total: int | None) -> None:
         progress.update(download, completed=done, total=total, visible=True)
 
+    if ray_address and backend != Backend.ray:
+        raise _usage_error(f"--ray-address {ray_address!r} needs --backend ray")
     opts = ScoreOptions(
-        baseline=baseline,
-        candidate=candidate,
+        baseline=baseline if "://" in baseline else Path(baseline),
+        candidate=candidate if "://" in candidate else Path(candidate),
         output=output,
         device=device.value,
         batch_size=batch_size,
@@ -289,7 +304,12 @@ def score(
     )
     try:
         with progress:
-            result = run_score(opts, on_rows=on_rows, on_start=on_start)
+            if backend == Backend.ray:
+                from engine.ray_backend import run_score_ray
+
+                result = run_score_ray(opts, ray_address, on_rows=on_rows, on_start=on_start)
+            else:
+                result = run_score(opts, on_rows=on_rows, on_start=on_start)
     except ScoreConfigError as exc:
         raise _usage_error(str(exc)) from None
     except KeyboardInterrupt:

@@ -336,17 +336,37 @@ class DecodedPair:
     icc_match: bool | None = None
 
 
-def decode_pair(pair_id: str, baseline: Path, candidate: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedPair:
+def decode_pair(
+    pair_id: str,
+    baseline: Path,
+    candidate: Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    read: Callable[[Path], bytes] | None = None,
+) -> DecodedPair:
     """Decode both sides of a pair and align the candidate to the baseline's size.
 
     Never raises for a bad file: the failure is reported in `DecodedPair.error`.
+
+    Args:
+        pair_id: The pair's id.
+        baseline: Baseline file.
+        candidate: Candidate file.
+        max_pixels: Decompression-bomb limit.
+        read: Reads a file's bytes (e.g. from an object store); local files by default.
     """
     start = time.perf_counter()
     results: dict[str, DecodedImage | None] = {}
     errors = []
     for side, path in (("baseline", baseline), ("candidate", candidate)):
         try:
-            results[side] = decode_image(path, max_pixels=max_pixels)
+            if read is None:
+                results[side] = decode_image(path, max_pixels=max_pixels)
+            else:
+                try:
+                    data = read(path)
+                except OSError as exc:
+                    raise DecodeError(f"cannot read file: {exc}") from None
+                results[side] = decode_bytes(data, max_pixels=max_pixels)
         except DecodeError as exc:
             results[side] = None
             errors.append(f"{side} {path.name}: {exc}")

@@ -6,6 +6,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.config import IMAGE_EXTENSIONS
 
@@ -70,6 +71,58 @@ def _one(side: str, pair_id: str, files: list[Path]) -> tuple[Path | None, str |
     return files[0], None
 
 
+def _pair(base: dict[str, list[Path]], cand: dict[str, list[Path]], ignored: list[Path]) -> Pairing:
+    pairs = []
+    for pair_id in sorted(base.keys() | cand.keys()):
+        b, b_problem = _one("baseline", pair_id, base.get(pair_id, []))
+        c, c_problem = _one("candidate", pair_id, cand.get(pair_id, []))
+        problem = "; ".join(p for p in (b_problem, c_problem) if p) or None
+        pairs.append(Pair(pair_id, b, c, problem))
+    return Pairing(tuple(pairs), tuple(ignored))
+
+
+def _scan_filesystem(fs: Any, root: str) -> tuple[dict[str, list[Path]], list[Path]]:
+    from pyarrow import fs as pafs
+
+    found: dict[str, list[Path]] = defaultdict(list)
+    ignored: list[Path] = []
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+        path = Path(info.path)
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            ignored.append(path)
+            continue
+        found[path.relative_to(root).with_suffix("").as_posix()].append(path)
+    return found, ignored
+
+
+def pair_uris(baseline_uri: str, candidate_uri: str) -> tuple[Pairing, Any, Any]:
+    """Pair two folders given as URIs any pyarrow filesystem understands (`s3://`, `file://`).
+
+    Returns:
+        The pairing (paths are the filesystems' own paths) and the two filesystems.
+
+    Raises:
+        ValueError: A URI no filesystem understands, or a folder that is not there.
+    """
+    from pyarrow import fs as pafs
+
+    sides = []
+    for label, uri in (("BASELINE", baseline_uri), ("CANDIDATE", candidate_uri)):
+        try:
+            filesystem, root = pafs.FileSystem.from_uri(uri)
+            info = filesystem.get_file_info(root)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{label}: cannot open {uri}: {exc}") from None
+        if info.type != pafs.FileType.Directory:
+            raise ValueError(f"{label}: {uri} is not a folder")
+        sides.append((filesystem, root.rstrip("/")))
+    (bfs, broot), (cfs, croot) = sides
+    base, base_ignored = _scan_filesystem(bfs, broot)
+    cand, cand_ignored = _scan_filesystem(cfs, croot)
+    return _pair(base, cand, base_ignored + cand_ignored), bfs, cfs
+
+
 def pair_directories(baseline_root: Path, candidate_root: Path) -> Pairing:
     """Pair the images of two folders by relative path without extension.
 
@@ -85,13 +138,7 @@ def pair_directories(baseline_root: Path, candidate_root: Path) -> Pairing:
     """
     base, base_ignored = _scan(baseline_root)
     cand, cand_ignored = _scan(candidate_root)
-    pairs = []
-    for pair_id in sorted(base.keys() | cand.keys()):
-        b, b_problem = _one("baseline", pair_id, base.get(pair_id, []))
-        c, c_problem = _one("candidate", pair_id, cand.get(pair_id, []))
-        problem = "; ".join(p for p in (b_problem, c_problem) if p) or None
-        pairs.append(Pair(pair_id, b, c, problem))
-    return Pairing(tuple(pairs), tuple(base_ignored + cand_ignored))
+    return _pair(base, cand, base_ignored + cand_ignored)
 
 
-__all__ = ["Pair", "Pairing", "pair_directories"]
+__all__ = ["Pair", "Pairing", "pair_directories", "pair_uris"]

@@ -54,7 +54,8 @@ class ScoreOptions:
     """Everything `score` needs; mirrors the CLI's options.
 
     Attributes:
-        baseline: Folder of reference images.
+        baseline: Folder of reference images (a URI such as s3://bucket/run with the Ray
+            backend).
         candidate: Folder of images to compare against them.
         output: The run file to write (`RUN.arrow`).
         device: `auto`, `cpu` or `cuda`.
@@ -72,8 +73,8 @@ class ScoreOptions:
         download_progress: Called with (bytes, total) while weights download.
     """
 
-    baseline: Path
-    candidate: Path
+    baseline: Path | str
+    candidate: Path | str
     output: Path
     device: str = "auto"
     batch_size: int | None = None
@@ -119,7 +120,7 @@ def default_workers(device_type: str, cores: int) -> int:
     return max(1, cores // 4)
 
 
-def _missing_row(pair: Pair) -> dict[str, Any]:
+def missing_row(pair: Pair) -> dict[str, Any]:
     row = schema.empty_row()
     row[schema.PAIR_ID.name] = pair.pair_id
     row[schema.BASELINE_PATH.name] = str(pair.baseline) if pair.baseline else None
@@ -171,7 +172,7 @@ def decoded_row(pair: Pair, dp: DecodedPair) -> dict[str, Any]:
 
 
 @dataclass
-class _Scorer:
+class Scorer:
     """Runs device batches: LPIPS and the kernels on the pairs of one size bucket."""
 
     model: Any  # the LPIPS module (engine.models), or None with --no-lpips
@@ -379,7 +380,7 @@ def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair) -> t
     return mask, None
 
 
-def _check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
+def check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
     for key in schema.RESUME_KEYS:
         if old.get(key, "") != new.get(key, ""):
             raise ScoreConfigError(
@@ -388,7 +389,7 @@ def _check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> Non
             )
 
 
-def _load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
+def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
     """Rows and metadata of an earlier run that this one continues, if any."""
     jpath = journal_path(opts.output)
     if not opts.resume:
@@ -412,7 +413,7 @@ def _load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str],
     return None, {}, None
 
 
-def _load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | None, dict[str, str]]:
+def load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | None, dict[str, str]]:
     if opts.no_lpips:
         return None, {schema.META_LPIPS_NOTE: "LPIPS disabled by --no-lpips", schema.META_WEIGHTS_SHA256: ""}
     from engine.models import WeightsFormatError, load_lpips
@@ -437,6 +438,56 @@ def _load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | N
     return model, meta
 
 
+def start_metadata(
+    opts: ScoreOptions, device: torch.device, old_meta: dict[str, str], extra: dict[str, str]
+) -> dict[str, str]:
+    """The metadata a run starts with (both backends), before its end time and stats."""
+    import torch
+
+    from engine.telemetry import device_name
+
+    lpips_version = "" if opts.no_lpips else f"v{LPIPS_HEAD_VERSION} ({_lpips_package_version()})"
+    return {
+        schema.META_PIXGATE_VERSION: __version__,
+        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+        schema.META_DEVICE: str(device),
+        schema.META_DEVICE_NAME: device_name(device),
+        schema.META_TORCH_VERSION: str(torch.__version__),
+        schema.META_LPIPS_NET: "" if opts.no_lpips else opts.net,
+        schema.META_LPIPS_VERSION: lpips_version,
+        schema.META_BASELINE_ROOT: _root(opts.baseline),
+        schema.META_CANDIDATE_ROOT: _root(opts.candidate),
+        schema.META_STARTED_AT: old_meta.get(schema.META_STARTED_AT, _now()),
+        schema.META_GPU_NOTE: "" if device.type == "cuda" else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
+        **extra,
+    }
+
+
+def _root(location: Path | str) -> str:
+    text = str(location)
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def metric_rows(
+    items: list[tuple[Pair, DecodedPair]],
+    metrics: list[dict[str, Any]],
+    masks: list[Any],
+    wall_ms: float,
+    gpu_ms: float | None,
+) -> list[dict[str, Any]]:
+    """Full rows of one scored batch: decode facts, metrics, and the batch's time shared out."""
+    rows = []
+    for (pair, dp), values, mask in zip(items, metrics, masks, strict=True):
+        row = decoded_row(pair, dp)
+        row.update(values)
+        if mask is not None:
+            row[schema.IGNORED_FRACTION.name] = float(mask.mean())
+        row[schema.COMPUTE_MS.name] = wall_ms / len(items)
+        row[schema.GPU_MS.name] = gpu_ms / len(items) if gpu_ms is not None else None
+        rows.append(row)
+    return rows
+
+
 def run_score(
     opts: ScoreOptions,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -457,12 +508,16 @@ def run_score(
     """
     import torch
 
-    from engine.telemetry import DeviceError, cpu_count, device_name, peak_rss_mb, select_device
+    from engine.telemetry import DeviceError, cpu_count, peak_rss_mb, select_device
 
     started = time.perf_counter()
-    for label, folder in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
+    for label, location in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
+        if "://" in str(location):
+            raise ScoreConfigError(f"{label}: {location} is a URI; folders in object stores need --backend ray")
+        folder = Path(location)
         if not folder.is_dir():
-            raise ScoreConfigError(f"{label}: {folder} is not a folder")
+            why = "is not a folder" if folder.exists() else "does not exist"
+            raise ScoreConfigError(f"{label}: {folder} {why}")
     try:
         opts.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -473,10 +528,10 @@ def run_score(
         device = select_device(opts.device)
     except DeviceError as exc:
         raise ScoreConfigError(str(exc)) from None
-    carried, old_meta, old_source = _load_previous(opts)
+    carried, old_meta, old_source = load_previous(opts)
     done_ids = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
 
-    pairing = pair_directories(opts.baseline, opts.candidate)
+    pairing = pair_directories(Path(opts.baseline), Path(opts.candidate))
     todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done_ids]
     unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done_ids]
     cores = cpu_count()
@@ -492,31 +547,14 @@ def run_score(
     journal = None
     try:
         decoder.refill()  # decoding starts while the model loads
-        model, weights_meta = _load_model(opts, device)
-        meta = {
-            schema.META_PIXGATE_VERSION: __version__,
-            schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
-            schema.META_DEVICE: str(device),
-            schema.META_DEVICE_NAME: device_name(device),
-            schema.META_TORCH_VERSION: str(torch.__version__),
-            schema.META_LPIPS_NET: "" if opts.no_lpips else opts.net,
-            schema.META_LPIPS_VERSION: "" if opts.no_lpips else f"v{LPIPS_HEAD_VERSION} ({_lpips_package_version()})",
-            schema.META_BASELINE_ROOT: str(opts.baseline.resolve()),
-            schema.META_CANDIDATE_ROOT: str(opts.candidate.resolve()),
-            schema.META_STARTED_AT: old_meta.get(schema.META_STARTED_AT, _now()),
-            schema.META_GPU_NOTE: ""
-            if device.type == "cuda"
-            else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
-            **weights_meta,
-            **manifest_meta,
-            **typo_meta,
-        }
+        model, weights_meta = load_model(opts, device)
+        meta = start_metadata(opts, device, old_meta, {**weights_meta, **manifest_meta, **typo_meta})
         if old_source is not None:
-            _check_resume(old_meta, meta, old_source)
+            check_resume(old_meta, meta, old_source)
             resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
             meta[schema.META_RESUMED_AT] = ",".join([*resumed, _now()])
         journal = RunJournal(opts.output, meta, carried)
-        scorer = _Scorer(model, device, opts.net)
+        scorer = Scorer(model, device, opts.net)
         buckets = _Buckets(batch_size)
         pending_rows: list[dict[str, Any]] = []
 
@@ -527,7 +565,7 @@ def run_score(
                 typo.route(row, pending_rows)
 
         for p in unscorable:
-            emit(_missing_row(p))
+            emit(missing_row(p))
         last_flush = time.perf_counter()
         compute_s = worker_rss = 0.0
         batches = 0
@@ -551,13 +589,7 @@ def run_score(
             metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items], masks)
             compute_s += wall_ms / 1000.0
             batches += 1
-            for (pair, dp), values, mask in zip(items, metrics, masks, strict=True):
-                row = decoded_row(pair, dp)
-                row.update(values)
-                if mask is not None:
-                    row[schema.IGNORED_FRACTION.name] = float(mask.mean())
-                row[schema.COMPUTE_MS.name] = wall_ms / len(items)
-                row[schema.GPU_MS.name] = gpu_ms / len(items) if gpu_ms is not None else None
+            for row in metric_rows(items, metrics, masks, wall_ms, gpu_ms):
                 emit(row)
 
         if on_start is not None:
@@ -648,4 +680,18 @@ def _lpips_package_version() -> str:
     return f"lpips {version('lpips')}"
 
 
-__all__ = ["ScoreConfigError", "ScoreOptions", "ScoreResult", "decoded_row", "default_workers", "run_score"]
+__all__ = [
+    "ScoreConfigError",
+    "ScoreOptions",
+    "ScoreResult",
+    "Scorer",
+    "check_resume",
+    "decoded_row",
+    "default_workers",
+    "load_model",
+    "load_previous",
+    "metric_rows",
+    "missing_row",
+    "run_score",
+    "start_metadata",
+]

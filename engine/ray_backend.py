@@ -1,0 +1,314 @@
+"""`score --backend ray`: the same pipeline distributed with Ray Data.
+
+- Pairing happens on the driver, over local folders or any URI a pyarrow filesystem
+  understands (`s3://`, `gs://`, `hdfs://`, `file://`); files are read where they are
+  decoded, never downloaded first.
+- Decoding runs as CPU tasks (`Dataset.map`), each reading its pair's bytes from the
+  filesystem and returning the decoded pair.
+- Scoring runs in an actor pool (`Dataset.map_batches` with a class): each actor loads
+  the model once, on a GPU when the cluster has GPUs (one actor per GPU), else on CPU,
+  and scores its batches by size bucket exactly as the local backend does (same
+  `engine.score.Scorer`, same kernels, same per-pair `gpu_ms`).
+- The driver streams the scored rows into the same crash-safe journal and run file as
+  the local backend (same schema and metadata, plus per-node counts in the stats), so
+  `--resume` works the same way.
+
+Ray retries failed decode tasks and restarts dead actors, retrying their batches; a row
+that comes back twice (a batch re-run after its actor died) is written once. A pair that
+fails to decode is an error row, as locally. Typography checks (`--manifest`) run only
+on the local backend for now.
+
+Ray is an optional dependency (`pip install pixgate[ray]`): nothing else imports this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pickle
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine import schema
+from engine.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA, MAX_BATCH_PIXELS
+from engine.pairing import Pair, Pairing
+from engine.score import (
+    ScoreConfigError,
+    ScoreOptions,
+    ScoreResult,
+    check_resume,
+    load_previous,
+    missing_row,
+    start_metadata,
+)
+
+_NODE = "_node"
+#: Times Ray re-runs a failed decode task or restarts a dead scoring actor.
+_RETRIES = 3
+
+
+def _reader(baseline_fs: Any, candidate_fs: Any, pair: Pair) -> Callable[[Path], bytes] | None:
+    if baseline_fs is None:
+        return None
+
+    def read(path: Path) -> bytes:
+        fs = baseline_fs if path == pair.baseline else candidate_fs
+        with fs.open_input_file(str(path)) as fh:
+            return bytes(fh.readall())
+
+    return read
+
+
+def _decode_task(row: dict[str, Any], *, max_pixels: int, baseline_fs: Any, candidate_fs: Any) -> dict[str, Any]:
+    from engine.decode import decode_pair
+
+    pair = Pair(row["pair_id"], Path(row["baseline"]), Path(row["candidate"]))
+    assert pair.baseline is not None and pair.candidate is not None  # only scorable pairs are sent
+    dp = decode_pair(pair.pair_id, pair.baseline, pair.candidate, max_pixels, _reader(baseline_fs, candidate_fs, pair))
+    return {"pair_id": pair.pair_id, "payload": pickle.dumps((pair, dp), protocol=5)}
+
+
+class _ScoreActor:
+    """One model per actor; scores a batch of decoded pairs by size bucket."""
+
+    def __init__(self, opts_blob: bytes, device: str, weights_sha256: str) -> None:
+        import torch
+
+        from engine.score import Scorer, load_model
+
+        opts: ScoreOptions = pickle.loads(opts_blob)  # noqa: S301 (our own options, from the driver)
+        self.device = torch.device(device)
+        model, meta = load_model(opts, self.device)
+        found = meta.get(schema.META_WEIGHTS_SHA256, "")
+        if found != weights_sha256:
+            raise RuntimeError(
+                f"weights differ on {socket.gethostname()}: sha256 {found[:12]}, the driver has {weights_sha256[:12]}"
+            )
+        self.scorer = Scorer(model, self.device, opts.net)
+        self.node = socket.gethostname()
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        from engine.score import decoded_row, metric_rows
+
+        items = [pickle.loads(b) for b in batch.column("payload").to_pylist()]  # noqa: S301 (decode tasks' output)
+        rows: list[dict[str, Any]] = []
+        buckets: dict[tuple[int, int], list[tuple[Pair, Any]]] = {}
+        for pair, dp in items:
+            if dp.error is None and dp.baseline is not None:
+                buckets.setdefault((dp.baseline.height, dp.baseline.width), []).append((pair, dp))
+            else:
+                rows.append(decoded_row(pair, dp))
+        for (h, w), group in buckets.items():
+            cap = max(1, MAX_BATCH_PIXELS // max(1, h * w))
+            for start in range(0, len(group), cap):
+                part = group[start : start + cap]
+                metrics, wall_ms, gpu_ms = self.scorer.score([dp for _, dp in part], None)
+                rows.extend(metric_rows(part, metrics, [None] * len(part), wall_ms, gpu_ms))
+        table = pa.Table.from_pylist(rows, schema=schema.arrow_schema())
+        return table.append_column(_NODE, pa.array([self.node] * len(rows), pa.string()))
+
+
+def _pairing(opts: ScoreOptions) -> tuple[Pairing, Any, Any]:
+    from engine.pairing import pair_directories, pair_uris
+
+    base, cand = str(opts.baseline), str(opts.candidate)
+    if "://" in base or "://" in cand:
+        try:
+            return pair_uris(base, cand)
+        except ValueError as exc:
+            raise ScoreConfigError(str(exc)) from None
+    for label, folder in (("BASELINE_DIR", base), ("CANDIDATE_DIR", cand)):
+        if not Path(folder).is_dir():
+            why = "is not a folder" if Path(folder).exists() else "does not exist"
+            raise ScoreConfigError(f"{label}: {folder} {why}")
+    return pair_directories(Path(base), Path(cand)), None, None
+
+
+def _as_uri(location: str, path: str | None) -> str | None:
+    if path is None or "://" not in location:
+        return path
+    return f"{location.split('://', 1)[0]}://{path}"
+
+
+def _uri_paths(row: dict[str, Any], opts: ScoreOptions) -> dict[str, Any]:
+    """Record paths as the URIs the run was given (a filesystem's paths drop the scheme)."""
+    row[schema.BASELINE_PATH.name] = _as_uri(str(opts.baseline), row[schema.BASELINE_PATH.name])
+    row[schema.CANDIDATE_PATH.name] = _as_uri(str(opts.candidate), row[schema.CANDIDATE_PATH.name])
+    return row
+
+
+def run_score_ray(
+    opts: ScoreOptions,
+    address: str | None = None,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> ScoreResult:
+    """Score on a Ray cluster (a local Ray instance without `address`); see the module.
+
+    Raises:
+        ScoreConfigError: Ray missing, an unreachable cluster, bad inputs or weights.
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ScoreConfigError("--backend ray needs Ray: pip install 'pixgate[ray]'") from None
+    import torch
+
+    from engine.arrow_io import RunJournal, dumps_meta
+    from engine.weights import WeightsError, resolve_weights
+
+    started = time.perf_counter()
+    if opts.manifest is not None:
+        raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
+    pairing, baseline_fs, candidate_fs = _pairing(opts)
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    carried, old_meta, old_source = load_previous(opts)
+    done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
+    todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
+    unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
+
+    weights_meta = {schema.META_WEIGHTS_SHA256: ""}
+    if opts.no_lpips:
+        weights_meta[schema.META_LPIPS_NOTE] = "LPIPS disabled by --no-lpips"
+    else:
+        try:
+            resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
+        except WeightsError as exc:
+            raise ScoreConfigError(str(exc)) from None
+        weights_meta = {
+            schema.META_WEIGHTS_SHA256: resolved.sha256,
+            schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
+        }
+    try:
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)  # fmt: skip
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ScoreConfigError(f"--ray-address: cannot reach a Ray cluster at {address!r}: {exc}") from None
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if opts.device == "cuda" and not gpus:
+        raise ScoreConfigError("--device cuda: the Ray cluster has no GPUs; use --device auto or cpu")
+    device = "cuda" if gpus and opts.device != "cpu" else "cpu"
+    batch_size = opts.batch_size or (DEFAULT_BATCH_SIZE_CUDA if device == "cuda" else DEFAULT_BATCH_SIZE_CPU)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = gpus if device == "cuda" else max(1, cpus // 2)
+    meta = start_metadata(
+        opts,
+        torch.device(device),
+        old_meta,
+        {**weights_meta, schema.META_BACKEND: f"ray {ray.__version__} ({address or 'local instance'})"},
+    )
+    if device == "cuda":
+        meta[schema.META_DEVICE_NAME] = f"{gpus} GPU actor(s) on the Ray cluster"
+    if old_source is not None:
+        check_resume(old_meta, meta, old_source)
+        resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
+        meta[schema.META_RESUMED_AT] = ",".join([*resumed, meta[schema.META_STARTED_AT]])
+    journal = RunJournal(opts.output, meta, carried)
+    nodes: dict[str, dict[str, float]] = {}
+    seen: set[str] = set()
+    duplicates = 0
+    compute_ms = 0.0
+    try:
+        if on_start is not None:
+            on_start(len(pairing.pairs), len(done))
+        first = [_uri_paths(missing_row(p), opts) for p in unscorable]
+        if first:
+            journal.append(first)
+            if on_rows is not None:
+                on_rows(first)
+        if todo:
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False
+            context.print_on_execution_start = False
+            # Ray Data narrates every execution at INFO; pixgate has its own progress.
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
+            items = [{"pair_id": p.pair_id, "baseline": str(p.baseline), "candidate": str(p.candidate)} for p in todo]
+            source = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // max(1, batch_size), 200)))
+            with warnings.catch_warnings():
+                # Ray deprecates passing retries as remote args; the replacement differs by version.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ds = source.map(
+                    _decode_task,  # type: ignore[arg-type]  # keyword arguments come from fn_kwargs
+                    fn_kwargs={"max_pixels": opts.max_pixels, "baseline_fs": baseline_fs, "candidate_fs": candidate_fs},
+                    num_cpus=1,
+                    max_retries=_RETRIES,
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scored = ds.map_batches(
+                    _ScoreActor,
+                    fn_constructor_kwargs={
+                        # Without the progress callback: it belongs to the driver's terminal.
+                        "opts_blob": pickle.dumps(dataclasses.replace(opts, download_progress=None)),
+                        "device": device,
+                        "weights_sha256": weights_meta[schema.META_WEIGHTS_SHA256],
+                    },
+                    batch_size=batch_size,
+                    batch_format="pyarrow",
+                    compute=ray.data.ActorPoolStrategy(size=actors),
+                    num_gpus=1 if device == "cuda" else 0,
+                    num_cpus=0 if device == "cuda" else 1,
+                    max_restarts=_RETRIES,
+                    max_task_retries=_RETRIES,
+                )
+            for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+                rows = []
+                for row in batch.to_pylist():  # type: ignore[union-attr]  # batch_format="pyarrow"
+                    node = row.pop(_NODE)
+                    if row[schema.PAIR_ID.name] in seen:
+                        duplicates += 1  # a batch re-run after its actor died
+                        continue
+                    seen.add(row[schema.PAIR_ID.name])
+                    _uri_paths(row, opts)
+                    stats = nodes.setdefault(node, {"pairs": 0, "compute_s": 0.0})
+                    stats["pairs"] += 1
+                    stats["compute_s"] += (row[schema.COMPUTE_MS.name] or 0.0) / 1000.0
+                    compute_ms += row[schema.COMPUTE_MS.name] or 0.0
+                    rows.append(row)
+                if rows:
+                    journal.append(rows)
+                    if on_rows is not None:
+                        on_rows(rows)
+        wall = time.perf_counter() - started
+        stats_out: dict[str, Any] = {
+            "backend": "ray",
+            "pairs": len(pairing.pairs),
+            "scored_now": len(todo),
+            "carried_over": len(done),
+            "wall_s": round(wall, 3),
+            "compute_s": round(compute_ms / 1000.0, 3),
+            "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
+            "actors": actors,
+            "batch_size": batch_size,
+            "nodes": {k: {"pairs": int(v["pairs"]), "compute_s": round(v["compute_s"], 3)} for k, v in nodes.items()},
+            "duplicates_dropped": duplicates,
+            "decode_wait_share": 0.0,
+        }
+        meta[schema.META_ENDED_AT] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        meta[schema.META_IGNORED_FILES] = str(len(pairing.ignored))
+        meta[schema.META_SETTINGS] = dumps_meta(
+            {
+                "backend": "ray",
+                "address": address,
+                "device": opts.device,
+                "net": opts.net,
+                "max_pixels": opts.max_pixels,
+                "no_lpips": opts.no_lpips,
+            }
+        )
+        meta[schema.META_STATS] = dumps_meta(stats_out)
+        table = journal.finalize(meta)
+        stats_out["ignored_files"] = [str(p) for p in pairing.ignored]
+        return ScoreResult(table, stats_out)
+    finally:
+        journal.close()
+
+
+__all__ = ["run_score_ray"]

@@ -75,6 +75,7 @@ golden: $(STAMP)
 	$(BIN)/python golden/make_golden.py
 
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.score_memory
 	$(BIN)/python -m benchmarks.kernels
 	$(BIN)/python -m benchmarks.report

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one call, for a session that is lent a GPU machine (nvidia-h200).
 # That machine has torch, numba, numba-cuda, pyarrow, typer, rich, Pillow, SciPy and
-# scikit-image; only `lpips` travels, as a wheel. Prepare it here, once:
-#   python3 -m pip download --no-deps lpips==0.1.4 -d .whl
+# scikit-image; the rest travels as wheels. Prepare them here, once:
+#   python3 -m pip download --no-deps lpips==0.1.4 nvidia-ml-py torchmetrics lightning-utilities -d .whl
 # then run, with .whl carried:   bash benchmarks/gpu_check.sh
 # It runs the CUDA tests (parity with the CPU path, CUDA-event timings), the kernel tests,
 # and the kernel-vs-LPIPS benchmark on CPU and GPU; logs and JSON land in $OUT.
@@ -18,8 +18,14 @@ else
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_score_cuda.py tests/test_kernels.py tests/test_metrics.py \
+    tests/test_telemetry.py \
     -rs 2>&1 | tee "$OUT/tests.log"
 tests=${PIPESTATUS[0]}
 python3 -m benchmarks.kernels --repeat 10 --batch 4 2>&1 | tee "$OUT/kernels.log"
 cp benchmarks/results/kernels.json "$OUT/kernels.json" 2>/dev/null
+# End to end: 2,000 pairs of 1024x1024 PNG (made in parallel, about 20 s on 16 cores),
+# float32 and bfloat16, against the naive loop and torchmetrics on 200 of them.
+timeout 420 python3 -m benchmarks.throughput --pairs 2000 --size 1024 --device cuda --reference-pairs 200 \
+    2>&1 | tee "$OUT/throughput.log"
+cp benchmarks/results/throughput.json benchmarks/RESULTS.md "$OUT/" 2>/dev/null
 exit "$tests"

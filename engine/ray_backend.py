@@ -88,7 +88,7 @@ class _ScoreActor:
             raise RuntimeError(
                 f"weights differ on {socket.gethostname()}: sha256 {found[:12]}, the driver has {weights_sha256[:12]}"
             )
-        self.scorer = Scorer(model, self.device, opts.net)
+        self.scorer = Scorer(model, self.device, opts.net, precision=opts.precision)
         self.node = socket.gethostname()
 
     def __call__(self, batch: Any) -> Any:

@@ -155,6 +155,12 @@ COMPUTE_MS = Column(
 GPU_MS = Column(
     "gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA."
 )
+RUN_ENERGY_J = Column(
+    "energy_j",
+    "float64",
+    "GPU energy of the pair's share of its batch (NVML energy counter, else integrated power), J; "
+    "null without NVML (the `pixgate.nvml` metadata says why).",
+)
 DECODE_MS = Column(
     "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms."
 )
@@ -210,7 +216,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
     EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
     TEXT_EXPECTED, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
     TEXT_CER_BASELINE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS,
-    COMPUTE_MS, GPU_MS, DECODE_MS,
+    COMPUTE_MS, GPU_MS, RUN_ENERGY_J, DECODE_MS,
 )  # fmt: skip
 
 COLUMN_NAMES: Final = tuple(c.name for c in COLUMNS)
@@ -236,6 +242,8 @@ META_IGNORED_FILES: Final = "pixgate.ignored_files"
 META_SETTINGS: Final = "pixgate.settings"
 META_STATS: Final = "pixgate.stats"
 META_BACKEND: Final = "pixgate.backend"
+META_NVML: Final = "pixgate.nvml"
+META_PRECISION: Final = "pixgate.precision"
 META_MANIFEST: Final = "pixgate.manifest"
 META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"
 META_OCR: Final = "pixgate.ocr"
@@ -249,6 +257,7 @@ RESUME_KEYS: Final = (
     META_BASELINE_ROOT,
     META_CANDIDATE_ROOT,
     META_MANIFEST_SHA256,
+    META_PRECISION,
 )
 
 

@@ -29,9 +29,11 @@ from engine.config import (
     MAX_BATCH_PIXELS,
     OCR_LANG,
     PENDING_BATCHES,
+    PRECISIONS,
 )
 from engine.decode import DecodedImage, DecodedPair
 from engine.pairing import Pair, pair_directories
+from engine.telemetry import NvmlSampler
 from engine.workers import DecodePool
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ class ScoreOptions:
         net: `alex`, `vgg` or `squeeze`.
         resume: Complete an interrupted run instead of starting over.
         no_lpips: Skip LPIPS (the `lpips` column is null; metadata says why).
+        precision: LPIPS arithmetic, `float32` or `bfloat16` (engine.config.PRECISIONS).
         max_pixels: Decompression-bomb limit per image.
         manifest: A golden manifest (JSONL); pairs with `expected_text` get the
             typography columns (engine.typography).
@@ -83,6 +86,7 @@ class ScoreOptions:
     net: str = DEFAULT_NET
     resume: bool = False
     no_lpips: bool = False
+    precision: str = "float32"
     max_pixels: int = DEFAULT_MAX_PIXELS
     manifest: Path | None = None
     ocr_workers: int | None = None
@@ -178,9 +182,32 @@ class Scorer:
     model: Any  # the LPIPS module (engine.models), or None with --no-lpips
     device: torch.device
     net: str
+    energy: Callable[[], float | None] | None = None  # joules so far (engine.telemetry.NvmlSampler)
+    precision: str = "float32"
+    warmup_ms: float = 0.0
+    _warm: set[tuple[int, int]] = field(default_factory=set)
+
+    def _warm_up(self, h: int, w: int) -> None:
+        """One untimed pass before the first batch of a size (on CUDA: of each size).
+
+        The first CUDA call creates the context and loads kernels, and each new shape may
+        pick new convolution algorithms; that one-off cost would otherwise land on the
+        first batch's pairs. It is reported as `warmup_ms` instead.
+        """
+        import numpy as np
+
+        key = (h, w) if self.device.type == "cuda" else (0, 0)
+        if key in self._warm:
+            return
+        self._warm.add(key)
+        started = time.perf_counter()
+        blank = np.zeros((1, h, w, 4), np.uint8)
+        dummy = DecodedPair("warm-up", None, None, blank[0], None, 0.0)
+        self.score([dummy], None, _blank=blank)
+        self.warmup_ms += (time.perf_counter() - started) * 1000.0
 
     def score(
-        self, items: list[DecodedPair], ignored: list[Any] | None = None
+        self, items: list[DecodedPair], ignored: list[Any] | None = None, *, _blank: Any = None
     ) -> tuple[list[dict[str, Any]], float, float | None]:
         """Score one bucket: LPIPS and the kernels' metrics on one device batch.
 
@@ -199,13 +226,18 @@ class Scorer:
         from engine.models import upscale_factor
         from engine.telemetry import time_batch
 
-        base = np.stack([it.baseline.rgba for it in items if it.baseline is not None])
+        if _blank is None:
+            base = np.stack([it.baseline.rgba for it in items if it.baseline is not None])
+            self._warm_up(base.shape[1], base.shape[2])
+        else:
+            base = _blank
         cand = np.stack([it.candidate_aligned for it in items if it.candidate_aligned is not None])
         both_alpha = [
             bool(it.baseline and it.candidate and it.baseline.has_alpha and it.candidate.has_alpha) for it in items
         ]
         h, w = base.shape[1:3]
         factor = upscale_factor(self.net, h, w)
+        energy_before = self.energy() if self.energy is not None else None
         with torch.inference_mode(), time_batch(self.device) as timing:
             # uint8 crosses to the device (4x less than float); conversion happens there.
             tb = torch.from_numpy(base).to(self.device)
@@ -223,9 +255,15 @@ class Scorer:
                     size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1))
                     x0 = F.interpolate(x0, size=size, mode="bilinear", align_corners=False)
                     x1 = F.interpolate(x1, size=size, mode="bilinear", align_corners=False)
-                for row, value in zip(rows, self.model(x0, x1).float().cpu().tolist(), strict=True):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                    distances = self.model(x0, x1)
+                for row, value in zip(rows, distances.float().cpu().tolist(), strict=True):
                     row[schema.LPIPS.name] = value
                     row[schema.LPIPS_UPSCALED.name] = factor > 1.0
+        energy_after = self.energy() if self.energy is not None else None
+        if energy_before is not None and energy_after is not None:
+            for row in rows:
+                row[schema.RUN_ENERGY_J.name] = (energy_after - energy_before) / len(rows)
         return rows, timing.wall_ms, timing.gpu_ms
 
 
@@ -455,6 +493,7 @@ def start_metadata(
         schema.META_TORCH_VERSION: str(torch.__version__),
         schema.META_LPIPS_NET: "" if opts.no_lpips else opts.net,
         schema.META_LPIPS_VERSION: lpips_version,
+        schema.META_PRECISION: "" if opts.no_lpips else opts.precision,
         schema.META_BASELINE_ROOT: _root(opts.baseline),
         schema.META_CANDIDATE_ROOT: _root(opts.candidate),
         schema.META_STARTED_AT: old_meta.get(schema.META_STARTED_AT, _now()),
@@ -524,6 +563,8 @@ def run_score(
         raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
     if opts.output.is_dir():
         raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
+    if opts.precision not in PRECISIONS:
+        raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
     try:
         device = select_device(opts.device)
     except DeviceError as exc:
@@ -554,7 +595,10 @@ def run_score(
             resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
             meta[schema.META_RESUMED_AT] = ",".join([*resumed, _now()])
         journal = RunJournal(opts.output, meta, carried)
-        scorer = Scorer(model, device, opts.net)
+        nvml = NvmlSampler(device.index or 0).start() if device.type == "cuda" else None
+        scorer = Scorer(
+            model, device, opts.net, energy=nvml.energy_j if nvml is not None else None, precision=opts.precision
+        )
         buckets = _Buckets(batch_size)
         pending_rows: list[dict[str, Any]] = []
 
@@ -567,7 +611,7 @@ def run_score(
         for p in unscorable:
             emit(missing_row(p))
         last_flush = time.perf_counter()
-        compute_s = worker_rss = 0.0
+        compute_s = gpu_s = worker_rss = 0.0
         batches = 0
 
         def flush(force: bool = False) -> None:
@@ -584,10 +628,11 @@ def run_score(
         ignored: dict[str, Any] = {}  # pair_id -> ignored pixels, until its bucket is scored
 
         def run_bucket(items: list[tuple[Pair, DecodedPair]]) -> None:
-            nonlocal compute_s, batches
+            nonlocal compute_s, gpu_s, batches
             masks = [ignored.pop(pair.pair_id, None) for pair, _ in items]
             metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items], masks)
             compute_s += wall_ms / 1000.0
+            gpu_s += (gpu_ms or 0.0) / 1000.0
             batches += 1
             for row in metric_rows(items, metrics, masks, wall_ms, gpu_ms):
                 emit(row)
@@ -644,7 +689,16 @@ def run_score(
             "workers": workers,
             "batch_size": batch_size,
             "torch_threads": torch.get_num_threads(),
+            "warmup_ms": round(scorer.warmup_ms, 1),
         }
+        if nvml is not None:
+            summary = nvml.stop()
+            meta[schema.META_NVML] = dumps_meta(summary)
+            stats["gpu_s_per_1000_pairs"] = round(gpu_s * 1000.0 / max(1, len(todo)), 3)
+            if summary["energy_j"] is not None and todo:
+                stats["energy_per_pair_j"] = round(summary["energy_j"] / len(todo), 4)
+        else:
+            meta[schema.META_NVML] = dumps_meta({"notes": ["no CUDA device: no GPU telemetry; compute_ms is CPU time"]})
         if typo is not None:
             unmatched = sorted(set(typo.manifest.entries) - {p.pair_id for p in pairing.pairs})
             stats["text_checked"] = typo.checked

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +99,129 @@ def time_batch(device: torch.device) -> Iterator[BatchTiming]:
     timing.wall_ms = (time.perf_counter() - t0) * 1000.0
 
 
+class NvmlSampler:
+    """GPU telemetry from NVML (`pynvml`, from nvidia-ml-py), sampled in a background thread.
+
+    Energy comes from the device's total-energy counter where the device supports it,
+    else from power draw integrated over time. Utilisation, memory used (and its peak)
+    and the SM clock are sampled every `interval_s`. Every NVML failure (no library, no
+    permission, an unsupported counter) costs one field and adds a note; none stops a run.
+
+    Args:
+        index: CUDA device index.
+        interval_s: Sampling period.
+    """
+
+    def __init__(self, index: int = 0, interval_s: float = 0.05) -> None:
+        self.notes: list[str] = []
+        self.available = False
+        self._interval = interval_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._samples: dict[str, list[float]] = {"util": [], "mem_mb": [], "sm_mhz": []}
+        self._power_j = 0.0
+        self._last_power: tuple[float, float] | None = None
+        self.device = self.driver = ""
+        try:
+            import pynvml
+
+            self._nvml = pynvml
+            pynvml.nvmlInit()
+        except Exception as exc:  # ImportError or any NVMLError: NVML is simply not there
+            self.notes.append(f"NVML unavailable ({type(exc).__name__}: {exc}): GPU energy and utilisation are null")
+            return
+        try:
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        except pynvml.NVMLError as exc:
+            self.notes.append(f"NVML has no device {index} ({exc})")
+            return
+        self.available = True
+        self.device = self._read("device name", lambda: str(pynvml.nvmlDeviceGetName(self._handle))) or ""
+        self.driver = self._read("driver version", lambda: str(pynvml.nvmlSystemGetDriverVersion())) or ""
+        self._counter = self._read("energy counter", self._counter_mj) is not None
+        if not self._counter:
+            self.notes.append("no total-energy counter on this device: energy is power integrated over time")
+
+    def _read(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # one NVML field failing must not stop the run
+            note = f"NVML {what}: {exc}"
+            if note not in self.notes:
+                self.notes.append(note)
+            return None
+
+    def _counter_mj(self) -> float:
+        return float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+
+    def _sample(self) -> None:
+        nvml, handle = self._nvml, self._handle
+        util = self._read("utilisation", lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        mem = self._read("memory", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20)
+        clock = self._read("SM clock", lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
+        power = None if self._counter else self._read("power", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+        now = time.perf_counter()
+        with self._lock:
+            for key, value in (("util", util), ("mem_mb", mem), ("sm_mhz", clock)):
+                if value is not None:
+                    self._samples[key].append(float(value))
+            if power is not None:
+                if self._last_power is not None:
+                    t0, p0 = self._last_power
+                    self._power_j += (p0 + power) / 2.0 * (now - t0)  # trapezoid rule
+                self._last_power = (now, power)
+
+    def energy_j(self) -> float | None:
+        """Energy used by the device so far (counter), or integrated since `start`; None without NVML."""
+        if not self.available:
+            return None
+        if self._counter:
+            value = self._read("energy counter", self._counter_mj)
+            return None if value is None else value / 1000.0
+        self._sample()
+        with self._lock:
+            return self._power_j
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def start(self) -> NvmlSampler:
+        """Start sampling (a no-op without NVML)."""
+        if self.available:
+            self._start_energy = self.energy_j()
+            self._thread = threading.Thread(target=self._run, name="pixgate-nvml", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        """Stop sampling; the run-level summary (null fields where NVML could not say)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        summary: dict[str, Any] = {"device": self.device or None, "driver": self.driver or None}
+        energy = None
+        if self.available:
+            end = self.energy_j()
+            if end is not None and self._start_energy is not None:
+                energy = end - self._start_energy
+        with self._lock:
+            util, mem, clock = self._samples["util"], self._samples["mem_mb"], self._samples["sm_mhz"]
+            summary.update(
+                {
+                    "energy_j": round(energy, 3) if energy is not None else None,
+                    "energy_source": None if energy is None else ("counter" if self._counter else "power integral"),
+                    "utilisation_mean_pct": round(sum(util) / len(util), 1) if util else None,
+                    "memory_used_peak_mb": round(max(mem), 1) if mem else None,
+                    "sm_clock_mean_mhz": round(sum(clock) / len(clock)) if clock else None,
+                    "samples": len(util),
+                }
+            )
+        summary["notes"] = list(self.notes)
+        return summary
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process, MiB.
 
@@ -120,6 +244,7 @@ __all__ = [
     "DEVICES",
     "BatchTiming",
     "DeviceError",
+    "NvmlSampler",
     "cpu_count",
     "device_name",
     "peak_rss_mb",

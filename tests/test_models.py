@@ -97,3 +97,20 @@ def test_wrong_weights_file_is_named(tmp_path: Path, weights_for: Callable[[str]
         load_lpips("alex", junk)
     with pytest.raises(ValueError, match="net must be one of alex, vgg, squeeze"):
         load_lpips("resnet", junk)
+
+
+def test_bfloat16_stays_within_the_reduced_precision_bound(alex_weights: Path) -> None:
+    """Measured here: the largest difference over these pairs is printed with `pytest -s`."""
+    from engine.config import REDUCED_PRECISION_ATOL
+
+    model = load_lpips("alex", alex_weights)
+    worst = 0.0
+    for (h, w), shift in zip([(64, 64), (100, 133), (256, 256)], [0.05, 0.2, 0.5], strict=True):
+        x0, x1 = _batch(h, w, [h, w, h + w], shift=shift)
+        with torch.inference_mode():
+            exact = model(x0, x1)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                reduced = model(x0, x1).float()
+        worst = max(worst, float((reduced - exact).abs().max()))
+    print(f"largest |bfloat16 - float32| LPIPS: {worst:.2e}")
+    assert worst <= REDUCED_PRECISION_ATOL

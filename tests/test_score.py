@@ -355,3 +355,37 @@ def test_ignore_region_that_does_not_fit_is_an_error_row(tmp_path: Path) -> None
     assert row[schema.STATUS.name] == schema.STATUS_ERROR
     assert "ignore box [0, 0, 500, 10] (manifest line 1) lies outside the 128x96 baseline" in row[schema.ERROR.name]
     assert row[schema.BASELINE_WIDTH.name] == 128  # what was decoded is kept
+
+
+def test_cpu_run_records_why_gpu_telemetry_is_missing_and_its_warm_up(
+    make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path
+) -> None:
+    import json
+
+    base, cand = make_pairs([(48, 48), (48, 48), (40, 56)])
+    result = run_score(ScoreOptions(base, cand, tmp_path / "run.arrow", device="cpu", weights=alex_weights))
+    meta = run_metadata(result.table)
+    nvml = json.loads(meta[schema.META_NVML])
+    assert nvml["notes"] == ["no CUDA device: no GPU telemetry; compute_ms is CPU time"]
+    assert result.table.column(schema.RUN_ENERGY_J.name).null_count == 3
+    assert result.stats["warmup_ms"] > 0  # the first batch's one-off cost, kept out of its pairs
+    assert "energy_per_pair_j" not in result.stats
+
+
+def test_bfloat16_run_is_recorded_and_close_to_float32(
+    make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path, tmp_path: Path
+) -> None:
+    from engine.config import REDUCED_PRECISION_ATOL
+
+    base, cand = make_pairs(SIZES[:3])
+    exact = run_score(_opts(base, cand, tmp_path / "f32.arrow", alex_weights)).table
+    reduced = run_score(
+        ScoreOptions(base, cand, tmp_path / "bf16.arrow", device="cpu", weights=alex_weights, precision="bfloat16")
+    ).table
+    assert run_metadata(reduced)[schema.META_PRECISION] == "bfloat16"
+    assert run_metadata(exact)[schema.META_PRECISION] == "float32"
+    a = np.array(exact.column(schema.LPIPS.name).to_pylist())
+    b = np.array(reduced.column(schema.LPIPS.name).to_pylist())
+    np.testing.assert_allclose(b, a, atol=REDUCED_PRECISION_ATOL)
+    with pytest.raises(ScoreConfigError, match="--precision must be one of float32, bfloat16"):
+        run_score(ScoreOptions(base, cand, tmp_path / "x.arrow", device="cpu", no_lpips=True, precision="fp8"))

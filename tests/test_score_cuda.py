@@ -58,6 +58,13 @@ def test_cuda_matches_cpu_and_records_gpu_time(
     assert meta[schema.META_DEVICE].startswith("cuda")
     assert meta[schema.META_DEVICE_NAME] == torch.cuda.get_device_name()
     assert meta[schema.META_GPU_NOTE] == ""
+    import json
+
+    from engine.telemetry import NvmlSampler
+
+    if NvmlSampler().available:
+        energy = runs["cuda"].column(schema.RUN_ENERGY_J.name).to_pylist()
+        assert all(v is not None and v >= 0 for v in energy), json.loads(meta[schema.META_NVML])
 
 
 def test_cuda_reductions_over_kept_pixels_match_cpu() -> None:

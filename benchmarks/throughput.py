@@ -1,0 +1,253 @@
+"""End-to-end throughput, side by side with the references, on the same images and weights.
+
+    python -m benchmarks.throughput [--pairs 200] [--size 512] [--format png|jpeg] [--device auto]
+
+Makes (and caches) a synthetic batch of poster-like pairs (gradients, shapes, text,
+noise), then measures in one invocation:
+
+- `pixgate score` as a user runs it (a fresh process, start-up included);
+- the naive loop of the `lpips` package's own scripts: one pair at a time, load both
+  files, score (model construction timed apart);
+- torchmetrics' batched LPIPS (`_NoTrainLpips`, the module its metric wraps), decoding
+  with Pillow, in batches;
+- a decode-only pass with pixgate's decode workers, one per core: the decoding ceiling.
+
+Prints a table and writes `benchmarks/results/throughput.json` and
+`benchmarks/RESULTS.md`: pairs/s, projected seconds per 2,000 pairs, ratio to the naive
+loop, share of the decode ceiling reached, peak RSS, and (on a GPU with NVML) peak GPU
+memory and energy per pair. Seeded random AlexNet weights stand in when none are
+installed: the weights' values do not change the cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.score_memory import CACHE, RESULTS, ROOT, _weights
+
+PROJECTED_PAIRS = 2000
+
+
+def _make_pair(task: tuple[int, int, str, Path, Path]) -> None:
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    i, size, fmt, base, cand = task
+    ext = ".png" if fmt == "png" else ".jpg"
+    rng = np.random.default_rng(i)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    grad = np.stack([x, y, 1 - x * y], -1) * rng.uniform(120, 255, 3)
+    im = Image.fromarray(np.clip(grad + rng.normal(0, 6, grad.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(6):
+        x0, y0 = (int(v) for v in rng.integers(0, size * 3 // 4, 2))
+        draw.ellipse((x0, y0, x0 + size // 5, y0 + size // 6), fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw.text((size // 20, size // 20), f"SALE {i}", font=ImageFont.load_default(size=max(10, size // 24)),
+              fill=(255, 255, 255))  # fmt: skip
+    draw.text((size // 20, size - size // 10), "Terms apply. See store for details.",
+              font=ImageFont.load_default(size=max(8, size // 48)), fill=(0, 0, 0))  # fmt: skip
+    kwargs = {"quality": 90} if fmt == "jpeg" else {}
+    im.save(base / f"p{i:05d}{ext}", **kwargs)
+    im.filter(ImageFilter.GaussianBlur(0.8)).save(cand / f"p{i:05d}{ext}", **kwargs)
+
+
+def _dataset(pairs: int, size: int, fmt: str) -> tuple[Path, Path]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from engine.telemetry import cpu_count
+
+    root = CACHE / f"throughput-{size}-{fmt}-{pairs}"
+    base, cand = root / "baseline", root / "candidate"
+    ext = ".png" if fmt == "png" else ".jpg"
+    if base.is_dir() and len(list(cand.glob(f"*{ext}"))) == pairs:
+        return base, cand
+    base.mkdir(parents=True, exist_ok=True)
+    cand.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=cpu_count()) as pool:
+        list(pool.map(_make_pair, [(i, size, fmt, base, cand) for i in range(pairs)], chunksize=8))
+    return base, cand
+
+
+def _pixgate(base: Path, cand: Path, weights: Path, device: str, out: Path, precision: str) -> dict[str, Any]:
+    from engine.arrow_io import read_run, run_metadata
+    from engine.schema import META_NVML, META_STATS
+
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
+           "--device", device, "--precision", precision, "-q"]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"pixgate score failed ({done.returncode}): {done.stderr[-2000:]}")
+    meta = run_metadata(read_run(out))
+    stats = json.loads(meta[META_STATS])
+    nvml = json.loads(meta.get(META_NVML, "{}"))
+    return {
+        "wall_s": wall,
+        "run_wall_s": stats["wall_s"],
+        "peak_rss_mb": stats["peak_rss_mb"]["main"],
+        "warmup_ms": stats.get("warmup_ms"),
+        "energy_per_pair_j": stats.get("energy_per_pair_j"),
+        "gpu_memory_peak_mb": nvml.get("memory_used_peak_mb"),
+        "decode_wait_share": stats["decode_wait_share"],
+    }
+
+
+def _naive(base: Path, cand: Path, weights: Path, device: str, limit: int) -> dict[str, Any]:
+    import lpips
+    import torch
+    from PIL import Image
+
+    from engine.models import reference_lpips
+
+    started = time.perf_counter()
+    model = reference_lpips("alex", weights).to(device)
+    build = time.perf_counter() - started
+    files = sorted(base.iterdir())[:limit]
+    started = time.perf_counter()
+    with torch.no_grad():
+        for path in files:
+            a = lpips.im2tensor(np.asarray(Image.open(path).convert("RGB"))).to(device)
+            b = lpips.im2tensor(np.asarray(Image.open(cand / path.name).convert("RGB"))).to(device)
+            model(a, b).item()
+    return {"wall_s": time.perf_counter() - started, "pairs": len(files), "build_s": build}
+
+
+def _torchmetrics(base: Path, cand: Path, weights: Path, device: str, limit: int, batch: int) -> dict[str, Any]:
+    import torch
+    from PIL import Image
+    from torchmetrics.functional.image.lpips import _NoTrainLpips
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model = _NoTrainLpips(net="alex", pnet_rand=True)
+    for block in model.net.children():
+        for index, layer in block.named_children():
+            prefix = f"features.{index}."
+            layer.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    model = model.eval().to(device)
+    files = sorted(base.iterdir())[:limit]
+    started = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(files), batch):
+            chunk = files[i : i + batch]
+            a = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))) for p in chunk])
+            b = torch.stack([torch.from_numpy(np.array(Image.open(cand / p.name).convert("RGB"))) for p in chunk])
+            a = a.permute(0, 3, 1, 2).float().div(255).to(device)
+            b = b.permute(0, 3, 1, 2).float().div(255).to(device)
+            model(a, b, normalize=True).flatten().cpu()
+    return {"wall_s": time.perf_counter() - started, "pairs": len(files)}
+
+
+def _decode_only(base: Path, cand: Path) -> dict[str, Any]:
+    from engine.pairing import pair_directories
+    from engine.telemetry import cpu_count
+    from engine.workers import DecodePool
+
+    pairs = [p for p in pair_directories(base, cand).pairs if p.scorable]
+    started = time.perf_counter()
+    pool = DecodePool(pairs, cpu_count(), 100_000_000)
+    done = 0
+    try:
+        pool.refill()
+        while pool.busy:
+            done += len(pool.collect(block=True))
+    finally:
+        pool.close()
+    return {"wall_s": time.perf_counter() - started, "pairs": done, "workers": cpu_count()}
+
+
+def main() -> None:
+    import torch
+
+    from engine.telemetry import device_name, select_device
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--format", choices=("png", "jpeg"), default="png")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--reference-pairs", type=int, default=100, help="pairs timed for the two references")
+    args = parser.parse_args()
+    device = select_device(args.device)
+    base, cand = _dataset(args.pairs, args.size, args.format)
+    weights = _weights()
+    n_ref = min(args.reference_pairs, args.pairs)
+    ours = _pixgate(base, cand, weights, device.type, CACHE / "throughput.arrow", "float32")
+    fast = _pixgate(base, cand, weights, device.type, CACHE / "throughput-bf16.arrow", "bfloat16")
+    naive = _naive(base, cand, weights, device.type, n_ref)
+    batch = 32 if device.type == "cuda" else 4
+    tm = _torchmetrics(base, cand, weights, device.type, n_ref, batch)
+    ceiling = _decode_only(base, cand)
+    rates = {
+        "pixgate score (end to end, start-up included)": args.pairs / ours["wall_s"],
+        "pixgate score (run wall, after start-up)": args.pairs / ours["run_wall_s"],
+        "pixgate score --precision bfloat16 (end to end)": args.pairs / fast["wall_s"],
+        "pixgate score --precision bfloat16 (run wall)": args.pairs / fast["run_wall_s"],
+        "lpips package naive loop": naive["pairs"] / naive["wall_s"],
+        f"torchmetrics LPIPS, batch {batch}": tm["pairs"] / tm["wall_s"],
+        "decode only (ceiling)": ceiling["pairs"] / ceiling["wall_s"],
+    }
+    naive_rate = rates["lpips package naive loop"]
+    ceiling_rate = rates["decode only (ceiling)"]
+    table = {
+        name: {
+            "pairs_per_s": round(rate, 2),
+            "s_per_2000_pairs": round(PROJECTED_PAIRS / rate, 1),
+            "ratio_to_naive": round(rate / naive_rate, 3),
+            "share_of_decode_ceiling": round(rate / ceiling_rate, 3),
+        }
+        for name, rate in rates.items()
+    }
+    result = {
+        "machine": device_name(device) if device.type == "cuda" else device_name(torch.device("cpu")),
+        "device": str(device),
+        "pairs": args.pairs,
+        "size": args.size,
+        "format": args.format,
+        "reference_pairs": n_ref,
+        "table": table,
+        "pixgate": ours,
+        "pixgate_bfloat16": fast,
+        "naive_model_build_s": round(naive["build_s"], 2),
+        "decode_workers": ceiling["workers"],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"| {name} | {r['pairs_per_s']} | {r['s_per_2000_pairs']} | {r['ratio_to_naive']} | "
+        f"{r['share_of_decode_ceiling']} |"
+        for name, r in table.items()
+    ]
+    md = "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            "Latest `python -m benchmarks.throughput` run (regenerated by it; other benchmarks write",
+            "`benchmarks/results/*.json`).",
+            "",
+            f"- machine: {result['machine']}; device: {result['device']}",
+            f"- {args.pairs} pairs of {args.size}x{args.size} {args.format.upper()}; the references timed on "
+            f"{n_ref} of them; decode ceiling with {ceiling['workers']} workers",
+            f"- pixgate peak RSS {ours['peak_rss_mb']} MiB, warm-up {ours['warmup_ms']} ms, "
+            f"energy per pair {ours['energy_per_pair_j']} J, peak GPU memory {ours['gpu_memory_peak_mb']} MiB",
+            "",
+            "| pipeline | pairs/s | s per 2,000 pairs | ratio to naive | share of decode ceiling |",
+            "| --- | --- | --- | --- | --- |",
+            *lines,
+            "",
+        ]
+    )
+    (ROOT / "RESULTS.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

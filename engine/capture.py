@@ -45,10 +45,7 @@ from engine.config import (
 
 CAPTURE_FILE = "capture.arrow"
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
-_GPU_NOTE = (
-    "not metered: per-image GPU time and energy are read only from generators that report them; "
-    "NVML metering of local commands is not implemented"
-)
+_HTTP_GPU_NOTE = "HTTP generators: gpu_ms and energy_j as reported in X-GPU-Ms and X-Energy-J response headers"
 
 
 class CaptureConfigError(ValueError):
@@ -233,7 +230,20 @@ class _Http:
 
 
 class _Command:
-    def __init__(self, template: str, timeout_s: float) -> None:
+    def __init__(self, template: str, timeout_s: float, concurrency: int) -> None:
+        from engine.telemetry import NvmlSampler
+
+        # NVML's device energy counter around each command run: the command's own energy
+        # when it runs alone on the GPU (--concurrency 1), a share of the device's otherwise.
+        self.nvml = NvmlSampler()
+        if self.nvml.available:
+            shared = "" if concurrency == 1 else f" (shared by up to {concurrency} commands running at once)"
+            self.gpu_note = (
+                f"local command: energy_j is the device's energy during the command{shared}, from NVML on "
+                f"{self.nvml.device}; gpu_ms is not metered (it needs NVML per-process accounting)"
+            )
+        else:
+            self.gpu_note = f"local command: gpu_ms and energy_j not metered: {'; '.join(self.nvml.notes)}"
         try:
             self.argv = shlex.split(template)
         except ValueError as exc:
@@ -255,7 +265,9 @@ class _Command:
         out.unlink(missing_ok=True)
         started = time.perf_counter()
         try:
+            energy_before = self.nvml.energy_j()
             done = subprocess.run(argv, capture_output=True, timeout=self.timeout_s, check=False)
+            energy_after = self.nvml.energy_j()
         except subprocess.TimeoutExpired:
             return _Attempt(False, True, f"command ran past its {self.timeout_s:g} s timeout")
         except OSError as exc:
@@ -266,7 +278,8 @@ class _Command:
             return _Attempt(False, True, f"command exited {done.returncode}: {tail!r}", latency_ms=latency)
         if not out.is_file():
             return _Attempt(False, False, f"command exited 0 but wrote no {out.name}", latency_ms=latency)
-        return _Attempt(True, False, image=out.read_bytes(), latency_ms=latency)
+        energy = None if energy_before is None or energy_after is None else energy_after - energy_before
+        return _Attempt(True, False, image=out.read_bytes(), latency_ms=latency, energy_j=energy)
 
 
 @dataclass
@@ -337,13 +350,13 @@ def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] |
     engine = (
         _Http(opts.endpoint, opts.timeout_s, opts.concurrency)
         if opts.endpoint is not None
-        else _Command(str(opts.command), opts.timeout_s)
+        else _Command(str(opts.command), opts.timeout_s, opts.concurrency)
     )
     meta = {
         schema.META_PIXGATE_VERSION: __version__,
         schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
         schema.META_ENGINE: opts.endpoint or f"command: {opts.command}",
-        schema.META_GPU_METERING: _GPU_NOTE,
+        schema.META_GPU_METERING: engine.gpu_note if isinstance(engine, _Command) else _HTTP_GPU_NOTE,
         schema.META_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         schema.META_SETTINGS: json.dumps(
             {
@@ -377,7 +390,10 @@ def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] |
             attempts = attempt
             with lock:
                 requests += 1
-            result = engine.attempt(prompt, staging)
+            try:
+                result = engine.attempt(prompt, staging)
+            except Exception as exc:  # one prompt's unexpected failure is its error row, not the run's end
+                result = _Attempt(False, False, f"internal error: {type(exc).__name__}: {exc}")
             if result.ok:
                 try:
                     decoded = decode_bytes(result.image or b"")

@@ -367,6 +367,9 @@ class _Typography:
                 # unseen: the row becomes an error that gates and summaries report.
                 row[schema.STATUS.name] = schema.STATUS_ERROR
                 row[schema.ERROR.name] = str(exc)
+            except Exception as exc:  # a bug in one pair's check must not stop the batch
+                row[schema.STATUS.name] = schema.STATUS_ERROR
+                row[schema.ERROR.name] = f"typography: internal error: {type(exc).__name__}: {exc}"
             out.append(row)
 
 

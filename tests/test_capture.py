@@ -158,6 +158,15 @@ def test_command_generator_and_its_failures(tmp_path: Path) -> None:
     result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", command=template, concurrency=2))
     assert result.all_ok
     assert (tmp_path / "out" / "coffee.png").read_bytes() == generate("coffee beans", 3)
+    from engine.arrow_io import run_metadata
+    from engine.telemetry import NvmlSampler
+
+    note = run_metadata(result.table)[schema.META_GPU_METERING]
+    energy = result.table.column(schema.ENERGY_J.name)
+    if NvmlSampler().available:
+        assert "energy_j is the device's energy" in note and energy.null_count == 0
+    else:
+        assert "not metered: NVML unavailable" in note and energy.null_count == len(PROMPTS)
     failing = f"{sys.executable} -c 'import sys; sys.exit(3)' {{out}}"
     opts = CaptureOptions(_prompts(tmp_path), tmp_path / "bad", command=failing, max_attempts=2,
                           backoff_s=TEST_BACKOFF_S)  # fmt: skip

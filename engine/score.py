@@ -188,18 +188,20 @@ class Scorer:
     _warm: set[tuple[int, int]] = field(default_factory=set)
 
     def _warm_up(self, h: int, w: int) -> None:
-        """One untimed pass before the first batch of a size (on CUDA: of each size).
+        """One untimed pass, at the first batch's size, before the first batch.
 
-        The first CUDA call creates the context and loads kernels, and each new shape may
-        pick new convolution algorithms; that one-off cost would otherwise land on the
-        first batch's pairs. It is reported as `warmup_ms` instead.
+        The first call creates the CUDA context, loads kernels and allocates the caching
+        allocator's first blocks (on a CPU: oneDNN primitives and buffers); that one-off
+        cost would otherwise land on the first batch's pairs. It is reported as
+        `warmup_ms` instead. Once per run, not per size: runs of many distinct sizes
+        would otherwise pay a second pass for each (cudnn autotuning, the per-shape cost,
+        is off).
         """
         import numpy as np
 
-        key = (h, w) if self.device.type == "cuda" else (0, 0)
-        if key in self._warm:
+        if self._warm:
             return
-        self._warm.add(key)
+        self._warm.add((h, w))
         started = time.perf_counter()
         blank = np.zeros((1, h, w, 4), np.uint8)
         dummy = DecodedPair("warm-up", None, None, blank[0], None, 0.0)

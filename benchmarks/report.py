@@ -2,7 +2,7 @@
 
     python -m benchmarks.report [--pairs 2000] [--size 1024] [--top 20]
 
-Makes (and caches) `--top` distinct 1024x1024 PNG pairs, a run of `--pairs` rows over
+Uses (and caches) `--top` distinct 1024x1024 PNG pairs from the throughput benchmark, a run of `--pairs` rows over
 them, and builds the report twice: as shipped (thumbnails and maps) and, for reference
 in the same run, the size the shown pictures would take inlined as their original PNGs.
 Reports build seconds, MB, and the size ratio. Writes `benchmarks/results/report.json`.
@@ -16,33 +16,11 @@ import base64
 import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.score_memory import RESULTS, ROOT, _weights
-
-
-def _images(folder: Path, count: int, size: int) -> list[tuple[Path, Path]]:
-    from PIL import Image, ImageDraw, ImageFilter
-
-    folder.mkdir(parents=True, exist_ok=True)
-    pairs = []
-    for i in range(count):
-        b, c = folder / f"b{i}.png", folder / f"c{i}.png"
-        if not (b.exists() and c.exists()):
-            rng = np.random.default_rng(i)
-            y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-            grad = np.stack([x, y, 1 - x * y], -1) * rng.uniform(120, 255, 3)
-            im = Image.fromarray(np.clip(grad + rng.normal(0, 6, grad.shape), 0, 255).astype(np.uint8))
-            draw = ImageDraw.Draw(im)
-            for _ in range(8):
-                x0, y0 = rng.integers(0, size - size // 4, 2)
-                draw.ellipse((x0, y0, x0 + size // 5, y0 + size // 6), fill=tuple(rng.integers(0, 255, 3).tolist()))
-            im.save(b)
-            im.filter(ImageFilter.GaussianBlur(1.5)).save(c)
-        pairs.append((b, c))
-    return pairs
+from benchmarks.throughput import _dataset
 
 
 def main() -> None:
@@ -57,7 +35,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
     cache = ROOT / ".cache" / f"report-{args.size}"
-    pairs = _images(cache, args.top, args.size)
+    cache.mkdir(parents=True, exist_ok=True)
+    # The throughput benchmark's poster-like pairs (made in parallel, cached).
+    base, cand = _dataset(args.top, args.size, "png")
+    pairs = [(b, cand / b.name) for b in sorted(base.iterdir())]
     rng = np.random.default_rng(0)
     rows = [
         {

@@ -36,19 +36,20 @@ class ReplayResult:
         return all(v is True for v in self.table.column(schema.BYTE_IDENTICAL.name).to_pylist())
 
 
-def _compare(first: Path, other: Path, model: Any) -> tuple[int | None, float | None]:
+def _compare(first: np.ndarray, other: Path, model: Any) -> tuple[int | None, float | None]:
+    """Largest channel difference and LPIPS between the first run's pixels and another run's file."""
     from engine.decode import decode_image
 
-    a, b = decode_image(first).rgba, decode_image(other).rgba
-    if a.shape != b.shape:
+    b = decode_image(other).rgba
+    if first.shape != b.shape:
         return None, None
-    diff = int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+    diff = int(np.abs(first.astype(np.int16) - b.astype(np.int16)).max())
     if model is None:
         return diff, None
     import torch
 
     with torch.inference_mode():
-        x0, x1 = model.prepare(torch.from_numpy(a.copy())[None]), model.prepare(torch.from_numpy(b.copy())[None])
+        x0, x1 = model.prepare(torch.from_numpy(first.copy())[None]), model.prepare(torch.from_numpy(b.copy())[None])
         return diff, float(model(x0, x1)[0])
 
 
@@ -82,8 +83,11 @@ def run_replay(opts: CaptureOptions, runs: int, *, weights: Path | None = None, 
             continue
         paths = [opts.out / f"run{k}" / c[schema.IMAGE.name] for k, c in enumerate(captured, 1)]
         diffs, distances = [], []
+        from engine.decode import decode_image
+
+        first = decode_image(paths[0]).rgba  # once, not once per other run
         for path in paths[1:]:
-            diff, distance = _compare(paths[0], path, model)
+            diff, distance = _compare(first, path, model)
             diffs.append(diff)
             distances.append(distance)
         row.update(

@@ -2,7 +2,8 @@
 # The GPU checks in one call, for a session that is lent a GPU machine (nvidia-h200).
 # That machine has torch, numba, numba-cuda, pyarrow, typer, rich, Pillow, SciPy and
 # scikit-image; the rest travels as wheels. Prepare them here, once:
-#   python3 -m pip download --no-deps lpips==0.1.4 nvidia-ml-py torchmetrics lightning-utilities -d .whl
+#   python3 -m pip download --no-deps lpips==0.1.4 nvidia-ml-py torchmetrics lightning-utilities \
+#       imagecodecs -d .whl   (about 28 MB; imagecodecs is the largest)
 # then run, with .whl carried:   bash benchmarks/gpu_check.sh
 # It runs the CUDA tests (parity with the CPU path, CUDA-event timings), the kernel tests,
 # and the kernel-vs-LPIPS benchmark on CPU and GPU; logs and JSON land in $OUT.

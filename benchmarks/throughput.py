@@ -10,7 +10,12 @@ noise), then measures in one invocation:
   files, score (model construction timed apart);
 - torchmetrics' batched LPIPS (`_NoTrainLpips`, the module its metric wraps), decoding
   with Pillow, in batches;
-- a decode-only pass with pixgate's decode workers, one per core: the decoding ceiling.
+- pixgate's LPIPS forward passes alone on pre-decoded pairs (float32 and bfloat16), the
+  yardstick for what decoding, the kernels and the pipeline add;
+- a decode-only pass with pixgate's decode workers, one per core: the decoding ceiling;
+- each image decoder on one core (`benchmarks.decoders`).
+
+pixgate runs three times: float32, bfloat16, and float32 with `PIXGATE_DECODER=pillow`.
 
 Prints a table and writes `benchmarks/results/throughput.json` and
 `benchmarks/RESULTS.md`: pairs/s, projected seconds per 2,000 pairs, ratio to the naive
@@ -75,24 +80,34 @@ def _dataset(pairs: int, size: int, fmt: str) -> tuple[Path, Path]:
     return base, cand
 
 
-def _pixgate(base: Path, cand: Path, weights: Path, device: str, out: Path, precision: str) -> dict[str, Any]:
+def _pixgate(
+    base: Path, cand: Path, weights: Path, device: str, out: Path, precision: str, decoder: str = "auto"
+) -> dict[str, Any]:
+    import os
+
     from engine.arrow_io import read_run, run_metadata
-    from engine.schema import META_NVML, META_STATS
+    from engine.config import DECODER_ENV
+    from engine.schema import LPIPS, META_NVML, META_STATS
 
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
            "--device", device, "--precision", precision, "-q"]  # fmt: skip
+    env = {**os.environ, DECODER_ENV: decoder}
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"pixgate score failed ({done.returncode}): {done.stderr[-2000:]}")
-    meta = run_metadata(read_run(out))
+    table = read_run(out)
+    meta = run_metadata(table)
     stats = json.loads(meta[META_STATS])
     nvml = json.loads(meta.get(META_NVML, "{}"))
     return {
         "wall_s": wall,
         "run_wall_s": stats["wall_s"],
+        "startup_s": stats["startup_s"],
+        "steady_pairs_per_s": stats["steady_pairs_per_s"],
+        "lpips": table.column(LPIPS.name).to_pylist(),
         "peak_rss_mb": stats["peak_rss_mb"]["main"],
         "warmup_ms": stats.get("warmup_ms"),
         "energy_per_pair_j": stats.get("energy_per_pair_j"),
@@ -146,6 +161,36 @@ def _torchmetrics(base: Path, cand: Path, weights: Path, device: str, limit: int
     return {"wall_s": time.perf_counter() - started, "pairs": len(files)}
 
 
+def _lpips_alone(
+    base: Path, cand: Path, weights: Path, device: str, limit: int, batch: int, precision: str
+) -> dict[str, Any]:
+    """pixgate's LPIPS forward passes alone: the same model, batch size and precision, on
+    pairs decoded and prepared beforehand, so decoding, the kernels and the pipeline are
+    all left out. The yardstick for what they add."""
+    import torch
+
+    from engine.decode import decode_pair
+    from engine.models import load_lpips
+
+    files = sorted(base.iterdir())[:limit]
+    dev = torch.device(device)
+    model = load_lpips("alex", weights).to(dev)
+    batches = []
+    with torch.inference_mode():
+        for i in range(0, len(files), batch):
+            pairs = [decode_pair(p.stem, p, cand / p.name) for p in files[i : i + batch]]
+            tb = torch.from_numpy(np.stack([dp.baseline.rgba for dp in pairs if dp.baseline is not None])).to(dev)
+            tc = torch.from_numpy(np.stack([dp.candidate_aligned for dp in pairs if dp.candidate_aligned is not None]))
+            batches.append((model.prepare(tb), model.prepare(tc.to(dev))))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            model(*batches[0]).cpu()  # warm-up, as pixgate's own
+            started = time.perf_counter()
+            for x0, x1 in batches:
+                model(x0, x1).float().cpu()
+            wall = time.perf_counter() - started
+    return {"wall_s": wall, "pairs": len(files)}
+
+
 def _decode_only(base: Path, cand: Path) -> dict[str, Any]:
     from engine.pairing import pair_directories
     from engine.telemetry import cpu_count
@@ -176,24 +221,41 @@ def main() -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--reference-pairs", type=int, default=100, help="pairs timed for the two references")
     args = parser.parse_args()
+    from benchmarks.decoders import measure as measure_decoders
+    from engine.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA
+
     device = select_device(args.device)
     base, cand = _dataset(args.pairs, args.size, args.format)
     weights = _weights()
     n_ref = min(args.reference_pairs, args.pairs)
     ours = _pixgate(base, cand, weights, device.type, CACHE / "throughput.arrow", "float32")
     fast = _pixgate(base, cand, weights, device.type, CACHE / "throughput-bf16.arrow", "bfloat16")
+    pillow = _pixgate(base, cand, weights, device.type, CACHE / "throughput-pillow.arrow", "float32", "pillow")
     naive = _naive(base, cand, weights, device.type, n_ref)
     batch = 32 if device.type == "cuda" else 4
     tm = _torchmetrics(base, cand, weights, device.type, n_ref, batch)
+    ours_batch = DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU
+    alone = _lpips_alone(base, cand, weights, device.type, n_ref, ours_batch, "float32")
+    alone_bf16 = _lpips_alone(base, cand, weights, device.type, n_ref, ours_batch, "bfloat16")
     ceiling = _decode_only(base, cand)
+    decoders = measure_decoders(sorted(base.iterdir()))
+    bf16_diff = max(abs(a - b) for a, b in zip(ours["lpips"], fast["lpips"], strict=True))
     rates = {
         "pixgate score (end to end, start-up included)": args.pairs / ours["wall_s"],
-        "pixgate score (run wall, after start-up)": args.pairs / ours["run_wall_s"],
+        "pixgate score (after start-up)": ours["steady_pairs_per_s"],
         "pixgate score --precision bfloat16 (end to end)": args.pairs / fast["wall_s"],
-        "pixgate score --precision bfloat16 (run wall)": args.pairs / fast["run_wall_s"],
+        "pixgate score --precision bfloat16 (after start-up)": fast["steady_pairs_per_s"],
+        "pixgate score, Pillow decoding only (after start-up)": pillow["steady_pairs_per_s"],
         "lpips package naive loop": naive["pairs"] / naive["wall_s"],
         f"torchmetrics LPIPS, batch {batch}": tm["pairs"] / tm["wall_s"],
+        "pixgate LPIPS forward alone, float32": alone["pairs"] / alone["wall_s"],
+        "pixgate LPIPS forward alone, bfloat16": alone_bf16["pairs"] / alone_bf16["wall_s"],
         "decode only (ceiling)": ceiling["pairs"] / ceiling["wall_s"],
+    }
+    # What decoding, the kernels and the pipeline add over the forward passes alone.
+    overhead = {
+        "float32": rates["pixgate LPIPS forward alone, float32"] / ours["steady_pairs_per_s"] - 1.0,
+        "bfloat16": rates["pixgate LPIPS forward alone, bfloat16"] / fast["steady_pairs_per_s"] - 1.0,
     }
     naive_rate = rates["lpips package naive loop"]
     ceiling_rate = rates["decode only (ceiling)"]
@@ -214,8 +276,12 @@ def main() -> None:
         "format": args.format,
         "reference_pairs": n_ref,
         "table": table,
-        "pixgate": ours,
-        "pixgate_bfloat16": fast,
+        "overhead_over_lpips_alone": {k: round(v, 3) for k, v in overhead.items()},
+        "bfloat16_max_abs_lpips_diff": bf16_diff,
+        "decoders": decoders,
+        "pixgate": {k: v for k, v in ours.items() if k != "lpips"},
+        "pixgate_bfloat16": {k: v for k, v in fast.items() if k != "lpips"},
+        "pixgate_pillow_decoding": {k: v for k, v in pillow.items() if k != "lpips"},
         "naive_model_build_s": round(naive["build_s"], 2),
         "decode_workers": ceiling["workers"],
     }
@@ -236,12 +302,27 @@ def main() -> None:
             f"- machine: {result['machine']}; device: {result['device']}",
             f"- {args.pairs} pairs of {args.size}x{args.size} {args.format.upper()}; the references timed on "
             f"{n_ref} of them; decode ceiling with {ceiling['workers']} workers",
-            f"- pixgate peak RSS {ours['peak_rss_mb']} MiB, warm-up {ours['warmup_ms']} ms, "
-            f"energy per pair {ours['energy_per_pair_j']} J, peak GPU memory {ours['gpu_memory_peak_mb']} MiB",
+            f"- pixgate peak RSS {ours['peak_rss_mb']} MiB, start-up {ours['startup_s']} s, warm-up "
+            f"{ours['warmup_ms']} ms, energy per pair {ours['energy_per_pair_j']} J, peak GPU memory "
+            f"{ours['gpu_memory_peak_mb']} MiB",
+            f"- decoding, kernels and pipeline add {overhead['float32']:.0%} (float32) and "
+            f"{overhead['bfloat16']:.0%} (bfloat16) over pixgate's LPIPS forward passes alone (after start-up)",
+            f"- bfloat16 against float32: largest LPIPS difference {bf16_diff:.2e} over {args.pairs} pairs",
             "",
             "| pipeline | pairs/s | s per 2,000 pairs | ratio to naive | share of decode ceiling |",
             "| --- | --- | --- | --- | --- |",
             *lines,
+            "",
+            f"Decoders, ms per {args.size}x{args.size} image on one core ({decoders['images']} images; JPEG is the "
+            "same pictures at quality 90; `python -m benchmarks.decoders`):",
+            "",
+            "| format | decoder | ms per image | speed vs Pillow |",
+            "| --- | --- | --- | --- |",
+            *[
+                f"| {kind.upper()} | {name} | {row['ms_per_image']} | {row['speed_vs_pillow']} |"
+                for kind in ("png", "jpeg")
+                for name, row in decoders[kind].items()
+            ],
             "",
         ]
     )

@@ -174,6 +174,10 @@ def _summary(result: ScoreResult, output: Path) -> None:
         summary.add_row("warm-up (not in per-pair times)", f"{stats['warmup_ms']:.0f} ms")
     summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
     summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
+    if stats.get("steady_pairs_per_s"):
+        summary.add_row(
+            "pairs/s (after start-up)", f"{stats['steady_pairs_per_s']:.2f} ({stats['startup_s']:.1f} s start-up)"
+        )
     if stats.get("backend") == "ray":
         for node, figures in stats["nodes"].items():
             summary.add_row(f"node {node}", f"{figures['pairs']} pairs, {figures['compute_s']:.1f} s compute")

@@ -45,6 +45,13 @@ DEFAULT_MAX_PIXELS: Final = 100_000_000
 #: the image as it looks on a white page. The alpha channel itself is compared separately.
 ALPHA_BACKGROUND: Final = (255, 255, 255)
 
+#: Environment variable choosing the image decoders, and its values: `auto` decodes
+#: 8-bit RGB/RGBA PNG with libspng and RGB JPEG with libjpeg-turbo through imagecodecs
+#: (1.3-1.6x faster than Pillow per image, the same pixels; benchmarks/decoders.py),
+#: everything else with Pillow; `pillow` decodes everything with Pillow.
+DECODER_ENV: Final = "PIXGATE_DECODER"
+DECODERS: Final = ("auto", "pillow")
+
 #: Resampling filter used when the candidate's size differs from the baseline's.
 RESIZE_FILTER: Final = "bicubic"
 

@@ -8,18 +8,19 @@ an error row.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError, WebPImagePlugin
 
-from engine.config import DEFAULT_MAX_PIXELS, RESIZE_FILTER
+from engine.config import DECODER_ENV, DECODERS, DEFAULT_MAX_PIXELS, RESIZE_FILTER
 from engine.icc import ICCError, colour_space, is_srgb, same_colour_space, to_srgb
 from engine.telemetry import peak_rss_mb
 
@@ -31,6 +32,12 @@ _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
+
+_codecs: Any
+try:
+    import imagecodecs as _codecs
+except ImportError:  # Pillow decodes everything; `decoders()` says so in the run's metadata.
+    _codecs = None
 
 # pixgate enforces its own, configurable limit (see `decode_image`); Pillow's global one
 # would turn large images into warnings or a different exception.
@@ -76,15 +83,19 @@ class DecodedImage:
         return int(self.rgba.shape[0])
 
 
-def _check_png_structure(data: bytes) -> None:
+def _check_png_structure(data: bytes) -> set[bytes]:
     """Walk the PNG chunk list, checking lengths, CRCs and the final IEND.
 
     Pillow skips the CRC of IDAT chunks and stops reading at the last image byte, so a
     corrupted or truncated file can decode to wrong pixels without complaint.
+
+    Returns:
+        The chunk types present.
     """
     pos = len(_PNG_SIGNATURE)
     end = len(data)
     seen_idat = False
+    kinds: set[bytes] = set()
     while True:
         if pos + 8 > end:
             raise DecodeError(f"truncated PNG: chunk header expected at byte {pos}, file ends at {end}")
@@ -105,11 +116,12 @@ def _check_png_structure(data: bytes) -> None:
         if pos == len(_PNG_SIGNATURE):
             _check_ihdr(ctype, data[pos + 8 : data_end])
         seen_idat = seen_idat or ctype == b"IDAT"
+        kinds.add(ctype)
         pos = data_end + 4
         if ctype == b"IEND":
             if not seen_idat:
                 raise DecodeError("corrupt PNG: no IDAT chunk (the file holds no pixel data)")
-            return
+            return kinds
 
 
 # Allowed bit depths per PNG colour type (PNG spec, table 11.1).
@@ -196,8 +208,11 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     """
     if not data:
         raise DecodeError("empty file (0 bytes)")
-    if data.startswith(_PNG_SIGNATURE):
-        _check_png_structure(data)
+    chunks = _check_png_structure(data) if data.startswith(_PNG_SIGNATURE) else None
+    try:
+        fast = decoder_setting() == "auto"
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from None
     try:
         im = Image.open(io.BytesIO(data), formats=_FORMATS)
     except UnidentifiedImageError:
@@ -212,13 +227,18 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
                 f"{width}x{height} = {width * height:,} pixels exceeds the decompression-bomb limit of "
                 f"{max_pixels:,}; raise --max-pixels to accept it"
             )
-        try:
-            im.load()
-            oriented = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
-            raise DecodeError(f"corrupt {fmt} data: {exc}") from None
+        pixels = _fast_rgba(im, data, chunks) if fast else None
+        if pixels is not None:
+            oriented: Image.Image = im
+            rgba, has_alpha = pixels, im.mode == "RGBA"
+        else:
+            try:
+                im.load()
+                oriented = ImageOps.exif_transpose(im)
+            except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
+                raise DecodeError(f"corrupt {fmt} data: {exc}") from None
+            rgba, has_alpha = _to_rgba(oriented, _png_grey_depth(data))
         icc = im.info.get("icc_profile") or None
-        rgba, has_alpha = _to_rgba(oriented, _png_grey_depth(data))
         description = _icc_description(icc) if icc else None
         try:
             managed = False
@@ -239,6 +259,79 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
 
 
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
+
+# PNG colour types the fast path takes: 8-bit truecolour and truecolour with alpha.
+_FAST_PNG_COLOUR_TYPES = (2, 6)
+_EXIF_ORIENTATION = 0x0112
+_JPEG_EOI = b"\xff\xd9"
+
+
+def decoder_setting() -> str:
+    """The `PIXGATE_DECODER` setting: `auto` (imagecodecs where it applies) or `pillow`.
+
+    Raises:
+        ValueError: The variable holds anything else.
+    """
+    value = os.environ.get(DECODER_ENV, "auto").strip().lower() or "auto"
+    if value not in DECODERS:
+        raise ValueError(f"{DECODER_ENV} must be one of {', '.join(DECODERS)}; got {value!r}")
+    return value
+
+
+def _fast_rgba(im: Image.Image, data: bytes, chunks: set[bytes] | None) -> np.ndarray | None:
+    """RGBA pixels from imagecodecs (libspng, libjpeg-turbo) for the common cases, else None.
+
+    Pillow has parsed the header (mode, size, ICC, EXIF) without inflating anything; the
+    pixels come from the faster library only where they are exactly Pillow's: 8-bit RGB
+    or RGBA PNG without a transparency key or an eXIf chunk, and RGB JPEG displayed
+    upright and ending in its end-of-image marker. tests/test_decode.py checks that both
+    paths give the same pixels and the same errors. Anything else, or any failure, goes to
+    Pillow, which also words the errors.
+    """
+    if _codecs is None:
+        return None
+    try:
+        if chunks is not None:
+            if (
+                im.format != "PNG"
+                or data[24] != 8
+                or data[25] not in _FAST_PNG_COLOUR_TYPES
+                or b"tRNS" in chunks
+                or b"eXIf" in chunks
+            ):
+                return None
+            pixels = _codecs.spng_decode(data)
+        elif im.format == "JPEG" and im.mode == "RGB":
+            # libjpeg pads a truncated scan with grey and warns; Pillow refuses it.
+            if not data.endswith(_JPEG_EOI) or im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                return None
+            pixels = _codecs.jpeg8_decode(data)
+        else:
+            return None
+    except Exception:  # Pillow decodes it again and names the problem
+        return None
+    h, w = im.height, im.width
+    if pixels.dtype != np.uint8 or pixels.shape[:2] != (h, w) or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        return None
+    if pixels.shape[2] == 4:
+        return np.ascontiguousarray(pixels)
+    rgba = np.empty((h, w, 4), np.uint8)
+    rgba[..., :3] = pixels
+    rgba[..., 3] = 255
+    return rgba
+
+
+def decoders() -> str:
+    """Which library decodes what, for the run's metadata."""
+    import PIL
+
+    pillow = f"Pillow {PIL.__version__}"
+    if decoder_setting() == "pillow":
+        return f"everything: {pillow} ({DECODER_ENV}=pillow)"
+    if _codecs is None:
+        return f"everything: {pillow} (imagecodecs is not installed)"
+    codecs = f"imagecodecs {_codecs.__version__}"
+    return f"8-bit RGB/RGBA PNG: libspng ({codecs}); upright RGB JPEG: libjpeg-turbo ({codecs}); the rest: {pillow}"
 
 
 def _colour_manage(original: Image.Image, rgba: np.ndarray, icc: bytes) -> np.ndarray:
@@ -389,5 +482,7 @@ __all__ = [
     "decode_bytes",
     "decode_image",
     "decode_pair",
+    "decoder_setting",
+    "decoders",
     "resize_rgba",
 ]

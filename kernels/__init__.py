@@ -23,6 +23,7 @@ from kernels._bodies import (
     LUMA_CAND,
     N_PLANES,
     N_TERMS,
+    NEEDS_EXACT,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "LUMA_BASE",
     "LUMA_CAND",
     "L_SHIFT",
+    "NEEDS_EXACT",
     "N_PLANES",
     "N_TERMS",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 # Per-pixel outputs, in this order (see `pixel_terms`), then two scratch planes that
 # hold each image's luma between the two passes.
@@ -32,6 +32,20 @@ _COS30, _SIN30 = math.cos(math.radians(30.0)), math.sin(math.radians(30.0))
 _COS6, _SIN6 = math.cos(math.radians(6.0)), math.sin(math.radians(6.0))
 _COS63, _SIN63 = math.cos(math.radians(63.0)), math.sin(math.radians(63.0))
 
+
+# Polynomial stand-ins for atan2, exp and sin: the CPU compiler cannot vectorise a loop
+# that calls libm (pip's LLVM has no SVML), and with them the whole per-pixel body runs on
+# SIMD lanes. Each series is cut where its first dropped term is below 1e-10, far beyond
+# the float32 the terms are stored in; tests/test_kernels.py compares the result with the
+# libm form and with scikit-image.
+_TAN_PI_8 = math.tan(math.pi / 8.0)
+# The rotation term exp(-arg) is taken as 0 at and beyond this argument (~2e-22).
+_ROTATION_ARG_MAX = 50.0
+# Hue vectors summing to less than this are opposite hues, where CIEDE2000's mean hue is
+# discontinuous; those pixels take the textbook's angle-based case analysis instead.
+_OPPOSITE_NORM = 1e-9
+# Returned by the vectorisable CIEDE2000 for a pixel that needs that case analysis.
+NEEDS_EXACT = -1.0
 
 # Layout of the lookup table every kernel takes: 256 linear-light values of the 8-bit
 # sRGB codes, then cube roots on a uniform grid over [0, 1] that seed Newton's method.
@@ -59,24 +73,99 @@ def _cbrt(lut: Any, t: float) -> float:
     From a seed with relative error e, each step leaves about e**2: the coarsest seed
     used (t just above (6/29)**3, error ~0.4 %) ends below 1e-10, beyond float32.
     """
-    i = int(t * _CBRT_STEPS)
-    if i > _CBRT_STEPS:
-        i = _CBRT_STEPS
+    i = min(int(t * _CBRT_STEPS), _CBRT_STEPS)
     y = lut[_LIN + i]
-    if y == 0.0:
-        y = 0.2  # only for t below one grid step, which CIELAB handles linearly anyway
+    # A zero seed only for t below one grid step, which CIELAB handles linearly anyway.
+    y = y if y != 0.0 else 0.2
     y = y - (y * y * y - t) / (3.0 * y * y)
     return y - (y * y * y - t) / (3.0 * y * y)
 
 
-def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any, Any]:
-    """Compile the per-pixel bodies with `jit`; returns the passes (luma, terms, edges only)."""
+def _atan2(y: float, x: float) -> float:
+    """atan2 without libm or branches: octant reduction to |z| <= tan(pi/8), then
+    atan(z) = sum_k (-1)^k z^(2k+1) / (2k+1) to k = 10 (first dropped term < 7e-11)."""
+    ax, ay = abs(x), abs(y)
+    hi, lo = max(ax, ay), min(ax, ay)
+    z = lo / hi if hi > 0.0 else 0.0
+    big = z > _TAN_PI_8
+    z = (z - 1.0) / (z + 1.0) if big else z
+    z2 = z * z
+    p = 1.0 / 21.0
+    p = p * z2 - 1.0 / 19.0
+    p = p * z2 + 1.0 / 17.0
+    p = p * z2 - 1.0 / 15.0
+    p = p * z2 + 1.0 / 13.0
+    p = p * z2 - 1.0 / 11.0
+    p = p * z2 + 1.0 / 9.0
+    p = p * z2 - 1.0 / 7.0
+    p = p * z2 + 1.0 / 5.0
+    p = p * z2 - 1.0 / 3.0
+    p = p * z2 + 1.0
+    a = z * p + (math.pi / 4.0 if big else 0.0)
+    a = math.pi / 2.0 - a if ay > ax else a
+    a = math.pi - a if x < 0.0 else a
+    return -a if y < 0.0 else a
+
+
+def _exp_neg(x: float) -> float:
+    """exp(-x) for 0 <= x <= _ROTATION_ARG_MAX without libm or branches: exp(-x/64) by
+    its Taylor series to the 12th power (error < 2e-11), then squared six times (< 1e-9)."""
+    u = -min(x, _ROTATION_ARG_MAX) / 64.0
+    e = 1.0 + u / 12.0
+    e = 1.0 + u / 11.0 * e
+    e = 1.0 + u / 10.0 * e
+    e = 1.0 + u / 9.0 * e
+    e = 1.0 + u / 8.0 * e
+    e = 1.0 + u / 7.0 * e
+    e = 1.0 + u / 6.0 * e
+    e = 1.0 + u / 5.0 * e
+    e = 1.0 + u / 4.0 * e
+    e = 1.0 + u / 3.0 * e
+    e = 1.0 + u / 2.0 * e
+    e = 1.0 + u * e
+    e = e * e
+    e = e * e
+    e = e * e
+    e = e * e
+    e = e * e
+    return e * e
+
+
+def _sin_small(v: float) -> float:
+    """sin(v) for 0 <= v <= pi/3 without libm or branches: Taylor to v^13 (error < 2e-12)."""
+    v2 = v * v
+    s = 1.0 - v2 / (12.0 * 13.0)
+    s = 1.0 - v2 / (10.0 * 11.0) * s
+    s = 1.0 - v2 / (8.0 * 9.0) * s
+    s = 1.0 - v2 / (6.0 * 7.0) * s
+    s = 1.0 - v2 / (4.0 * 5.0) * s
+    s = 1.0 - v2 / (2.0 * 3.0) * s
+    return v * s
+
+
+class Passes(NamedTuple):
+    """The compiled passes and the steps of pass 2 (see `build`)."""
+
+    luma_terms: Any
+    pixel_terms: Any
+    exact_where_needed: Any
+    edge_pair: Any
+    srgb_to_lab: Any
+    ciede2000_fast: Any
+    store_terms: Any
+
+
+def build(jit: Callable[[Callable[..., Any]], Any]) -> Passes:
+    """Compile the per-pixel bodies with `jit`: pass 1 (luma), pass 2 (terms) whole and as
+    its steps, pass 3 (exact ΔE where needed), and the edges-only pass."""
     cbrt = jit(_cbrt)
+    atan2 = jit(_atan2)
+    exp_neg = jit(_exp_neg)
+    sin_small = jit(_sin_small)
 
     def _lab_f(lut: Any, t: float) -> float:
-        if t > _DELTA**3:
-            return cbrt(lut, t)
-        return t / (3.0 * _DELTA * _DELTA) + 4.0 / 29.0
+        root = cbrt(lut, t)  # computed either way: a select, not a branch
+        return root if t > _DELTA**3 else t / (3.0 * _DELTA * _DELTA) + 4.0 / 29.0
 
     lab_f = jit(_lab_f)
 
@@ -88,8 +177,62 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any, Any]:
         fx, fy, fz = lab_f(lut, x / _XN), lab_f(lut, y / _YN), lab_f(lut, z / _ZN)
         return 116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)
 
-    def _ciede2000(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
-        """CIEDE2000 with kL = kC = kH = 1 (Sharma, Wu and Dalal, 2005)."""
+    def _ciede2000_fast(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
+        """CIEDE2000 as `_ciede2000_exact` computes it, with selects for branches and the
+        polynomial atan2, exp and sin, so that a CPU loop over pixels vectorises.
+
+        Returns NEEDS_EXACT for opposite hues (a measure-zero set where CIEDE2000 is
+        discontinuous): there the angle-based case analysis of the exact form decides.
+        """
+        c1 = math.sqrt(a1 * a1 + b1 * b1)
+        c2 = math.sqrt(a2 * a2 + b2 * b2)
+        cbar7 = ((c1 + c2) / 2.0) ** 7
+        g = 0.5 * (1.0 - math.sqrt(cbar7 / (cbar7 + _POW25_7)))
+        a1p, a2p = (1.0 + g) * a1, (1.0 + g) * a2
+        c1p, c2p = math.sqrt(a1p * a1p + b1 * b1), math.sqrt(a2p * a2p + b2 * b2)
+        dl = l2 - l1
+        dc = c2p - c1p
+        lbar = (l1 + l2) / 2.0
+        cbarp = (c1p + c2p) / 2.0
+        chromatic = c1p * c2p != 0.0
+        dap, db = a2p - a1p, b2 - b1
+        dhh = math.sqrt(max(dap * dap + db * db - dc * dc, 0.0)) if chromatic else 0.0
+        dhh = -dhh if a1p * b2 - a2p * b1 < 0.0 else dhh
+        # Sum of the unit hue vectors; a grey side (C' = 0) adds nothing, so the mean hue
+        # is the other side's, and (1, 0) when both are grey, as in the exact form.
+        i1, i2 = 1.0 / max(c1p, 1e-300), 1.0 / max(c2p, 1e-300)
+        ux = a1p * i1 + a2p * i2
+        uy = b1 * i1 + b2 * i2
+        norm = math.sqrt(ux * ux + uy * uy)
+        grey = c1p == 0.0 and c2p == 0.0
+        inv = 1.0 / max(norm, 1e-300)
+        ch = ux * inv if not grey else 1.0
+        shh = uy * inv if not grey else 0.0
+        hbar = atan2(shh, ch)
+        hbar = hbar + 2.0 * math.pi if hbar < 0.0 else hbar
+        c2h, s2h = 2.0 * ch * ch - 1.0, 2.0 * shh * ch
+        c3h, s3h = ch * (4.0 * ch * ch - 3.0), shh * (3.0 - 4.0 * shh * shh)
+        c4h, s4h = 2.0 * c2h * c2h - 1.0, 2.0 * s2h * c2h
+        t = (
+            1.0
+            - 0.17 * (ch * _COS30 + shh * _SIN30)
+            + 0.24 * c2h
+            + 0.32 * (c3h * _COS6 - s3h * _SIN6)
+            - 0.20 * (c4h * _COS63 + s4h * _SIN63)
+        )
+        arg = ((hbar * _DEG - 275.0) / 25.0) ** 2
+        dtheta = _RAD30 * exp_neg(arg) if arg < _ROTATION_ARG_MAX else 0.0
+        cbarp7 = cbarp**7
+        rc = 2.0 * math.sqrt(cbarp7 / (cbarp7 + _POW25_7))
+        sl = 1.0 + 0.015 * (lbar - 50.0) ** 2 / math.sqrt(20.0 + (lbar - 50.0) ** 2)
+        sc = 1.0 + 0.045 * cbarp
+        sh = 1.0 + 0.015 * cbarp * t
+        rt = -sin_small(2.0 * dtheta) * rc
+        de = math.sqrt((dl / sl) ** 2 + (dc / sc) ** 2 + (dhh / sh) ** 2 + rt * (dc / sc) * (dhh / sh))
+        return NEEDS_EXACT if chromatic and norm <= _OPPOSITE_NORM else de
+
+    def _ciede2000_exact(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
+        """CIEDE2000 with kL = kC = kH = 1 (Sharma, Wu and Dalal, 2005), with libm and branches."""
         if l1 == l2 and a1 == a2 and b1 == b2:
             return 0.0
         c1 = math.sqrt(a1 * a1 + b1 * b1)
@@ -174,15 +317,15 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any, Any]:
         b = img[n, y, x, 2] * a + 255.0 * (1.0 - a)
         return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255.0
 
-    def _sobel(plane: Any, n: int, y: int, x: int) -> float:
-        """Sobel gradient magnitude of plane[n] at (y, x); borders are replicated."""
-        h = plane.shape[1]
-        w = plane.shape[2]
+    def _sobel(out: Any, p: int, n: int, y: int, x: int) -> float:
+        """Sobel gradient magnitude of plane out[p, n] at (y, x); borders are replicated."""
+        h = out.shape[2]
+        w = out.shape[3]
         y0, y2 = max(y - 1, 0), min(y + 1, h - 1)
         x0, x2 = max(x - 1, 0), min(x + 1, w - 1)
-        tl, tc, tr = plane[n, y0, x0], plane[n, y0, x], plane[n, y0, x2]
-        ml, mr = plane[n, y, x0], plane[n, y, x2]
-        bl, bc, br = plane[n, y2, x0], plane[n, y2, x], plane[n, y2, x2]
+        tl, tc, tr = out[p, n, y0, x0], out[p, n, y0, x], out[p, n, y0, x2]
+        ml, mr = out[p, n, y, x0], out[p, n, y, x2]
+        bl, bc, br = out[p, n, y2, x0], out[p, n, y2, x], out[p, n, y2, x2]
         gx = (tr + 2.0 * mr + br) - (tl + 2.0 * ml + bl)
         gy = (bl + 2.0 * bc + br) - (tl + 2.0 * tc + tr)
         return math.sqrt(gx * gx + gy * gy)
@@ -190,7 +333,17 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any, Any]:
     # Each body calls the others by these names; `jit` compiles lazily, so every name is
     # bound to its compiled version before anything is compiled.
     srgb_to_lab = jit(_srgb_to_lab)
-    ciede2000 = jit(_ciede2000)
+    ciede2000_fast = jit(_ciede2000_fast)
+    ciede2000_exact = jit(_ciede2000_exact)
+
+    def _ciede2000(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
+        """CIEDE2000 of one pair of colours: the vectorisable form, the exact one where it asks."""
+        de = ciede2000_fast(l1, a1, b1, l2, a2, b2)
+        if de == NEEDS_EXACT:
+            de = ciede2000_exact(l1, a1, b1, l2, a2, b2)
+        return de
+
+    jit(_ciede2000)
     luma_on_white = jit(_luma_on_white)
     sobel = jit(_sobel)
 
@@ -199,36 +352,63 @@ def build(jit: Callable[[Callable[..., Any]], Any]) -> tuple[Any, Any, Any]:
         out[LUMA_BASE, n, y, x] = luma_on_white(base, n, y, x)
         out[LUMA_CAND, n, y, x] = luma_on_white(cand, n, y, x)
 
-    def _pixel_terms(base: Any, cand: Any, n: int, y: int, x: int, opaque: int, lut: Any, out: Any) -> None:
-        """Pass 2: the `N_TERMS` per-pixel terms of pair n at (y, x), into out[:N_TERMS, n, y, x].
+    def _store_terms(
+        base: Any, cand: Any, n: int, y: int, x: int, opaque: int, out: Any,
+        de: float, l1: float, a1: float, b1: float, l2: float, a2: float, b2: float,
+    ) -> None:  # fmt: skip
+        """Pass 2's output at (y, x), given both pixels' CIELAB and their ΔE from
+        `_ciede2000_fast`: the `N_TERMS` terms, into out[:N_TERMS, n, y, x].
 
         Colour terms are NaN where the pixel is not opaque in both images. Needs pass 1
         done for the whole image (the Sobel operator reads the neighbours' luma).
         """
         ab = base[n, y, x, 3]
         ac = cand[n, y, x, 3]
-        both = ab >= opaque and ac >= opaque
-        if both:
-            l1, a1, b1 = srgb_to_lab(lut, base[n, y, x, 0], base[n, y, x, 1], base[n, y, x, 2])
-            l2, a2, b2 = srgb_to_lab(lut, cand[n, y, x, 0], cand[n, y, x, 1], cand[n, y, x, 2])
-            out[DE, n, y, x] = ciede2000(l1, a1, b1, l2, a2, b2)
-            out[L_SHIFT, n, y, x] = l2 - l1
-            out[C_SHIFT, n, y, x] = math.sqrt(a2 * a2 + b2 * b2) - math.sqrt(a1 * a1 + b1 * b1)
-        else:
-            out[DE, n, y, x] = math.nan
-            out[L_SHIFT, n, y, x] = math.nan
-            out[C_SHIFT, n, y, x] = math.nan
-        gb = sobel(out[LUMA_BASE], n, y, x)
-        gc = sobel(out[LUMA_CAND], n, y, x)
+        both = (ab >= opaque) & (ac >= opaque)
+        out[DE, n, y, x] = de if both else math.nan
+        out[L_SHIFT, n, y, x] = l2 - l1 if both else math.nan
+        chroma = math.sqrt(a2 * a2 + b2 * b2) - math.sqrt(a1 * a1 + b1 * b1)
+        out[C_SHIFT, n, y, x] = chroma if both else math.nan
+        gb = sobel(out, LUMA_BASE, n, y, x)
+        gc = sobel(out, LUMA_CAND, n, y, x)
         out[EDGE_BASE, n, y, x] = gb
         out[EDGE_KEPT, n, y, x] = min(gb, gc)
         out[ALPHA_ABS, n, y, x] = abs(float(ab) - float(ac)) / 255.0
         out[ALPHA_INTER, n, y, x] = 1.0 if both else 0.0
-        out[ALPHA_UNION, n, y, x] = 1.0 if (ab >= opaque or ac >= opaque) else 0.0
+        out[ALPHA_UNION, n, y, x] = 1.0 if (ab >= opaque) | (ac >= opaque) else 0.0
+
+    store_terms = jit(_store_terms)
+
+    def _pixel_terms(base: Any, cand: Any, n: int, y: int, x: int, opaque: int, lut: Any, out: Any) -> None:
+        """Pass 2 at one pixel: CIELAB of both, ΔE, then `_store_terms`.
+
+        The CPU kernel runs the same three steps a row at a time, so that the ΔE loop,
+        free of branches and libm, vectorises; pass 3 then completes the rare pixels
+        whose ΔE holds NEEDS_EXACT.
+        """
+        l1, a1, b1 = srgb_to_lab(lut, base[n, y, x, 0], base[n, y, x, 1], base[n, y, x, 2])
+        l2, a2, b2 = srgb_to_lab(lut, cand[n, y, x, 0], cand[n, y, x, 1], cand[n, y, x, 2])
+        de = ciede2000_fast(l1, a1, b1, l2, a2, b2)
+        store_terms(base, cand, n, y, x, opaque, out, de, l1, a1, b1, l2, a2, b2)
+
+    def _exact_where_needed(base: Any, cand: Any, n: int, y: int, x: int, lut: Any, out: Any) -> None:
+        """Pass 3: the exact CIEDE2000 where pass 2 left NEEDS_EXACT (opposite hues)."""
+        if out[DE, n, y, x] == NEEDS_EXACT:
+            l1, a1, b1 = srgb_to_lab(lut, base[n, y, x, 0], base[n, y, x, 1], base[n, y, x, 2])
+            l2, a2, b2 = srgb_to_lab(lut, cand[n, y, x, 0], cand[n, y, x, 1], cand[n, y, x, 2])
+            out[DE, n, y, x] = ciede2000_exact(l1, a1, b1, l2, a2, b2)
 
     def _edge_pair(out: Any, n: int, y: int, x: int, dst: Any) -> None:
         """Pass 2 for edges alone: both images' Sobel magnitudes at (y, x), into dst[0:2, n, y, x]."""
-        dst[0, n, y, x] = sobel(out[LUMA_BASE], n, y, x)
-        dst[1, n, y, x] = sobel(out[LUMA_CAND], n, y, x)
+        dst[0, n, y, x] = sobel(out, LUMA_BASE, n, y, x)
+        dst[1, n, y, x] = sobel(out, LUMA_CAND, n, y, x)
 
-    return jit(_luma_terms), jit(_pixel_terms), jit(_edge_pair)
+    return Passes(
+        luma_terms=jit(_luma_terms),
+        pixel_terms=jit(_pixel_terms),
+        exact_where_needed=jit(_exact_where_needed),
+        edge_pair=jit(_edge_pair),
+        srgb_to_lab=srgb_to_lab,
+        ciede2000_fast=ciede2000_fast,
+        store_terms=store_terms,
+    )

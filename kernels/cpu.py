@@ -7,13 +7,18 @@ import numpy as np
 
 from kernels._bodies import N_PLANES, build, lookup_table
 
-_luma_terms, _pixel_terms, _edge_pair = build(
-    numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+# error_model="numpy": a division by zero gives inf or NaN (then selected away) instead of
+# a Python exception, whose check would stop the row loop from vectorising; the GPU
+# behaves the same.
+_passes = build(
+    numba.njit(cache=True, inline="always", error_model="numpy", fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
 )
+_luma_terms, _exact_where_needed, _edge_pair = _passes.luma_terms, _passes.exact_where_needed, _passes.edge_pair
+_srgb_to_lab, _ciede2000_fast, _store_terms = _passes.srgb_to_lab, _passes.ciede2000_fast, _passes.store_terms
 _LUT = lookup_table()
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarray, out: np.ndarray) -> None:
     n_img, h, w = base.shape[0], base.shape[1], base.shape[2]
     for row in numba.prange(n_img * h):
@@ -21,11 +26,24 @@ def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarr
         y = row - n * h
         for x in range(w):
             _luma_terms(base, cand, n, y, x, out)
+    # Pass 2 a row at a time, in the steps of `_pixel_terms`: CIELAB (table lookups, which
+    # stay scalar), then ΔE over the row (no branches, no libm: it vectorises, ~5x faster
+    # than a pixel at a time), then the stores; pass 3 last.
     for row in numba.prange(n_img * h):
         n = row // h
         y = row - n * h
+        lab = np.empty((6, w))
+        de = np.empty(w)
         for x in range(w):
-            _pixel_terms(base, cand, n, y, x, opaque, lut, out)
+            lab[0, x], lab[1, x], lab[2, x] = _srgb_to_lab(lut, base[n, y, x, 0], base[n, y, x, 1], base[n, y, x, 2])
+            lab[3, x], lab[4, x], lab[5, x] = _srgb_to_lab(lut, cand[n, y, x, 0], cand[n, y, x, 1], cand[n, y, x, 2])
+        for x in range(w):
+            de[x] = _ciede2000_fast(lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x])
+        for x in range(w):
+            _store_terms(base, cand, n, y, x, opaque, out, de[x],
+                         lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x])  # fmt: skip
+        for x in range(w):
+            _exact_where_needed(base, cand, n, y, x, lut, out)
 
 
 # Serial and free of the GIL, unlike `_terms_kernel`: callers run it from several Python

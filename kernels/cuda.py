@@ -16,7 +16,8 @@ from numba import cuda
 from kernels._bodies import N_PLANES, build, lookup_table
 
 THREADS_PER_BLOCK = 256
-_luma_terms, _pixel_terms, _ = build(cuda.jit(device=True))
+_passes = build(cuda.jit(device=True))
+_luma_terms, _pixel_terms, _exact_where_needed = _passes.luma_terms, _passes.pixel_terms, _passes.exact_where_needed
 
 
 @cuda.jit
@@ -37,6 +38,7 @@ def _terms_kernel(base: Any, cand: Any, opaque: int, lut: Any, out: Any) -> None
         y = (i - n * h * w) // w
         x = i - n * h * w - y * w
         _pixel_terms(base, cand, n, y, x, opaque, lut, out)
+        _exact_where_needed(base, cand, n, y, x, lut, out)
 
 
 @functools.cache

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.decode import DecodeError, decode_bytes, decode_image, decode_pair
+from engine.config import DECODER_ENV
+from engine.decode import DecodeError, _check_png_structure, decode_bytes, decode_image, decode_pair, decoders
 from tests.conftest import poster
 
 # JPEG is lossy: a decoded flat colour may differ from the encoded one by a few levels.
@@ -185,3 +186,112 @@ def test_decode_pair_resamples_the_candidate_to_the_baseline_size(tmp_path: Path
     assert dp.error is None and dp.candidate is not None and dp.candidate_aligned is not None
     assert dp.candidate.width == 90
     assert dp.candidate_aligned.shape == (40, 60, 4)
+
+
+# --- the imagecodecs fast path against Pillow ---
+
+
+def _both_paths(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, np.ndarray]:
+    monkeypatch.setenv(DECODER_ENV, "pillow")
+    slow = decode_bytes(data)
+    monkeypatch.setenv(DECODER_ENV, "auto")
+    fast = decode_bytes(data)
+    for field in ("format", "mode", "has_alpha", "icc_profile", "icc_description", "colour_managed"):
+        assert getattr(fast, field) == getattr(slow, field), field
+    return fast.rgba, slow.rgba
+
+
+def _fast_path_taken(data: bytes) -> bool:
+    from engine.decode import _fast_rgba
+
+    chunks = _check_png_structure(data) if data.startswith(b"\x89PNG") else None
+    with Image.open(io.BytesIO(data)) as im:
+        return _fast_rgba(im, data, chunks) is not None
+
+
+def test_fast_png_path_gives_pillows_pixels_on_all_of_pngsuite(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_files = 0
+    for path in _pngsuite(shared_data):
+        if path.name.startswith("x"):
+            continue
+        data = path.read_bytes()
+        fast, slow = _both_paths(data, monkeypatch)
+        np.testing.assert_array_equal(fast, slow, err_msg=path.name)
+        fast_files += _fast_path_taken(data)
+    # 8-bit RGB/RGBA without tRNS: interlaced, gamma, chunk-order and zlib-level variants.
+    assert fast_files >= 25
+
+
+@pytest.mark.parametrize(
+    ("subsampling", "progressive"), [(0, False), (1, False), (2, False), (2, True)], ids=["444", "422", "420", "420p"]
+)
+def test_fast_jpeg_path_gives_pillows_pixels(
+    subsampling: int, progressive: bool, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    buf = io.BytesIO()
+    profile = (shared_data / "icc" / "AdobeRGB1998.icc").read_bytes()
+    Image.fromarray(poster(61, 83, seed=8)).save(
+        buf, format="JPEG", quality=87, subsampling=subsampling, progressive=progressive, icc_profile=profile
+    )
+    data = buf.getvalue()
+    assert _fast_path_taken(data)
+    fast, slow = _both_paths(data, monkeypatch)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_cases_the_fast_path_leaves_to_pillow(shared_data: Path) -> None:
+    grey = io.BytesIO()
+    Image.fromarray(poster(16, 16, seed=9)[..., 0]).save(grey, format="JPEG")
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(poster(16, 24, seed=9)).save(rotated, format="JPEG", exif=exif.tobytes())
+    for data in (
+        grey.getvalue(),
+        rotated.getvalue(),
+        (shared_data / "pngsuite" / "png" / "tbrn2c08.png").read_bytes(),  # RGB with a tRNS key
+        (shared_data / "pngsuite" / "png" / "basn2c16.png").read_bytes(),  # 16-bit RGB
+        (shared_data / "pngsuite" / "png" / "basn3p08.png").read_bytes(),  # palette
+    ):
+        assert not _fast_path_taken(data)
+
+
+def test_a_png_that_fails_in_the_fast_path_gets_pillows_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid chunk structure and CRCs around a zlib stream that does not inflate.
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    body = b"\x78\x9c" + bytes(range(40))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    assert not _fast_path_taken(data)
+    with pytest.raises(DecodeError, match="corrupt PNG data"):
+        decode_bytes(data)
+
+
+def test_decoder_setting_is_checked_and_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DECODER_ENV, "turbo")
+    with pytest.raises(DecodeError, match=r"PIXGATE_DECODER must be one of auto, pillow; got 'turbo'"):
+        decode_bytes(_png_bytes(poster(8, 8, seed=10)))
+    monkeypatch.setenv(DECODER_ENV, "pillow")
+    assert decoders().startswith("everything: Pillow")
+    monkeypatch.setenv(DECODER_ENV, "auto")
+    assert "libspng" in decoders() and "libjpeg-turbo" in decoders()
+
+
+def test_a_png_whose_pixel_stream_ends_early_is_an_error_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = b"".join(b"\x00" + bytes(range(24)) for _ in range(8))  # 8 rows of 8 RGB pixels, filter 0
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    short = zlib.compress(raw)[:-12]  # CRCs are right; the zlib stream stops mid-image
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", short) + chunk(b"IEND", b"")
+    for setting in ("pillow", "auto"):
+        monkeypatch.setenv(DECODER_ENV, setting)
+        with pytest.raises(DecodeError):
+            decode_bytes(data)

@@ -29,6 +29,15 @@ SKIMAGE_LAB_ATOL = 0.02
 # hues coincide that loses half the digits (sqrt(eps) * |delta|, ~1e-6 for Delta E ~100),
 # still far below float32 storage and a just-noticeable difference (~1).
 CIEDE2000_ATOL = 1e-5
+# The vectorisable CIEDE2000 against the libm form: its polynomial atan2 (< 7e-11 rad),
+# exp (< 1e-9 relative) and sin (< 2e-12) move Delta E by ~1e-10 relative; float32
+# storage alone rounds at 6e-8.
+FAST_CIEDE2000_RTOL = 1e-9
+FAST_CIEDE2000_ATOL = 1e-8
+# The series' own bounds (see kernels/_bodies.py), as measured on dense grids.
+ATAN2_ATOL = 7e-11
+EXP_RTOL = 1e-9
+SIN_ATOL = 2e-12
 # The CUDA simulator runs the same bodies in Python float64 and stores float32 like the
 # CPU path; only libm differences remain.
 SIM_ATOL = 1e-4
@@ -184,6 +193,58 @@ def test_ciede2000_matches_scikit_image_on_hard_cases() -> None:
     out = np.empty(len(lab))
     run(np.hstack([lab, other]), out)
     np.testing.assert_allclose(out, deltaE_ciede2000(lab, other), atol=CIEDE2000_ATOL, rtol=0)
+
+
+def test_polynomial_transcendentals_match_libm() -> None:
+    import math
+
+    import numba
+
+    from kernels._bodies import _ROTATION_ARG_MAX, _atan2, _exp_neg, _sin_small
+
+    atan2, exp_neg, sin_small = numba.njit(_atan2), numba.njit(_exp_neg), numba.njit(_sin_small)
+    rng = np.random.default_rng(3)
+    angles = np.linspace(-math.pi, math.pi, 20_001)
+    radii = rng.uniform(1e-6, 200.0, angles.size)
+    for t, r in zip(angles, radii, strict=True):
+        y, x = r * math.sin(t), r * math.cos(t)
+        assert abs(atan2(y, x) - math.atan2(y, x)) < ATAN2_ATOL, (y, x)
+    for y, x in [(0.0, 1.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0), (0.0, 0.0), (1.0, 1.0), (-2.0, -2.0)]:
+        assert abs(atan2(y, x) - math.atan2(y, x)) < ATAN2_ATOL, (y, x)
+    for v in np.linspace(0.0, _ROTATION_ARG_MAX, 20_001):
+        assert abs(exp_neg(v) - math.exp(-v)) <= EXP_RTOL * math.exp(-v), v
+    for v in np.linspace(0.0, math.pi / 3.0, 20_001):
+        assert abs(sin_small(v) - math.sin(v)) < SIN_ATOL, v
+
+
+def test_vectorisable_ciede2000_matches_the_libm_form_and_defers_opposite_hues() -> None:
+    import numba
+
+    fast, exact, whole = _compiled("_ciede2000_fast"), _compiled("_ciede2000_exact"), _compiled("_ciede2000")
+
+    @numba.njit
+    def run(v: np.ndarray, out: np.ndarray) -> None:
+        for i in range(v.shape[0]):
+            args = (v[i, 0], v[i, 1], v[i, 2], v[i, 3], v[i, 4], v[i, 5])
+            out[0, i], out[1, i], out[2, i] = fast(*args), exact(*args), whole(*args)  # type: ignore[operator]
+
+    rng = np.random.default_rng(4)
+    k = 20_000
+    lab = np.column_stack([rng.uniform(0, 100, 5 * k), rng.uniform(-110, 110, 5 * k), rng.uniform(-110, 110, 5 * k)])
+    other = lab + rng.normal(0, 3, lab.shape)
+    other[:k] = np.column_stack([rng.uniform(0, 100, k), rng.uniform(-110, 110, k), rng.uniform(-110, 110, k)])
+    other[k : 2 * k, 1:] = 0.0  # grey candidate
+    lab[2 * k : 3 * k, 1:] = 0.0  # grey baseline
+    other[3 * k : 3 * k + 100] = lab[3 * k : 3 * k + 100]  # identical
+    other[4 * k :, 1:] = -lab[4 * k :, 1:] * rng.uniform(0.2, 3.0, (k, 1))  # exactly opposite hues
+    other[4 * k :, 0] = lab[4 * k :, 0]
+    out = np.empty((3, len(lab)))
+    run(np.hstack([lab, other]), out)
+    deferred = out[0] == K.NEEDS_EXACT
+    assert deferred[4 * k :].mean() > 0.99 and not deferred[: 4 * k].any()
+    np.testing.assert_allclose(out[0][~deferred], out[1][~deferred], rtol=FAST_CIEDE2000_RTOL, atol=FAST_CIEDE2000_ATOL)
+    assert np.all(out[0][3 * k : 3 * k + 100] == 0.0)
+    np.testing.assert_array_equal(out[2], np.where(deferred, out[1], out[0]))  # the exact form decides
 
 
 def test_bad_shapes_are_refused() -> None:

@@ -370,6 +370,10 @@ def test_cpu_run_records_why_gpu_telemetry_is_missing_and_its_warm_up(
     assert result.table.column(schema.RUN_ENERGY_J.name).null_count == 3
     assert result.stats["warmup_ms"] > 0  # the first batch's one-off cost, kept out of its pairs
     assert "energy_per_pair_j" not in result.stats
+    # Start-up (model load here) is measured, and the steady rate leaves it out.
+    assert 0 < result.stats["startup_s"] < result.stats["wall_s"]
+    assert result.stats["steady_pairs_per_s"] > result.stats["pairs_per_s"]
+    assert "imagecodecs" in meta[schema.META_DECODERS]
 
 
 def test_bfloat16_run_is_recorded_and_close_to_float32(

@@ -77,7 +77,9 @@ def test_canary_with_a_degraded_new_engine_fails(tmp_path: Path, alex_weights: P
 
 
 def test_canary_with_the_same_engine_passes(tmp_path: Path, alex_weights: Path) -> None:
-    with _serving(make_server(0)) as old, _serving(make_server(0)) as new:
+    # A steady 40 ms service time, as a real engine has: the bare demo engine answers in a
+    # few ms, where scheduling noise on a busy 2-core machine alone can look like +50 %.
+    with _serving(make_server(0, latency_ms=40)) as old, _serving(make_server(0, latency_ms=40)) as new:
         opts = CaptureOptions(_prompts(tmp_path, PROMPTS), tmp_path / "canary")
         result = run_canary(opts, old, new, _policy(tmp_path), weights=alex_weights)
     assert result.verdict.verdict == "pass", result.verdict.reason

@@ -1,6 +1,7 @@
 """End-to-end throughput, side by side with the references, on the same images and weights.
 
     python -m benchmarks.throughput [--pairs 200] [--size 512] [--format png|jpeg] [--device auto]
+                                    [--repeat 3]
 
 Makes (and caches) a synthetic batch of poster-like pairs (gradients, shapes, text,
 noise), then measures in one invocation:
@@ -15,7 +16,10 @@ noise), then measures in one invocation:
 - a decode-only pass with pixgate's decode workers, one per core: the decoding ceiling;
 - each image decoder on one core (`benchmarks.decoders`).
 
-pixgate runs three times: float32, bfloat16, and float32 with `PIXGATE_DECODER=pillow`.
+pixgate runs three times per round: float32, bfloat16, and float32 with
+`PIXGATE_DECODER=pillow`. Every pipeline runs once per round (`--repeat` rounds); the
+table gives median rates with their range, and ratios taken within each round, so that a
+drift in a shared machine's speed does not favour whichever pipeline ran first.
 
 Prints a table and writes `benchmarks/results/throughput.json` and
 `benchmarks/RESULTS.md`: pairs/s, projected seconds per 2,000 pairs, ratio to the naive
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -220,6 +225,7 @@ def main() -> None:
     parser.add_argument("--format", choices=("png", "jpeg"), default="png")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--reference-pairs", type=int, default=100, help="pairs timed for the two references")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every pipeline; medians are reported")
     args = parser.parse_args()
     from benchmarks.decoders import measure as measure_decoders
     from engine.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA
@@ -228,46 +234,62 @@ def main() -> None:
     base, cand = _dataset(args.pairs, args.size, args.format)
     weights = _weights()
     n_ref = min(args.reference_pairs, args.pairs)
-    ours = _pixgate(base, cand, weights, device.type, CACHE / "throughput.arrow", "float32")
-    fast = _pixgate(base, cand, weights, device.type, CACHE / "throughput-bf16.arrow", "bfloat16")
-    pillow = _pixgate(base, cand, weights, device.type, CACHE / "throughput-pillow.arrow", "float32", "pillow")
-    naive = _naive(base, cand, weights, device.type, n_ref)
     batch = 32 if device.type == "cuda" else 4
-    tm = _torchmetrics(base, cand, weights, device.type, n_ref, batch)
     ours_batch = DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU
-    alone = _lpips_alone(base, cand, weights, device.type, n_ref, ours_batch, "float32")
-    alone_bf16 = _lpips_alone(base, cand, weights, device.type, n_ref, ours_batch, "bfloat16")
-    ceiling = _decode_only(base, cand)
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        # Every pipeline once per round, so a drift of the machine's speed (shared CPUs)
+        # touches each; ratios are taken within a round, then the median over rounds.
+        ours = _pixgate(base, cand, weights, device.type, CACHE / "throughput.arrow", "float32")
+        fast = _pixgate(base, cand, weights, device.type, CACHE / "throughput-bf16.arrow", "bfloat16")
+        pillow = _pixgate(base, cand, weights, device.type, CACHE / "throughput-pillow.arrow", "float32", "pillow")
+        naive = _naive(base, cand, weights, device.type, n_ref)
+        tm = _torchmetrics(base, cand, weights, device.type, n_ref, batch)
+        alone = _lpips_alone(base, cand, weights, device.type, n_ref, ours_batch, "float32")
+        alone_bf16 = _lpips_alone(base, cand, weights, device.type, n_ref, ours_batch, "bfloat16")
+        ceiling = _decode_only(base, cand)
+        rounds.append(
+            {
+                "pixgate score (end to end, start-up included)": args.pairs / ours["wall_s"],
+                "pixgate score (after start-up)": ours["steady_pairs_per_s"],
+                "pixgate score --precision bfloat16 (end to end)": args.pairs / fast["wall_s"],
+                "pixgate score --precision bfloat16 (after start-up)": fast["steady_pairs_per_s"],
+                "pixgate score, Pillow decoding only (after start-up)": pillow["steady_pairs_per_s"],
+                "lpips package naive loop": naive["pairs"] / naive["wall_s"],
+                f"torchmetrics LPIPS, batch {batch}": tm["pairs"] / tm["wall_s"],
+                "pixgate LPIPS forward alone, float32": alone["pairs"] / alone["wall_s"],
+                "pixgate LPIPS forward alone, bfloat16": alone_bf16["pairs"] / alone_bf16["wall_s"],
+                "decode only (ceiling)": ceiling["pairs"] / ceiling["wall_s"],
+            }
+        )
     decoders = measure_decoders(sorted(base.iterdir()))
     bf16_diff = max(abs(a - b) for a, b in zip(ours["lpips"], fast["lpips"], strict=True))
-    rates = {
-        "pixgate score (end to end, start-up included)": args.pairs / ours["wall_s"],
-        "pixgate score (after start-up)": ours["steady_pairs_per_s"],
-        "pixgate score --precision bfloat16 (end to end)": args.pairs / fast["wall_s"],
-        "pixgate score --precision bfloat16 (after start-up)": fast["steady_pairs_per_s"],
-        "pixgate score, Pillow decoding only (after start-up)": pillow["steady_pairs_per_s"],
-        "lpips package naive loop": naive["pairs"] / naive["wall_s"],
-        f"torchmetrics LPIPS, batch {batch}": tm["pairs"] / tm["wall_s"],
-        "pixgate LPIPS forward alone, float32": alone["pairs"] / alone["wall_s"],
-        "pixgate LPIPS forward alone, bfloat16": alone_bf16["pairs"] / alone_bf16["wall_s"],
-        "decode only (ceiling)": ceiling["pairs"] / ceiling["wall_s"],
-    }
+
+    def median(fn: Any) -> float:
+        return statistics.median(fn(r) for r in rounds)
+
+    naive_name, ceiling_name = "lpips package naive loop", "decode only (ceiling)"
     # What decoding, the kernels and the pipeline add over the forward passes alone.
     overhead = {
-        "float32": rates["pixgate LPIPS forward alone, float32"] / ours["steady_pairs_per_s"] - 1.0,
-        "bfloat16": rates["pixgate LPIPS forward alone, bfloat16"] / fast["steady_pairs_per_s"] - 1.0,
+        "float32": median(lambda r: r["pixgate LPIPS forward alone, float32"] / r["pixgate score (after start-up)"])
+        - 1.0,
+        "bfloat16": median(
+            lambda r: (
+                r["pixgate LPIPS forward alone, bfloat16"] / r["pixgate score --precision bfloat16 (after start-up)"]
+            )
+        )
+        - 1.0,
     }
-    naive_rate = rates["lpips package naive loop"]
-    ceiling_rate = rates["decode only (ceiling)"]
-    table = {
-        name: {
+    table = {}
+    for name in rounds[0]:
+        rate = median(lambda r, name=name: r[name])
+        table[name] = {
             "pairs_per_s": round(rate, 2),
+            "range": [round(min(r[name] for r in rounds), 2), round(max(r[name] for r in rounds), 2)],
             "s_per_2000_pairs": round(PROJECTED_PAIRS / rate, 1),
-            "ratio_to_naive": round(rate / naive_rate, 3),
-            "share_of_decode_ceiling": round(rate / ceiling_rate, 3),
+            "ratio_to_naive": round(median(lambda r, name=name: r[name] / r[naive_name]), 3),
+            "share_of_decode_ceiling": round(median(lambda r, name=name: r[name] / r[ceiling_name]), 3),
         }
-        for name, rate in rates.items()
-    }
     result = {
         "machine": device_name(device) if device.type == "cuda" else device_name(torch.device("cpu")),
         "device": str(device),
@@ -275,6 +297,7 @@ def main() -> None:
         "size": args.size,
         "format": args.format,
         "reference_pairs": n_ref,
+        "rounds": args.repeat,
         "table": table,
         "overhead_over_lpips_alone": {k: round(v, 3) for k, v in overhead.items()},
         "bfloat16_max_abs_lpips_diff": bf16_diff,
@@ -288,8 +311,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        f"| {name} | {r['pairs_per_s']} | {r['s_per_2000_pairs']} | {r['ratio_to_naive']} | "
-        f"{r['share_of_decode_ceiling']} |"
+        f"| {name} | {r['pairs_per_s']} | {r['range'][0]}-{r['range'][1]} | {r['s_per_2000_pairs']} | "
+        f"{r['ratio_to_naive']} | {r['share_of_decode_ceiling']} |"
         for name, r in table.items()
     ]
     md = "\n".join(
@@ -301,7 +324,8 @@ def main() -> None:
             "",
             f"- machine: {result['machine']}; device: {result['device']}",
             f"- {args.pairs} pairs of {args.size}x{args.size} {args.format.upper()}; the references timed on "
-            f"{n_ref} of them; decode ceiling with {ceiling['workers']} workers",
+            f"{n_ref} of them; decode ceiling with {ceiling['workers']} workers; {args.repeat} rounds of every "
+            "pipeline, medians (ratios taken within each round)",
             f"- pixgate peak RSS {ours['peak_rss_mb']} MiB, start-up {ours['startup_s']} s, warm-up "
             f"{ours['warmup_ms']} ms, energy per pair {ours['energy_per_pair_j']} J, peak GPU memory "
             f"{ours['gpu_memory_peak_mb']} MiB",
@@ -309,8 +333,8 @@ def main() -> None:
             f"{overhead['bfloat16']:.0%} (bfloat16) over pixgate's LPIPS forward passes alone (after start-up)",
             f"- bfloat16 against float32: largest LPIPS difference {bf16_diff:.2e} over {args.pairs} pairs",
             "",
-            "| pipeline | pairs/s | s per 2,000 pairs | ratio to naive | share of decode ceiling |",
-            "| --- | --- | --- | --- | --- |",
+            "| pipeline | pairs/s (median) | range | s per 2,000 pairs | ratio to naive | share of decode ceiling |",
+            "| --- | --- | --- | --- | --- | --- |",
             *lines,
             "",
             f"Decoders, ms per {args.size}x{args.size} image on one core ({decoders['images']} images; JPEG is the "

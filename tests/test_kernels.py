@@ -38,6 +38,8 @@ FAST_CIEDE2000_ATOL = 1e-8
 ATAN2_ATOL = 7e-11
 EXP_RTOL = 1e-9
 SIN_ATOL = 2e-12
+# Seeded cube root after two Halley steps: float64 rounding of the last steps only.
+CBRT_RTOL = 1e-14
 # The CUDA simulator runs the same bodies in Python float64 and stores float32 like the
 # CPU path; only libm differences remain.
 SIM_ATOL = 1e-4
@@ -195,14 +197,17 @@ def test_ciede2000_matches_scikit_image_on_hard_cases() -> None:
     np.testing.assert_allclose(out, deltaE_ciede2000(lab, other), atol=CIEDE2000_ATOL, rtol=0)
 
 
-def test_polynomial_transcendentals_match_libm() -> None:
+def test_table_free_cube_root_and_polynomial_transcendentals_match_libm() -> None:
     import math
 
     import numba
 
-    from kernels._bodies import _ROTATION_ARG_MAX, _atan2, _exp_neg, _sin_small
+    from kernels._bodies import _DELTA, _ROTATION_ARG_MAX, _atan2, _cbrt, _exp_neg, _sin_small
 
-    atan2, exp_neg, sin_small = numba.njit(_atan2), numba.njit(_exp_neg), numba.njit(_sin_small)
+    atan2, exp_neg, sin_small, cbrt = (numba.njit(f) for f in (_atan2, _exp_neg, _sin_small, _cbrt))
+    # Over CIELAB's whole cube-root range, both range reductions and the seed's edges.
+    for t in np.concatenate([np.linspace(_DELTA**3, 1.1, 20_001), [1 / 64, 1 / 8, 1.0, 1.0888]]):
+        assert abs(cbrt(t) - np.cbrt(t)) <= CBRT_RTOL * np.cbrt(t), t
     rng = np.random.default_rng(3)
     angles = np.linspace(-math.pi, math.pi, 20_001)
     radii = rng.uniform(1e-6, 200.0, angles.size)

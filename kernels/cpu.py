@@ -10,8 +10,10 @@ from kernels._bodies import N_PLANES, build, lookup_table
 # error_model="numpy": a division by zero gives inf or NaN (then selected away) instead of
 # a Python exception, whose check would stop the row loop from vectorising; the GPU
 # behaves the same.
+_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 _passes = build(
-    numba.njit(cache=True, inline="always", error_model="numpy", fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+    numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH),
+    numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always"),
 )
 _luma_terms, _exact_where_needed, _edge_pair = _passes.luma_terms, _passes.exact_where_needed, _passes.edge_pair
 _linear_to_lab, _ciede2000_fast, _store_terms = _passes.linear_to_lab, _passes.ciede2000_fast, _passes.store_terms

@@ -73,8 +73,8 @@ SUMMARY_MAX_PROBLEMS: Final = 20
 LPIPS_PARITY_ATOL: Final = 1e-4
 
 #: LPIPS precisions: float32 (the default, bit-for-bit comparable runs) or bfloat16
-#: autocast for the backbone and heads (kernels stay float32): about 2.3x faster on CPUs
-#: with AMX, and on GPUs with tensor cores.
+#: autocast for the backbone and heads (kernels stay float32): forward passes about 3.6x
+#: faster on CPUs with AMX (benchmarks/RESULTS.md), and on GPUs with tensor cores.
 PRECISIONS: Final = ("float32", "bfloat16")
 
 #: |LPIPS in bfloat16 - LPIPS in float32| allowed: the bound reduced precision must stay

@@ -40,6 +40,7 @@ from engine.score import (
     ScoreConfigError,
     ScoreOptions,
     ScoreResult,
+    check_decoder_setting,
     check_resume,
     load_previous,
     missing_row,
@@ -167,6 +168,7 @@ def run_score_ray(
     started = time.perf_counter()
     if opts.manifest is not None:
         raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
+    check_decoder_setting()
     pairing, baseline_fs, candidate_fs = _pairing(opts)
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     carried, old_meta, old_source = load_previous(opts)

@@ -430,6 +430,14 @@ def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair) -> t
     return mask, None
 
 
+def check_decoder_setting() -> None:
+    """Refuse a bad `PIXGATE_DECODER` before anything starts (both backends)."""
+    try:
+        decoder_setting()
+    except ValueError as exc:
+        raise ScoreConfigError(str(exc)) from None
+
+
 def check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
     for key in schema.RESUME_KEYS:
         if old.get(key, "") != new.get(key, ""):
@@ -576,10 +584,7 @@ def run_score(
         raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
     if opts.output.is_dir():
         raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
-    try:
-        decoder_setting()
-    except ValueError as exc:
-        raise ScoreConfigError(str(exc)) from None
+    check_decoder_setting()
     if opts.precision not in PRECISIONS:
         raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
     try:
@@ -767,6 +772,7 @@ __all__ = [
     "ScoreOptions",
     "ScoreResult",
     "Scorer",
+    "check_decoder_setting",
     "check_resume",
     "decoded_row",
     "default_workers",

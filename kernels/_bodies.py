@@ -200,6 +200,43 @@ def build(
         """CIELAB of an 8-bit sRGB colour: the table's decoding, then `_linear_to_lab`."""
         return linear_to_lab(lut[r], lut[g], lut[b])
 
+    def _primed(a1: float, b1: float, a2: float, b2: float) -> tuple[float, float, float, float]:
+        """CIEDE2000's a' of both colours (a stretched by the G factor) and their C'."""
+        c1 = math.sqrt(a1 * a1 + b1 * b1)
+        c2 = math.sqrt(a2 * a2 + b2 * b2)
+        cbar7 = ((c1 + c2) / 2.0) ** 7
+        g = 0.5 * (1.0 - math.sqrt(cbar7 / (cbar7 + _POW25_7)))
+        a1p, a2p = (1.0 + g) * a1, (1.0 + g) * a2
+        return a1p, a2p, math.sqrt(a1p * a1p + b1 * b1), math.sqrt(a2p * a2p + b2 * b2)
+
+    def _hue_weight(ch: float, shh: float) -> float:
+        """CIEDE2000's T from the cosine and sine of the mean hue: multiple-angle and
+        angle-sum identities replace the four cosines of the textbook form."""
+        c2h, s2h = 2.0 * ch * ch - 1.0, 2.0 * shh * ch
+        c3h, s3h = ch * (4.0 * ch * ch - 3.0), shh * (3.0 - 4.0 * shh * shh)
+        c4h, s4h = 2.0 * c2h * c2h - 1.0, 2.0 * s2h * c2h
+        return (
+            1.0
+            - 0.17 * (ch * _COS30 + shh * _SIN30)
+            + 0.24 * c2h
+            + 0.32 * (c3h * _COS6 - s3h * _SIN6)
+            - 0.20 * (c4h * _COS63 + s4h * _SIN63)
+        )
+
+    def _weighted(dl: float, dc: float, dhh: float, lbar: float, cbarp: float, t: float, sin_2dtheta: float) -> float:
+        """CIEDE2000 from the differences, their weights and the rotation term's sine."""
+        cbarp7 = cbarp**7
+        rc = 2.0 * math.sqrt(cbarp7 / (cbarp7 + _POW25_7))
+        sl = 1.0 + 0.015 * (lbar - 50.0) ** 2 / math.sqrt(20.0 + (lbar - 50.0) ** 2)
+        sc = 1.0 + 0.045 * cbarp
+        sh = 1.0 + 0.015 * cbarp * t
+        rt = -sin_2dtheta * rc
+        return math.sqrt((dl / sl) ** 2 + (dc / sc) ** 2 + (dhh / sh) ** 2 + rt * (dc / sc) * (dhh / sh))
+
+    primed = vector_jit(_primed)
+    hue_weight = vector_jit(_hue_weight)
+    weighted = vector_jit(_weighted)
+
     def _ciede2000_fast(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
         """CIEDE2000 as `_ciede2000_exact` computes it, with selects for branches and the
         polynomial atan2, exp and sin, so that a CPU loop over pixels vectorises.
@@ -207,12 +244,7 @@ def build(
         Returns NEEDS_EXACT for opposite hues (a measure-zero set where CIEDE2000 is
         discontinuous): there the angle-based case analysis of the exact form decides.
         """
-        c1 = math.sqrt(a1 * a1 + b1 * b1)
-        c2 = math.sqrt(a2 * a2 + b2 * b2)
-        cbar7 = ((c1 + c2) / 2.0) ** 7
-        g = 0.5 * (1.0 - math.sqrt(cbar7 / (cbar7 + _POW25_7)))
-        a1p, a2p = (1.0 + g) * a1, (1.0 + g) * a2
-        c1p, c2p = math.sqrt(a1p * a1p + b1 * b1), math.sqrt(a2p * a2p + b2 * b2)
+        a1p, a2p, c1p, c2p = primed(a1, b1, a2, b2)
         dl = l2 - l1
         dc = c2p - c1p
         lbar = (l1 + l2) / 2.0
@@ -233,37 +265,17 @@ def build(
         shh = uy * inv if not grey else 0.0
         hbar = atan2(shh, ch)
         hbar = hbar + 2.0 * math.pi if hbar < 0.0 else hbar
-        c2h, s2h = 2.0 * ch * ch - 1.0, 2.0 * shh * ch
-        c3h, s3h = ch * (4.0 * ch * ch - 3.0), shh * (3.0 - 4.0 * shh * shh)
-        c4h, s4h = 2.0 * c2h * c2h - 1.0, 2.0 * s2h * c2h
-        t = (
-            1.0
-            - 0.17 * (ch * _COS30 + shh * _SIN30)
-            + 0.24 * c2h
-            + 0.32 * (c3h * _COS6 - s3h * _SIN6)
-            - 0.20 * (c4h * _COS63 + s4h * _SIN63)
-        )
+        t = hue_weight(ch, shh)
         arg = ((hbar * _DEG - 275.0) / 25.0) ** 2
         dtheta = _RAD30 * exp_neg(arg) if arg < _ROTATION_ARG_MAX else 0.0
-        cbarp7 = cbarp**7
-        rc = 2.0 * math.sqrt(cbarp7 / (cbarp7 + _POW25_7))
-        sl = 1.0 + 0.015 * (lbar - 50.0) ** 2 / math.sqrt(20.0 + (lbar - 50.0) ** 2)
-        sc = 1.0 + 0.045 * cbarp
-        sh = 1.0 + 0.015 * cbarp * t
-        rt = -sin_small(2.0 * dtheta) * rc
-        de = math.sqrt((dl / sl) ** 2 + (dc / sc) ** 2 + (dhh / sh) ** 2 + rt * (dc / sc) * (dhh / sh))
+        de = weighted(dl, dc, dhh, lbar, cbarp, t, sin_small(2.0 * dtheta))
         return NEEDS_EXACT if chromatic and norm <= _OPPOSITE_NORM else de
 
     def _ciede2000_exact(l1: float, a1: float, b1: float, l2: float, a2: float, b2: float) -> float:
         """CIEDE2000 with kL = kC = kH = 1 (Sharma, Wu and Dalal, 2005), with libm and branches."""
         if l1 == l2 and a1 == a2 and b1 == b2:
             return 0.0
-        c1 = math.sqrt(a1 * a1 + b1 * b1)
-        c2 = math.sqrt(a2 * a2 + b2 * b2)
-        cbar7 = ((c1 + c2) / 2.0) ** 7
-        g = 0.5 * (1.0 - math.sqrt(cbar7 / (cbar7 + _POW25_7)))
-        a1p, a2p = (1.0 + g) * a1, (1.0 + g) * a2
-        c1p, c2p = math.sqrt(a1p * a1p + b1 * b1), math.sqrt(a2p * a2p + b2 * b2)
+        a1p, a2p, c1p, c2p = primed(a1, b1, a2, b2)
         dl = l2 - l1
         dc = c2p - c1p
         lbar = (l1 + l2) / 2.0
@@ -308,29 +320,12 @@ def build(
         hbar = math.atan2(shh, ch)
         if hbar < 0.0:
             hbar += 2.0 * math.pi
-        # T from cos and sin of the mean hue: multiple-angle and angle-sum identities
-        # replace the four cosines of the textbook form.
-        c2h, s2h = 2.0 * ch * ch - 1.0, 2.0 * shh * ch
-        c3h, s3h = ch * (4.0 * ch * ch - 3.0), shh * (3.0 - 4.0 * shh * shh)
-        c4h, s4h = 2.0 * c2h * c2h - 1.0, 2.0 * s2h * c2h
-        t = (
-            1.0
-            - 0.17 * (ch * _COS30 + shh * _SIN30)
-            + 0.24 * c2h
-            + 0.32 * (c3h * _COS6 - s3h * _SIN6)
-            - 0.20 * (c4h * _COS63 + s4h * _SIN63)
-        )
+        t = hue_weight(ch, shh)
         # Far from 275 degrees the exponential underflows towards subnormals, which are
         # slow on x86; below exp(-50) (~2e-22) the term cannot change a float result.
         arg = ((hbar * _DEG - 275.0) / 25.0) ** 2
-        dtheta = _RAD30 * math.exp(-arg) if arg < 50.0 else 0.0
-        cbarp7 = cbarp**7
-        rc = 2.0 * math.sqrt(cbarp7 / (cbarp7 + _POW25_7))
-        sl = 1.0 + 0.015 * (lbar - 50.0) ** 2 / math.sqrt(20.0 + (lbar - 50.0) ** 2)
-        sc = 1.0 + 0.045 * cbarp
-        sh = 1.0 + 0.015 * cbarp * t
-        rt = -math.sin(2.0 * dtheta) * rc
-        return math.sqrt((dl / sl) ** 2 + (dc / sc) ** 2 + (dhh / sh) ** 2 + rt * (dc / sc) * (dhh / sh))
+        dtheta = _RAD30 * math.exp(-arg) if arg < _ROTATION_ARG_MAX else 0.0
+        return weighted(dl, dc, dhh, lbar, cbarp, t, math.sin(2.0 * dtheta))
 
     def _luma_on_white(img: Any, n: int, y: int, x: int) -> float:
         """Rec.709 luma (0..1) of a gamma-encoded pixel composited over white."""

@@ -82,6 +82,19 @@ def test_usage_errors_exit_2_naming_the_value(
     assert fragment in _flat(result.output)
 
 
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_bad_decoder_setting_exits_2_before_anything_runs(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    base, cand = make_pairs(SIZES[:1])
+    monkeypatch.setenv("PIXGATE_DECODER", "turbo")
+    out = tmp_path / "r.arrow"
+    result = runner.invoke(app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--backend", backend])
+    assert result.exit_code == 2
+    assert "PIXGATE_DECODER must be one of auto, pillow; got 'turbo'" in _flat(result.output)
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
 def test_missing_folder_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["score", str(tmp_path / "nope"), str(tmp_path), "-o", str(tmp_path / "r.arrow")])
     assert result.exit_code == 2

@@ -155,7 +155,6 @@ class Passes(NamedTuple):
     pixel_terms: Any
     exact_where_needed: Any
     edge_pair: Any
-    srgb_to_lab: Any
     linear_to_lab: Any
     ciede2000_fast: Any
     store_terms: Any
@@ -426,7 +425,6 @@ def build(
         pixel_terms=jit(_pixel_terms),
         exact_where_needed=vector_jit(_exact_where_needed),
         edge_pair=vector_jit(_edge_pair),
-        srgb_to_lab=srgb_to_lab,
         linear_to_lab=linear_to_lab,
         ciede2000_fast=ciede2000_fast,
         store_terms=store_terms,

@@ -69,7 +69,7 @@ def _measure(device_name: str, base: np.ndarray, cand: np.ndarray, weights: Path
     n = base.shape[0]
     with torch.inference_mode():
         kernels_s = _time(lambda: reduce_terms(pixel_terms(tb, tc), [True] * n), repeat, sync)
-        lpips_s = _time(lambda: model(model.prepare(tb), model.prepare(tc)).cpu(), repeat, sync)
+        lpips_s = _time(lambda: model.distances(model.inputs(tb, tc)).cpu(), repeat, sync)
     return {
         "kernels_ms_per_pair": round(1000 * kernels_s / n, 3),
         "lpips_ms_per_pair": round(1000 * lpips_s / n, 3),

@@ -170,8 +170,9 @@ def _lpips_alone(
     base: Path, cand: Path, weights: Path, device: str, limit: int, batch: int, precision: str
 ) -> dict[str, Any]:
     """pixgate's LPIPS forward passes alone: the same model, batch size and precision, on
-    pairs decoded and prepared beforehand, so decoding, the kernels and the pipeline are
-    all left out. The yardstick for what they add."""
+    network inputs built beforehand (decoded, then `inputs`), so decoding, input
+    conversion, the kernels and the pipeline are all left out. The yardstick for what
+    they add."""
     import torch
 
     from engine.decode import decode_pair
@@ -186,12 +187,12 @@ def _lpips_alone(
             pairs = [decode_pair(p.stem, p, cand / p.name) for p in files[i : i + batch]]
             tb = torch.from_numpy(np.stack([dp.baseline.rgba for dp in pairs if dp.baseline is not None])).to(dev)
             tc = torch.from_numpy(np.stack([dp.candidate_aligned for dp in pairs if dp.candidate_aligned is not None]))
-            batches.append((model.prepare(tb), model.prepare(tc.to(dev))))
+            batches.append(model.inputs(tb, tc.to(dev)))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            model(*batches[0]).cpu()  # warm-up, as pixgate's own
+            model.distances(batches[0]).cpu()  # warm-up, as pixgate's own
             started = time.perf_counter()
-            for x0, x1 in batches:
-                model(x0, x1).float().cpu()
+            for inputs in batches:
+                model.distances(inputs).float().cpu()
             wall = time.perf_counter() - started
     return {"wall_s": wall, "pairs": len(files)}
 

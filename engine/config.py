@@ -13,6 +13,16 @@ from typing import Final
 NETS: Final = ("alex", "vgg", "squeeze")
 DEFAULT_NET: Final = "alex"
 
+#: torchvision's ImageNet weights for each backbone (`<Model>_Weights.IMAGENET1K_V1.url`);
+#: the file name carries the sha256 prefix a download is checked against. Written out
+#: because importing torchvision to read them would cost about 1.3 s per run;
+#: tests/test_weights.py checks them against torchvision.
+WEIGHTS_URLS: Final = {
+    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+}
+
 #: LPIPS head version shipped inside the `lpips` package that pixgate uses.
 LPIPS_HEAD_VERSION: Final = "0.1"
 

@@ -225,7 +225,6 @@ class Scorer:
         """
         import numpy as np
         import torch
-        import torch.nn.functional as F
 
         from engine.metrics import pixel_terms, reduce_terms
         from engine.models import upscale_factor
@@ -255,13 +254,10 @@ class Scorer:
                 keep = torch.from_numpy(out).to(self.device)
             rows = reduce_terms(pixel_terms(tb, tc), both_alpha, keep)
             if self.model is not None:
-                x0, x1 = self.model.prepare(tb), self.model.prepare(tc)
-                if factor > 1.0:
-                    size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1))
-                    x0 = F.interpolate(x0, size=size, mode="bilinear", align_corners=False)
-                    x1 = F.interpolate(x1, size=size, mode="bilinear", align_corners=False)
+                size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1)) if factor > 1.0 else None
+                inputs = self.model.inputs(tb, tc, size)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-                    distances = self.model(x0, x1)
+                    distances = self.model.distances(inputs)
                 # Pixel-identical pairs are 0 by definition; computed, the two images'
                 # features can differ in the last bits depending on where they sit in the
                 # batch (~1e-13), and which batch a pair lands in depends on decode timing.

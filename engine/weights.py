@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import DOWNLOAD_TIMEOUT_S
+from engine.config import DOWNLOAD_TIMEOUT_S, WEIGHTS_URLS
 
 #: Environment variable naming a weights file (a torchvision state_dict).
 ENV_WEIGHTS = "PIXGATE_WEIGHTS"
@@ -59,20 +59,9 @@ class WeightsCandidate:
     detail: str
 
 
-def _torchvision_url(net: str) -> str:
-    from torchvision import models
-
-    enums = {
-        "alex": models.AlexNet_Weights,
-        "vgg": models.VGG16_Weights,
-        "squeeze": models.SqueezeNet1_1_Weights,
-    }
-    return str(enums[net].IMAGENET1K_V1.url)
-
-
 def weights_url(net: str) -> str:
     """The URL weights are downloaded from: `PIXGATE_WEIGHTS_URL` or torchvision's."""
-    return os.environ.get(ENV_WEIGHTS_URL) or _torchvision_url(net)
+    return os.environ.get(ENV_WEIGHTS_URL) or WEIGHTS_URLS[net]
 
 
 def cache_path(net: str) -> Path:

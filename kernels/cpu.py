@@ -67,6 +67,53 @@ def _edges_kernel(base: np.ndarray, cand: np.ndarray, scratch: np.ndarray, out: 
                 _edge_pair(scratch, n, y, x, out)
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _input_kernel(
+    base: np.ndarray, cand: np.ndarray, gain: np.ndarray, offset: np.ndarray, background: np.ndarray, out: np.ndarray
+) -> None:
+    n_img, h, w = base.shape[0], base.shape[1], base.shape[2]
+    for row in numba.prange(2 * n_img * h):
+        m = row // h
+        y = row - m * h
+        img = base if m < n_img else cand
+        n = m if m < n_img else m - n_img
+        for x in range(w):
+            a = img[n, y, x, 3] / 255.0
+            for c in range(3):
+                # Opaque: a = 1 and the background's share is exactly 0.
+                v = img[n, y, x, c] / 255.0 * a + background[c] * (1.0 - a)
+                out[m, y, x, c] = v * gain[c] + offset[c]
+
+
+def network_input_cpu(
+    base: np.ndarray, cand: np.ndarray, gain: np.ndarray, offset: np.ndarray, background: np.ndarray
+) -> np.ndarray:
+    """Both batches as one network input, in one pass: composited over `background`,
+    then per channel `value * gain + offset` (value in 0..1).
+
+    Fuses what would otherwise be a conversion, a composite, a concatenation and a
+    scaling layer, each a pass over the float data.
+
+    Args:
+        base: N x H x W x 4 uint8 baseline pixels (straight alpha).
+        cand: Candidate pixels of the same shape.
+        gain: 3 per-channel factors.
+        offset: 3 per-channel offsets.
+        background: 3 channel values (0..1) that transparency is composited over.
+
+    Returns:
+        2N x H x W x 3 float32: the baseline images, then the candidate images.
+    """
+    _check(base, cand)
+    for name, value in (("gain", gain), ("offset", offset), ("background", background)):
+        if np.shape(value) != (3,):
+            raise ValueError(f"{name} must hold 3 channel values; got shape {np.shape(value)}")
+    out = np.empty((2 * base.shape[0], *base.shape[1:3], 3), np.float32)
+    g, o, bg = (np.asarray(v, np.float64) for v in (gain, offset, background))
+    _input_kernel(base, cand, g, o, bg, out)
+    return out
+
+
 def edge_magnitudes_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Sobel magnitudes of both images' luma (over white), the same as the terms' edge planes.
 
@@ -113,4 +160,4 @@ def _check(base: np.ndarray, cand: np.ndarray) -> None:
         raise ValueError(f"base and cand must be uint8; got {base.dtype} and {cand.dtype}")
 
 
-__all__ = ["edge_magnitudes_cpu", "pixel_terms_cpu"]
+__all__ = ["edge_magnitudes_cpu", "network_input_cpu", "pixel_terms_cpu"]

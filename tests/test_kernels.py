@@ -14,7 +14,7 @@ from skimage.color import deltaE_ciede2000, rgb2lab
 
 import kernels as K
 from engine.config import OPAQUE_ALPHA
-from kernels.cpu import pixel_terms_cpu
+from kernels.cpu import network_input_cpu, pixel_terms_cpu
 from tests.conftest import poster
 
 # The kernels store float32; the references compute in float64. Relative error of one
@@ -40,6 +40,9 @@ EXP_RTOL = 1e-9
 SIN_ATOL = 2e-12
 # Seeded cube root after two Halley steps: float64 rounding of the last steps only.
 CBRT_RTOL = 1e-14
+# The fused network input (float64 arithmetic, one float32 rounding) against NumPy's
+# float64 formula: one rounding of values up to ~2.7 (float32 spacing there: 2.4e-7).
+INPUT_ATOL = 3e-7
 # The CUDA simulator runs the same bodies in Python float64 and stores float32 like the
 # CPU path; only libm differences remain.
 SIM_ATOL = 1e-4
@@ -250,6 +253,28 @@ def test_vectorisable_ciede2000_matches_the_libm_form_and_defers_opposite_hues()
     np.testing.assert_allclose(out[0][~deferred], out[1][~deferred], rtol=FAST_CIEDE2000_RTOL, atol=FAST_CIEDE2000_ATOL)
     assert np.all(out[0][3 * k : 3 * k + 100] == 0.0)
     np.testing.assert_array_equal(out[2], np.where(deferred, out[1], out[0]))  # the exact form decides
+
+
+def test_network_input_composites_scales_and_stacks_both_batches() -> None:
+    base, cand = _batch(5, 3, 9, 13)  # soft alpha, shifted alpha, opaque regions
+    gain, offset, background = np.array([4.4, 4.5, 4.4]), np.array([-2.1, -2.0, -1.8]), np.array([1.0, 0.5, 0.0])
+    got = network_input_cpu(base, cand, gain, offset, background)
+    assert got.dtype == np.float32 and got.shape == (6, 9, 13, 3)
+    for half, img in ((got[:3], base), (got[3:], cand)):
+        a = img[..., 3:].astype(np.float64) / 255.0
+        want = (img[..., :3] / 255.0 * a + background * (1.0 - a)) * gain + offset
+        np.testing.assert_allclose(half, want, atol=INPUT_ATOL, rtol=0)
+    # Opaque pixels carry their own colour alone, whatever the background.
+    opaque = base[..., 3] == 255
+    assert opaque.any()
+    black = network_input_cpu(base, cand, gain, offset, np.zeros(3))[:3]
+    np.testing.assert_array_equal(black[opaque], got[:3][opaque])
+
+
+def test_network_input_refuses_bad_channel_values() -> None:
+    a = np.zeros((1, 2, 2, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"gain must hold 3 channel values; got shape \(4,\)"):
+        network_input_cpu(a, a, np.ones(4), np.zeros(3), np.ones(3))
 
 
 def test_bad_shapes_are_refused() -> None:

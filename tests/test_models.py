@@ -76,6 +76,42 @@ def test_prepare_composites_alpha_over_white(alex_weights: Path) -> None:
     assert x[0, :, 1, 1].tolist() == [1.0, 1.0, 1.0]  # transparent: white background
 
 
+def test_fused_cpu_input_matches_the_prepare_path(alex_weights: Path) -> None:
+    model = load_lpips("alex", alex_weights)
+    base = np.stack([poster(40, 52, seed=s, alpha=True) for s in (1, 2)])
+    base[1, ..., 3] = np.random.default_rng(1).integers(0, 256, (40, 52))  # soft alpha
+    cand = np.stack([np.dstack([poster(40, 52, seed=s), np.full((40, 52), 255, np.uint8)]) for s in (3, 4)])
+    base, cand = torch.from_numpy(base), torch.from_numpy(cand)
+    with torch.inference_mode():
+        fused = model.inputs(base, cand)
+        torch_path = model._scaled(model.prepare(base), model.prepare(cand))
+        assert fused.shape == torch_path.shape == (4, 3, 40, 52)
+        assert fused.is_contiguous(memory_format=torch.channels_last)
+        # Float32 rounding of a few operations on values up to ~2.7 (spacing 2.4e-7).
+        torch.testing.assert_close(fused, torch_path, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model.distances(fused), model.distances(torch_path), atol=LPIPS_PARITY_ATOL, rtol=0)
+
+
+def test_distances_from_uint8_match_the_lpips_package(
+    alex_weights: Path, lpips_reference: Callable[[str, Path], torch.nn.Module]
+) -> None:
+    ref = lpips_reference("alex", alex_weights)
+    model = load_lpips("alex", alex_weights)
+    base = np.stack([np.dstack([poster(64, 80, seed=s), np.full((64, 80), 255, np.uint8)]) for s in (5, 6, 7)])
+    cand = np.clip(base.astype(int) + np.random.default_rng(0).integers(-30, 30, base.shape), 0, 255).astype(np.uint8)
+    cand[..., 3] = 255
+    with torch.inference_mode():
+        got = model.distances(model.inputs(torch.from_numpy(base), torch.from_numpy(cand)))
+        to_ref = [torch.from_numpy(x[..., :3].astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2) for x in (base, cand)]
+        want = ref(*to_ref).flatten()
+    torch.testing.assert_close(got, want, atol=LPIPS_PARITY_ATOL, rtol=0)
+    # Below the minimum side the inputs are resampled up first, on the same path as `prepare`.
+    with torch.inference_mode():
+        small = torch.from_numpy(base[:, :20, :24].copy()), torch.from_numpy(cand[:, :20, :24].copy())
+        resized = model.inputs(*small, (40, 48))
+    assert resized.shape == (6, 3, 40, 48)
+
+
 @pytest.mark.parametrize("net", NETS)
 def test_min_side_matches_the_backbone(
     net: str, weights_for: Callable[[str], Path], lpips_reference: Callable[[str, Path], torch.nn.Module]

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.weights import ENV_WEIGHTS, ENV_WEIGHTS_URL, WeightsError, cache_path, resolve_weights, sha256_file
+from engine.config import NETS, WEIGHTS_URLS
+from engine.weights import (
+    ENV_WEIGHTS,
+    ENV_WEIGHTS_URL,
+    WeightsError,
+    cache_path,
+    resolve_weights,
+    sha256_file,
+    weights_url,
+)
 
 
 @pytest.fixture
@@ -101,3 +110,14 @@ def test_download_with_wrong_hash_is_rejected_and_not_cached(
         resolve_weights("alex")
     assert not cache_path("alex").exists()
     assert list(cache_path("alex").parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_download_urls_are_torchvisions(net: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision import models
+
+    monkeypatch.delenv(ENV_WEIGHTS_URL)  # set by the suite's offline guard; nothing is fetched here
+
+    enum = {"alex": models.AlexNet_Weights, "vgg": models.VGG16_Weights, "squeeze": models.SqueezeNet1_1_Weights}[net]
+    assert weights_url(net) == WEIGHTS_URLS[net] == enum.IMAGENET1K_V1.url
+    assert cache_path(net).name == enum.IMAGENET1K_V1.url.rsplit("/", 1)[-1]

@@ -334,18 +334,24 @@ def build(
         b = img[n, y, x, 2] * a + 255.0 * (1.0 - a)
         return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255.0
 
-    def _sobel(out: Any, p: int, n: int, y: int, x: int) -> float:
-        """Sobel gradient magnitude of plane out[p, n] at (y, x); borders are replicated."""
-        h = out.shape[2]
-        w = out.shape[3]
-        y0, y2 = max(y - 1, 0), min(y + 1, h - 1)
-        x0, x2 = max(x - 1, 0), min(x + 1, w - 1)
+    def _sobel(out: Any, p: int, n: int, y0: int, y: int, y2: int, x0: int, x: int, x2: int) -> float:
+        """Sobel gradient magnitude of plane out[p, n] at (y, x), given the neighbouring
+        rows y0, y2 and columns x0, x2: the caller replicates borders (`_neighbours`).
+
+        Taking the neighbours as arguments lets the CPU kernel pass x - 1 and x + 1 for
+        the interior columns, where loads are contiguous and the loop vectorises (~4x
+        faster than clamping every index).
+        """
         tl, tc, tr = out[p, n, y0, x0], out[p, n, y0, x], out[p, n, y0, x2]
         ml, mr = out[p, n, y, x0], out[p, n, y, x2]
         bl, bc, br = out[p, n, y2, x0], out[p, n, y2, x], out[p, n, y2, x2]
         gx = (tr + 2.0 * mr + br) - (tl + 2.0 * ml + bl)
         gy = (bl + 2.0 * bc + br) - (tl + 2.0 * tc + tr)
         return math.sqrt(gx * gx + gy * gy)
+
+    def _neighbours(i: int, size: int) -> tuple[int, int]:
+        """The indices before and after i, replicated at the borders."""
+        return max(i - 1, 0), min(i + 1, size - 1)
 
     # Each body calls the others by these names; `jit` compiles lazily, so every name is
     # bound to its compiled version before anything is compiled.
@@ -363,6 +369,7 @@ def build(
     jit(_ciede2000)
     luma_on_white = vector_jit(_luma_on_white)
     sobel = vector_jit(_sobel)
+    neighbours = vector_jit(_neighbours)
 
     def _luma_terms(base: Any, cand: Any, n: int, y: int, x: int, out: Any) -> None:
         """Pass 1: each image's luma at (y, x), into the scratch planes."""
@@ -370,11 +377,12 @@ def build(
         out[LUMA_CAND, n, y, x] = luma_on_white(cand, n, y, x)
 
     def _store_terms(
-        base: Any, cand: Any, n: int, y: int, x: int, opaque: int, out: Any,
+        base: Any, cand: Any, n: int, y0: int, y: int, y2: int, x0: int, x: int, x2: int, opaque: int, out: Any,
         de: float, l1: float, a1: float, b1: float, l2: float, a2: float, b2: float,
     ) -> None:  # fmt: skip
-        """Pass 2's output at (y, x), given both pixels' CIELAB and their ΔE from
-        `_ciede2000_fast`: the `N_TERMS` terms, into out[:N_TERMS, n, y, x].
+        """Pass 2's output at (y, x), given its neighbouring rows and columns (see
+        `_sobel`), both pixels' CIELAB and their ΔE from `_ciede2000_fast`: the `N_TERMS`
+        terms, into out[:N_TERMS, n, y, x].
 
         Colour terms are NaN where the pixel is not opaque in both images. Needs pass 1
         done for the whole image (the Sobel operator reads the neighbours' luma).
@@ -386,8 +394,8 @@ def build(
         out[L_SHIFT, n, y, x] = l2 - l1 if both else math.nan
         chroma = math.sqrt(a2 * a2 + b2 * b2) - math.sqrt(a1 * a1 + b1 * b1)
         out[C_SHIFT, n, y, x] = chroma if both else math.nan
-        gb = sobel(out, LUMA_BASE, n, y, x)
-        gc = sobel(out, LUMA_CAND, n, y, x)
+        gb = sobel(out, LUMA_BASE, n, y0, y, y2, x0, x, x2)
+        gc = sobel(out, LUMA_CAND, n, y0, y, y2, x0, x, x2)
         out[EDGE_BASE, n, y, x] = gb
         out[EDGE_KEPT, n, y, x] = min(gb, gc)
         out[ALPHA_ABS, n, y, x] = abs(float(ab) - float(ac)) / 255.0
@@ -406,7 +414,9 @@ def build(
         l1, a1, b1 = srgb_to_lab(lut, base[n, y, x, 0], base[n, y, x, 1], base[n, y, x, 2])
         l2, a2, b2 = srgb_to_lab(lut, cand[n, y, x, 0], cand[n, y, x, 1], cand[n, y, x, 2])
         de = ciede2000_fast(l1, a1, b1, l2, a2, b2)
-        store_terms(base, cand, n, y, x, opaque, out, de, l1, a1, b1, l2, a2, b2)
+        y0, y2 = neighbours(y, out.shape[2])
+        x0, x2 = neighbours(x, out.shape[3])
+        store_terms(base, cand, n, y0, y, y2, x0, x, x2, opaque, out, de, l1, a1, b1, l2, a2, b2)
 
     def _exact_where_needed(base: Any, cand: Any, n: int, y: int, x: int, lut: Any, out: Any) -> None:
         """Pass 3: the exact CIEDE2000 where pass 2 left NEEDS_EXACT (opposite hues)."""
@@ -417,8 +427,10 @@ def build(
 
     def _edge_pair(out: Any, n: int, y: int, x: int, dst: Any) -> None:
         """Pass 2 for edges alone: both images' Sobel magnitudes at (y, x), into dst[0:2, n, y, x]."""
-        dst[0, n, y, x] = sobel(out, LUMA_BASE, n, y, x)
-        dst[1, n, y, x] = sobel(out, LUMA_CAND, n, y, x)
+        y0, y2 = neighbours(y, out.shape[2])
+        x0, x2 = neighbours(x, out.shape[3])
+        dst[0, n, y, x] = sobel(out, LUMA_BASE, n, y0, y, y2, x0, x, x2)
+        dst[1, n, y, x] = sobel(out, LUMA_CAND, n, y0, y, y2, x0, x, x2)
 
     return Passes(
         luma_terms=vector_jit(_luma_terms),

@@ -46,8 +46,14 @@ def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarr
             l2, a2, b2 = _linear_to_lab(lab[3, x], lab[4, x], lab[5, x])
             de[x] = _ciede2000_fast(l1, a1, b1, l2, a2, b2)
             lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x] = l1, a1, b1, l2, a2, b2
-        for x in range(w):
-            _store_terms(base, cand, n, y, x, opaque, out, de[x],
+        # Interior columns take x - 1 and x + 1 as neighbours (contiguous: this loop
+        # vectorises); the border columns replicate, as `_neighbours` does.
+        y0, y2 = max(y - 1, 0), min(y + 1, h - 1)
+        for x in range(1, w - 1):
+            _store_terms(base, cand, n, y0, y, y2, x - 1, x, x + 1, opaque, out, de[x],
+                         lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x])  # fmt: skip
+        for x in range(0, w, max(w - 1, 1)):  # columns 0 and w - 1
+            _store_terms(base, cand, n, y0, y, y2, max(x - 1, 0), x, min(x + 1, w - 1), opaque, out, de[x],
                          lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x])  # fmt: skip
         for x in range(w):
             _exact_where_needed(base, cand, n, y, x, lut, out)

@@ -104,7 +104,7 @@ def _batch(seed: int, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return base, cand
 
 
-@pytest.mark.parametrize(("n", "h", "w"), [(1, 1, 1), (2, 7, 5), (3, 33, 47)])
+@pytest.mark.parametrize(("n", "h", "w"), [(1, 1, 1), (1, 3, 2), (2, 7, 5), (3, 33, 47)])
 def test_cpu_kernel_matches_reference(n: int, h: int, w: int) -> None:
     base, cand = _batch(n + h, n, h, w)
     got = pixel_terms_cpu(base, cand, OPAQUE_ALPHA)[: K.N_TERMS]

@@ -157,15 +157,16 @@ def _build_module(net: str, features: nn.Sequential, heads: list[torch.Tensor]) 
             """The backbone's input for two N x H x W x 4 uint8 batches: 2N x 3 x H x W
             (channels_last), what `forward` builds from `prepare`'s output.
 
+            On a CPU, at the input's size, one numba pass does it: 1.6 against 7.2 ms per
+            512x512 pair on 2 cores for the torch passes it replaces (conversion,
+            scaling, concatenation, shift, scale). On a GPU torch's element-wise kernels
+            are a small share of a batch.
+
             Args:
                 base: Baseline pixels (straight alpha).
                 cand: Candidate pixels, same shape and device.
                 size: Resample both to this (H, W) first (bilinear): inputs below the
                     backbone's minimum side.
-
-            On a CPU, at the input's size, one numba pass does it: about 4x faster than
-            the five torch passes it replaces (conversion, scaling, concatenation, shift,
-            scale). On a GPU torch's element-wise kernels are a small share of a batch.
             """
             if size is not None or base.device.type != "cpu":
                 import torch.nn.functional as F

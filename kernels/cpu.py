@@ -46,8 +46,8 @@ def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarr
             l2, a2, b2 = _linear_to_lab(lab[3, x], lab[4, x], lab[5, x])
             de[x] = _ciede2000_fast(l1, a1, b1, l2, a2, b2)
             lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x] = l1, a1, b1, l2, a2, b2
-        # Interior columns take x - 1 and x + 1 as neighbours (contiguous: this loop
-        # vectorises); the border columns replicate, as `_neighbours` does.
+        # Interior columns take x - 1 and x + 1 as neighbours, with no clamping per
+        # pixel; the border columns replicate, as `_neighbours` does.
         y0, y2 = max(y - 1, 0), min(y + 1, h - 1)
         for x in range(1, w - 1):
             _store_terms(base, cand, n, y0, y, y2, x - 1, x, x + 1, opaque, out, de[x],

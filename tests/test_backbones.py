@@ -47,12 +47,19 @@ def test_unknown_net_is_named() -> None:
         backbones.features("resnet")
 
 
-def test_loading_the_model_does_not_import_torchvision(weights_for: Callable[[str], Path]) -> None:
-    # torchvision's import costs ~1.3 s of start-up; this pins the saving.
+def test_a_score_run_does_not_import_torchvision(
+    weights_for: Callable[[str], Path], make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    # torchvision's import costs ~1.3 s of start-up; this pins the saving for the whole
+    # scoring path (model, heads, kernels, writer), in a fresh interpreter.
+    base, cand = make_pairs([(40, 48), (33, 35)])
     code = (
-        "import sys; from engine.models import load_lpips; "
-        f"load_lpips('alex', __import__('pathlib').Path({str(weights_for('alex'))!r})); "
+        "import sys; from pathlib import Path; from engine.score import ScoreOptions, run_score; "
+        f"run_score(ScoreOptions(Path({str(base)!r}), Path({str(cand)!r}), Path({str(tmp_path / 'run.arrow')!r}), "
+        f"device='cpu', weights=Path({str(weights_for('alex'))!r}))); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'lpips')))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "run.arrow").exists()

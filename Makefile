@@ -77,6 +77,7 @@ golden: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.decoders
+	$(BIN)/python -m benchmarks.transport
 	$(BIN)/python -m benchmarks.score_memory
 	$(BIN)/python -m benchmarks.kernels
 	$(BIN)/python -m benchmarks.report

@@ -9,20 +9,34 @@ behind it go back to the queue. No pair is lost and the run goes on.
 
 At most `INFLIGHT_PER_WORKER` pairs per worker are in flight, so memory does not grow
 with the number of pairs.
+
+Decoded pixels do not go through the pipe: a worker writes them to one file per pair in
+`SHARED_MEMORY_DIR` (RAM-backed), sends its name, and the scoring process maps the file
+and unlinks it at once, so the pixels are read in place and nothing is left behind once
+the arrays are gone. Where that directory is missing, not writable or full, pixels
+travel through the pipe as before. Files of a worker that died before its answer was
+read are removed when the pool closes; those of a run that was killed outright, by the
+next pool to start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
+import mmap
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from engine.config import INFLIGHT_PER_WORKER
-from engine.decode import DecodedPair, decode_pair
+import numpy as np
+
+from engine.config import INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
+from engine.decode import DecodedImage, DecodedPair, decode_pair
 from engine.pairing import Pair
 
 # spawn, not fork: the parent holds torch (and maybe CUDA) state that must not be
@@ -31,8 +45,124 @@ _CTX = multiprocessing.get_context("spawn")
 _STOP_TIMEOUT_S = 5.0
 
 
-def _worker_main(conn: Connection, max_pixels: int) -> None:
-    """A worker's loop: receive (pair_id, baseline, candidate), send back a DecodedPair."""
+_FILE_PREFIX = "pixgate-decoded"
+_NO_PIXELS = np.empty((0, 0, 4), np.uint8)
+# (field, offset, shape, dtype) of each array in a parked pair's file.
+_Layout = list[tuple[str, int, tuple[int, ...], str]]
+
+
+def _park(dp: DecodedPair, path: str) -> tuple[DecodedPair, str | None, _Layout]:
+    """Worker side: write the pair's pixel arrays into the file `path`.
+
+    Returns:
+        The pair with its arrays emptied, the file's path and where each array lies in
+        it; or, when the file cannot be written (no space, no permission), the pair as
+        it is and no path: its pixels then travel through the pipe.
+    """
+    fields = {
+        "baseline": dp.baseline.rgba if dp.baseline is not None else None,
+        "candidate": dp.candidate.rgba if dp.candidate is not None else None,
+        "candidate_aligned": dp.candidate_aligned,
+    }
+    layout: _Layout = []
+    written: dict[int, int] = {}  # id(array) -> offset: the aligned candidate is often the candidate
+    chunks: list[np.ndarray] = []
+    offset = 0
+    for field, array in fields.items():
+        if array is None:
+            continue
+        if id(array) not in written:
+            written[id(array)] = offset
+            chunks.append(np.ascontiguousarray(array))
+            offset += array.nbytes
+        layout.append((field, written[id(array)], tuple(array.shape), array.dtype.str))
+    if not layout:
+        return dp, None, []
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            for chunk in chunks:
+                view = chunk.data.cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return dp, None, []
+    parked = dataclasses.replace(
+        dp,
+        baseline=_with_rgba(dp.baseline, _NO_PIXELS),
+        candidate=_with_rgba(dp.candidate, _NO_PIXELS),
+        candidate_aligned=_NO_PIXELS if dp.candidate_aligned is not None else None,
+    )
+    return parked, path, layout
+
+
+def _unpark(dp: DecodedPair, path: str, layout: _Layout) -> DecodedPair:
+    """Scoring side: map a parked pair's file and unlink it; the arrays read it in place.
+
+    The mapping is private (copy-on-write) and lives as long as the arrays do.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        pages = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    arrays = {
+        field: np.frombuffer(pages, dtype=np.dtype(dtype), count=math.prod(shape), offset=offset).reshape(shape)
+        for field, offset, shape, dtype in layout
+    }
+    return dataclasses.replace(
+        dp,
+        baseline=_with_rgba(dp.baseline, arrays.get("baseline")),
+        candidate=_with_rgba(dp.candidate, arrays.get("candidate")),
+        candidate_aligned=arrays.get("candidate_aligned", dp.candidate_aligned),
+    )
+
+
+def _with_rgba(image: DecodedImage | None, rgba: np.ndarray | None) -> DecodedImage | None:
+    return dataclasses.replace(image, rgba=rgba) if image is not None and rgba is not None else image
+
+
+def _owner_of(name: str) -> int | None:
+    parts = name.removeprefix(_FILE_PREFIX + "-").split("-")
+    return int(parts[0]) if name.startswith(_FILE_PREFIX + "-") and parts[0].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _sweep(directory: str, owner: int | None) -> None:
+    """Remove parked files of `owner`, or (None) of scoring processes that no longer run."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            pid = _owner_of(name)
+            if pid is not None and (pid == owner if owner is not None else not _alive(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+
+
+def _usable(directory: str | None) -> str | None:
+    if directory is None or not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        return None
+    return directory
+
+
+def _worker_main(conn: Connection, max_pixels: int, directory: str | None) -> None:
+    """A worker's loop: receive (pair_id, baseline, candidate), send back the decoded pair
+    as (DecodedPair, parked file or None, layout)."""
+    owner, serial = os.getppid(), 0
     while True:
         try:
             task = conn.recv()
@@ -41,13 +171,18 @@ def _worker_main(conn: Connection, max_pixels: int) -> None:
         if task is None:
             return
         pair_id, baseline, candidate = task
-        conn.send(decode_pair(pair_id, baseline, candidate, max_pixels))
+        dp = decode_pair(pair_id, baseline, candidate, max_pixels)
+        if directory is None:
+            conn.send((dp, None, []))
+            continue
+        serial += 1
+        conn.send(_park(dp, os.path.join(directory, f"{_FILE_PREFIX}-{owner}-{os.getpid()}-{serial}")))
 
 
 class _Worker:
-    def __init__(self, max_pixels: int) -> None:
+    def __init__(self, max_pixels: int, directory: str | None) -> None:
         self.conn, child = _CTX.Pipe(duplex=True)
-        self.proc: Any = _CTX.Process(target=_worker_main, args=(child, max_pixels), daemon=True)
+        self.proc: Any = _CTX.Process(target=_worker_main, args=(child, max_pixels, directory), daemon=True)
         self.proc.start()
         child.close()
         self.sent: deque[Pair] = deque()  # in the order the worker will answer
@@ -77,14 +212,21 @@ class DecodePool:
         pairs: Scorable pairs to decode.
         workers: Worker processes.
         max_pixels: Decompression-bomb limit passed to the decoder.
+        shared_dir: RAM-backed directory the decoded pixels pass through (see the module
+            docstring), or None to send them through the pipes.
     """
 
-    def __init__(self, pairs: Iterable[Pair], workers: int, max_pixels: int) -> None:
+    def __init__(
+        self, pairs: Iterable[Pair], workers: int, max_pixels: int, shared_dir: str | None = SHARED_MEMORY_DIR
+    ) -> None:
         self._queue = iter(pairs)
         self._requeued: deque[Pair] = deque()
         self._retried: set[str] = set()
         self._max_pixels = max_pixels
-        self._workers = [_Worker(max_pixels) for _ in range(workers)]
+        self.shared_dir = _usable(shared_dir)
+        if self.shared_dir is not None:
+            _sweep(self.shared_dir, None)  # left by runs that were killed
+        self._workers = [_Worker(max_pixels, self.shared_dir) for _ in range(workers)]
         self.restarts = 0
         self.wait_s = 0.0
 
@@ -120,7 +262,7 @@ class DecodePool:
         dead.sent.clear()
         dead.conn.close()
         dead.proc.join()
-        self._workers[index] = _Worker(self._max_pixels)
+        self._workers[index] = _Worker(self._max_pixels, self.shared_dir)
         self.restarts += 1
         if victim is None:
             return
@@ -146,8 +288,8 @@ class DecodePool:
             # A worker that died mid-answer raises here; its sentinel says so below.
             with contextlib.suppress(EOFError, OSError):
                 while worker.sent and worker.conn.poll():
-                    result = worker.conn.recv()  # first: a dead worker raises here, losing nothing
-                    out.append((worker.sent.popleft(), result))
+                    message = worker.conn.recv()  # first: a dead worker raises here, losing nothing
+                    out.append((worker.sent.popleft(), self._received(*message)))
         for index, worker in enumerate(self._workers):
             if worker.proc.sentinel in ready or not worker.proc.is_alive():
                 worker.proc.join()  # the sentinel is ready only once the process has exited
@@ -155,10 +297,21 @@ class DecodePool:
         self.refill()
         return out
 
+    @staticmethod
+    def _received(dp: DecodedPair, path: str | None, layout: _Layout) -> DecodedPair:
+        if path is None:
+            return dp
+        try:
+            return _unpark(dp, path, layout)
+        except OSError as exc:
+            return DecodedPair(dp.pair_id, None, None, None, f"decoded pixels could not be read back: {exc}", 0.0)
+
     def close(self) -> None:
-        """Stop the workers."""
+        """Stop the workers and remove decoded pairs that were never collected."""
         for worker in self._workers:
             worker.stop()
+        if self.shared_dir is not None:
+            _sweep(self.shared_dir, os.getpid())
 
 
 __all__ = ["DecodePool"]

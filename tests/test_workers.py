@@ -1,17 +1,29 @@
-"""Decode workers: a worker killed mid-run costs no pair and does not end the run."""
+"""Decode workers: a worker killed mid-run costs no pair and does not end the run; pixels
+reach the scorer intact through shared files or the pipe, and no file is left behind."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+
 from engine import schema
 from engine.arrow_io import journal_path, read_journal
+from engine.config import SHARED_MEMORY_DIR
+from engine.decode import DecodedPair, decode_pair
+from engine.pairing import Pair
 from engine.score import ScoreOptions, ScoreResult, run_score
+from engine.workers import DecodePool
+from tests.conftest import poster
 
 PAIRS = 120
 KILL_AFTER_ROWS = 4
@@ -77,3 +89,113 @@ def test_killed_worker_is_replaced_and_every_pair_is_scored(
     statuses = res.table.column(schema.STATUS.name).to_pylist()
     assert statuses == [schema.STATUS_OK] * PAIRS, [e for e in res.table.column(schema.ERROR.name).to_pylist() if e]
     assert res.stats["worker_restarts"] >= 1
+    # The killed worker's parked pairs, and any never collected, are gone with the run.
+    assert not list(Path(SHARED_MEMORY_DIR).glob(f"pixgate-decoded-{os.getpid()}-*"))
+
+
+def _mixed_pairs(tmp_path: Path) -> list[Pair]:
+    """Pairs that exercise every array a decoded pair carries: alpha, a candidate of
+    another size (so the aligned candidate is a third array), and a corrupt file."""
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    Image.fromarray(poster(30, 40, seed=1, alpha=True)).save(base / "alpha.png")
+    Image.fromarray(poster(30, 40, seed=2, alpha=True)).save(cand / "alpha.png")
+    Image.fromarray(poster(32, 48, seed=3)).save(base / "resized.png")
+    Image.fromarray(poster(64, 96, seed=4)).save(cand / "resized.png")
+    Image.fromarray(poster(20, 20, seed=5)).save(base / "broken.png")
+    (cand / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    names = ("alpha", "resized", "broken")
+    return [Pair(n, base / f"{n}.png", cand / f"{n}.png") for n in names]
+
+
+def _collect_all(pool: DecodePool) -> dict[str, DecodedPair]:
+    got: dict[str, DecodedPair] = {}
+    pool.refill()
+    while pool.busy:
+        got.update((pair.pair_id, dp) for pair, dp in pool.collect(block=True))
+    return got
+
+
+def _same(a: DecodedPair, b: DecodedPair) -> None:
+    assert (a.error, a.icc_match) == (b.error, b.icc_match)
+    for x, y in ((a.baseline, b.baseline), (a.candidate, b.candidate)):
+        assert (x is None) == (y is None)
+        if x is not None and y is not None:
+            np.testing.assert_array_equal(x.rgba, y.rgba)
+            assert (x.format, x.mode, x.has_alpha, x.icc_profile) == (y.format, y.mode, y.has_alpha, y.icc_profile)
+    assert (a.candidate_aligned is None) == (b.candidate_aligned is None)
+    if a.candidate_aligned is not None:
+        np.testing.assert_array_equal(a.candidate_aligned, b.candidate_aligned)
+
+
+@pytest.mark.parametrize("transport", ["shared files", "pipe"])
+def test_pool_delivers_what_decoding_in_place_gives(tmp_path: Path, transport: str) -> None:
+    pairs = _mixed_pairs(tmp_path)
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    pool = DecodePool(pairs, 2, 10**8, str(shared) if transport == "shared files" else None)
+    try:
+        got = _collect_all(pool)
+        assert not list(shared.iterdir()), "every file is unlinked once received"
+    finally:
+        pool.close()
+    assert sorted(got) == ["alpha", "broken", "resized"]
+    for pair in pairs:
+        assert pair.baseline is not None and pair.candidate is not None
+        _same(got[pair.pair_id], decode_pair(pair.pair_id, pair.baseline, pair.candidate, 10**8))
+    assert got["broken"].error is not None
+    resized = got["resized"]
+    assert resized.candidate is not None and resized.candidate_aligned is not None
+    assert resized.candidate.rgba.shape == (64, 96, 4) and resized.candidate_aligned.shape == (32, 48, 4)
+    # Received pixels are the scorer's own: writing to them touches no file or other array.
+    resized.candidate_aligned[:] = 0
+    assert resized.candidate.rgba.any()
+
+
+def test_a_shared_dir_that_fails_sends_pixels_through_the_pipe(tmp_path: Path) -> None:
+    pairs = _mixed_pairs(tmp_path)
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    pool = DecodePool(pairs, 1, 10**8, str(shared))
+    try:
+        shared.rmdir()  # every write from now on fails (whoever runs the tests, root too)
+        got = _collect_all(pool)
+    finally:
+        pool.close()
+    assert pool.shared_dir == str(shared)
+    for pair in pairs:
+        assert pair.baseline is not None and pair.candidate is not None
+        _same(got[pair.pair_id], decode_pair(pair.pair_id, pair.baseline, pair.candidate, 10**8))
+
+
+def test_pixels_that_cannot_be_read_back_make_an_error_row(tmp_path: Path) -> None:
+    pair = _mixed_pairs(tmp_path)[0]
+    parked = DecodePool._received(
+        decode_pair(pair.pair_id, pair.baseline, pair.candidate),  # type: ignore[arg-type]
+        str(tmp_path / "gone"),
+        [("baseline", 0, (30, 40, 4), "|u1")],
+    )
+    assert parked.baseline is None and parked.error is not None
+    assert parked.error.startswith("decoded pixels could not be read back")
+
+
+def test_files_of_dead_runs_and_uncollected_pairs_are_removed(tmp_path: Path) -> None:
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a PID that no longer runs
+    stale = shared / f"pixgate-decoded-{gone.pid}-7-1"
+    live = shared / f"pixgate-decoded-{os.getppid()}-7-1"  # a running process's: kept
+    other = shared / "someone-elses-file"
+    for path in (stale, live, other):
+        path.write_bytes(b"x")
+    pool = DecodePool(_mixed_pairs(tmp_path), 2, 10**8, str(shared))
+    assert not stale.exists() and live.exists() and other.exists()
+    pool.refill()
+    deadline = time.monotonic() + DEADLINE_S
+    while len(list(shared.glob(f"pixgate-decoded-{os.getpid()}-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the workers park their pairs; nobody collects them
+    assert list(shared.glob(f"pixgate-decoded-{os.getpid()}-*"))
+    pool.close()
+    assert sorted(p.name for p in shared.iterdir()) == sorted([live.name, other.name])

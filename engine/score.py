@@ -231,21 +231,22 @@ class Scorer:
         from engine.telemetry import time_batch
 
         if _blank is None:
-            base = np.stack([it.baseline.rgba for it in items if it.baseline is not None])
-            self._warm_up(base.shape[1], base.shape[2])
+            base = [it.baseline.rgba for it in items if it.baseline is not None]
+            self._warm_up(*base[0].shape[:2])
         else:
-            base = _blank
-        cand = np.stack([it.candidate_aligned for it in items if it.candidate_aligned is not None])
+            base = list(_blank)
+        cand = [it.candidate_aligned for it in items if it.candidate_aligned is not None]
         both_alpha = [
             bool(it.baseline and it.candidate and it.baseline.has_alpha and it.candidate.has_alpha) for it in items
         ]
-        h, w = base.shape[1:3]
+        h, w = base[0].shape[:2]
         factor = upscale_factor(self.net, h, w)
         energy_before = self.energy() if self.energy is not None else None
         with torch.inference_mode(), time_batch(self.device) as timing:
-            # uint8 crosses to the device (4x less than float); conversion happens there.
-            tb = torch.from_numpy(base).to(self.device)
-            tc = torch.from_numpy(cand).to(self.device)
+            # Each image crosses to the device as uint8 (4x less than float) and the batch
+            # is stacked there: no copy of the whole batch on the host first.
+            tb = torch.stack([torch.from_numpy(a).to(self.device) for a in base])
+            tc = torch.stack([torch.from_numpy(a).to(self.device) for a in cand])
             keep = None
             if ignored is not None and any(m is not None for m in ignored):
                 from engine.regions import grow
@@ -261,7 +262,7 @@ class Scorer:
                 # Pixel-identical pairs are 0 by definition; computed, the two images'
                 # features can differ in the last bits depending on where they sit in the
                 # batch (~1e-13), and which batch a pair lands in depends on decode timing.
-                identical = [bool(np.array_equal(b, c)) for b, c in zip(base, cand, strict=True)]
+                identical = (tb == tc).flatten(1).all(dim=1).tolist()
                 for row, value, same in zip(rows, distances.float().cpu().tolist(), identical, strict=True):
                     row[schema.LPIPS.name] = 0.0 if same else value
                     row[schema.LPIPS_UPSCALED.name] = factor > 1.0

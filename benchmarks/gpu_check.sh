@@ -6,7 +6,8 @@
 #       imagecodecs -d .whl   (about 28 MB; imagecodecs is the largest)
 # then run, with .whl carried:   bash benchmarks/gpu_check.sh
 # It runs the CUDA tests (parity with the CPU path, CUDA-event timings), the kernel tests,
-# and the kernel-vs-LPIPS benchmark on CPU and GPU; logs and JSON land in $OUT.
+# the kernel-vs-LPIPS benchmark on CPU and GPU, the worker-to-scorer transport benchmark
+# and the end-to-end throughput benchmark; logs and JSON land in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/pixgate-gpu}
 mkdir -p "$OUT"
@@ -24,6 +25,8 @@ python3 -m pytest -q -p no:cacheprovider tests/test_score_cuda.py tests/test_ker
 tests=${PIPESTATUS[0]}
 python3 -m benchmarks.kernels --repeat 10 --batch 4 2>&1 | tee "$OUT/kernels.log"
 cp benchmarks/results/kernels.json "$OUT/kernels.json" 2>/dev/null
+# What the scoring process spends receiving and batching a 1024x1024 pair (it feeds the GPU alone).
+python3 -m benchmarks.transport --pairs 40 --sizes 1024 2>&1 | tee "$OUT/transport.log"
 # End to end: 2,000 pairs of 1024x1024 PNG (made in parallel, about 20 s on 16 cores),
 # float32 and bfloat16, against the naive loop and torchmetrics on 200 of them.
 timeout 420 python3 -m benchmarks.throughput --pairs 2000 --size 1024 --device cuda --reference-pairs 200 --repeat 1 \

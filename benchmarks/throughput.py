@@ -118,6 +118,7 @@ def _pixgate(
         "energy_per_pair_j": stats.get("energy_per_pair_j"),
         "gpu_memory_peak_mb": nvml.get("memory_used_peak_mb"),
         "decode_wait_share": stats["decode_wait_share"],
+        "scorer_cpu_s": stats["scorer_cpu_s"],
     }
 
 
@@ -330,6 +331,8 @@ def main() -> None:
             f"- pixgate peak RSS {ours['peak_rss_mb']} MiB, start-up {ours['startup_s']} s, warm-up "
             f"{ours['warmup_ms']} ms, energy per pair {ours['energy_per_pair_j']} J, peak GPU memory "
             f"{ours['gpu_memory_peak_mb']} MiB",
+            f"- the scoring process (decode workers apart) used {ours['scorer_cpu_s']} s of CPU in "
+            f"{ours['run_wall_s']} s (float32) and {fast['scorer_cpu_s']} s in {fast['run_wall_s']} s (bfloat16)",
             f"- decoding, kernels and pipeline add {overhead['float32']:.0%} (float32) and "
             f"{overhead['bfloat16']:.0%} (bfloat16) over pixgate's LPIPS forward passes alone (after start-up)",
             f"- bfloat16 against float32: largest LPIPS difference {bf16_diff:.2e} over {args.pairs} pairs",

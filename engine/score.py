@@ -568,6 +568,7 @@ def run_score(
     from engine.telemetry import DeviceError, cpu_count, peak_rss_mb, select_device
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for label, location in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
         if "://" in str(location):
             raise ScoreConfigError(f"{label}: {location} is a URI; folders in object stores need --backend ray")
@@ -709,6 +710,11 @@ def run_score(
             "batches": batches,
             "wall_s": round(wall, 3),
             "compute_s": round(compute_s, 3),
+            # This process's CPU time, every thread (model, kernels, receiving and
+            # writing), the decode workers' apart: near wall_s times the threads it
+            # uses, the scoring process is the limit; on a GPU box, near wall_s alone,
+            # its one Python thread is.
+            "scorer_cpu_s": round(time.process_time() - cpu_started, 3),
             "decode_wait_s": round(decoder.wait_s, 3),
             "decode_wait_share": round(decoder.wait_s / wall, 4) if wall else 0.0,
             "worker_restarts": decoder.restarts,

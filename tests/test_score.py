@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -373,6 +374,8 @@ def test_cpu_run_records_why_gpu_telemetry_is_missing_and_its_warm_up(
     # Start-up (model load here) is measured, and the steady rate leaves it out.
     assert 0 < result.stats["startup_s"] < result.stats["wall_s"]
     assert result.stats["steady_pairs_per_s"] > result.stats["pairs_per_s"]
+    # CPU seconds of this process alone: some, and at most every core for the whole run.
+    assert 0 < result.stats["scorer_cpu_s"] <= result.stats["wall_s"] * (os.cpu_count() or 1)
     assert "imagecodecs" in meta[schema.META_DECODERS]
 
 

@@ -303,7 +303,7 @@ class DecodePool:
             return dp
         try:
             return _unpark(dp, path, layout)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # gone, or shorter than its layout says
             return DecodedPair(dp.pair_id, None, None, None, f"decoded pixels could not be read back: {exc}", 0.0)
 
     def close(self) -> None:

@@ -178,6 +178,15 @@ def test_pixels_that_cannot_be_read_back_make_an_error_row(tmp_path: Path) -> No
     )
     assert parked.baseline is None and parked.error is not None
     assert parked.error.startswith("decoded pixels could not be read back")
+    short = tmp_path / "short"
+    short.write_bytes(b"\0" * 100)  # less than the 30 x 40 x 4 bytes its layout claims
+    cut = DecodePool._received(
+        decode_pair(pair.pair_id, pair.baseline, pair.candidate),  # type: ignore[arg-type]
+        str(short),
+        [("baseline", 0, (30, 40, 4), "|u1")],
+    )
+    assert cut.error is not None and cut.error.startswith("decoded pixels could not be read back")
+    assert not short.exists()
 
 
 def test_files_of_dead_runs_and_uncollected_pairs_are_removed(tmp_path: Path) -> None:

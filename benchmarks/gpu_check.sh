@@ -29,7 +29,7 @@ cp benchmarks/results/kernels.json "$OUT/kernels.json" 2>/dev/null
 python3 -m benchmarks.transport --pairs 40 --sizes 1024 2>&1 | tee "$OUT/transport.log"
 # End to end: 2,000 pairs of 1024x1024 PNG (made in parallel, about 20 s on 16 cores),
 # float32 and bfloat16, against the naive loop and torchmetrics on 200 of them.
-timeout 420 python3 -m benchmarks.throughput --pairs 2000 --size 1024 --device cuda --reference-pairs 200 --repeat 1 \
+timeout 380 python3 -m benchmarks.throughput --pairs 2000 --size 1024 --device cuda --reference-pairs 200 --repeat 1 \
     2>&1 | tee "$OUT/throughput.log"
 cp benchmarks/results/throughput.json benchmarks/RESULTS.md "$OUT/" 2>/dev/null
 exit "$tests"

@@ -158,6 +158,7 @@ class Passes(NamedTuple):
     linear_to_lab: Any
     ciede2000_fast: Any
     store_terms: Any
+    neighbours: Any
 
 
 def build(
@@ -440,4 +441,5 @@ def build(
         linear_to_lab=linear_to_lab,
         ciede2000_fast=ciede2000_fast,
         store_terms=store_terms,
+        neighbours=neighbours,
     )

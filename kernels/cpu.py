@@ -17,6 +17,7 @@ _passes = build(
 )
 _luma_terms, _exact_where_needed, _edge_pair = _passes.luma_terms, _passes.exact_where_needed, _passes.edge_pair
 _linear_to_lab, _ciede2000_fast, _store_terms = _passes.linear_to_lab, _passes.ciede2000_fast, _passes.store_terms
+_neighbours = _passes.neighbours
 _LUT = lookup_table()
 
 
@@ -48,12 +49,13 @@ def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarr
             lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x] = l1, a1, b1, l2, a2, b2
         # Interior columns take x - 1 and x + 1 as neighbours, with no clamping per
         # pixel; the border columns replicate, as `_neighbours` does.
-        y0, y2 = max(y - 1, 0), min(y + 1, h - 1)
+        y0, y2 = _neighbours(y, h)
         for x in range(1, w - 1):
             _store_terms(base, cand, n, y0, y, y2, x - 1, x, x + 1, opaque, out, de[x],
                          lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x])  # fmt: skip
         for x in range(0, w, max(w - 1, 1)):  # columns 0 and w - 1
-            _store_terms(base, cand, n, y0, y, y2, max(x - 1, 0), x, min(x + 1, w - 1), opaque, out, de[x],
+            x0, x2 = _neighbours(x, w)
+            _store_terms(base, cand, n, y0, y, y2, x0, x, x2, opaque, out, de[x],
                          lab[0, x], lab[1, x], lab[2, x], lab[3, x], lab[4, x], lab[5, x])  # fmt: skip
         for x in range(w):
             _exact_where_needed(base, cand, n, y, x, lut, out)

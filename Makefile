@@ -36,13 +36,13 @@ system-deps:
 demo: $(STAMP)
 	@mkdir -p out
 	@if $(BIN)/pixgate weights --download; then \
-		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) $(MANIFEST); \
+		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --overwrite $(MANIFEST); \
 	else \
 		echo; \
 		echo "No AlexNet weights on this machine and no network to fetch them (see the ways listed above)."; \
 		echo "Running every other check with --no-lpips; the lpips column will be null."; \
 		echo; \
-		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --no-lpips $(MANIFEST); \
+		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --overwrite --no-lpips $(MANIFEST); \
 	fi
 	@echo "Run file: $(RUN)"
 	@echo

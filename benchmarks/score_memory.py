@@ -6,9 +6,12 @@ Runs, in one invocation, on the same synthetic 512x512 PNG pairs and the same we
 
 Reports peak RSS for 50 and 200 pairs and their ratio (flat memory: ~1.0), the share of
 wall time the scoring loop waited for decoded images, and pixgate's pairs/s as a ratio to
-the naive loop. Writes `benchmarks/results/score_memory.json`.
+the naive loop. Then the memory per pixel of a pair: single pairs of growing sides, each
+in a fresh process, and the growth of the scoring process's peak per added pixel (the
+figure behind `engine.config.SCORER_BYTES_PER_PIXEL` and the README's bound). Writes
+`benchmarks/results/score_memory.json`.
 
-    python -m benchmarks.score_memory [--pairs 50 200] [--size 512]
+    python -m benchmarks.score_memory [--pairs 50 200] [--size 512] [--sides 512 3000 6000]
 
 Without real weights it uses seeded random AlexNet weights: the cost of a forward pass
 does not depend on the values of the weights.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -76,15 +80,18 @@ def _dataset(pairs: int, size: int) -> tuple[Path, Path]:
 
 
 def _subset(base: Path, cand: Path, n: int) -> tuple[Path, Path]:
-    """A folder pair holding the first n pairs (symlinks: no copies)."""
+    """A folder pair holding the first n pairs (hard links: no copies; pixgate follows a
+    symlink only to a file inside its own folder)."""
     root = CACHE / f"subset{n}-{base.parent.name}"
     for side, src in (("baseline", base), ("candidate", cand)):
         d = root / side
         d.mkdir(parents=True, exist_ok=True)
         for f in sorted(src.iterdir())[:n]:
             link = d / f.name
+            if link.is_symlink():
+                link.unlink()  # made by an earlier version of this benchmark
             if not link.exists():
-                link.symlink_to(f)
+                os.link(f, link)
     return root / "baseline", root / "candidate"
 
 
@@ -123,10 +130,38 @@ def _naive(base: Path, cand: Path, weights: Path, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _per_pixel(sides: list[int], weights: Path) -> dict[str, object]:
+    """Peak RSS of the scoring process for one pair of each side; bytes per added pixel."""
+    from PIL import Image, ImageFilter
+
+    peaks = {}
+    for side in sides:
+        folder = CACHE / f"single{side}"
+        base, cand = folder / "baseline", folder / "candidate"
+        if not (cand / "p.png").exists():
+            base.mkdir(parents=True, exist_ok=True)
+            cand.mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng(side)
+            small = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+            im = Image.fromarray(small).resize((side, side), Image.Resampling.BICUBIC)
+            im.save(base / "p.png", compress_level=1)
+            im.filter(ImageFilter.GaussianBlur(1.5)).save(cand / "p.png", compress_level=1)
+        stats = _pixgate(base, cand, weights, CACHE / f"single{side}.arrow")
+        peaks[side] = stats["peak_rss_mb"]["main"]  # type: ignore[index]
+    first, last = sides[0], sides[-1]
+    per_pixel = (peaks[last] - peaks[first]) * 2**20 / (last**2 - first**2)
+    return {
+        "sides": sides,
+        "peak_rss_mb_main": {str(k): v for k, v in peaks.items()},
+        "bytes_per_pixel": round(per_pixel, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, nargs=2, default=[50, 200], metavar=("SMALL", "LARGE"))
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--sides", type=int, nargs="+", default=[512, 3000, 6000])
     args = parser.parse_args()
     small, large = args.pairs
     weights = _weights()
@@ -136,6 +171,7 @@ def main() -> None:
         b, c = _subset(base, cand, n)
         runs[n] = _pixgate(b, c, weights, CACHE / f"run{n}.arrow")
     naive = _naive(base, cand, weights, small)
+    per_pixel = _per_pixel(sorted(args.sides), weights)
     import torch
 
     from engine.telemetry import cpu_count, device_name
@@ -152,6 +188,7 @@ def main() -> None:
         "naive_lpips_pairs_per_s": round(naive, 3),
         "ratio_to_naive": round(float(runs[large]["pairs_per_s"]) / naive, 3),  # type: ignore[arg-type]
         "runs": {str(n): r for n, r in runs.items()},
+        "memory_per_pixel": per_pixel,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "score_memory.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -163,6 +200,9 @@ def main() -> None:
               f"{r['pairs_per_s']:>8.2f}")  # fmt: skip
     print(f"peak RSS {large}/{small} pairs: {result['rss_ratio_large_over_small']:.3f}")
     print(f"naive lpips loop: {naive:.2f} pairs/s; pixgate / naive = {result['ratio_to_naive']:.2f}x")
+    peaks = per_pixel["peak_rss_mb_main"]
+    print("one pair: " + ", ".join(f"{side}x{side}: {peak:.0f} MiB" for side, peak in peaks.items()))  # type: ignore[attr-defined]
+    print(f"scoring process memory per pixel of the pair: {per_pixel['bytes_per_pixel']} bytes")
 
 
 if __name__ == "__main__":

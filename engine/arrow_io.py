@@ -6,15 +6,24 @@ can be read up to its last complete message, so a run killed at any moment (kill
 power loss after the fsync) keeps every row written before the kill. When the run ends
 the journal is turned into the final Arrow IPC *file* `RUN.arrow` (rows sorted by
 pair_id, full metadata) by an atomic rename, and the journal is removed.
+
+The journal's schema is written when it is created, before any work, so a run killed at
+any moment leaves a journal that `--resume` accepts; an empty one (a kill during its
+creation) reads as no rows. A write that fails (disk full, read-only) raises
+`engine.safe_io.OutputError` naming the file; the rows already in the journal stay.
+Text that cannot be written as UTF-8 (file names that are not, see
+`engine.safe_io.printable`) is written in its escaped form rather than failing the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.safe_io import open_regular, printable, writing
 from engine.schema import COLUMNS, Column, arrow_schema
 
 if TYPE_CHECKING:
@@ -26,18 +35,38 @@ def journal_path(run_path: Path) -> Path:
     return run_path.with_name(run_path.name + ".partial")
 
 
-def read_journal(path: Path) -> tuple[pa.Table, dict[str, str]]:
+def _read_bytes(path: Path) -> bytes:
+    fd = open_regular(path)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: Path, columns: tuple[Column, ...] = COLUMNS) -> tuple[pa.Table, dict[str, str]]:
     """Read every complete batch of a journal, ignoring a torn tail.
+
+    Args:
+        path: The journal.
+        columns: Its columns: an empty journal (killed while it was being created) reads
+            as no rows of these columns, with no metadata.
 
     Returns:
         The rows written before the journal was cut, and the schema metadata.
 
     Raises:
-        ValueError: The file does not even hold a complete schema message.
+        ValueError: The file holds bytes but not even a complete schema message, or is
+            not a regular file.
     """
     import pyarrow as pa
 
-    data = path.read_bytes()
+    try:
+        data = _read_bytes(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not data:
+        return arrow_schema({}, columns).empty_table(), {}
     try:
         reader = pa.ipc.open_stream(pa.py_buffer(data))
     except (pa.ArrowInvalid, OSError) as exc:
@@ -51,7 +80,7 @@ def read_journal(path: Path) -> tuple[pa.Table, dict[str, str]]:
         except (pa.ArrowInvalid, OSError):
             break  # the torn last message of a killed run
     schema = reader.schema
-    meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    meta = decode_metadata(schema.metadata)
     return pa.Table.from_batches(batches, schema=schema), meta
 
 
@@ -63,9 +92,15 @@ def read_run(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
+def decode_metadata(raw: dict[bytes, bytes] | None) -> dict[str, str]:
+    """Arrow schema metadata as str -> str; bytes that are not UTF-8 (a file from
+    elsewhere) become U+FFFD rather than an error."""
+    return {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (raw or {}).items()}
+
+
 def run_metadata(table: pa.Table) -> dict[str, str]:
     """A run's schema metadata as str -> str."""
-    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    return decode_metadata(table.schema.metadata)
 
 
 class RunJournal:
@@ -95,13 +130,19 @@ class RunJournal:
         # Build the new journal beside the old one and swap it in, so that a crash during
         # resume still leaves one complete journal on disk.
         tmp = self.path.with_name(self.path.name + ".new")
-        self._sink = pa.OSFile(str(tmp), "wb")
-        self._writer = pa.ipc.new_stream(self._sink, self._schema)
         self.rows_written = 0
-        if carried is not None and carried.num_rows:
-            self._write_table(carried.cast(self._schema))
-        self._sync()
-        os.replace(tmp, self.path)
+        with writing(tmp):
+            tmp.unlink(missing_ok=True)  # a link left there is removed, never written through
+            self._sink = pa.OSFile(str(tmp), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, self._schema)
+            # An empty batch makes the writer put the schema on disk now (it would wait
+            # for the first rows): a kill before them leaves a journal --resume reads.
+            self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self._schema))
+            if carried is not None and carried.num_rows:
+                self._write_table(carried.cast(self._schema))
+            self._sync()
+        with writing(self.path):
+            os.replace(tmp, self.path)
 
     def _write_table(self, table: pa.Table) -> None:
         for batch in table.to_batches():
@@ -113,14 +154,18 @@ class RunJournal:
         os.fsync(self._sink.fileno())
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        """Write rows as one record batch and flush them to disk."""
-        import pyarrow as pa
+        """Write rows as one record batch and flush them to disk.
 
+        Raises:
+            engine.safe_io.OutputError: The journal could not be written.
+        """
         if not rows:
             return
-        self._writer.write_batch(pa.RecordBatch.from_pylist(rows, schema=self._schema))
+        batch = _batch(rows, self._schema)
+        with writing(self.path):
+            self._writer.write_batch(batch)
+            self._sync()
         self.rows_written += len(rows)
-        self._sync()
 
     def finalize(self, metadata: dict[str, str]) -> pa.Table:
         """Close the journal and write the file, sorted by its key column, atomically.
@@ -131,26 +176,59 @@ class RunJournal:
         Returns:
             The final table.
         """
-        import pyarrow as pa
-
-        self._writer.close()
-        self._sink.close()
+        with writing(self.path):
+            self._writer.close()
+            self._sink.close()
         table, _ = read_journal(self.path)
         table = table.sort_by(self._key).replace_schema_metadata(metadata)
-        tmp = self.run_path.with_name(self.run_path.name + ".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.run_path)
+        _write_ipc_file(self.run_path, table)
         self.path.unlink()
         return table
 
     def close(self) -> None:
-        """Close without finalising (the journal stays for --resume)."""
+        """Close without finalising (the journal stays for --resume).
+
+        Never raises: it runs while an error is already on its way out (a full disk fails
+        the end-of-stream marker too, and a journal without one still reads).
+        """
         if not self._sink.closed:
-            self._writer.close()
-            self._sink.close()
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            with contextlib.suppress(Exception):
+                self._sink.close()
+
+
+def _clean(value: Any) -> Any:
+    return printable(value) if isinstance(value, str) else value
+
+
+def _batch(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Rows as a record batch; text that is not valid UTF-8 is written escaped."""
+    import pyarrow as pa
+
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=schema)
+    except UnicodeEncodeError:
+        return pa.RecordBatch.from_pylist([{k: _clean(v) for k, v in row.items()} for row in rows], schema=schema)
+
+
+def _write_ipc_file(path: Path, table: pa.Table) -> None:
+    """Write an Arrow IPC file durably and atomically; no temporary file is left on failure."""
+    import pyarrow as pa
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with writing(path):
+            tmp.unlink(missing_ok=True)  # a link left there is removed, never written through
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def write_file(
@@ -159,11 +237,8 @@ def write_file(
     """Write rows as an Arrow IPC file, sorted by the first column, atomically."""
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(rows, schema=arrow_schema(metadata, columns)).sort_by(columns[0].name)
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, path)
+    table = pa.Table.from_batches([_batch(rows, arrow_schema(metadata, columns))]).sort_by(columns[0].name)
+    _write_ipc_file(path, table)
     return table
 
 
@@ -172,4 +247,13 @@ def dumps_meta(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-__all__ = ["RunJournal", "dumps_meta", "journal_path", "read_journal", "read_run", "run_metadata", "write_file"]
+__all__ = [
+    "RunJournal",
+    "decode_metadata",
+    "dumps_meta",
+    "journal_path",
+    "read_journal",
+    "read_run",
+    "run_metadata",
+    "write_file",
+]

@@ -66,6 +66,7 @@ def run_canary(
     new_capture = run_capture(dataclasses.replace(capture, endpoint=new, command=None, out=out / "new"))
     stage("scoring new against old")
     run_path = out / "run.arrow"
+    resume = capture.resume and run_path.exists()
     scored = run_score(
         ScoreOptions(
             out / "old",
@@ -75,7 +76,8 @@ def run_canary(
             weights=weights,
             manifest=manifest,
             no_lpips=no_lpips,
-            resume=capture.resume and run_path.exists(),
+            resume=resume,
+            overwrite=not resume,  # the canary's folder is its own: a rerun replaces its run
         )
     )
     stage("judging")

@@ -6,10 +6,11 @@ Heavy libraries (torch, numba, pyarrow) are imported inside the commands, so tha
 
 from __future__ import annotations
 
+import errno
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -18,9 +19,12 @@ from engine.config import (
     CAPTURE_BACKOFF_S,
     CAPTURE_CONCURRENCY,
     CAPTURE_MAX_ATTEMPTS,
+    CAPTURE_MAX_BYTES,
     CAPTURE_TIMEOUT_S,
     DEFAULT_MAX_PIXELS,
     DEFAULT_NET,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
     GATE_MAX_LISTED_PAIRS,
     OCR_LANG,
     REPORT_TOP,
@@ -109,8 +113,11 @@ def _console() -> Any:
 
 
 def _usage_error(message: str) -> typer.Exit:
-    _console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    return typer.Exit(code=2)
+    from rich.text import Text
+
+    # The message is data (paths, ids, TOML): never read as markup.
+    _console().print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
+    return typer.Exit(code=EXIT_USAGE)
 
 
 def _summary(result: ScoreResult, output: Path) -> None:
@@ -118,6 +125,7 @@ def _summary(result: ScoreResult, output: Path) -> None:
     from rich.table import Table
 
     from engine import schema
+    from engine.arrow_io import run_metadata
 
     table = result.table
     stats = result.stats
@@ -134,7 +142,7 @@ def _summary(result: ScoreResult, output: Path) -> None:
         p50, p95 = np.percentile(lp, [50, 95])
         summary.add_row("LPIPS p50 / p95 / max", f"{p50:.4f} / {p95:.4f} / {lp.max():.4f}")
     else:
-        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        meta = run_metadata(table)
         summary.add_row("LPIPS", meta.get(schema.META_LPIPS_NOTE) or "no scored pairs")
     findings = (
         ("size changed", table.column(schema.SIZE_MATCH.name).to_pylist(), False),
@@ -267,12 +275,17 @@ def score(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to use with --backend ray [default: start a local one].")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an existing run file, or start an interrupted run over."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:
     """Score every image pair of two folders into an Arrow run file.
 
     Exit codes: 0 every pair ok; 1 some pair is not ok (listed in the summary);
-    2 usage or configuration error.
+    2 usage, configuration or environment error (an output in use, a full disk);
+    3 internal error.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -321,6 +334,7 @@ def score(
         manifest=manifest,
         ocr_workers=ocr_workers,
         ocr_lang=ocr_lang,
+        overwrite=overwrite,
         download_progress=on_download,
     )
     try:
@@ -630,6 +644,7 @@ def _capture_options(
     sample: float | None,
     resume: bool,
     backoff: float,
+    max_bytes: int = CAPTURE_MAX_BYTES,
 ) -> Any:
     from engine.capture import CaptureOptions
 
@@ -645,6 +660,7 @@ def _capture_options(
         sample=sample,
         resume=resume,
         backoff_s=backoff,
+        max_bytes=max_bytes,
     )
 
 
@@ -669,15 +685,29 @@ _PromptsOpt = Annotated[
 _MaxAttemptsOpt = Annotated[
     int, typer.Option(callback=_whole_number("--max-attempts", 1, 100), help="Attempts per prompt, retries included.")
 ]
-_TimeoutOpt = Annotated[float, typer.Option(callback=_positive("--timeout"), help="Per-request timeout, seconds.")]
+_TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        callback=_positive("--timeout"),
+        help="Time limit of each attempt, seconds: connecting and every read of a request, or a whole command.",
+    ),
+]
 _DeadlineOpt = Annotated[
-    float | None, typer.Option(callback=_positive("--deadline"), help="Overall time limit, seconds.")
+    float | None,
+    typer.Option(callback=_positive("--deadline"), help="Overall time limit, seconds; it cuts attempts in flight too."),
 ]
 _ConcurrencyOpt = Annotated[
     int, typer.Option(callback=_whole_number("--concurrency", 1, 256), help="Requests in flight.")
 ]
 _SampleOpt = Annotated[
     float | None, typer.Option(callback=_fraction, help="Capture a deterministic share of the prompts (by id).")
+]
+_MaxBytesOpt = Annotated[
+    int,
+    typer.Option(
+        callback=_whole_number("--max-bytes", 1),
+        help="Largest answer accepted per prompt (HTTP body or command output), bytes.",
+    ),
 ]
 _BackoffOpt = Annotated[
     float, typer.Option(callback=_positive("--backoff"), help="First retry's backoff cap, seconds (doubles).")
@@ -716,6 +746,7 @@ def capture(
     sample: _SampleOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip prompts already captured in --out.")] = False,
     backoff: _BackoffOpt = CAPTURE_BACKOFF_S,
+    max_bytes: _MaxBytesOpt = CAPTURE_MAX_BYTES,
 ) -> None:
     """Run prompts through a generator; keep each image and one row per prompt in capture.arrow.
 
@@ -725,8 +756,9 @@ def capture(
     from engine.capture import CaptureConfigError, run_capture
 
     opts = _capture_options(
-        prompts, out, endpoint, command, max_attempts, timeout, deadline, concurrency, sample, resume, backoff
-    )
+        prompts, out, endpoint, command, max_attempts, timeout, deadline, concurrency, sample, resume, backoff,
+        max_bytes,
+    )  # fmt: skip
     try:
         result = run_capture(opts)
     except CaptureConfigError as exc:
@@ -748,6 +780,7 @@ def replay(
     max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
     timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
     concurrency: _ConcurrencyOpt = CAPTURE_CONCURRENCY,
+    max_bytes: _MaxBytesOpt = CAPTURE_MAX_BYTES,
 ) -> None:
     """Generate the same prompts and seeds several times and check the images replay.
 
@@ -758,7 +791,7 @@ def replay(
     from engine.replay import REPLAY_FILE, run_replay
 
     opts = _capture_options(prompts, out, endpoint, command, max_attempts, timeout, None, concurrency, None, False,
-                            CAPTURE_BACKOFF_S)  # fmt: skip
+                            CAPTURE_BACKOFF_S, max_bytes)  # fmt: skip
     try:
         result = run_replay(opts, runs, weights=weights)
     except CaptureConfigError as exc:
@@ -798,6 +831,7 @@ def canary(
     deadline: _DeadlineOpt = None,
     concurrency: _ConcurrencyOpt = CAPTURE_CONCURRENCY,
     sample: _SampleOpt = None,
+    max_bytes: _MaxBytesOpt = CAPTURE_MAX_BYTES,
 ) -> None:
     """Capture both engines, score new against old, compare their latency and GPU cost, gate, report.
 
@@ -811,8 +845,9 @@ def canary(
 
     console = _console()
     opts = _capture_options(
-        prompts, out, None, None, max_attempts, timeout, deadline, concurrency, sample, False, CAPTURE_BACKOFF_S
-    )
+        prompts, out, None, None, max_attempts, timeout, deadline, concurrency, sample, False, CAPTURE_BACKOFF_S,
+        max_bytes,
+    )  # fmt: skip
     try:
         result = run_canary(
             opts, old, new, policy, weights=weights, manifest=manifest, no_lpips=no_lpips,
@@ -915,6 +950,8 @@ def golden_verify(
         problems.add_row("missing", pid, rel)
     for pid, rel in report.changed:
         problems.add_row("changed (sha256 differs)", pid, rel)
+    for pid, rel, why in report.unreadable:
+        problems.add_row(f"unreadable ({why})", pid, rel)
     for rel in report.extra:
         problems.add_row("extra (not in the manifest)", "", rel)
     for pid in report.unrecorded:
@@ -925,9 +962,73 @@ def golden_verify(
     console.print(f"golden set OK: {len(report.checked)} files match the manifest", highlight=False)
 
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES})
+
+
+def _save_traceback(exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected error to a file; its path, or None."""
+    import os
+    import tempfile
+    import traceback
+    from datetime import UTC, datetime
+
+    folder = Path(os.environ.get("PIXGATE_CRASH_DIR") or tempfile.gettempdir())
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"pixgate-crash-{stamp}-{os.getpid()}.txt"
+    text = f"pixgate {__version__}, Python {sys.version.split()[0]}\ncommand: {sys.argv!r}\n\n" + "".join(
+        traceback.format_exception(exc)
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", errors="backslashreplace")
+    except OSError:
+        return None
+    return path
+
+
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point: every exit code is documented (engine.config).
+
+    Errors the commands do not handle themselves end here: a file that cannot be written
+    (disk full, read-only) is one line naming it (exit 2); anything else is a bug,
+    reported in one line with the file its traceback was saved to (exit 3).
+    """
+    from engine.safe_io import OutputError
+
+    try:
+        code = app()
+    except SystemExit:
+        raise
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            _internal_error(exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except Exception as exc:
+        _internal_error(exc)
+    sys.exit(code)
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    saved = _save_traceback(exc)
+    where = f"traceback saved to {saved}" if saved else "the traceback follows"
+    message = " ".join(str(exc).split())  # one line, whatever the exception says
+    if "score" in sys.argv[1:2]:
+        where += "; the rows scored so far are kept: complete the run with --resume"
+    print(
+        f"internal error: {type(exc).__name__}: {message} ({where}). This is a bug in pixgate: "
+        "please report it with that file.",
+        file=sys.stderr,
+    )
+    if saved is None:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.exit(EXIT_INTERNAL)
 
 
 __all__ = ["app", "main"]

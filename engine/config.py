@@ -43,6 +43,11 @@ MAX_BATCH_PIXELS: Final = 32 * 1024 * 1024
 #: Together with the in-flight decode limit this bounds memory whatever the number of pairs.
 PENDING_BATCHES: Final = 3
 
+#: ... and at most this many baseline pixels of them: with large images a few pairs fill
+#: it, so waiting pairs cannot add more than a batch's worth of decoded pixels to the
+#: scoring process's memory, whatever the batch size.
+PENDING_PIXELS: Final = MAX_BATCH_PIXELS
+
 #: Decode tasks in flight per worker: enough to hide scheduling gaps, few enough that the
 #: decoded images waiting to be collected stay a small, fixed amount of memory.
 INFLIGHT_PER_WORKER: Final = 4
@@ -57,9 +62,24 @@ INFLIGHT_PER_WORKER: Final = 4
 #: sticky bit keeps other users from replacing them.
 SHARED_MEMORY_DIR: Final = "/dev/shm"  # noqa: S108
 
-#: Decompression-bomb limit (width * height). 100 MP is above an 8K frame (33 MP) with room
-#: for print-size posters, far below what a hostile 30 kB PNG can declare.
-DEFAULT_MAX_PIXELS: Final = 100_000_000
+#: Decompression-bomb limit (width * height). 40 MP is above an 8K frame (33 MP), far below
+#: what a hostile 30 kB PNG can declare. It also bounds the scoring process's memory: a
+#: pair costs about `SCORER_BYTES_PER_PIXEL` per pixel while it is scored, so at 100 MP a
+#: single 236 kB PNG could take 10 GB.
+DEFAULT_MAX_PIXELS: Final = 40_000_000
+
+#: Measured peak of the scoring process per pixel of the pair being scored (LPIPS
+#: activations of both images, the kernels' per-pixel terms, the decoded pixels), above
+#: its start-up footprint: about 99 bytes per pixel for AlexNet from 9 to 81 MP on the CI
+#: machine (`benchmarks/score_memory.py` measures it); the README states the bound with
+#: this figure and tests/test_score.py checks a run stays under it.
+SCORER_BYTES_PER_PIXEL: Final = 110
+
+#: Largest image file read under a pixel limit, per allowed pixel: 8 bytes is a 16-bit
+#: RGBA pixel stored uncompressed, the most any supported format needs; plus room for
+#: metadata (ICC profiles, EXIF, text chunks). A larger file is refused unread.
+IMAGE_FILE_BYTES_PER_PIXEL: Final = 8
+IMAGE_FILE_OVERHEAD_BYTES: Final = 16 * 1024 * 1024
 
 #: Background that transparent pixels are composited over before LPIPS (RGB, 0..255):
 #: the image as it looks on a white page. The alpha channel itself is compared separately.
@@ -78,6 +98,10 @@ RESIZE_FILTER: Final = "bicubic"
 #: File extensions (lower case) that take part in pairing. Files with other extensions are
 #: counted and reported, never scored.
 IMAGE_EXTENSIONS: Final = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp"})
+
+#: Largest text input read whole (manifests, prompts files, verdicts, staging plans), bytes:
+#: a 100,000-pair manifest is about 30 MB; anything far beyond is refused, not read.
+TEXT_INPUT_MAX_BYTES: Final = 256 * 1024 * 1024
 
 #: Seconds allowed for connecting to and reading from the weights server.
 DOWNLOAD_TIMEOUT_S: Final = 20.0
@@ -231,3 +255,27 @@ CAPTURE_BACKOFF_MAX_S: Final = 30.0
 #: Longest `Retry-After` honoured; a server asking for more ends the prompt's attempts
 #: with an error rather than holding the capture for that long.
 CAPTURE_RETRY_AFTER_MAX_S: Final = 300.0
+
+#: Largest answer (HTTP body, or the file a command writes) accepted per prompt, bytes:
+#: a generated image is a few MB; 64 MiB leaves room for large PNGs and base64 JSON while
+#: an endless body stops long before it can exhaust memory.
+CAPTURE_MAX_BYTES: Final = 64 * 1024 * 1024
+
+#: Bytes of an error answer's body, or of a failed command's stderr, kept in its message.
+CAPTURE_ERROR_TAIL_BYTES: Final = 300
+
+# --- exit codes (every command) ---
+
+#: Success: every pair ok, gate passed, files match.
+EXIT_OK: Final = 0
+#: The inputs were judged and found wanting: some row not ok, a failed gate, a refused
+#: approval, a golden set that does not verify.
+EXIT_NOT_OK: Final = 1
+#: A usage, configuration, input or environment problem, named in one line: a bad option,
+#: a missing or malformed file, an output in use by another run, a full disk.
+EXIT_USAGE: Final = 2
+#: An unexpected internal error (a bug in pixgate): one line, and the traceback is saved
+#: to a file whose path the line gives. A score journal stays resumable.
+EXIT_INTERNAL: Final = 3
+#: Interrupted (Ctrl-C): 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED: Final = 130

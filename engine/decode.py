@@ -3,6 +3,13 @@
 Runs in decode worker processes, so it imports only numpy and Pillow. Every failure is a
 `DecodeError` whose message says what is wrong with the file; the pipeline turns it into
 an error row.
+
+Every image pixgate decodes (inputs, ignore masks, report pictures, captured answers)
+goes through `decode_bytes` and its pixel limit, checked on the header before any pixel
+is inflated, and files are read with `engine.safe_io.read_regular`: regular files only,
+at most `max_file_bytes(max_pixels)` bytes. Pillow's own process-wide limit
+(`Image.MAX_IMAGE_PIXELS`) is left as it is: pixgate opens images through the format
+plugins directly, under its own limit.
 """
 
 from __future__ import annotations
@@ -20,8 +27,16 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError, WebPImagePlugin
 
-from engine.config import DECODER_ENV, DECODERS, DEFAULT_MAX_PIXELS, RESIZE_FILTER
+from engine.config import (
+    DECODER_ENV,
+    DECODERS,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_FILE_BYTES_PER_PIXEL,
+    IMAGE_FILE_OVERHEAD_BYTES,
+    RESIZE_FILTER,
+)
 from engine.icc import ICCError, colour_space, is_srgb, same_colour_space, to_srgb
+from engine.safe_io import UnsafeInputError, read_regular
 from engine.telemetry import peak_rss_mb
 
 _FORMATS = ("PNG", "JPEG", "WEBP")
@@ -39,9 +54,31 @@ try:
 except ImportError:  # Pillow decodes everything; `decoders()` says so in the run's metadata.
     _codecs = None
 
-# pixgate enforces its own, configurable limit (see `decode_image`); Pillow's global one
-# would turn large images into warnings or a different exception.
-Image.MAX_IMAGE_PIXELS = None
+
+def max_file_bytes(max_pixels: int) -> int:
+    """Largest image file read under a pixel limit: an uncompressed 16-bit RGBA image of
+    `max_pixels` pixels, plus room for metadata; anything larger cannot be a valid image
+    within the limit, and is refused before it is read."""
+    return max_pixels * IMAGE_FILE_BYTES_PER_PIXEL + IMAGE_FILE_OVERHEAD_BYTES
+
+
+def _open(data: bytes) -> Image.Image:
+    """Identify and open image bytes as PNG, JPEG or WebP, as `Image.open` does, but
+    without Pillow's process-wide decompression-bomb check: pixgate applies its own.
+
+    Raises:
+        UnidentifiedImageError: None of the three formats accepts the bytes.
+    """
+    prefix = data[:16]
+    for fmt in _FORMATS:
+        factory, accept = Image.OPEN[fmt]
+        if accept is not None and accept(prefix) is not True:
+            continue
+        try:
+            return factory(io.BytesIO(data), "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # Image.open moves on to the next format on these, too
+    raise UnidentifiedImageError("cannot identify image file")
 
 
 class DecodeError(Exception):
@@ -214,7 +251,7 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
     try:
-        im = Image.open(io.BytesIO(data), formats=_FORMATS)
+        im = _open(data)
     except UnidentifiedImageError:
         raise DecodeError(_unidentified_reason(data)) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -383,17 +420,25 @@ def _sniff(data: bytes) -> str:
     return "image"
 
 
+def read_image_file(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of an image file, read safely (`engine.safe_io.read_regular`).
+
+    Raises:
+        DecodeError: Not a regular file, unreadable, or larger than `max_file_bytes`.
+    """
+    try:
+        return read_regular(path, max_file_bytes(max_pixels))
+    except UnsafeInputError as exc:
+        raise DecodeError(f"cannot read file: {exc}") from None
+
+
 def decode_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Read and decode one image file; see `decode_bytes`.
 
     Raises:
         DecodeError: The file cannot be read or decoded.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DecodeError(f"cannot read file: {exc.strerror or exc}") from None
-    return decode_bytes(data, max_pixels=max_pixels)
+    return decode_bytes(read_image_file(path, max_pixels), max_pixels=max_pixels)
 
 
 def resize_rgba(rgba: np.ndarray, width: int, height: int, *, method: str = RESIZE_FILTER) -> np.ndarray:
@@ -484,5 +529,7 @@ __all__ = [
     "decode_pair",
     "decoder_setting",
     "decoders",
+    "max_file_bytes",
+    "read_image_file",
     "resize_rgba",
 ]

@@ -38,7 +38,8 @@ DEFAULT_SIZE: Final = 256
 
 
 def _seed(prompt: str, seed: int) -> int:
-    digest = hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()
+    # surrogatepass: a prompt may carry lone surrogates (JSON can spell them).
+    digest = hashlib.sha256(f"{seed}\0{prompt}".encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "little")
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from engine import __version__, config, schema
+from engine.arrow_io import run_metadata
 from engine.policy import EACH, MEDIAN_CHANGE, RATE, Policy, Rule
 
 if TYPE_CHECKING:
@@ -209,41 +211,68 @@ def format_bound(rule: Rule) -> str:
 
 
 def read_table(path: Path) -> pa.Table:
-    """Read a run (or any Arrow IPC file) for judging.
+    """Read a run (or a capture or replay file) for judging, checked to be well-formed.
 
     Raises:
-        GateInputError: Missing, unreadable, or not an Arrow IPC file.
+        GateInputError: Missing, unreadable, not an Arrow IPC file, or malformed
+            (`engine.schema.check_table`).
     """
     import pyarrow as pa
 
-    if not path.is_file():
-        raise GateInputError(f"{path}: no such file")
+    from engine.safe_io import UnsafeInputError, open_regular
+
+    try:
+        os.close(open_regular(path))
+    except UnsafeInputError as exc:
+        raise GateInputError(f"{path}: {exc}") from None
     try:
         with pa.memory_map(str(path)) as source:
-            return pa.ipc.open_file(source).read_all()
+            table = pa.ipc.open_file(source).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         hint = ""
         if path.name.endswith(".partial"):
             hint = " (a .partial journal is an unfinished run: complete it with `pixgate score ... --resume`)"
         raise GateInputError(f"{path}: not an Arrow IPC file{hint}: {exc}") from None
+    try:
+        schema.check_table(table, path)
+    except schema.TableError as exc:
+        raise GateInputError(str(exc)) from None
+    return table
 
 
-def _kind_of(arrow_type: pa.DataType) -> str:
-    import pyarrow as pa
+def read_verdict(path: Path) -> dict[str, Any]:
+    """Read a verdict written by `pixgate gate --json`, checked to have its shape.
 
-    if pa.types.is_null(arrow_type):
-        return "null"
-    if pa.types.is_boolean(arrow_type):
-        return "bool"
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
-        return "number"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "string"
-    return str(arrow_type)
+    Raises:
+        GateInputError: Unreadable, not JSON, or not shaped like a verdict (`verdict` one
+            of pass/marginal/fail, a finite `score`, a `reason`, `rules` as a list of
+            objects with a `name` and a `result`, and a `run` path or null).
+    """
+    from engine.safe_io import UnsafeInputError, loads_json, read_regular
 
+    try:
+        doc = loads_json(read_regular(path, config.TEXT_INPUT_MAX_BYTES).decode("utf-8"))
+    except (UnsafeInputError, UnicodeDecodeError, ValueError) as exc:
+        raise GateInputError(f"{path}: cannot read it as a verdict from `pixgate gate --json`: {exc}") from None
 
-def _expected_kind(dtype: str) -> str:
-    return "bool" if dtype == "bool" else ("string" if dtype == "string" else "number")
+    def bad(what: str) -> GateInputError:
+        return GateInputError(f"{path}: not a verdict from `pixgate gate --json`: {what}")
+
+    if not isinstance(doc, dict):
+        raise bad(f"the document is a JSON {type(doc).__name__}, not an object")
+    if doc.get("verdict") not in VERDICTS:
+        raise bad(f"'verdict' is {doc.get('verdict')!r}, not one of {', '.join(VERDICTS)}")
+    score = doc.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise bad(f"'score' is {score!r}, not a number")
+    if not isinstance(doc.get("reason", ""), str) or not isinstance(doc.get("run"), str | None):
+        raise bad("'reason' and 'run' must be strings")
+    rules = doc.get("rules", [])
+    if not isinstance(rules, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("result"), str) for r in rules
+    ):
+        raise bad("'rules' must be a list of objects with a string 'name' and 'result'")
+    return doc
 
 
 def check_fits(table: pa.Table, policy: Policy, path: Path) -> None:
@@ -253,7 +282,7 @@ def check_fits(table: pa.Table, policy: Policy, path: Path) -> None:
         GateInputError: The file's schema version has another major number than this
             pixgate's, or a column a rule reads has a type the rule cannot use.
     """
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    meta = run_metadata(table)
     version = meta.get(schema.META_SCHEMA_VERSION)
     if version is not None and version.split(".")[0] != schema.SCHEMA_VERSION.split(".")[0]:
         raise GateInputError(
@@ -263,9 +292,8 @@ def check_fits(table: pa.Table, policy: Policy, path: Path) -> None:
     for rule in policy.rules:
         if rule.column not in table.column_names:
             continue
-        found = _kind_of(table.schema.field(rule.column).type)
-        wanted = _expected_kind(rule.dtype)
-        if found not in (wanted, "null"):
+        found = schema.arrow_kind(table.schema.field(rule.column).type)
+        if found not in (schema.dtype_kind(rule.dtype), "null"):
             where = f" (policy line {rule.line})" if rule.line else ""
             raise GateInputError(
                 f"{path}: column {rule.column!r} holds {table.schema.field(rule.column).type}, "
@@ -281,7 +309,7 @@ def _column(table: pa.Table, rule: Rule) -> tuple[np.ndarray | list[Any], np.nda
     if pa.types.is_null(arr.type):
         return np.zeros(len(arr)), np.zeros(len(arr), dtype=bool)
     valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    kind = _expected_kind(rule.dtype)
+    kind = schema.dtype_kind(rule.dtype)
     if kind == "number":
         values = np.asarray(arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False), dtype=float)
         valid &= ~np.isnan(values)
@@ -487,7 +515,7 @@ def judge(
     else:
         verdict, reason = FAIL, f"score {score:.1f} below marginal score {policy.marginal_score:g}"
     status = table.column(schema.STATUS.name).to_pylist() if schema.STATUS.name in table.column_names else []
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    meta = run_metadata(table)
     context = {
         "policy": {"name": policy.name, "path": str(policy.path)},
         "run": str(run_path) if run_path else None,
@@ -516,4 +544,5 @@ __all__ = [
     "format_observed",
     "judge",
     "read_table",
+    "read_verdict",
 ]

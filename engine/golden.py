@@ -20,6 +20,14 @@ point, fully approved, never in between:
 approval: without a plan it discards the staging folder; with a plan it looks at the
 manifest, and rolls forward when the new manifest is in place (the commit happened),
 back otherwise (backups return, new images go back to staging).
+
+A golden folder arrives in pull requests, and so does a run file, so nothing in them is
+trusted to name a path: pair ids, the manifest's `baseline` entries and every path of a
+staging plan must stay inside the golden folder (under `baseline/`, or inside the
+staging folder), and a candidate must lie inside the folder its run recorded. A plan
+that fails these checks is reported and left untouched. Files are read only when they
+are regular files. Approvals and recoveries hold a lock on the golden folder
+(`.pixgate-approve.lock`), so two cannot interleave.
 """
 
 from __future__ import annotations
@@ -36,7 +44,17 @@ from pathlib import Path
 from typing import Any
 
 from engine import schema
-from engine.config import IMAGE_EXTENSIONS
+from engine.config import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, TEXT_INPUT_MAX_BYTES
+from engine.locking import LockBusy, LockUnavailable, OutputLock
+from engine.safe_io import (
+    UnsafeInputError,
+    contained,
+    inside,
+    loads_json,
+    printable,
+    read_regular,
+    sha256_regular,
+)
 
 MANIFEST: str = "manifest.jsonl"
 BASELINE: str = "baseline"
@@ -54,12 +72,38 @@ class ApprovalRefused(Exception):
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 of a regular file's bytes.
+
+    Raises:
+        engine.safe_io.UnsafeInputError: Not a readable regular file.
+    """
+    return sha256_regular(path)
+
+
+def _locked(golden: Path) -> OutputLock:
+    try:
+        return OutputLock(golden / STAGING, f"golden set {golden}").acquire()
+    except (LockBusy, LockUnavailable) as exc:
+        raise GoldenError(str(exc)) from None
+
+
+def _own_file(folder: Path, name: str) -> Path:
+    """One of the golden set's own files (manifest, changelog, plan), refused when it is a
+    link that leads out of its folder: it would be read, and written back into the set."""
+    try:
+        return contained(folder, name)
+    except UnsafeInputError as exc:
+        raise GoldenError(f"{folder}: {exc}; left untouched") from None
+
+
+def _inside_golden(golden: Path, rel: object, what: str) -> Path:
+    """`golden / rel` for a path under `baseline/` read from data, or a GoldenError."""
+    if not isinstance(rel, str) or not rel.startswith(BASELINE + "/"):
+        raise GoldenError(f"{golden}: {what} {rel!r} is not a path under {BASELINE}/")
+    try:
+        return contained(golden, rel)
+    except UnsafeInputError as exc:
+        raise GoldenError(f"{golden}: {what} {exc}") from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,7 +116,8 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
+    tmp.unlink(missing_ok=True)  # never write through a link someone left there
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -81,40 +126,102 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 
 def _read_entries(golden: Path) -> list[dict[str, Any]]:
-    path = golden / MANIFEST
     if not golden.is_dir():
         raise GoldenError(f"--golden: {golden} is not a folder")
+    path = _own_file(golden, MANIFEST)
     if not path.is_file():
         raise GoldenError(f"{golden}: no {MANIFEST}; a golden set is a folder with {MANIFEST} and {BASELINE}/")
+    try:
+        text = read_regular(path, TEXT_INPUT_MAX_BYTES).decode("utf-8")
+    except (UnsafeInputError, UnicodeDecodeError) as exc:
+        raise GoldenError(f"{path}: cannot read it: {exc}") from None
     entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = loads_json(line)
         except json.JSONDecodeError as exc:
             raise GoldenError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+        except ValueError as exc:
+            raise GoldenError(f"{path}:{number}: not usable JSON: {exc}") from None
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise GoldenError(f"{path}:{number}: each line must be a JSON object with a string 'id'")
+        if entry.get("baseline") is not None and not isinstance(entry["baseline"], str):
+            raise GoldenError(f"{path}:{number}: 'baseline' must be a path such as baseline/x.png")
         entries.append(entry)
     return entries
 
 
-def recover(golden: Path) -> str | None:
-    """Finish or undo an interrupted approval; returns what was done, or None."""
+def _check_stage(golden: Path) -> Path:
     stage = golden / STAGING
-    if not stage.exists():
+    if stage.is_symlink() or not stage.is_dir():
+        raise GoldenError(f"{stage} is not a folder (a symlink, or a file); left untouched: remove it by hand")
+    if not inside(stage, golden):
+        raise GoldenError(f"{stage} leads outside {golden}; left untouched: remove it by hand")
+    return stage
+
+
+def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
+    """The staging plan, every path in it checked to stay where it belongs.
+
+    Raises:
+        GoldenError: An unreadable plan, or one whose paths lead elsewhere.
+    """
+    path = _own_file(stage, _PLAN)
+    try:
+        plan = loads_json(read_regular(path, TEXT_INPUT_MAX_BYTES).decode("utf-8"))
+    except (UnsafeInputError, UnicodeDecodeError, ValueError) as exc:
+        raise GoldenError(f"{path}: cannot read the staging plan ({exc}); left untouched") from None
+    moves, backups = plan.get("moves") if isinstance(plan, dict) else None, None
+    if isinstance(plan, dict):
+        backups = plan.get("backups")
+    shaped = (
+        isinstance(moves, list)
+        and isinstance(backups, list)
+        and isinstance(plan.get("manifest_sha256"), str)
+        and all(isinstance(m, dict) and isinstance(m.get("final"), str) and isinstance(m.get("staged"), str)
+                for m in moves)
+    )  # fmt: skip
+    if not shaped:
+        raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`; left untouched")
+    try:
+        for move in moves:  # type: ignore[union-attr]
+            _inside_golden(golden, move["final"], "the plan moves a file to")
+            contained(stage, move["staged"])
+        for rel in backups:  # type: ignore[union-attr]
+            _inside_golden(golden, rel, "the plan backs up")
+            contained(stage / "backup", rel)
+    except (GoldenError, UnsafeInputError) as exc:
+        raise GoldenError(f"{path}: {exc}; the plan and the golden set are left untouched") from None
+    return plan  # type: ignore[no-any-return]
+
+
+def recover(golden: Path) -> str | None:
+    """Finish or undo an interrupted approval; returns what was done, or None.
+
+    Raises:
+        GoldenError: The staging folder or its plan is not what `approve` writes (a path
+            in it leads outside the golden set, say); nothing is touched.
+    """
+    stage = golden / STAGING
+    if not stage.exists() and not stage.is_symlink():
         return None
+    stage = _check_stage(golden)
     plan_path = stage / _PLAN
-    if not plan_path.exists():
+    if not plan_path.exists() and not plan_path.is_symlink():
         shutil.rmtree(stage)
         return "discarded an approval interrupted before it changed anything"
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    manifest = golden / MANIFEST
-    committed = manifest.exists() and file_sha256(manifest) == plan["manifest_sha256"]
+    plan = _read_plan(golden, stage)
+    manifest = _own_file(golden, MANIFEST)
+    try:
+        committed = manifest.is_file() and file_sha256(manifest) == plan["manifest_sha256"]
+    except UnsafeInputError:
+        committed = False
     if committed:
-        if (stage / CHANGELOG).exists():
-            os.replace(stage / CHANGELOG, golden / CHANGELOG)
+        staged_log = _own_file(stage, CHANGELOG)
+        if staged_log.exists():
+            os.replace(staged_log, golden / CHANGELOG)
         shutil.rmtree(stage)
         _fsync_dir(golden)
         return "completed an approval interrupted after its commit"
@@ -141,6 +248,8 @@ class VerifyReport:
         checked: Files whose sha256 matched.
         missing: (id, path) of recorded files that are not there.
         changed: (id, path) of files whose sha256 differs from the manifest's.
+        unreadable: (id, path, why) of recorded paths that are not readable regular files
+            (a FIFO, a folder, a symlink loop).
         extra: Image files under baseline/ that no entry records.
         unrecorded: Ids whose entry has no `baseline` or no `sha256`.
         recovered: What `recover` did first, if anything.
@@ -149,6 +258,7 @@ class VerifyReport:
     checked: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)
     changed: list[tuple[str, str]] = field(default_factory=list)
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     unrecorded: list[str] = field(default_factory=list)
     recovered: str | None = None
@@ -156,7 +266,7 @@ class VerifyReport:
     @property
     def clean(self) -> bool:
         """Every recorded file is there and unchanged, and nothing else is."""
-        return not (self.missing or self.changed or self.extra or self.unrecorded)
+        return not (self.missing or self.changed or self.unreadable or self.extra or self.unrecorded)
 
 
 def verify(golden: Path) -> VerifyReport:
@@ -166,8 +276,28 @@ def verify(golden: Path) -> VerifyReport:
         GoldenError: No golden set there, or its manifest is malformed.
     """
     report = VerifyReport()
+    staging = golden.is_dir() and ((golden / STAGING).exists() or (golden / STAGING).is_symlink())
+    lock = None
     if golden.is_dir():
-        report.recovered = recover(golden)
+        try:  # an approval in progress holds it: do not read its half-moved files
+            lock = OutputLock(golden / STAGING, f"golden set {golden}").acquire()
+        except LockBusy as exc:
+            raise GoldenError(str(exc)) from None
+        except LockUnavailable as exc:
+            if staging:  # a recovery must not run unguarded
+                raise GoldenError(str(exc)) from None
+            # a read-only checkout: nothing can change it while it is read
+    try:
+        if staging:
+            report.recovered = recover(golden)
+        _verify_files(golden, report)
+    finally:
+        if lock is not None:
+            lock.release()
+    return report
+
+
+def _verify_files(golden: Path, report: VerifyReport) -> None:
     entries = _read_entries(golden)
     recorded = set()
     for entry in entries:
@@ -175,21 +305,28 @@ def verify(golden: Path) -> VerifyReport:
         if not isinstance(rel, str) or not isinstance(sha, str):
             report.unrecorded.append(entry["id"])
             continue
+        path = _inside_golden(golden, rel, f"{MANIFEST}: entry {entry['id']!r} records")
         recorded.add(rel)
-        path = golden / rel
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             report.missing.append((entry["id"], rel))
-        elif file_sha256(path) != sha:
-            report.changed.append((entry["id"], rel))
-        else:
+            continue
+        try:
+            found = file_sha256(path)
+        except UnsafeInputError as exc:
+            report.unreadable.append((entry["id"], rel, str(exc)))
+            continue
+        if found == sha:
             report.checked.append(rel)
+        else:
+            report.changed.append((entry["id"], rel))
     base = golden / BASELINE
-    if base.is_dir():
-        for path in sorted(base.rglob("*")):
+    for dirpath, dirnames, filenames in os.walk(base):  # links to folders are not followed
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
             rel = path.relative_to(golden).as_posix()
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and rel not in recorded:
-                report.extra.append(rel)
-    return report
+            if path.suffix.lower() in IMAGE_EXTENSIONS and rel not in recorded:
+                report.extra.append(printable(rel))
 
 
 @dataclass
@@ -212,14 +349,14 @@ class Approval:
 
 
 def _load_verdict(path: Path, run: Path, force: bool) -> dict[str, Any] | None:
+    from engine.gate import GateInputError, read_verdict
+
     try:
-        verdict = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GoldenError(f"--verdict: cannot read {path} as a pixgate gate verdict: {exc}") from None
-    if not isinstance(verdict, dict) or verdict.get("verdict") not in ("pass", "marginal", "fail"):
-        raise GoldenError(f"--verdict: {path} is not a verdict written by `pixgate gate --json`")
+        verdict = read_verdict(path)
+    except GateInputError as exc:
+        raise GoldenError(f"--verdict: {exc}") from None
     judged = verdict.get("run")
-    if not force and judged and Path(judged).resolve() != run.resolve():
+    if not force and judged and not _same_file(judged, run):
         raise ApprovalRefused(f"--verdict: {path} judged {judged}, not {run}; judge this run, or pass --force")
     if verdict["verdict"] == "fail" and not force:
         raise ApprovalRefused(
@@ -229,9 +366,18 @@ def _load_verdict(path: Path, run: Path, force: bool) -> dict[str, Any] | None:
     return verdict
 
 
+def _same_file(recorded: str, run: Path) -> bool:
+    try:
+        return Path(recorded).resolve() == run.resolve()
+    except (OSError, RuntimeError, ValueError):  # a loop, a NUL byte: not this run
+        return False
+
+
 def _existing_baseline(golden: Path, entry: dict[str, Any] | None, pair_id: str) -> str | None:
-    if entry is not None and isinstance(entry.get("baseline"), str) and (golden / entry["baseline"]).is_file():
-        return str(entry["baseline"])
+    if entry is not None and isinstance(entry.get("baseline"), str):
+        recorded = _inside_golden(golden, entry["baseline"], f"{MANIFEST}: entry {pair_id!r} records")
+        if recorded.is_file():
+            return str(entry["baseline"])
     folder = (golden / BASELINE / pair_id).parent
     stem = Path(pair_id).name
     if folder.is_dir():
@@ -239,6 +385,27 @@ def _existing_baseline(golden: Path, entry: dict[str, Any] | None, pair_id: str)
             if path.stem == stem and path.suffix.lower() in IMAGE_EXTENSIONS:
                 return path.relative_to(golden).as_posix()
     return None
+
+
+def _candidate_file(golden: Path, pid: str, row: dict[str, Any], root: str | None) -> tuple[Path, str]:
+    """The candidate of a run's row and where it goes in the golden set, both checked.
+
+    Raises:
+        GoldenError: A pair id that would write outside `baseline/`, or a candidate path
+            outside the candidate folder the run recorded.
+    """
+    source_text = row.get(schema.CANDIDATE_PATH.name)
+    if not isinstance(source_text, str) or not source_text:
+        raise GoldenError(f"{pid}: the run records no candidate file")
+    source = Path(source_text)
+    if root is None or "://" in root or not inside(source, Path(root)):
+        raise GoldenError(
+            f"{pid}: the candidate {source} is not inside the candidate folder the run recorded ({root}); "
+            "approve only runs written by `pixgate score` on local folders"
+        )
+    final = f"{BASELINE}/{pid}{source.suffix.lower()}"
+    _inside_golden(golden, final, f"pair id {pid!r} would write")
+    return source, final
 
 
 def approve(
@@ -269,15 +436,45 @@ def approve(
         GoldenError: Unreadable run, verdict or golden set; unknown ids.
         ApprovalRefused: Failed or missing verdict without `force`; rows that are not ok.
     """
-    from engine.arrow_io import read_run
-
     if not golden.is_dir():
         raise GoldenError(f"--golden: {golden} is not a folder")
+    lock = _locked(golden)
+    try:
+        return _approve_locked(run, golden, ids, verdict_path, force, by, on_staged)
+    finally:
+        lock.release()
+
+
+def _approve_locked(
+    run: Path,
+    golden: Path,
+    ids: list[str] | None,
+    verdict_path: Path | None,
+    force: bool,
+    by: str | None,
+    on_staged: Callable[[int, int, str], None] | None,
+) -> list[Approval]:
+    """`approve` once the golden folder's lock is held."""
+    from engine.arrow_io import run_metadata
+    from engine.decode import DecodeError, decode_bytes, max_file_bytes, read_image_file
+    from engine.gate import GateInputError, read_table
+
     recover(golden)
     try:
-        rows = {r[schema.PAIR_ID.name]: r for r in read_run(run).to_pylist()}
-    except (OSError, ValueError) as exc:
-        raise GoldenError(f"{run}: not a readable run file: {exc}") from None
+        table = read_table(run)
+    except GateInputError as exc:
+        raise GoldenError(f"{exc}") from None
+    if schema.PAIR_ID.name not in table.column_names:
+        raise GoldenError(f"{run}: not a run file from `pixgate score` (no {schema.PAIR_ID.name} column)")
+    rows = {r[schema.PAIR_ID.name]: {**schema.empty_row(), **r} for r in table.to_pylist()}
+    meta = run_metadata(table)
+    candidate_root = meta.get(schema.META_CANDIDATE_ROOT)
+    # The run's own limit, but never above the default: the run file is data, and its
+    # metadata could otherwise lift the bound on what approve reads into memory.
+    recorded = meta.get(schema.META_MAX_PIXELS, "")
+    max_pixels = DEFAULT_MAX_PIXELS
+    if recorded.isdigit() and len(recorded) < 19:
+        max_pixels = min(int(recorded), DEFAULT_MAX_PIXELS)
     chosen = ids if ids else sorted(rows)
     unknown = [pid for pid in chosen if pid not in rows]
     if unknown:
@@ -291,6 +488,7 @@ def approve(
         raise ApprovalRefused("no verdict: pass --verdict VERDICT.json from `pixgate gate --json`, or --force")
     entries = _read_entries(golden)
     by_id = {e["id"]: e for e in entries}
+    files = {pid: _candidate_file(golden, pid, rows[pid], candidate_root) for pid in chosen}
     who = by or os.environ.get("PIXGATE_APPROVER") or getpass.getuser()
     when = datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -300,15 +498,20 @@ def approve(
         approvals: list[Approval] = []
         moves, backups = [], []
         for done, pid in enumerate(chosen, start=1):
-            source = Path(rows[pid][schema.CANDIDATE_PATH.name])
-            if not source.is_file():
-                shutil.rmtree(stage)
-                raise GoldenError(f"{pid}: the candidate {source} is gone; rescore or leave it out with --ids")
-            final = f"{BASELINE}/{pid}{source.suffix.lower()}"
+            source, final = files[pid]
+            try:
+                data = read_image_file(source, max_pixels)
+                decode_bytes(data, max_pixels=max_pixels)  # only images become baselines
+            except DecodeError as exc:
+                raise GoldenError(
+                    f"{pid}: the candidate {source}: {exc}; rescore or leave it out with --ids "
+                    f"(at most {max_file_bytes(max_pixels):,} bytes)"
+                ) from None
             staged = stage / "files" / final
             staged.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, staged)
-            with staged.open("rb") as fh:
+            with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
+                fh.write(data)
+                fh.flush()
                 os.fsync(fh.fileno())
             previous = _existing_baseline(golden, by_id.get(pid), pid)
             if previous is not None:
@@ -340,7 +543,11 @@ def approve(
             entry.update({"baseline": a.baseline, "sha256": a.sha256, "approved": record})
         manifest_bytes = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
         _write_durably(stage / MANIFEST, manifest_bytes)
-        log = (golden / CHANGELOG).read_bytes() if (golden / CHANGELOG).exists() else b""
+        changelog = _own_file(golden, CHANGELOG)
+        try:
+            log = read_regular(changelog, TEXT_INPUT_MAX_BYTES) if changelog.exists() or changelog.is_symlink() else b""
+        except UnsafeInputError as exc:
+            raise GoldenError(f"{changelog}: cannot read it: {exc}") from None
         for a in approvals:
             line = {
                 "date": when,

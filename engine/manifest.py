@@ -9,10 +9,10 @@ A line looks like::
 image must show; `text_boxes` optionally gives, in baseline pixels, one box per line of
 text ([x0, y0, x1, y1], x1 and y1 exclusive). `ignore` lists boxes that may change (a
 timestamp, a signature), or names a mask image (white = ignore; relative to the
-manifest's folder). A golden set's manifest also records each baseline file and its
-sha256 (`baseline`, `sha256`, written by `pixgate approve`, checked by `pixgate golden
-verify`). Other keys (prompt, seed, tags, expected flags) belong to other tools and are
-ignored here.
+manifest's folder, which it must not leave: no absolute path, no `..`, no symlink out).
+A golden set's manifest also records each baseline file and its sha256 (`baseline`,
+`sha256`, written by `pixgate approve`, checked by `pixgate golden verify`). Other keys
+(prompt, seed, tags, expected flags) belong to other tools and are ignored here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.config import TEXT_INPUT_MAX_BYTES
+from engine.safe_io import UnsafeInputError, contained, loads_json, read_regular
 
 Box = tuple[int, int, int, int]
 
@@ -113,7 +116,10 @@ def _entry(raw: object, line: int, path: Path) -> ManifestEntry:
     ignore_boxes: tuple[Box, ...] | None = None
     ignore_mask: Path | None = None
     if isinstance(ignore, str) and ignore.strip():
-        ignore_mask = (path.parent / ignore).resolve()
+        try:
+            ignore_mask = contained(path.parent, ignore).resolve()
+        except UnsafeInputError as exc:
+            raise ManifestError(path, f"'ignore' mask {exc}: a mask must lie in the manifest's folder", line) from None
     elif isinstance(ignore, list) and ignore:
         ignore_boxes = _boxes(ignore, "ignore box", line, path)
     elif ignore is not None:
@@ -127,22 +133,25 @@ def load_manifest(path: Path) -> Manifest:
     """Read and validate a manifest.
 
     Raises:
-        ManifestError: Unreadable file, a line that is not JSON, a bad field, or an id
-            given twice.
+        ManifestError: Unreadable file (not a regular file, over `TEXT_INPUT_MAX_BYTES`,
+            not UTF-8), a line that is not JSON or nests too deep, a bad field, a mask
+            path that leaves the manifest's folder, or an id given twice.
     """
     try:
-        data = path.read_bytes()
+        data = read_regular(path, TEXT_INPUT_MAX_BYTES)
         text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (UnsafeInputError, UnicodeDecodeError) as exc:
         raise ManifestError(path, f"cannot read the manifest: {exc}") from None
     entries: dict[str, ManifestEntry] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = loads_json(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(path, f"not valid JSON: {exc.msg} (column {exc.colno})", number) from None
+        except ValueError as exc:
+            raise ManifestError(path, f"not usable JSON: {exc}", number) from None
         entry = _entry(raw, number, path)
         if entry.pair_id in entries:
             first = entries[entry.pair_id].line

@@ -62,7 +62,6 @@ _RULE_KEYS: Final = (
     "alpha",
 )
 _POLICY_KEYS: Final = ("name", "description", "pass_score", "marginal_score")
-_NUMERIC: Final = frozenset({"int32", "int64", "float64"})
 
 
 class PolicyError(ValueError):
@@ -194,12 +193,8 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _kind(dtype: str) -> str:
-    return "number" if dtype in _NUMERIC else ("bool" if dtype == "bool" else "string")
-
-
 def _allowed_stats(dtype: str) -> tuple[str, ...]:
-    kind = _kind(dtype)
+    kind = schema.dtype_kind(dtype)
     if kind == "number":
         return (*AGGREGATES, "pNN", EACH, MEDIAN_CHANGE)
     if kind == "bool":
@@ -242,7 +237,7 @@ def _parse_rule(raw: object, index: int, lines: _Lines, path: Path, types: dict[
         did = f"; did you mean {hint[0]!r}?" if hint else f"; known columns: {', '.join(types)}"
         raise fail(f"unknown column {column!r}{did}", "column")
     dtype = types[column]
-    kind = _kind(dtype)
+    kind = schema.dtype_kind(dtype)
 
     stat = raw.get("stat")
     allowed = _allowed_stats(dtype)

@@ -24,6 +24,7 @@ Ray is an optional dependency (`pip install pixgate[ray]`): nothing else imports
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import pickle
 import socket
@@ -41,9 +42,11 @@ from engine.score import (
     ScoreOptions,
     ScoreResult,
     check_decoder_setting,
+    check_output,
     check_resume,
     load_previous,
     missing_row,
+    owned_output,
     start_metadata,
 )
 
@@ -52,24 +55,28 @@ _NODE = "_node"
 _RETRIES = 3
 
 
-def _reader(baseline_fs: Any, candidate_fs: Any, pair: Pair) -> Callable[[Path], bytes] | None:
+def _reader(baseline_fs: Any, candidate_fs: Any, pair: Pair, max_bytes: int) -> Callable[[Path], bytes] | None:
     if baseline_fs is None:
-        return None
+        return None  # local files: engine.decode reads them (regular files only, bounded)
 
     def read(path: Path) -> bytes:
         fs = baseline_fs if path == pair.baseline else candidate_fs
         with fs.open_input_file(str(path)) as fh:
-            return bytes(fh.readall())
+            size = fh.size()
+            if size > max_bytes:
+                raise OSError(f"{size:,} bytes, over the {max_bytes:,}-byte limit for this file")
+            return bytes(fh.read(max_bytes + 1))
 
     return read
 
 
 def _decode_task(row: dict[str, Any], *, max_pixels: int, baseline_fs: Any, candidate_fs: Any) -> dict[str, Any]:
-    from engine.decode import decode_pair
+    from engine.decode import decode_pair, max_file_bytes
 
     pair = Pair(row["pair_id"], Path(row["baseline"]), Path(row["candidate"]))
     assert pair.baseline is not None and pair.candidate is not None  # only scorable pairs are sent
-    dp = decode_pair(pair.pair_id, pair.baseline, pair.candidate, max_pixels, _reader(baseline_fs, candidate_fs, pair))
+    read = _reader(baseline_fs, candidate_fs, pair, max_file_bytes(max_pixels))
+    dp = decode_pair(pair.pair_id, pair.baseline, pair.candidate, max_pixels, read)
     return {"pair_id": pair.pair_id, "payload": pickle.dumps((pair, dp), protocol=5)}
 
 
@@ -155,22 +162,35 @@ def run_score_ray(
     Raises:
         ScoreConfigError: Ray missing, an unreachable cluster, bad inputs or weights.
     """
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ScoreConfigError("--backend ray needs Ray: pip install 'pixgate[ray]'") from None
+    if importlib.util.find_spec("ray") is None:
+        raise ScoreConfigError("--backend ray needs Ray: pip install 'pixgate[ray]'")
+    started = time.perf_counter()
+    if opts.manifest is not None:
+        raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
+    if opts.resume and opts.overwrite:
+        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
+    check_decoder_setting()
+    check_output(opts)
+    with owned_output(opts.output):
+        return _run_locked(opts, address, on_rows, on_start, started)
+
+
+def _run_locked(
+    opts: ScoreOptions,
+    address: str | None,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None,
+    on_start: Callable[[int, int], None] | None,
+    started: float,
+) -> ScoreResult:
+    """`run_score_ray` once the output's lock is held."""
+    import ray
+    import ray.data
     import torch
 
     from engine.arrow_io import RunJournal, dumps_meta
     from engine.weights import WeightsError, resolve_weights
 
-    started = time.perf_counter()
-    if opts.manifest is not None:
-        raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
-    check_decoder_setting()
     pairing, baseline_fs, candidate_fs = _pairing(opts)
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
     carried, old_meta, old_source = load_previous(opts)
     done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
     todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import DEFAULT_MAX_PIXELS
 from engine.manifest import ManifestEntry
 
 
@@ -24,30 +25,45 @@ class IgnoreRegionError(ValueError):
     """An ignore region that does not fit the image (becomes an error row)."""
 
 
-def _mask_image(path: Path, width: int, height: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _mask_image(path: Path, width: int, height: int, max_pixels: int) -> np.ndarray:
+    """A mask file's pixels at or above mid-grey (luma, as Pillow's `convert("L")`).
+
+    Read and decoded as every image is (`engine.decode`): a regular file only, under the
+    run's pixel limit.
+    """
+    from PIL import Image
+
+    from engine.decode import DecodeError, decode_image
 
     try:
-        with Image.open(path) as img:
-            mask = np.asarray(img.convert("L"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise IgnoreRegionError(f"ignore mask {path}: cannot read it ({exc})") from None
-    if mask.shape != (height, width):
+        rgba = decode_image(path, max_pixels=max_pixels).rgba
+    except DecodeError as exc:
+        raise IgnoreRegionError(f"ignore mask {path}: {exc}") from None
+    if rgba.shape[:2] != (height, width):
         raise IgnoreRegionError(
-            f"ignore mask {path} is {mask.shape[1]}x{mask.shape[0]}, the baseline is {width}x{height}"
+            f"ignore mask {path} is {rgba.shape[1]}x{rgba.shape[0]}, the baseline is {width}x{height}"
         )
-    return mask >= 128
+    luma = np.asarray(Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB").convert("L"))
+    return luma >= 128
 
 
-def ignore_mask(entry: ManifestEntry, width: int, height: int) -> np.ndarray | None:
+def ignore_mask(
+    entry: ManifestEntry, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray | None:
     """The pair's ignored pixels (H x W bool, baseline coordinates), or None without regions.
+
+    Args:
+        entry: The pair's manifest entry.
+        width: The baseline's width.
+        height: The baseline's height.
+        max_pixels: Decompression-bomb limit for a mask image (the run's).
 
     Raises:
         IgnoreRegionError: A box outside the image, a mask of another size, or an
             unreadable mask.
     """
     if entry.ignore_mask is not None:
-        return _mask_image(entry.ignore_mask, width, height)
+        return _mask_image(entry.ignore_mask, width, height, max_pixels)
     if entry.ignore_boxes is None:
         return None
     mask = np.zeros((height, width), dtype=bool)

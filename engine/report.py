@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine import __version__, schema
+from engine.arrow_io import run_metadata
 from engine.config import DEFAULT_NET, REPORT_MAP_SIDE, REPORT_SCALES, REPORT_THUMB_SIDE, REPORT_TOP
 
 if TYPE_CHECKING:
@@ -165,6 +165,8 @@ def _histograms(table: pa.Table) -> list[tuple[str, str]]:
     plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
     out = []
     for col in _PLOTTED:
+        if col.name not in table.column_names:
+            continue
         values = np.array([v for v in table.column(col.name).to_pylist() if v is not None], dtype=float)
         values = values[np.isfinite(values)]
         if values.size == 0:
@@ -221,8 +223,19 @@ def _load_model(weights: Path | None, net: str) -> tuple[Any, str | None]:
     return model, None
 
 
-def _pair_card(row: dict[str, Any], model: Any) -> tuple[str, bool]:
-    """One worst pair's card; returns its HTML and whether pictures could be shown."""
+def _outside(path: str, root: str | None) -> bool:
+    """A picture path from the run that does not lie in the folder the run recorded for its
+    side (or the run recorded none): the report does not open it."""
+    from engine.safe_io import inside
+
+    return "://" in path or root is None or "://" in root or not inside(Path(path), Path(root))
+
+
+def _pair_card(row: dict[str, Any], model: Any, roots: tuple[str | None, str | None]) -> tuple[str, bool]:
+    """One worst pair's card; returns its HTML and whether pictures could be shown.
+
+    Pictures are read only from inside the folders the run recorded (`roots`): a run file
+    is data, and its paths could name any file on the machine."""
     from engine.decode import decode_pair
     from kernels.cpu import edge_magnitudes_cpu
 
@@ -240,6 +253,9 @@ def _pair_card(row: dict[str, Any], model: Any) -> tuple[str, bool]:
     base_path, cand_path = row.get(schema.BASELINE_PATH.name), row.get(schema.CANDIDATE_PATH.name)
     if not base_path or not cand_path:
         return f'<div class="card">{head}<p class="note">no pictures: one side is missing</p></div>', False
+    if _outside(base_path, roots[0]) or _outside(cand_path, roots[1]):
+        note = "no pictures: their paths are not inside the folders the run recorded"
+        return f'<div class="card">{head}<p class="note">{note}</p></div>', False
     dp = decode_pair(pid, Path(base_path), Path(cand_path))
     if dp.baseline is None or dp.candidate_aligned is None:
         note = html.escape(dp.error or "could not decode")
@@ -345,22 +361,18 @@ def build_report(
     Raises:
         ReportError: Unreadable run, verdict or capture file.
     """
-    from engine.gate import GateInputError, read_table
+    from engine.gate import GateInputError, read_table, read_verdict
 
     started = time.perf_counter()
     try:
         table = read_table(run)
+        doc = read_verdict(verdict) if verdict is not None else None
     except GateInputError as exc:
         raise ReportError(str(exc)) from None
-    if schema.PAIR_ID.name not in table.column_names or schema.STATUS.name not in table.column_names:
-        raise ReportError(f"{run}: not a pixgate run (no {schema.PAIR_ID.name} and {schema.STATUS.name} columns)")
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    doc: dict[str, Any] | None = None
-    if verdict is not None:
-        try:
-            doc = json.loads(verdict.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReportError(f"--verdict: cannot read {verdict}: {exc}") from None
+    if schema.PAIR_ID.name not in table.column_names:
+        raise ReportError(f"{run}: not a pixgate run (no {schema.PAIR_ID.name} column): a capture or replay file?")
+    meta = run_metadata(table)
+    roots = (meta.get(schema.META_BASELINE_ROOT), meta.get(schema.META_CANDIDATE_ROOT))
     rows = [{**schema.empty_row(), **r} for r in table.to_pylist()]
     notes: list[str] = []
 
@@ -398,7 +410,7 @@ def build_report(
     from engine.telemetry import cpu_count
 
     with ThreadPoolExecutor(max_workers=max(1, min(cpu_count(), len(worst) or 1))) as pool:
-        built = list(pool.map(lambda r: _pair_card(r, model), worst))
+        built = list(pool.map(lambda r: _pair_card(r, model, roots), worst))
     cards = [card for card, _ in built]
     shown = sum(pictured for _, pictured in built)
     parts.append(

@@ -248,17 +248,35 @@ META_DECODERS: Final = "pixgate.decoders"
 META_MANIFEST: Final = "pixgate.manifest"
 META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"
 META_OCR: Final = "pixgate.ocr"
+META_OCR_ENGINE: Final = "pixgate.ocr_engine"
+META_MAX_PIXELS: Final = "pixgate.max_pixels"
+META_DEVICE_TYPE: Final = "pixgate.device_type"
+META_MASKS_SHA256: Final = "pixgate.masks_sha256"
 
-#: Metadata that must agree between a partial run and the command that resumes it.
+#: Metadata that must agree between a partial run and the command that resumes it: every
+#: setting that changes a row's values, so that one file never mixes rows scored two
+#: ways. The code that computes them (pixgate and schema versions, torch, the decoders and
+#: their versions); LPIPS (net, heads, weights, precision) and where it runs (CPU or
+#: CUDA: gpu_ms and energy_j are null on one and not the other); the inputs (both
+#: folders, the manifest's expected text and ignore regions, the ignore masks' bytes);
+#: the pixel limit (a pair over it is an error row); the OCR engine and language. Timing
+#: knobs (batch size, workers) change no value and are not listed.
 RESUME_KEYS: Final = (
+    META_PIXGATE_VERSION,
     META_SCHEMA_VERSION,
+    META_TORCH_VERSION,
+    META_DECODERS,
     META_LPIPS_NET,
     META_LPIPS_VERSION,
     META_WEIGHTS_SHA256,
+    META_PRECISION,
+    META_DEVICE_TYPE,
     META_BASELINE_ROOT,
     META_CANDIDATE_ROOT,
     META_MANIFEST_SHA256,
-    META_PRECISION,
+    META_MASKS_SHA256,
+    META_MAX_PIXELS,
+    META_OCR_ENGINE,
 )
 
 
@@ -294,6 +312,93 @@ def arrow_schema(metadata: dict[str, str] | None = None, columns: tuple[Column, 
     return pa.schema(fields, metadata=metadata)
 
 
+_NUMERIC_DTYPES: Final = ("int32", "int64", "float64")
+
+
+def dtype_kind(dtype: str) -> str:
+    """What a column's declared type holds: `number`, `bool` or `string`."""
+    return "number" if dtype in _NUMERIC_DTYPES else ("bool" if dtype == "bool" else "string")
+
+
+def arrow_kind(arrow_type: pa.DataType) -> str:
+    """What an Arrow type holds: `number`, `bool`, `string`, `null` (no value at all), or
+    the type's own name for anything else."""
+    import pyarrow as pa
+
+    if pa.types.is_null(arrow_type):
+        return "null"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "number"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    return str(arrow_type)
+
+
+class TableError(ValueError):
+    """A file that is not a well-formed pixgate run, capture or replay file; the message
+    says what is wrong, in one line."""
+
+
+def check_table(table: pa.Table, source: object) -> tuple[Column, ...]:
+    """Check that a table read from a file is a well-formed pixgate file before using it.
+
+    A run file is recognised by its `pair_id` column, a capture or replay file by `id`.
+    Columns may be missing (a rule on one is "no data"), but every column present must
+    hold its declared kind of value (or only nulls), the key must be a non-null, unique
+    string, and `status` must hold a known status in every row (a run file must have it;
+    a capture or replay file read only for its timings may lack it).
+
+    Args:
+        table: The table.
+        source: Where it came from, for messages.
+
+    Returns:
+        The columns of its kind (`COLUMNS`, `CAPTURE_COLUMNS` or `REPLAY_COLUMNS`).
+
+    Raises:
+        TableError: Anything malformed.
+    """
+    import pyarrow.compute as pc
+
+    names = table.column_names
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TableError(f"{source}: columns appear more than once: {', '.join(map(repr, twice))}")
+    allowed: tuple[str, ...]
+    if PAIR_ID.name in names:
+        columns, key, status, allowed = COLUMNS, PAIR_ID, STATUS, STATUSES
+    elif ID.name in names:
+        columns = REPLAY_COLUMNS if BYTE_IDENTICAL.name in names else CAPTURE_COLUMNS
+        key, status, allowed = ID, CAPTURE_STATUS, (STATUS_OK, STATUS_ERROR)
+    else:
+        raise TableError(f"{source}: not a pixgate run, capture or replay file (no {PAIR_ID.name} or {ID.name} column)")
+    for col in columns:
+        if col.name not in names:
+            continue
+        found = table.schema.field(col.name).type
+        if arrow_kind(found) not in (dtype_kind(col.dtype), "null"):
+            raise TableError(f"{source}: column {col.name!r} holds {found}; a pixgate file has {col.dtype} there")
+    keys = table.column(key.name)
+    if arrow_kind(keys.type) != "string" or keys.null_count:
+        raise TableError(f"{source}: column {key.name!r} must be a string in every row ({keys.null_count} nulls)")
+    if pc.count_distinct(keys).as_py() != table.num_rows:
+        counts = pc.value_counts(keys)
+        twice = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:3]
+        raise TableError(f"{source}: {key.name} values appear more than once: {', '.join(map(repr, twice))}")
+    if status.name not in names:
+        if columns is not COLUMNS:
+            return columns  # a capture or replay file read for its timings alone
+        raise TableError(f"{source}: no {status.name!r} column")
+    values = table.column(status.name)
+    unknown = set(values.unique().to_pylist()) - set(allowed) if arrow_kind(values.type) == "string" else {None}
+    if values.null_count or unknown:
+        shown = ", ".join(sorted(repr(v) for v in unknown | ({None} if values.null_count else set())))
+        raise TableError(f"{source}: {status.name!r} holds {shown}; allowed: {', '.join(allowed)}")
+    return columns
+
+
 def markdown_table(columns: tuple[Column, ...] = COLUMNS) -> str:
     """A README column table (the run's unless `columns` says otherwise)."""
     lines = ["| column | type | meaning |", "| --- | --- | --- |"]
@@ -310,8 +415,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "Column",
+    "TableError",
+    "arrow_kind",
     "arrow_schema",
+    "check_table",
     "column_types",
+    "dtype_kind",
     "empty_row",
     "markdown_table",
 ]

@@ -9,9 +9,10 @@ pair is waiting: it scores what it has, so the time it spends blocked
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +30,11 @@ from engine.config import (
     MAX_BATCH_PIXELS,
     OCR_LANG,
     PENDING_BATCHES,
+    PENDING_PIXELS,
     PRECISIONS,
 )
 from engine.decode import DecodedImage, DecodedPair, decoder_setting, decoders
+from engine.locking import LockBusy, LockUnavailable, OutputLock
 from engine.pairing import Pair, pair_directories
 from engine.telemetry import NvmlSampler
 from engine.workers import DecodePool
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 
     from engine.manifest import Manifest
     from engine.typography import TextChecker
+    from engine.weights import ResolvedWeights
 
 
 class ScoreConfigError(Exception):
@@ -73,6 +77,9 @@ class ScoreOptions:
             typography columns (engine.typography).
         ocr_workers: Typography checks run at once; None picks one per core.
         ocr_lang: Tesseract language(s).
+        overwrite: Start over even if `output` (a finished run) or its journal (an
+            interrupted one) exists; without it either is an error, so that no run is
+            replaced by accident.
         download_progress: Called with (bytes, total) while weights download.
     """
 
@@ -91,6 +98,7 @@ class ScoreOptions:
     manifest: Path | None = None
     ocr_workers: int | None = None
     ocr_lang: str = OCR_LANG
+    overwrite: bool = False
     download_progress: Callable[[int, int | None], None] | None = field(default=None, compare=False)
 
 
@@ -280,6 +288,7 @@ class _Buckets:
     batch_size: int
     by_size: dict[tuple[int, int], list[tuple[Pair, DecodedPair]]] = field(default_factory=dict)
     count: int = 0
+    pixels: int = 0  # baseline pixels waiting, bounded by PENDING_PIXELS
 
     def cap(self, key: tuple[int, int]) -> int:
         return max(1, min(self.batch_size, MAX_BATCH_PIXELS // max(1, key[0] * key[1])))
@@ -289,6 +298,7 @@ class _Buckets:
         key = (dp.baseline.height, dp.baseline.width)
         self.by_size.setdefault(key, []).append((pair, dp))
         self.count += 1
+        self.pixels += key[0] * key[1]
 
     def take(self, *, only_full: bool) -> list[tuple[Pair, DecodedPair]] | None:
         """Pop a full bucket, or (when not `only_full`) the fullest one."""
@@ -305,6 +315,7 @@ class _Buckets:
         else:
             del self.by_size[key]
         self.count -= len(taken)
+        self.pixels -= len(taken) * key[0] * key[1]
         return taken
 
 
@@ -388,8 +399,34 @@ def _load_manifest(opts: ScoreOptions) -> tuple[Manifest | None, dict[str, str]]
         manifest = load_manifest(opts.manifest)
     except ManifestError as exc:
         raise ScoreConfigError(str(exc)) from None
-    meta = {schema.META_MANIFEST: str(opts.manifest.resolve()), schema.META_MANIFEST_SHA256: manifest.sha256}
+    meta = {
+        schema.META_MANIFEST: str(opts.manifest.resolve()),
+        schema.META_MANIFEST_SHA256: manifest.sha256,
+        schema.META_MASKS_SHA256: _masks_sha256(manifest, opts.max_pixels),
+    }
     return manifest, meta
+
+
+def _masks_sha256(manifest: Manifest, max_pixels: int) -> str:
+    """One digest of every ignore mask's bytes (a resume must see the same masks); empty
+    without masks. A mask that cannot be read counts by its reason (its pairs are error
+    rows)."""
+    import hashlib
+
+    from engine.decode import max_file_bytes
+    from engine.safe_io import UnsafeInputError, sha256_regular
+
+    masks = sorted({str(e.ignore_mask) for e in manifest.entries.values() if e.ignore_mask is not None})
+    if not masks:
+        return ""
+    digest = hashlib.sha256()
+    for mask in masks:
+        try:
+            found = sha256_regular(Path(mask), max_file_bytes(max_pixels))
+        except UnsafeInputError as exc:
+            found = f"unreadable: {exc}"
+        digest.update(f"{mask}\0{found}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def _start_typography(
@@ -405,11 +442,12 @@ def _start_typography(
     except OcrUnavailable as exc:
         raise ScoreConfigError(str(exc)) from None
     checker = TextChecker(settings, opts.ocr_workers or max(1, cores))
-    meta = {schema.META_OCR: f"tesseract {settings.version}, lang {settings.lang}, {checker.workers} workers"}
+    engine = f"tesseract {settings.version}, lang {settings.lang}"
+    meta = {schema.META_OCR: f"{engine}, {checker.workers} workers", schema.META_OCR_ENGINE: engine}
     return _Typography(manifest, checker), meta
 
 
-def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair) -> tuple[Any, str | None]:
+def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair, max_pixels: int) -> tuple[Any, str | None]:
     """Apply the pair's ignore regions to its decoded pixels: (mask or None, error or None)."""
     if manifest is None or dp.baseline is None or dp.candidate_aligned is None:
         return None, None
@@ -419,7 +457,7 @@ def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair) -> t
     from engine.regions import IgnoreRegionError, apply_ignore, ignore_mask
 
     try:
-        mask = ignore_mask(entry, dp.baseline.width, dp.baseline.height)
+        mask = ignore_mask(entry, dp.baseline.width, dp.baseline.height, max_pixels)
     except IgnoreRegionError as exc:
         return None, str(exc)
     if mask is not None:
@@ -444,21 +482,47 @@ def check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None
             )
 
 
+def _journal_rows(path: Path, option: str) -> tuple[pa.Table, dict[str, str]]:
+    try:
+        return read_journal(path)
+    except ValueError as exc:
+        raise ScoreConfigError(
+            f"{option}: {exc}; it is not a journal pixgate can read: move it away, or pass --overwrite to start over"
+        ) from None
+
+
 def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
-    """Rows and metadata of an earlier run that this one continues, if any."""
+    """Rows and metadata of an earlier run that this one continues, if any.
+
+    Without `resume`, an earlier run's files are an error unless `overwrite` is given; a
+    journal without rows (a run killed before its first batch) holds nothing to lose and
+    is started over. Call it while holding the output's lock (`owned_output`).
+
+    Raises:
+        ScoreConfigError: An earlier run would be replaced without `overwrite`, or its
+            journal or run file cannot be read.
+    """
     jpath = journal_path(opts.output)
     if not opts.resume:
-        if jpath.exists():
+        if opts.overwrite:
+            return None, {}, None
+        if jpath.exists() or jpath.is_symlink():
+            table, _ = _journal_rows(jpath, "--output")
+            if table.num_rows:
+                raise ScoreConfigError(
+                    f"an interrupted run exists at {jpath} ({table.num_rows} rows): pass --resume to complete it, "
+                    "or --overwrite to start over"
+                )
+        if opts.output.exists() or opts.output.is_symlink():
             raise ScoreConfigError(
-                f"an interrupted run exists at {jpath}: pass --resume to complete it, or delete it to start over"
+                f"--output: {opts.output} already exists: pass --overwrite to replace it, or --resume to score "
+                "only the pairs missing from it"
             )
         return None, {}, None
-    if jpath.exists():
-        try:
-            table, meta = read_journal(jpath)
-        except ValueError as exc:
-            raise ScoreConfigError(f"--resume: {exc}") from None
-        return table, meta, jpath
+    if jpath.exists() or jpath.is_symlink():
+        table, meta = _journal_rows(jpath, "--resume")
+        # No rows: killed before its first batch (or while the journal was created).
+        return (table, meta, jpath) if table.num_rows else (None, {}, None)
     if opts.output.exists():
         try:
             table = read_run(opts.output)
@@ -468,11 +532,54 @@ def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], 
     return None, {}, None
 
 
-def load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | None, dict[str, str]]:
+@contextlib.contextmanager
+def owned_output(output: Path) -> Iterator[None]:
+    """Hold the exclusive lock on a run's output for the whole run (both backends).
+
+    Raises:
+        ScoreConfigError: Another command holds it (the message names the holder), or the
+            lock file cannot be created.
+    """
+    try:
+        lock = OutputLock(output, "--output").acquire()
+    except (LockBusy, LockUnavailable) as exc:
+        raise ScoreConfigError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, dict[str, str]]:
+    """The backbone weights a run uses (None with --no-lpips) and their metadata.
+
+    Raises:
+        ScoreConfigError: No weights can be found.
+    """
     if opts.no_lpips:
         return None, {schema.META_LPIPS_NOTE: "LPIPS disabled by --no-lpips", schema.META_WEIGHTS_SHA256: ""}
-    from engine.models import WeightsFormatError, load_lpips
     from engine.weights import WeightsError, resolve_weights
+
+    try:
+        resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
+    except WeightsError as exc:
+        raise ScoreConfigError(str(exc)) from None
+    meta = {
+        schema.META_WEIGHTS_SHA256: resolved.sha256,
+        schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
+    }
+    return resolved, meta
+
+
+def build_model(opts: ScoreOptions, resolved: ResolvedWeights | None, device: torch.device) -> nn.Module | None:
+    """The LPIPS module on `device` (None with --no-lpips).
+
+    Raises:
+        ScoreConfigError: The weights file is not a matching torchvision state_dict.
+    """
+    if resolved is None:
+        return None
+    from engine.models import WeightsFormatError, load_lpips
 
     if device.type == "cuda":
         import torch
@@ -482,15 +589,15 @@ def load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | No
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
-        model = load_lpips(opts.net, resolved.path).to(device)
-    except (WeightsError, WeightsFormatError) as exc:
+        return load_lpips(opts.net, resolved.path).to(device)
+    except WeightsFormatError as exc:
         raise ScoreConfigError(str(exc)) from None
-    meta = {
-        schema.META_WEIGHTS_SHA256: resolved.sha256,
-        schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
-    }
-    return model, meta
+
+
+def load_model(opts: ScoreOptions, device: torch.device) -> tuple[nn.Module | None, dict[str, str]]:
+    """Weights resolved and the model built on `device`, with the weights' metadata."""
+    resolved, meta = resolve_lpips_weights(opts)
+    return build_model(opts, resolved, device), meta
 
 
 def start_metadata(
@@ -511,6 +618,8 @@ def start_metadata(
         schema.META_LPIPS_NET: "" if opts.no_lpips else opts.net,
         schema.META_LPIPS_VERSION: lpips_version,
         schema.META_PRECISION: "" if opts.no_lpips else opts.precision,
+        schema.META_DEVICE_TYPE: device.type,
+        schema.META_MAX_PIXELS: str(opts.max_pixels),
         schema.META_DECODERS: decoders(),
         schema.META_BASELINE_ROOT: _root(opts.baseline),
         schema.META_CANDIDATE_ROOT: _root(opts.candidate),
@@ -545,12 +654,43 @@ def metric_rows(
     return rows
 
 
+def _check_options(opts: ScoreOptions) -> None:
+    """Folders, output, decoder and precision, checked before anything starts."""
+    for label, location in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
+        if "://" in str(location):
+            raise ScoreConfigError(f"{label}: {location} is a URI; folders in object stores need --backend ray")
+        folder = Path(location)
+        if not folder.is_dir():
+            why = "is not a folder" if folder.exists() else "does not exist"
+            raise ScoreConfigError(f"{label}: {folder} {why}")
+    check_output(opts)
+    check_decoder_setting()
+    if opts.precision not in PRECISIONS:
+        raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
+    if opts.resume and opts.overwrite:
+        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
+
+
+def check_output(opts: ScoreOptions) -> None:
+    """The output's folder exists (created if need be) and the output is not a folder."""
+    try:
+        opts.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
+    if opts.output.is_dir():
+        raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
+
+
 def run_score(
     opts: ScoreOptions,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
 ) -> ScoreResult:
     """Score every pair of two folders into `opts.output`.
+
+    The run holds the output's lock from start to end (a second run on the same output
+    fails at once), and its journal is on disk, with its schema, before any pair is
+    decoded: killed at any moment, the run can be completed with `resume`.
 
     Args:
         opts: The run's settings.
@@ -561,7 +701,10 @@ def run_score(
         The final table and run statistics.
 
     Raises:
-        ScoreConfigError: Bad folders, device, weights or resume state; nothing written.
+        ScoreConfigError: Bad folders, device, weights or resume state, an output in use
+            or that would be replaced without `overwrite`; nothing written.
+        engine.safe_io.OutputError: The journal or run file could not be written (a full
+            disk); the rows written so far stay in the journal.
     """
     import torch
 
@@ -569,52 +712,42 @@ def run_score(
 
     started = time.perf_counter()
     cpu_started = time.process_time()
-    for label, location in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
-        if "://" in str(location):
-            raise ScoreConfigError(f"{label}: {location} is a URI; folders in object stores need --backend ray")
-        folder = Path(location)
-        if not folder.is_dir():
-            why = "is not a folder" if folder.exists() else "does not exist"
-            raise ScoreConfigError(f"{label}: {folder} {why}")
-    try:
-        opts.output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
-    if opts.output.is_dir():
-        raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
-    check_decoder_setting()
-    if opts.precision not in PRECISIONS:
-        raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
+    _check_options(opts)
     try:
         device = select_device(opts.device)
     except DeviceError as exc:
         raise ScoreConfigError(str(exc)) from None
-    carried, old_meta, old_source = load_previous(opts)
-    done_ids = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
+    with owned_output(opts.output), contextlib.ExitStack() as cleanup:
+        carried, old_meta, old_source = load_previous(opts)
+        done_ids = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
 
-    pairing = pair_directories(Path(opts.baseline), Path(opts.candidate))
-    todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done_ids]
-    unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done_ids]
-    cores = cpu_count()
-    workers = opts.workers or default_workers(device.type, cores)
-    batch_size = opts.batch_size or (DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU)
+        pairing = pair_directories(Path(opts.baseline), Path(opts.candidate))
+        todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done_ids]
+        unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done_ids]
+        cores = cpu_count()
+        workers = opts.workers or default_workers(device.type, cores)
+        batch_size = opts.batch_size or (DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU)
 
-    # No more workers than pairs: a resume with little left, or a run of unpaired names,
-    # should not pay for spawning idle processes.
-    # The manifest and Tesseract are checked before anything starts: a usage error.
-    manifest, manifest_meta = _load_manifest(opts)
-    typo, typo_meta = _start_typography(manifest, opts, cores)
-    decoder = DecodePool(todo, min(workers, len(todo)), opts.max_pixels)
-    journal = None
-    try:
-        decoder.refill()  # decoding starts while the model loads
-        model, weights_meta = load_model(opts, device)
+        # The manifest, Tesseract, the weights and a resume's settings are all checked
+        # before anything starts: a usage error.
+        manifest, manifest_meta = _load_manifest(opts)
+        typo, typo_meta = _start_typography(manifest, opts, cores)
+        if typo is not None:
+            cleanup.callback(typo.checker.close)
+        resolved, weights_meta = resolve_lpips_weights(opts)
         meta = start_metadata(opts, device, old_meta, {**weights_meta, **manifest_meta, **typo_meta})
         if old_source is not None:
             check_resume(old_meta, meta, old_source)
             resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
             meta[schema.META_RESUMED_AT] = ",".join([*resumed, _now()])
         journal = RunJournal(opts.output, meta, carried)
+        cleanup.callback(journal.close)
+        # No more workers than pairs: a resume with little left, or a run of unpaired
+        # names, should not pay for spawning idle processes.
+        decoder = DecodePool(todo, min(workers, len(todo)), opts.max_pixels)
+        cleanup.callback(decoder.close)
+        decoder.refill()  # decoding starts while the model loads
+        model = build_model(opts, resolved, device)
         nvml = NvmlSampler(device.index or 0).start() if device.type == "cuda" else None
         scorer = Scorer(
             model, device, opts.net, energy=nvml.energy_j if nvml is not None else None, precision=opts.precision
@@ -639,7 +772,6 @@ def run_score(
             if pending_rows and (
                 force or len(pending_rows) >= batch_size or time.perf_counter() - last_flush >= JOURNAL_FLUSH_S
             ):
-                assert journal is not None
                 journal.append(pending_rows)
                 if on_rows is not None:
                     on_rows(pending_rows)
@@ -673,7 +805,7 @@ def run_score(
             finished = decoder.collect(block=buckets.count == 0)
             for pair, dp in finished:
                 worker_rss = max(worker_rss, dp.peak_rss_mb)
-                mask, region_error = _ignore_regions(manifest, pair, dp)
+                mask, region_error = _ignore_regions(manifest, pair, dp, opts.max_pixels)
                 if region_error is not None:
                     row = decoded_row(pair, dp)
                     row[schema.STATUS.name], row[schema.ERROR.name] = schema.STATUS_ERROR, region_error
@@ -689,7 +821,8 @@ def run_score(
             # Score a full bucket if there is one; otherwise, rather than block on decoding,
             # score the fullest partial bucket.
             items = buckets.take(only_full=True)
-            if items is None and (not finished or not decoder.busy or buckets.count >= batch_size * PENDING_BATCHES):
+            crowded = buckets.count >= batch_size * PENDING_BATCHES or buckets.pixels >= PENDING_PIXELS
+            if items is None and (not finished or not decoder.busy or crowded):
                 items = buckets.take(only_full=False)
             if items:
                 run_bucket(items)
@@ -756,12 +889,6 @@ def run_score(
         table = journal.finalize(meta)
         stats["ignored_files"] = [str(p) for p in pairing.ignored]
         return ScoreResult(table, stats)
-    finally:
-        decoder.close()
-        if typo is not None:
-            typo.checker.close()
-        if journal is not None:
-            journal.close()
 
 
 def _lpips_package_version() -> str:
@@ -775,7 +902,9 @@ __all__ = [
     "ScoreOptions",
     "ScoreResult",
     "Scorer",
+    "build_model",
     "check_decoder_setting",
+    "check_output",
     "check_resume",
     "decoded_row",
     "default_workers",
@@ -783,6 +912,8 @@ __all__ = [
     "load_previous",
     "metric_rows",
     "missing_row",
+    "owned_output",
+    "resolve_lpips_weights",
     "run_score",
     "start_metadata",
 ]

@@ -17,6 +17,12 @@ the arrays are gone. Where that directory is missing, not writable or full, pixe
 travel through the pipe as before. Files of a worker that died before its answer was
 read are removed when the pool closes; those of a run that was killed outright, by the
 next pool to start.
+
+Each file's name carries its owner, the scoring process, as its pid and start time
+(`/proc/PID/stat`), fixed before any worker starts: a pid reused by another process
+does not keep a dead run's files alive, and neither does a worker whose parent died (its
+parent is then init). The sweep at the start of every pool removes files whose owner is
+gone, and files named in the older pid-only form whose owner or worker is gone.
 """
 
 from __future__ import annotations
@@ -128,9 +134,16 @@ def _with_rgba(image: DecodedImage | None, rgba: np.ndarray | None) -> DecodedIm
     return dataclasses.replace(image, rgba=rgba) if image is not None and rgba is not None else image
 
 
-def _owner_of(name: str) -> int | None:
-    parts = name.removeprefix(_FILE_PREFIX + "-").split("-")
-    return int(parts[0]) if name.startswith(_FILE_PREFIX + "-") and parts[0].isdigit() else None
+def process_token(pid: int) -> str | None:
+    """`PID.START`, the pid and the process's start time in clock ticks since boot (field
+    22 of /proc/PID/stat): unique for as long as the machine runs, unlike a pid. None when
+    the process does not exist or /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        return f"{pid}.{int(stat[stat.rindex(b')') + 2 :].split()[19])}"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -143,12 +156,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sweep(directory: str, owner: int | None) -> None:
-    """Remove parked files of `owner`, or (None) of scoring processes that no longer run."""
+def _stale(name: str) -> bool:
+    """Whether a parked file's owner is gone (see the module)."""
+    if not name.startswith(_FILE_PREFIX + "-"):
+        return False
+    parts = name.removeprefix(_FILE_PREFIX + "-").split("-")
+    owner = parts[0]
+    if "." in owner:  # PID.START
+        pid, _, start = owner.partition(".")
+        if not (pid.isdigit() and start.isdigit()):
+            return False
+        if os.path.isdir("/proc/self"):
+            return process_token(int(pid)) != owner
+        return not _alive(int(pid))
+    if not owner.isdigit():
+        return False
+    # The older form named the owner by `os.getppid()` in the worker, which is init once the
+    # scoring process has died: the worker's own pid tells whether anyone still reads it.
+    worker = parts[1] if len(parts) > 1 else ""
+    return not _alive(int(owner)) or (worker.isdigit() and not _alive(int(worker)))
+
+
+def _sweep(directory: str, owner: str | None) -> None:
+    """Remove parked files of `owner` (a process token), or (None) of owners that are gone."""
     with contextlib.suppress(OSError):
         for name in os.listdir(directory):
-            pid = _owner_of(name)
-            if pid is not None and (pid == owner if owner is not None else not _alive(pid)):
+            mine = owner is not None and name.startswith(f"{_FILE_PREFIX}-{owner}-")
+            if mine or (owner is None and _stale(name)):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(directory, name))
 
@@ -159,10 +193,11 @@ def _usable(directory: str | None) -> str | None:
     return directory
 
 
-def _worker_main(conn: Connection, max_pixels: int, directory: str | None) -> None:
+def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner: str) -> None:
     """A worker's loop: receive (pair_id, baseline, candidate), send back the decoded pair
-    as (DecodedPair, parked file or None, layout)."""
-    owner, serial = os.getppid(), 0
+    as (DecodedPair, parked file or None, layout). `owner` names the scoring process in
+    parked files' names; it is fixed by that process before the worker starts."""
+    serial = 0
     while True:
         try:
             task = conn.recv()
@@ -173,16 +208,23 @@ def _worker_main(conn: Connection, max_pixels: int, directory: str | None) -> No
         pair_id, baseline, candidate = task
         dp = decode_pair(pair_id, baseline, candidate, max_pixels)
         if directory is None:
-            conn.send((dp, None, []))
-            continue
-        serial += 1
-        conn.send(_park(dp, os.path.join(directory, f"{_FILE_PREFIX}-{owner}-{os.getpid()}-{serial}")))
+            message: tuple[DecodedPair, str | None, _Layout] = (dp, None, [])
+        else:
+            serial += 1
+            message = _park(dp, os.path.join(directory, f"{_FILE_PREFIX}-{owner}-{os.getpid()}-{serial}"))
+        try:
+            conn.send(message)
+        except OSError:  # the scoring process is gone: nobody will read the file
+            if message[1] is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(message[1])
+            return
 
 
 class _Worker:
-    def __init__(self, max_pixels: int, directory: str | None) -> None:
+    def __init__(self, max_pixels: int, directory: str | None, owner: str) -> None:
         self.conn, child = _CTX.Pipe(duplex=True)
-        self.proc: Any = _CTX.Process(target=_worker_main, args=(child, max_pixels, directory), daemon=True)
+        self.proc: Any = _CTX.Process(target=_worker_main, args=(child, max_pixels, directory, owner), daemon=True)
         self.proc.start()
         child.close()
         self.sent: deque[Pair] = deque()  # in the order the worker will answer
@@ -224,9 +266,11 @@ class DecodePool:
         self._retried: set[str] = set()
         self._max_pixels = max_pixels
         self.shared_dir = _usable(shared_dir)
+        #: This process, as parked files name their owner; fixed before any worker starts.
+        self.owner = process_token(os.getpid()) or str(os.getpid())
         if self.shared_dir is not None:
             _sweep(self.shared_dir, None)  # left by runs that were killed
-        self._workers = [_Worker(max_pixels, self.shared_dir) for _ in range(workers)]
+        self._workers = [_Worker(max_pixels, self.shared_dir, self.owner) for _ in range(workers)]
         self.restarts = 0
         self.wait_s = 0.0
 
@@ -262,7 +306,7 @@ class DecodePool:
         dead.sent.clear()
         dead.conn.close()
         dead.proc.join()
-        self._workers[index] = _Worker(self._max_pixels, self.shared_dir)
+        self._workers[index] = _Worker(self._max_pixels, self.shared_dir, self.owner)
         self.restarts += 1
         if victim is None:
             return
@@ -311,7 +355,7 @@ class DecodePool:
         for worker in self._workers:
             worker.stop()
         if self.shared_dir is not None:
-            _sweep(self.shared_dir, os.getpid())
+            _sweep(self.shared_dir, self.owner)
 
 
-__all__ = ["DecodePool"]
+__all__ = ["DecodePool", "process_token"]

@@ -206,7 +206,7 @@ def test_deadline_turns_untried_prompts_into_error_rows(tmp_path: Path) -> None:
 def test_bad_prompts_files(tmp_path: Path) -> None:
     for text, phrase in (
         ('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n', "appears twice"),
-        ('{"id": "../etc", "prompt": "x"}\n', "relative name"),
+        ('{"id": "", "prompt": "x"}\n', "non-empty string"),
         ('{"id": "a", "prompt": 3}\n', "'prompt' must be a string"),
         ('{"id": "a", "prompt": "x", "seed": "7"}\n', "'seed' must be a whole number"),
     ):
@@ -230,3 +230,160 @@ def test_capture_cli_exit_codes(tmp_path: Path) -> None:
     usage = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "c"),
                                 "--sample", "2"])  # fmt: skip
     assert usage.exit_code == 2 and "--sample" in usage.output
+
+
+# --- hostile generators and prompts ---
+
+#: How late past its time limit an attempt may end: cancelling a request or killing a
+#: command and collecting it takes milliseconds; the rest is a loaded 2-core machine.
+LIMIT_SLACK_S = 1.0
+
+
+def _endless(handler: BaseHTTPRequestHandler, _body: dict[str, object]) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/png")
+    handler.end_headers()
+    chunk = b"\0" * 65536
+    try:
+        while True:
+            handler.wfile.write(chunk)
+    except OSError:
+        return  # the client stopped reading
+
+
+def _drip(handler: BaseHTTPRequestHandler, _body: dict[str, object]) -> None:
+    """A 98-byte image, one byte every 0.2 s: each read is quick, the whole is not."""
+    body = generate("x", 1)[:98]
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/png")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    try:
+        for i in range(len(body)):
+            handler.wfile.write(body[i : i + 1])
+            handler.wfile.flush()
+            time.sleep(0.2)
+    except OSError:
+        return
+
+
+@pytest.mark.timeout(60)
+def test_an_endless_body_stops_at_the_size_cap(tmp_path: Path) -> None:
+    with _custom(_endless) as (url, seen):
+        opts = CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, max_bytes=1 << 20, timeout_s=30)
+        result = run_capture(opts)
+    assert len(seen) == 3  # not retried
+    assert result.stats["errors"] == 3
+    for row in _rows(tmp_path / "out").values():
+        assert "larger than the 1,048,576-byte limit" in str(row[schema.CAPTURE_ERROR.name])
+
+
+@pytest.mark.timeout(60)
+def test_a_declared_length_over_the_cap_is_refused_unread(tmp_path: Path) -> None:
+    png = generate("x", 1)
+    with _custom(lambda h, _: _reply(h, 200, png, "image/png")) as (url, _):
+        run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, max_bytes=len(png) - 1))
+    assert all("byte limit" in str(r[schema.CAPTURE_ERROR.name]) for r in _rows(tmp_path / "out").values())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cut_by", ["timeout", "deadline"])
+def test_a_dripping_server_is_cut_off_at_the_attempt_limit(cut_by: str, tmp_path: Path) -> None:
+    limit = 1.0
+    with _custom(_drip) as (url, _):
+        opts = CaptureOptions(
+            _prompts(tmp_path), tmp_path / "out", endpoint=url, max_attempts=1, concurrency=3,
+            timeout_s=limit if cut_by == "timeout" else 60.0, deadline_s=limit if cut_by == "deadline" else None,
+        )  # fmt: skip
+        started = time.monotonic()
+        result = run_capture(opts)
+        elapsed = time.monotonic() - started
+    assert result.stats["errors"] == 3
+    for row in _rows(tmp_path / "out").values():
+        error = str(row[schema.CAPTURE_ERROR.name])
+        assert "no complete answer within" in error and "(timeout)" in error
+        if cut_by == "deadline":
+            assert "cut by --deadline" in error
+    assert elapsed < limit + LIMIT_SLACK_S  # 98 bytes at 0.2 s each would take 20 s
+
+
+@pytest.mark.timeout(60)
+def test_unsafe_and_long_ids_are_captured_under_hashed_names(tmp_path: Path) -> None:
+    from engine.safe_io import HASHED_PREFIX, safe_file_name
+
+    prompts = [
+        {"id": "x" * 300, "prompt": "long id", "seed": 1},
+        {"id": "nul\u0000id", "prompt": "nul", "seed": 2},
+        {"id": "../../escape", "prompt": "dots", "seed": 3},
+        {"id": "/etc/cron.d/x", "prompt": "absolute", "seed": 4},
+        {"id": "plain/one", "prompt": "plain", "seed": 5},
+    ]
+    (tmp_path / "escape.png").write_bytes(b"untouched")
+    with _serving(make_server(0)) as url:
+        result = run_capture(CaptureOptions(_prompts(tmp_path, prompts), tmp_path / "out", endpoint=url))
+    assert result.all_ok, result.table.column(schema.CAPTURE_ERROR.name).to_pylist()
+    rows = _rows(tmp_path / "out")
+    assert set(rows) == {str(p["id"]) for p in prompts}  # every id kept as given
+    for prompt in prompts:
+        image = str(rows[str(prompt["id"])][schema.IMAGE.name])
+        assert image == safe_file_name(str(prompt["id"])) + ".png"
+        assert (tmp_path / "out" / image).read_bytes() == generate(str(prompt["prompt"]), int(prompt["seed"]))  # type: ignore[call-overload]
+        assert image.startswith(HASHED_PREFIX) == (prompt["id"] != "plain/one")
+    assert (tmp_path / "escape.png").read_bytes() == b"untouched"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["plain"]  # no staging left
+
+
+@pytest.mark.timeout(60)
+def test_one_prompt_that_cannot_be_saved_is_its_own_error_row(tmp_path: Path) -> None:
+    (tmp_path / "out" / "sale.png").mkdir(parents=True)  # the image's name is taken by a folder
+    with _serving(make_server(0)) as url:
+        result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url))
+    rows = _rows(tmp_path / "out")
+    assert rows["sale"][schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR
+    assert rows["coffee"][schema.CAPTURE_STATUS.name] == schema.STATUS_OK
+    assert result.stats["errors"] == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["too-large", "fifo", "orphan", "chatty"])
+def test_a_hostile_command_is_bounded(kind: str, tmp_path: Path) -> None:
+    code = {
+        # Writes 2 MB where 1 MB is allowed.
+        "too-large": "import sys; open(sys.argv[1], 'wb').write(bytes(2 << 20))",
+        # Leaves a FIFO where the image should be: reading it would block for ever.
+        "fifo": "import os, sys; os.mkfifo(sys.argv[1])",
+        # Leaves a child holding its output open, then hangs itself.
+        "orphan": "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)",
+        # 20 MB on stderr, then fails: only the tail is kept.
+        "chatty": "import sys; sys.stderr.write('e' * (20 << 20)); sys.exit(3)",
+    }[kind]
+    script = tmp_path / "gen.py"
+    script.write_text(code)
+    command = f"{sys.executable} {script} {{out}}"
+    opts = CaptureOptions(_prompts(tmp_path, PROMPTS[:1]), tmp_path / "out", command=command, max_attempts=1,
+                          timeout_s=2.0, max_bytes=1 << 20)  # fmt: skip
+    started = time.monotonic()
+    run_capture(opts)
+    elapsed = time.monotonic() - started
+    error = str(_rows(tmp_path / "out")["sale"][schema.CAPTURE_ERROR.name])
+    assert {
+        "too-large": "over the 1,048,576-byte limit",
+        "fifo": "a FIFO (named pipe), not a regular file",
+        "orphan": "ran past its 2 s time limit",
+        "chatty": "command exited 3",
+    }[kind] in error
+    assert len(error) < 500
+    assert elapsed < 2.0 + LIMIT_SLACK_S + 2.0  # the command's own start-up on top of its limit
+
+
+@pytest.mark.timeout(60)
+def test_ids_and_prompts_that_are_not_valid_text_are_captured_and_resumed(tmp_path: Path) -> None:
+    lines = '{"id": "lone\\ud800", "prompt": "x\\udcff", "seed": 1}\n{"id": "fine", "prompt": "y", "seed": 2}\n'
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(lines)
+    with _serving(make_server(0)) as url:
+        first = run_capture(CaptureOptions(prompts, tmp_path / "out", endpoint=url))
+        assert first.all_ok
+        assert sorted(first.table.column(schema.ID.name).to_pylist()) == ["fine", "lone\\ud800"]
+        again = run_capture(CaptureOptions(prompts, tmp_path / "out", endpoint=url, resume=True))
+    assert again.stats["captured_now"] == 0 and again.table.num_rows == 2  # found again, not doubled

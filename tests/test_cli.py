@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -395,3 +395,248 @@ def test_bad_manifest_exits_2_naming_the_line(make_pairs: Callable[..., tuple[Pa
     )
     assert result.exit_code == 2
     assert "manifest.jsonl:2:" in _flat(result.output).replace(" ", "")
+
+
+# --- one owner per output, kills at any moment, internal errors, a full disk ---
+
+#: Kill delays after the start of `pixgate score`, seconds: across imports, pairing, the
+#: journal's creation, model loading and the first batches on the 2-core CI machine.
+STARTUP_KILLS_S = (0.2, 0.8, 1.5, 2.2, 3.0, 4.0)
+
+
+def _few_pairs(tmp_path: Path, count: int = 24) -> tuple[Path, Path]:
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import poster
+
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    for i in range(count):
+        img = poster(96, 128, seed=i)
+        Image.fromarray(img).save(base / f"p{i:03d}.png")
+        Image.fromarray(np.roll(img, 1, axis=0)).save(cand / f"p{i:03d}.png")
+    return base, cand
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_runs_on_one_output_at_once_one_wins_the_other_exits_2(alex_weights: Path, tmp_path: Path) -> None:
+    """The issue's case: both passed the "journal exists" check and the second took the
+    first's journal: 33 of 41 rows under the other run's metadata, both exit 1."""
+    base, cand = _few_pairs(tmp_path, 41)
+    out = tmp_path / "run.arrow"
+    args = _cli("score", str(base), str(cand), "-o", str(out), "--weights", str(alex_weights), "--batch-size", "2")
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=500), p.communicate()[1]) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    winner = next(p for p, (code, _) in zip(procs, results, strict=True) if code == 0)
+    assert f"is in use by another pixgate command (pid {winner.pid} " in _flat(loser)
+    table = read_run(out)
+    assert table.column(schema.PAIR_ID.name).to_pylist() == [f"p{i:03d}" for i in range(41)]
+    assert not journal_path(out).exists() and not out.with_name("run.arrow.lock").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_kill_at_any_moment_of_start_up_leaves_a_run_that_resume_completes(
+    alex_weights: Path, tmp_path: Path
+) -> None:
+    """Killed (with its workers) at moments across start-up, each run is completed by a
+    plain --resume: no journal it cannot read, none to delete by hand."""
+    base, cand = _few_pairs(tmp_path)
+    for n, delay in enumerate(STARTUP_KILLS_S):
+        out = tmp_path / f"run{n}.arrow"
+        args = ["score", str(base), str(cand), "-o", str(out), "--weights", str(alex_weights), "-q"]
+        proc = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        resumed = subprocess.run(_cli(*args, "--resume"), capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, (delay, resumed.stderr)
+        assert read_run(out).num_rows == 24
+        assert not out.with_name(out.name + ".lock").exists()
+
+
+_FAULT = """
+import sys
+import engine.score
+real = engine.score.Scorer.score
+calls = 0
+def faulty(self, items, ignored=None, **kw):
+    global calls
+    calls += 1
+    if calls == 4:  # the warm-up, then two batches, then a bug
+        raise ZeroDivisionError("a bug\\nover two lines")
+    return real(self, items, ignored, **kw)
+engine.score.Scorer.score = faulty
+sys.argv[0] = "pixgate"
+from engine.cli import main
+main()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_an_internal_error_exits_3_in_one_line_and_the_run_resumes(
+    alex_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, cand = _few_pairs(tmp_path, 12)
+    out = tmp_path / "run.arrow"
+    crashes = tmp_path / "crashes"
+    args = ["score", str(base), str(cand), "-o", str(out), "--weights", str(alex_weights), "--batch-size", "2", "-q"]
+    env = {**os.environ, "PIXGATE_CRASH_DIR": str(crashes)}
+    done = subprocess.run([sys.executable, "-c", _FAULT, *args], capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("internal error: ZeroDivisionError: a bug over two lines")
+    (saved,) = crashes.glob("pixgate-crash-*.txt")
+    assert str(saved) in lines[0] and "Traceback" in saved.read_text() and "faulty" in saved.read_text()
+    kept, _ = read_journal(journal_path(out))
+    assert 0 < kept.num_rows < 12
+    resumed = subprocess.run(_cli(*args, "--resume"), capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_run(out).num_rows == 12
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path | None]:
+    """A 64 kB tmpfs (a real full disk) where the machine allows mounting one, else None."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    yield mount if done.returncode == 0 else None
+    if done.returncode == 0:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("how", ["full-disk", "file-size-limit"])
+def test_a_failed_write_is_one_line_naming_the_file_and_the_journal_resumes(
+    how: str, small_filesystem: Path | None, tmp_path: Path
+) -> None:
+    """A real full disk (a small tmpfs, where mounting is allowed) and the file-size limit
+    (`ulimit -f`, allowed everywhere) fail the journal's writes mid-run."""
+    import resource
+    import shutil
+
+    if how == "full-disk" and small_filesystem is None:
+        pytest.skip("mounting a tmpfs is not permitted here; the file-size limit case covers the same path")
+    base, cand = _few_pairs(tmp_path, 300)
+    folder = small_filesystem if how == "full-disk" else tmp_path / "out"
+    assert folder is not None
+    out = folder / "run.arrow"
+
+    def limit_size() -> None:
+        if how == "file-size-limit":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (48 * 1024, 48 * 1024))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails instead of killing
+
+    args = ["score", str(base), str(cand), "--no-lpips", "-q"]
+    done = subprocess.run(_cli(*args, "-o", str(out)), capture_output=True, text=True, timeout=240,
+                          preexec_fn=limit_size)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {journal_path(out)}: "), lines
+    assert {"full-disk": "No space left on device", "file-size-limit": "File too large"}[how] in lines[0]
+    assert sorted(p.name for p in folder.iterdir()) == ["run.arrow.partial"]  # nothing torn, no lock left
+    kept, _ = read_journal(journal_path(out))
+    assert 0 < kept.num_rows < 300
+    later = tmp_path / "later" / "run.arrow"  # room again: the journal completes elsewhere
+    later.parent.mkdir()
+    shutil.copy(journal_path(out), journal_path(later))
+    resumed = subprocess.run(_cli(*args, "-o", str(later), "--resume"), capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_run(later).num_rows == 300
+
+
+# --- malformed run files and verdicts: exit 2, one line ---
+
+
+def _arrow(path: Path, columns: dict[str, object], metadata: dict[bytes, bytes] | None = None) -> Path:
+    """An Arrow file of these columns; a name ending in spaces stands for the same name
+    again (Arrow allows a column name twice, a dict does not)."""
+    import pyarrow as pa
+
+    table = pa.table(columns)
+    table = table.rename_columns([name.rstrip(" ") for name in table.column_names])
+    if metadata is not None:
+        table = table.replace_schema_metadata(metadata)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+MALFORMED_RUNS = {
+    "no status": ({"pair_id": ["a"], "lpips": [0.1]}, "no 'status' column"),
+    "no key": ({"status": ["ok"], "lpips": [0.1]}, "not a pixgate run, capture or replay file"),
+    "wrong type": ({"pair_id": ["a"], "status": ["ok"], "lpips": ["0.1"]}, "column 'lpips' holds string"),
+    "null id": ({"pair_id": ["a", None], "status": ["ok", "ok"]}, "must be a string in every row (1 nulls)"),
+    "duplicate id": ({"pair_id": ["a", "a"], "status": ["ok", "ok"]}, "pair_id values appear more than once: 'a'"),
+    "unknown status": ({"pair_id": ["a"], "status": ["fine"]}, "'status' holds 'fine'"),
+    "null status": ({"pair_id": ["a"], "status": [None]}, "'status' holds None"),
+    "id of numbers": ({"pair_id": [1], "status": ["ok"]}, "column 'pair_id' holds int64"),
+    "column twice": ({"pair_id": ["a"], "status": ["ok"], "lpips": [0.1], "lpips ": [0.2]}, "more than once: 'lpips'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_RUNS))
+def test_gate_and_report_refuse_malformed_runs_in_one_line(case: str, tmp_path: Path) -> None:
+    columns, words = MALFORMED_RUNS[case]
+    bad = _arrow(tmp_path / "bad.arrow", columns, {b"pixgate.started_at": b"\xff\xfe not UTF-8"})
+    _, policy = _gate_files(tmp_path, [0.01], [True])
+    for args in (
+        ["gate", str(bad), "--policy", str(policy)],
+        ["report", str(bad), "-o", str(tmp_path / "r.html")],
+        ["gate", str(_gate_files(tmp_path, [0.01], [True])[0]), "--policy", str(policy), "--against", str(bad)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert words in _flat(result.output)
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("verdict", "words"),
+    [
+        ("[1, 2]", "a JSON list, not an object"),
+        ('{"verdict": "great"}', "'verdict' is 'great'"),
+        ('{"verdict": "pass", "score": "100"}', "'score' is '100'"),
+        ('{"verdict": "pass", "score": 1, "rules": [{"name": 3}]}', "'rules' must be a list"),
+        ('{"verdict": "pass", "score": 1, "rules": {}}', "'rules' must be a list"),
+        ("[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_report_and_approve_refuse_malformed_verdicts(verdict: str, words: str, tmp_path: Path) -> None:
+    run, _ = _gate_files(tmp_path, [0.01], [True])
+    path = tmp_path / "verdict.json"
+    path.write_text(verdict)
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "r.html"), "--verdict", str(path)])
+    assert result.exit_code == 2 and words in _flat(result.output), result.output
+    (tmp_path / "golden").mkdir()
+    (tmp_path / "golden" / "manifest.jsonl").write_text("")
+    approve = runner.invoke(app, ["approve", str(run), "--golden", str(tmp_path / "golden"), "--verdict", str(path)])
+    assert approve.exit_code == 2 and words in _flat(approve.output), approve.output
+
+
+def test_messages_are_never_read_as_markup(tmp_path: Path) -> None:
+    folder = tmp_path / "[bold]x[/bold] [[rules]]"
+    result = runner.invoke(app, ["score", str(folder), str(folder), "-o", str(tmp_path / "r.arrow"), "--no-lpips"])
+    assert result.exit_code == 2
+    assert "[bold]x[/bold] [[rules]] does not exist" in _flat(result.output)
+
+
+def test_metadata_that_is_not_utf8_is_shown_not_fatal(tmp_path: Path) -> None:
+    run, policy = _gate_files(tmp_path, [0.01], [True])
+    import pyarrow as pa
+
+    table = read_run(run)
+    meta = {**(table.schema.metadata or {}), b"pixgate.started_at": b"\xff\xfe not UTF-8"}
+    odd = _arrow(tmp_path / "odd.arrow", {c: table.column(c) for c in table.column_names}, meta)
+    assert pa.ipc.open_file(str(odd)).schema.metadata[b"pixgate.started_at"] == b"\xff\xfe not UTF-8"
+    assert runner.invoke(app, ["gate", str(odd), "--policy", str(policy)]).exit_code == 0
+    assert runner.invoke(app, ["report", str(odd), "-o", str(tmp_path / "r.html")]).exit_code == 0

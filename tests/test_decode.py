@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.config import DECODER_ENV
-from engine.decode import DecodeError, _check_png_structure, decode_bytes, decode_image, decode_pair, decoders
+from engine.config import DECODER_ENV, DEFAULT_MAX_PIXELS
+from engine.decode import (
+    DecodeError,
+    _check_png_structure,
+    decode_bytes,
+    decode_image,
+    decode_pair,
+    decoders,
+    max_file_bytes,
+)
 from tests.conftest import poster
 
 # JPEG is lossy: a decoded flat colour may differ from the encoded one by a few levels.
@@ -124,6 +132,46 @@ def test_bomb_limit_is_configurable() -> None:
     assert decode_bytes(data).width == 200
     with pytest.raises(DecodeError, match="19,999"):
         decode_bytes(data, max_pixels=19_999)
+
+
+def test_an_81_megapixel_png_of_236_kb_is_refused_at_the_default_limit() -> None:
+    """The issue's case: a tiny file declaring 81 MP cost 6 GB in the scoring process at the
+    old 100 MP default; the default now refuses it before any pixel is inflated."""
+    data = _bomb(9_000, 9_000)
+    assert len(data) < 300_000
+    with pytest.raises(DecodeError, match="81,000,000 pixels exceeds the decompression-bomb limit of 40,000,000"):
+        decode_bytes(data)
+    assert DEFAULT_MAX_PIXELS < 9_000 * 9_000
+
+
+def test_pillow_keeps_its_own_process_wide_limit() -> None:
+    """pixgate opens images under its own limit without turning Pillow's off for the
+    process (code beside it, e.g. the caller's, keeps Pillow's protection)."""
+    import PIL.Image
+
+    assert PIL.Image.MAX_IMAGE_PIXELS is not None and PIL.Image.MAX_IMAGE_PIXELS < 200_000_000
+    data = _bomb(20_000, 20_000)  # 400 MP: Pillow's own check would raise its error first
+    with pytest.raises(DecodeError, match="400,000,000 pixels exceeds the decompression-bomb limit of 300,000,000"):
+        decode_bytes(data, max_pixels=300_000_000)
+    with pytest.raises(PIL.Image.DecompressionBombError):
+        PIL.Image.open(io.BytesIO(data))
+
+
+@pytest.mark.timeout(30)
+def test_files_are_read_only_when_regular_and_small_enough(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DecodeError, match="FIFO"):
+        decode_image(fifo)
+    with pytest.raises(DecodeError, match="character device"):
+        decode_image(Path("/dev/zero"))
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as fh:  # sparse: the size is checked before anything is read
+        fh.truncate(max_file_bytes(100) + 1)
+    with pytest.raises(DecodeError, match=r"over the .* limit for this file"):
+        decode_image(huge, max_pixels=100)
 
 
 def test_jpeg_exif_orientation_is_applied() -> None:

@@ -330,7 +330,9 @@ def test_schema_that_does_not_fit_is_an_input_error(tmp_path: Path) -> None:
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     with pytest.raises(GateInputError, match=r"column 'lpips' holds string, rule 'LPIPS p95' \(policy line \d+\)"):
-        check_fits(read_table(path), policy, path)
+        check_fits(table, policy, path)
+    with pytest.raises(GateInputError, match=r"column 'lpips' holds string; a pixgate file has float64 there"):
+        read_table(path)
     future = write_run(tmp_path / "future.arrow", [], {schema.META_SCHEMA_VERSION: "2.0"})
     with pytest.raises(GateInputError, match=r"run schema 2\.0"):
         check_fits(read_table(future), policy, future)

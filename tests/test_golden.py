@@ -67,7 +67,7 @@ def _run_of_golden(tmp_path: Path, status: dict[str, str] | None = None) -> Path
                 schema.CANDIDATE_PATH.name: str(cand),
             }
         )
-    return write_run(tmp_path / "run.arrow", rows)
+    return write_run(tmp_path / "run.arrow", rows, {schema.META_CANDIDATE_ROOT: str(GOLDEN / "candidate")})
 
 
 def _verdict(tmp_path: Path, run: Path, verdict: str) -> Path:
@@ -256,7 +256,7 @@ def test_killed_approve_leaves_the_golden_set_unchanged(tmp_path: Path) -> None:
             }
         )
     (big / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    run = write_run(tmp_path / "run.arrow", rows)
+    run = write_run(tmp_path / "run.arrow", rows, {schema.META_CANDIDATE_ROOT: str(cands)})
     before = _tree(big)
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "engine", "approve", str(run), "--golden", str(big), "--force"],
@@ -276,3 +276,179 @@ def test_killed_approve_leaves_the_golden_set_unchanged(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "discarded an approval interrupted" in " ".join(result.output.split())
     assert _tree(big) == before
+
+
+# --- hostile golden folders, runs and plans ---
+
+
+def _one_row_run(tmp_path: Path, pair_id: str, candidate: Path, root: Path) -> Path:
+    row = {
+        schema.PAIR_ID.name: pair_id,
+        schema.STATUS.name: schema.STATUS_OK,
+        schema.CANDIDATE_PATH.name: str(candidate),
+    }
+    return write_run(tmp_path / "hostile.arrow", [row], {schema.META_CANDIDATE_ROOT: str(root)})
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pair_id", ["../../escape", "../baseline_sibling", "/tmp/abs", "sub/../../x"])
+def test_approve_refuses_pair_ids_that_leave_the_golden_folder(pair_id: str, golden_copy: Path, tmp_path: Path) -> None:
+    cand = GOLDEN / "candidate" / "stretched.png"
+    run = _one_row_run(tmp_path, pair_id, cand, GOLDEN / "candidate")
+    (tmp_path / "escape.png").write_bytes(b"victim")
+    before, outside = _tree(golden_copy), _tree(tmp_path)
+    result = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"])
+    assert result.exit_code == 2, result.output
+    assert "pair id" in " ".join(result.output.split())
+    assert _tree(golden_copy) == before
+    assert _tree(tmp_path) == outside  # nothing written (or backed up) beside it either
+    assert runner.invoke(app, ["golden", "verify", str(golden_copy)]).exit_code == 0
+
+
+@pytest.mark.timeout(60)
+def test_approve_refuses_a_candidate_outside_the_runs_folder(golden_copy: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((GOLDEN / "candidate" / "stretched.png").read_bytes())
+    run = _one_row_run(tmp_path, "stretched", secret, GOLDEN / "candidate")
+    before = _tree(golden_copy)
+    result = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"])
+    assert result.exit_code == 2 and "is not inside the candidate folder" in " ".join(result.output.split())
+    assert _tree(golden_copy) == before
+
+
+@pytest.mark.timeout(60)
+def test_a_manifest_baseline_that_leaves_the_folder_is_refused(golden_copy: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    lines = (golden_copy / "manifest.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["baseline"] = "baseline/../../victim.png"
+    (golden_copy / "manifest.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    verify = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert verify.exit_code == 2 and "'..' segment" in verify.output
+    run = _run_of_golden(tmp_path)
+    approve = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force", "--ids", first["id"]])
+    assert approve.exit_code == 2, approve.output
+    assert victim.read_bytes() == b"precious"
+
+
+def _plan(golden: Path, plan: dict[str, object]) -> None:
+    stage = golden / gold.STAGING
+    stage.mkdir()
+    (stage / "plan.json").write_text(json.dumps(plan))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["final", "staged", "backup", "not-baseline", "garbage", "deep-json"])
+def test_a_staging_plan_that_leaves_its_folder_is_reported_and_left_untouched(
+    where: str, golden_copy: Path, tmp_path: Path
+) -> None:
+    """The issue's case: a plan whose move names "../victim.txt" moved that file into
+    staging and deleted it. A pull request can carry such a folder."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    moves = [{"final": "baseline/stretched.png", "staged": "files/baseline/stretched.png"}]
+    backups: list[str] = []
+    if where == "final":
+        moves = [{"final": "../victim.txt", "staged": "files/x"}]
+    elif where == "staged":
+        moves = [{"final": "baseline/stretched.png", "staged": "../../victim.txt"}]
+    elif where == "backup":
+        backups = ["baseline/../../victim.txt"]
+    elif where == "not-baseline":
+        moves = [{"final": "manifest.jsonl", "staged": "files/m"}]
+    plan: object = {"moves": moves, "backups": backups, "manifest_sha256": "0" * 64}
+    _plan(golden_copy, plan)  # type: ignore[arg-type]
+    if where == "garbage":
+        (golden_copy / gold.STAGING / "plan.json").write_text('{"moves": "rm -rf /"}')
+    elif where == "deep-json":
+        (golden_copy / gold.STAGING / "plan.json").write_text("[" * 100_000 + "]" * 100_000)
+    before = _tree(golden_copy)
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 2, result.output
+    assert "left untouched" in " ".join(result.output.split())
+    assert victim.read_text() == "keep me"
+    assert _tree(golden_copy) == before  # the plan and the staging folder are still there
+    run = _run_of_golden(tmp_path)
+    assert runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"]).exit_code == 2
+    assert victim.read_text() == "keep me" and _tree(golden_copy) == before
+
+
+@pytest.mark.timeout(60)
+def test_a_staging_folder_that_is_a_symlink_is_left_alone(golden_copy: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "home"
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("mine")
+    (golden_copy / gold.STAGING).symlink_to(elsewhere)
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 2 and "is not a folder" in " ".join(result.output.split())
+    assert (elsewhere / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.timeout(60)
+def test_verify_reports_a_recorded_baseline_that_is_not_a_regular_file(golden_copy: Path) -> None:
+    victim = golden_copy / "baseline" / "stretched.png"
+    victim.unlink()
+    os.mkfifo(victim)  # reading it would block for ever
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 1
+    report = gold.verify(golden_copy)
+    assert [(pid, rel) for pid, rel, _ in report.unreadable] == [("stretched", "baseline/stretched.png")]
+    assert "FIFO" in report.unreadable[0][2]
+
+
+@pytest.mark.timeout(120)
+def test_two_approvals_at_once_do_not_interleave(golden_copy: Path, tmp_path: Path) -> None:
+    from engine.locking import OutputLock
+
+    run = _run_of_golden(tmp_path)
+    before = _tree(golden_copy)
+    with OutputLock(golden_copy / gold.STAGING, "golden set"):  # another approval holds it
+        result = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"])
+    assert result.exit_code == 2 and "in use by another pixgate command" in " ".join(result.output.split())
+    assert _tree(golden_copy) == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["manifest.jsonl", "changelog.jsonl"])
+def test_the_sets_own_files_may_not_lead_out(which: str, golden_copy: Path, tmp_path: Path) -> None:
+    """A manifest or changelog that is a link out of the folder (to a secret, or /dev/zero)
+    would be read and written back into the set: refused, bounded, untouched."""
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text((golden_copy / "manifest.jsonl").read_text() if which == "manifest.jsonl" else '{"x": 1}\n')
+    target = golden_copy / which
+    target.unlink(missing_ok=True)
+    target.symlink_to(secret if which == "manifest.jsonl" else Path("/dev/zero"))
+    if which == "changelog.jsonl":
+        target.unlink()
+        target.symlink_to(secret)
+    run = _run_of_golden(tmp_path)
+    approve = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force", "--ids", "stretched"])
+    assert approve.exit_code == 2, approve.output
+    assert "leads outside" in _flat(approve.output)
+    assert secret.read_text().startswith("{")
+
+
+@pytest.mark.timeout(60)
+def test_approve_refuses_a_candidate_that_is_not_an_image(golden_copy: Path, tmp_path: Path) -> None:
+    cands = tmp_path / "cands"
+    cands.mkdir()
+    (cands / "stretched.png").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    run = _one_row_run(tmp_path, "stretched", cands / "stretched.png", cands)
+    before = _tree(golden_copy)
+    result = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"])
+    assert result.exit_code == 2 and "not a PNG, JPEG or WebP image" in _flat(result.output)
+    assert _tree(golden_copy) == before
+
+
+@pytest.mark.timeout(60)
+def test_verify_waits_for_no_approval_in_progress(golden_copy: Path) -> None:
+    from engine.locking import OutputLock
+
+    with OutputLock(golden_copy / gold.STAGING, "golden set"):
+        result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 2 and "in use by another pixgate command" in _flat(result.output)
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())

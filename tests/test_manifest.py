@@ -36,9 +36,18 @@ def test_golden_manifest_parses() -> None:
         (json.dumps({"id": "b", "text_boxes": [[0, 0, 1.5, 9]]}), "whole pixels"),
         (json.dumps({"id": "b", "text_boxes": []}), "non-empty list"),
         (json.dumps(GOOD), "id 'a' appears twice (first on line 1)"),
+        # Hostile input: parsed no further than Python can, and named, not a crash.
+        ('{"id": "b", "tags": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"id": "b", "seed": ' + "7" * 5000 + "}", "cannot be parsed"),
+        (json.dumps({"id": "b", "ignore": "../outside.png"}), "a mask must lie in the manifest's folder"),
+        (json.dumps({"id": "b", "ignore": "/etc/passwd"}), "absolute path"),
+        (json.dumps({"id": "b", "ignore": "masks/out/m.png"}), "leads outside"),
     ],
 )
+@pytest.mark.timeout(30)
 def test_bad_line_names_its_number(bad: str, phrase: str, tmp_path: Path) -> None:
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "out").symlink_to(tmp_path.parent)
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps(GOOD) + "\n\n" + bad + "\n")
     with pytest.raises(ManifestError) as info:
@@ -57,3 +66,19 @@ def test_other_tools_keys_are_ignored_and_text_is_optional(tmp_path: Path) -> No
 def test_unreadable_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot read"):
         load_manifest(tmp_path / "none.jsonl")
+
+
+@pytest.mark.timeout(30)
+def test_a_manifest_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "m.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(ManifestError, match="FIFO"):
+        load_manifest(fifo)
+
+
+def test_a_mask_inside_the_manifest_folder_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"id": "b", "ignore": "masks/b.png"}) + "\n")
+    assert load_manifest(path).entries["b"].ignore_mask == (tmp_path / "masks" / "b.png").resolve()

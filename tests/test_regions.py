@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,19 +42,27 @@ def test_mask_image_white_means_ignore(tmp_path: Path) -> None:
     [
         ("box", "ignore box [4, 0, 9, 2] (manifest line 7) lies outside the 8x6 baseline"),
         ("size", "is 5x5, the baseline is 8x6"),
-        ("unreadable", "cannot read it"),
+        ("unreadable", "not a PNG, JPEG or WebP image"),
+        ("fifo", "a FIFO (named pipe), not a regular file"),
+        ("bomb", "exceeds the decompression-bomb limit of 47"),
     ],
 )
+@pytest.mark.timeout(30)
 def test_regions_that_do_not_fit(entry_kind: str, phrase: str, tmp_path: Path) -> None:
+    """Masks are read like any image: a regular file, under the run's pixel limit."""
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(tmp_path / "big.png")
     (tmp_path / "junk.png").write_bytes(b"junk")
+    os.mkfifo(tmp_path / "fifo.png")
     entry = {
         "box": _entry([(4, 0, 9, 2)]),
         "size": _entry(mask=tmp_path / "small.png"),
         "unreadable": _entry(mask=tmp_path / "junk.png"),
+        "fifo": _entry(mask=tmp_path / "fifo.png"),
+        "bomb": _entry(mask=tmp_path / "big.png"),
     }[entry_kind]
     with pytest.raises(IgnoreRegionError) as info:
-        ignore_mask(entry, 8, 6)
+        ignore_mask(entry, 8, 6, max_pixels=47)
     assert phrase in str(info.value)
 
 

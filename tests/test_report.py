@@ -179,7 +179,8 @@ def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
         }
         for i in range(LARGE_RUN_PAIRS)
     ]
-    run = write_run(tmp_path / "run.arrow", rows)
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    run = write_run(tmp_path / "run.arrow", rows, roots)
     stats = build_report(run, tmp_path / "big.html")
     assert stats.pairs == LARGE_RUN_PAIRS and stats.shown == 20
     assert stats.bytes < MAX_REPORT_BYTES

@@ -396,3 +396,168 @@ def test_bfloat16_run_is_recorded_and_close_to_float32(
     np.testing.assert_allclose(b, a, atol=REDUCED_PRECISION_ATOL)
     with pytest.raises(ScoreConfigError, match="--precision must be one of float32, bfloat16"):
         run_score(ScoreOptions(base, cand, tmp_path / "x.arrow", device="cpu", no_lpips=True, precision="fp8"))
+
+
+# --- hostile inputs, one owner per output, what resume checks ---
+
+
+def test_an_existing_run_is_replaced_only_with_overwrite(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    base, cand = make_pairs(SIZES[:2])
+    out = tmp_path / "run.arrow"
+    first = run_score(_opts(base, cand, out, None, no_lpips=True)).table
+    before = out.read_bytes()
+    with pytest.raises(ScoreConfigError, match="already exists: pass --overwrite"):
+        run_score(_opts(base, cand, out, None, no_lpips=True))
+    assert out.read_bytes() == before
+    again = run_score(_opts(base, cand, out, None, no_lpips=True, overwrite=True)).table
+    assert again.num_rows == first.num_rows
+    assert run_metadata(again)[schema.META_STARTED_AT] >= run_metadata(first)[schema.META_STARTED_AT]
+    with pytest.raises(ScoreConfigError, match="contradict"):
+        run_score(_opts(base, cand, out, None, no_lpips=True, overwrite=True, resume=True))
+
+
+def test_an_interrupted_run_is_started_over_only_with_overwrite(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    base, cand = make_pairs(SIZES[:3])
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), fresh.slice(0, 2)).close()
+    with pytest.raises(ScoreConfigError, match=r"\(2 rows\): pass --resume to complete it, or --overwrite"):
+        run_score(_opts(base, cand, out, None, no_lpips=True))
+    result = run_score(_opts(base, cand, out, None, no_lpips=True, overwrite=True))
+    assert result.stats["carried_over"] == 0 and result.table.num_rows == 3
+
+
+@pytest.mark.parametrize("journal", ["empty", "schema-only"])
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_run_killed_before_its_first_batch_can_be_run_again(
+    journal: str, resume: bool, make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """The issue's case: a kill between the journal's creation and its first batch left a
+    0-byte journal that both a plain run and --resume refused until deleted by hand. Now
+    the journal is written with its schema at once; either form holds nothing to lose."""
+    base, cand = make_pairs(SIZES[:2])
+    out = tmp_path / "run.arrow"
+    if journal == "empty":
+        journal_path(out).write_bytes(b"")
+    else:
+        RunJournal(out, {"pixgate.max_pixels": "1"}).close()  # other settings, but no rows
+    result = run_score(_opts(base, cand, out, None, no_lpips=True, resume=resume))
+    assert result.table.num_rows == 2 and result.stats["carried_over"] == 0
+    assert not journal_path(out).exists()
+
+
+def test_the_journal_is_on_disk_before_any_pair_is_decoded(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import score as score_module
+
+    base, cand = make_pairs(SIZES[:1])
+    out = tmp_path / "run.arrow"
+    seen: list[int] = []
+
+    class Spy(score_module.DecodePool):  # the first work a run does
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            table, meta = score_module.read_journal(journal_path(out))
+            seen.append(table.num_rows)
+            assert meta[schema.META_MAX_PIXELS]
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(score_module, "DecodePool", Spy)
+    run_score(_opts(base, cand, out, None, no_lpips=True))
+    assert seen == [0]
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [({"max_pixels": 10**6}, schema.META_MAX_PIXELS), ({"precision": "bfloat16"}, schema.META_PRECISION)],
+)
+def test_resume_refuses_settings_that_change_values(
+    change: dict[str, object], key: str, make_pairs: Callable[..., tuple[Path, Path]], alex_weights: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    base, cand = make_pairs(SIZES[:2])
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", alex_weights)).table
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), fresh.slice(0, 1)).close()
+    with pytest.raises(ScoreConfigError, match=f"{key}="):
+        run_score(_opts(base, cand, out, alex_weights, resume=True, **change))
+    assert set(schema.RESUME_KEYS) >= {
+        schema.META_MAX_PIXELS, schema.META_DEVICE_TYPE, schema.META_OCR_ENGINE, schema.META_PIXGATE_VERSION
+    }  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_hostile_inputs_are_error_rows_and_the_run_completes(tmp_path: Path) -> None:
+    """FIFOs, devices, symlink loops, links out of the folder, a folder named like an
+    image, a file larger than any image within the limit, names that are not UTF-8: each
+    is a row naming its problem, nothing hangs, and the good pairs are scored."""
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    for name in ("good", os.fsdecode(b"caf\xe9")):
+        Image.fromarray(poster(32, 40, seed=1)).save(base / f"{name}.png")
+        Image.fromarray(poster(32, 40, seed=2)).save(cand / f"{name}.png")
+    for side in (base, cand):
+        os.mkfifo(side / "fifo.png")
+        (side / "zero.png").symlink_to("/dev/zero")
+        (side / "loop.png").symlink_to(side / "loop.png")
+        (side / "folder.png").mkdir()
+        (side / "folder.png" / "x.txt").write_text("not an image")
+        with (side / "huge.png").open("wb") as fh:
+            fh.truncate(10**12)  # sparse: a terabyte that must not be read
+    out = tmp_path / "run.arrow"
+    result = run_score(_opts(base, cand, out, None, no_lpips=True, max_pixels=10_000))
+    rows = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+    assert rows["good"][schema.STATUS.name] == rows["caf\\xe9"][schema.STATUS.name] == schema.STATUS_OK
+    expect = {
+        "fifo": "FIFO (named pipe)",
+        "zero": "leads outside the baseline folder (to /dev/zero)",
+        "loop": "a symlink loop",
+        "huge": "over the",
+        "folder": "baseline folder.png: a folder, not an image file",
+    }
+    for pair_id, words in expect.items():
+        assert rows[pair_id][schema.STATUS.name] == schema.STATUS_ERROR
+        assert words in rows[pair_id][schema.ERROR.name], rows[pair_id]
+    assert "caf\\xe9" in str(rows["caf\\xe9"][schema.BASELINE_PATH.name])
+    # The same run resumed from a journal holding only the non-UTF-8 row.
+    again = tmp_path / "again.arrow"
+    RunJournal(again, run_metadata(result.table), result.table.filter(
+        result.table.column(schema.PAIR_ID.name).to_numpy(zero_copy_only=False) == "caf\\xe9")).close()  # fmt: skip
+    resumed = run_score(_opts(base, cand, again, None, no_lpips=True, max_pixels=10_000, resume=True))
+    assert resumed.stats["carried_over"] == 1
+    assert resumed.table.column(schema.PAIR_ID.name).to_pylist() == result.table.column(schema.PAIR_ID.name).to_pylist()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_scoring_memory_per_pixel_stays_under_the_stated_bound(alex_weights: Path, tmp_path: Path) -> None:
+    """The README states the scoring process's memory per pixel of the pair being scored
+    (`SCORER_BYTES_PER_PIXEL`): the peak's growth from a small pair to a large one, in
+    fresh processes, stays under it."""
+    import json
+    import subprocess
+    import sys
+
+    from engine.config import SCORER_BYTES_PER_PIXEL
+
+    peaks = {}
+    for side in (512, 3000):
+        base, cand = tmp_path / f"b{side}", tmp_path / f"c{side}"
+        base.mkdir()
+        cand.mkdir()
+        img = np.asarray(Image.fromarray(poster(256, 256, seed=3)).resize((side, side)))
+        Image.fromarray(img).save(base / "p.png", compress_level=1)
+        Image.fromarray(np.roll(img, 3, axis=1)).save(cand / "p.png", compress_level=1)
+        out = tmp_path / f"run{side}.arrow"
+        args = ["score", str(base), str(cand), "-o", str(out), "--weights", str(alex_weights), "--device", "cpu", "-q"]
+        done = subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=500)
+        assert done.returncode == 0, done.stderr
+        stats = json.loads(run_metadata(read_run(out))[schema.META_STATS])
+        peaks[side] = stats["peak_rss_mb"]["main"] * 2**20
+    per_pixel = (peaks[3000] - peaks[512]) / (3000**2 - 512**2)
+    assert 0 < per_pixel <= SCORER_BYTES_PER_PIXEL, per_pixel

@@ -22,7 +22,7 @@ from engine.config import SHARED_MEMORY_DIR
 from engine.decode import DecodedPair, decode_pair
 from engine.pairing import Pair
 from engine.score import ScoreOptions, ScoreResult, run_score
-from engine.workers import DecodePool
+from engine.workers import DecodePool, process_token
 from tests.conftest import poster
 
 PAIRS = 120
@@ -194,17 +194,61 @@ def test_files_of_dead_runs_and_uncollected_pairs_are_removed(tmp_path: Path) ->
     shared.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a PID that no longer runs
-    stale = shared / f"pixgate-decoded-{gone.pid}-7-1"
-    live = shared / f"pixgate-decoded-{os.getppid()}-7-1"  # a running process's: kept
-    other = shared / "someone-elses-file"
-    for path in (stale, live, other):
+    parent = process_token(os.getppid())
+    assert parent is not None
+    pid, _, start = parent.partition(".")
+    files = {
+        "dead owner": (shared / f"pixgate-decoded-{gone.pid}.1-7-1", False),
+        # Same pid as a running process, another start time: the pid was reused.
+        "reused pid": (shared / f"pixgate-decoded-{pid}.{int(start) + 1}-7-1", False),
+        "running owner": (shared / f"pixgate-decoded-{parent}-7-1", True),
+        # Older names: pid only. Owner dead; or owner init (a worker whose scorer died
+        # as it started) and the worker gone: both stale. Owner and worker alive: kept.
+        "old, dead owner": (shared / f"pixgate-decoded-{gone.pid}-{os.getpid()}-1", False),
+        "old, orphaned worker": (shared / f"pixgate-decoded-1-{gone.pid}-1", False),
+        "old, running": (shared / f"pixgate-decoded-{os.getppid()}-{os.getpid()}-1", True),
+        "not ours": (shared / "someone-elses-file", True),
+    }
+    for path, _ in files.values():
         path.write_bytes(b"x")
     pool = DecodePool(_mixed_pairs(tmp_path), 2, 10**8, str(shared))
-    assert not stale.exists() and live.exists() and other.exists()
+    assert {what: path.exists() for what, (path, _) in files.items()} == {w: k for w, (_, k) in files.items()}
+    assert pool.owner == process_token(os.getpid())  # fixed before the workers start
     pool.refill()
     deadline = time.monotonic() + DEADLINE_S
-    while len(list(shared.glob(f"pixgate-decoded-{os.getpid()}-*"))) < 2 and time.monotonic() < deadline:
+    while len(list(shared.glob(f"pixgate-decoded-{pool.owner}-*"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)  # the workers park their pairs; nobody collects them
-    assert list(shared.glob(f"pixgate-decoded-{os.getpid()}-*"))
+    assert list(shared.glob(f"pixgate-decoded-{pool.owner}-*"))
     pool.close()
-    assert sorted(p.name for p in shared.iterdir()) == sorted([live.name, other.name])
+    assert sorted(p.name for p in shared.iterdir()) == sorted(p.name for p, kept in files.values() if kept)
+
+
+@pytest.mark.timeout(120)
+def test_files_of_a_scorer_killed_while_its_workers_decode_are_swept(tmp_path: Path) -> None:
+    """The scorer dies while its workers still hold pairs: what they parked names the dead
+    scorer (not init, their parent once it is gone), and the next pool removes it."""
+    shared = tmp_path / "shm"
+    shared.mkdir()
+    pairs = _mixed_pairs(tmp_path)
+    script = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from engine.pairing import Pair\n"
+        "from engine.workers import DecodePool\n"
+        "pairs = [Pair(p, Path(b), Path(c)) for p, b, c in (a.split('|') for a in sys.argv[2:])]\n"
+        "pool = DecodePool(pairs, 2, 10**8, sys.argv[1])\n"
+        "pool.refill()\n"
+        "print(pool.owner, flush=True)\n"
+        "while not [n for n in os.listdir(sys.argv[1]) if n.startswith('pixgate-decoded-')]:\n"
+        "    time.sleep(0.01)\n"
+        "os._exit(0)\n"  # killed: no close, no sweep, the workers orphaned mid-queue
+    )
+    args = [f"{p.pair_id}|{p.baseline}|{p.candidate}" for p in pairs]
+    done = subprocess.run([sys.executable, "-c", script, str(shared), *args], check=True, timeout=60,
+                          capture_output=True, text=True)  # fmt: skip
+    owner = done.stdout.strip()
+    time.sleep(2.0)  # the orphans finish or give up (a pair whose answer cannot be sent is unlinked)
+    left = [p.name for p in shared.glob("pixgate-decoded-*")]
+    assert left and all(name.startswith(f"pixgate-decoded-{owner}-") for name in left), (owner, left)
+    DecodePool([], 0, 10**8, str(shared)).close()
+    assert not list(shared.glob("pixgate-decoded-*"))

@@ -1,0 +1,329 @@
+"""Files, paths and text that come from data nobody controls.
+
+Images, manifests, run files, golden folders and staging plans arrive in pull requests
+and from generators. Everything pixgate reads or writes because such data names it goes
+through here:
+
+- `read_regular` reads only regular files, checks the size before reading and never
+  reads more than it allows: a FIFO, a device, a socket, a folder or a symlink loop is an
+  `UnsafeInputError` naming the problem, never a hang or unbounded memory;
+- `contained` joins a relative path from data to the folder it belongs to, refusing
+  absolute paths, `..`, and symlinks that lead out;
+- `name_id` turns a file name into a lossless, documented id that can be written to Arrow
+  and shown, even when the name is not valid UTF-8; `printable` does the same for text
+  that is only shown (messages, paths);
+- `safe_file_name` maps an id to a file name that stays in its folder (hashed when the id
+  is unsafe or too long);
+- `loads_json` parses JSON with a clear error for nesting or numbers too large to parse.
+
+Depends on the standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+#: Longest id used as a file name as it is, in UTF-8 bytes (a segment, and the whole
+#: relative path): common filesystems allow 255 bytes per name, and the name also gets an
+#: extension and, while it is written, a suffix.
+SAFE_SEGMENT_BYTES = 120
+SAFE_PATH_BYTES = 400
+#: Hashed names start with this; an id that looks like one is hashed itself, so a plain
+#: id can never take a hashed id's file.
+HASHED_PREFIX = "_id-"
+_CHUNK = 1 << 20
+
+
+class UnsafeInputError(ValueError):
+    """A file or path from data that pixgate refuses to use; the message says why."""
+
+
+class OutputError(Exception):
+    """A file pixgate writes could not be written (disk full, read-only, no permission).
+
+    Attributes:
+        path: The file.
+        reason: The system's words for the failure.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an `OSError` raised while writing `path` into an `OutputError` naming it."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        raise OutputError(path, reason) from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "not a regular file"
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symlink loop (too many levels of symbolic links)"
+    if exc.errno == errno.ENOENT:
+        return "no such file (or a symlink to nothing)"
+    return exc.strerror or str(exc)
+
+
+def open_regular(path: Path) -> int:
+    """Open a regular file for reading without blocking on a FIFO; returns the descriptor.
+
+    The type is checked before the file is opened (opening some devices has side effects)
+    and again on the open descriptor (the path may have been swapped in between).
+
+    Raises:
+        UnsafeInputError: Not there, not a regular file, or not readable.
+    """
+    try:
+        before = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise UnsafeInputError(_describe(exc) if isinstance(exc, OSError) else str(exc)) from None
+    if not stat.S_ISREG(before.st_mode):
+        raise UnsafeInputError(f"{_kind(before.st_mode)}, not a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UnsafeInputError(_describe(exc)) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UnsafeInputError(f"{_kind(mode)}, not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`.
+
+    Raises:
+        UnsafeInputError: Not a readable regular file, or larger than `max_bytes`
+            (checked before reading, and again while reading a file that grows).
+    """
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise UnsafeInputError(f"{size:,} bytes, over the {max_bytes:,}-byte limit for this file")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise UnsafeInputError(f"grew past the {max_bytes:,}-byte limit for this file while being read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UnsafeInputError(_describe(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def sha256_regular(path: Path, max_bytes: int | None = None) -> str:
+    """sha256 of a regular file's bytes, read in chunks.
+
+    Raises:
+        UnsafeInputError: Not a readable regular file, or larger than `max_bytes`.
+    """
+    fd = open_regular(path)
+    digest = hashlib.sha256()
+    size = os.fstat(fd).st_size
+    if max_bytes is not None and size > max_bytes:
+        os.close(fd)
+        raise UnsafeInputError(f"{size:,} bytes, over the {max_bytes:,}-byte limit for this file")
+    try:
+        while chunk := os.read(fd, _CHUNK):
+            digest.update(chunk)
+    except OSError as exc:
+        raise UnsafeInputError(_describe(exc)) from None
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise UnsafeInputError(f"{path}: cannot resolve it ({exc})") from None
+
+
+def check_relative(rel: str) -> None:
+    """Refuse a relative path from data that could name something outside its folder.
+
+    Raises:
+        UnsafeInputError: Not a string, empty, absolute, with a `..` or empty segment, a
+            NUL byte or a backslash.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise UnsafeInputError(f"{rel!r} is not a relative path")
+    if "\0" in rel or "\\" in rel:
+        raise UnsafeInputError(f"{rel!r} holds a NUL byte or a backslash")
+    if rel.startswith("/"):
+        raise UnsafeInputError(f"{rel!r} is an absolute path")
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        raise UnsafeInputError(f"{rel!r} has an empty, '.' or '..' segment")
+
+
+def contained(root: Path, rel: str) -> Path:
+    """`root / rel`, checked to stay inside `root`.
+
+    `rel` must pass `check_relative`, and the joined path, with every symlink that exists
+    along it followed, must lie inside `root` (itself resolved).
+
+    Raises:
+        UnsafeInputError: The path could lead outside `root`.
+    """
+    check_relative(rel)
+    joined = root / rel
+    base, real = _resolve(root), _resolve(joined)
+    if real != base and base not in real.parents:
+        raise UnsafeInputError(f"{rel!r} leads outside {root} (to {real})")
+    return joined
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, symlinks followed, lies inside `root` (symlinks followed)."""
+    try:
+        real, base = _resolve(path), _resolve(root)
+    except UnsafeInputError:
+        return False
+    return real == base or base in real.parents
+
+
+def _escaped(text: str) -> str:
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, as os.fsdecode gives it
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate given directly (JSON escapes)
+            out.append(f"\\u{code:04x}")
+        elif char == "\\":
+            out.append("\\\\")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """`text` as it is when it is valid Unicode; else an escaped form that can be written to
+    Arrow and shown: each byte of a file name that is not UTF-8 (a lone surrogate, as
+    Python gives it) as `\\xNN`, another lone surrogate as `\\uNNNN`, backslashes doubled.
+
+    For messages and paths; ids use `name_id`, which is lossless.
+    """
+    return text if _encodable(text) else _escaped(text)
+
+
+def name_id(text: str) -> str:
+    """A lossless, printable id for a relative file name (a `pair_id`).
+
+    A name that is valid UTF-8 and holds no backslash is its own id. Otherwise each byte
+    that is not part of valid UTF-8 is written `\\xNN` (two hex digits) and each backslash
+    is doubled, so that no two names share an id and the bytes can always be recovered
+    (`caf<0xE9>.png` gives `caf\\xe9.png`; a name holding `a\\b` gives `a\\\\b`).
+    """
+    return text if "\\" not in text and _encodable(text) else _escaped(text)
+
+
+def _plain_segment(segment: str) -> bool:
+    if not segment or segment in (".", "..") or segment.startswith("."):
+        return False
+    if len(segment.encode("utf-8", "surrogatepass")) > SAFE_SEGMENT_BYTES:
+        return False
+    return all(ch.isprintable() and ch not in '\\:*?"<>|' for ch in segment)
+
+
+def safe_file_name(identifier: str) -> str:
+    """A relative file name (without extension) for an id from data.
+
+    The id itself when every `/`-separated segment is a plain name (printable, not
+    hidden, no `..`, no characters that some filesystems refuse, short enough); otherwise
+    `_id-` and the first 32 hex digits of the id's sha256.
+    """
+    try:
+        size = len(identifier.encode("utf-8"))
+    except UnicodeEncodeError:
+        size = SAFE_PATH_BYTES + 1
+    if (
+        size <= SAFE_PATH_BYTES
+        and not identifier.startswith(HASHED_PREFIX)
+        and all(_plain_segment(s) for s in identifier.split("/"))
+    ):
+        return identifier
+    digest = hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()
+    return HASHED_PREFIX + digest[:32]
+
+
+def loads_json(text: str | bytes) -> Any:
+    """`json.loads` with an error for input nested or numbered beyond what Python parses.
+
+    Raises:
+        ValueError: Not JSON (a `json.JSONDecodeError`), nested too deeply, or a number
+            with more digits than Python converts.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # e.g. an integer beyond sys.get_int_max_str_digits()
+        raise ValueError(f"a value cannot be parsed ({exc})") from None
+
+
+__all__ = [
+    "HASHED_PREFIX",
+    "OutputError",
+    "UnsafeInputError",
+    "check_relative",
+    "contained",
+    "inside",
+    "loads_json",
+    "name_id",
+    "open_regular",
+    "printable",
+    "read_regular",
+    "safe_file_name",
+    "sha256_regular",
+    "writing",
+]

@@ -1,0 +1,84 @@
+"""One owner per output: the lock between real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.locking import LockBusy, OutputLock, lock_path
+
+pytestmark = pytest.mark.timeout(60)
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from engine.locking import OutputLock
+lock = OutputLock(Path(sys.argv[1]), "--output").acquire()
+print("held", flush=True)
+sys.stdin.readline()  # until the test says so
+"""
+
+
+def test_a_second_owner_is_refused_naming_the_first(tmp_path: Path) -> None:
+    out = tmp_path / "run.arrow"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockBusy, match=rf"run.arrow is in use by another pixgate command \(pid {holder.pid} on "):
+        OutputLock(out, "--output").acquire()
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=30)
+    with OutputLock(out, "--output"):  # free once its holder is gone
+        assert lock_path(out).exists()
+    assert not lock_path(out).exists()  # removed on release
+
+
+def test_a_killed_holder_leaves_a_lock_file_the_next_owner_takes(tmp_path: Path) -> None:
+    out = tmp_path / "run.arrow"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(timeout=30)
+    assert lock_path(out).exists()  # stale file, no holder
+    lock = OutputLock(out, "--output").acquire()
+    assert f"pid {__import__('os').getpid()} " in lock_path(out).read_text()
+    lock.release()
+
+
+def test_a_lock_file_removed_by_its_holder_is_not_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder removes the file between another process opening it and locking it: the
+    late one must lock the file now at the path, not the removed one (else a third
+    process would take the path's new file and both would write)."""
+    import fcntl
+    import os
+
+    from engine import locking
+
+    out = tmp_path / "run.arrow"
+    real_flock = fcntl.flock
+    calls = 0
+
+    def flock_after_removal(fd: int, op: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            os.unlink(lock_path(out))  # what the previous holder's release does
+        real_flock(fd, op)
+
+    monkeypatch.setattr(locking.fcntl, "flock", flock_after_removal)
+    lock = OutputLock(out, "--output").acquire()
+    monkeypatch.setattr(locking.fcntl, "flock", real_flock)
+    assert calls == 2  # it noticed and started again
+    assert lock._fd is not None and os.fstat(lock._fd).st_ino == os.stat(lock_path(out)).st_ino
+    with pytest.raises(LockBusy):
+        OutputLock(out, "--output").acquire()
+    lock.release()

@@ -1,0 +1,140 @@
+"""Reading, joining and naming what data gives: real FIFOs, devices, sockets, symlinks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from engine.safe_io import (
+    HASHED_PREFIX,
+    UnsafeInputError,
+    contained,
+    loads_json,
+    name_id,
+    printable,
+    read_regular,
+    safe_file_name,
+    sha256_regular,
+)
+
+# Every test here touches files that could hang a careless reader: a hang must fail.
+pytestmark = pytest.mark.timeout(30)
+
+
+def _specials(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Paths that are not regular files, with the words the error must use."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "sock.png"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "loop_a.png").symlink_to(tmp_path / "loop_b.png")
+    (tmp_path / "loop_b.png").symlink_to(tmp_path / "loop_a.png")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere")
+    return {
+        "fifo": (fifo, "FIFO"),
+        "socket": (sock_path, "socket"),
+        "folder": (tmp_path / "folder.png", "folder"),
+        "loop": (tmp_path / "loop_a.png", "symlink loop"),
+        "device": (tmp_path / "zero.png", "character device"),
+        "dangling": (tmp_path / "dangling.png", "no such file"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder", "loop", "device", "dangling"])
+def test_only_regular_files_are_read(kind: str, tmp_path: Path) -> None:
+    path, words = _specials(tmp_path)[kind]
+    with pytest.raises(UnsafeInputError, match=words):
+        read_regular(path, 1 << 20)
+    with pytest.raises(UnsafeInputError, match=words):
+        sha256_regular(path)
+
+
+def test_size_is_checked_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(b"x" * 1001)
+    assert read_regular(path, 1001) == b"x" * 1001
+    with pytest.raises(UnsafeInputError, match="1,001 bytes, over the 1,000-byte limit"):
+        read_regular(path, 1000)
+
+
+def test_contained_refuses_paths_that_leave_their_folder(tmp_path: Path) -> None:
+    root = tmp_path / "golden"
+    (root / "baseline").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "baseline" / "out").symlink_to(tmp_path / "elsewhere")
+    assert contained(root, "baseline/a.png") == root / "baseline" / "a.png"
+    for rel, words in (
+        ("../victim.txt", "'..'"),
+        ("/etc/passwd", "absolute"),
+        ("baseline/../../x", "'..'"),
+        ("baseline//x", "empty"),
+        ("a\0b", "NUL"),
+        ("baseline/out/x.png", "leads outside"),
+    ):
+        with pytest.raises(UnsafeInputError, match=words):
+            contained(root, rel)
+
+
+def _unescape(shown: str) -> bytes:
+    back = bytearray()
+    i = 0
+    while i < len(shown):
+        if shown.startswith("\\\\", i):
+            back += b"\\"
+            i += 2
+        elif shown.startswith("\\x", i):
+            back.append(int(shown[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            back += shown[i].encode()
+            i += 1
+    return bytes(back)
+
+
+def test_name_ids_are_lossless_and_printable() -> None:
+    names = [b"promo/\xc3\xa9t\xc3\xa9 10% off", b"caf\xe9 \\x41\xff.png", b"a\\xff", b"a\xff", b"a\\b"]
+    ids = [name_id(os.fsdecode(raw)) for raw in names]
+    assert ids[0] == "promo/été 10% off"  # a plain name is its own id
+    assert ids[1] == "caf\\xe9 \\\\x41\\xff.png"
+    assert len(set(ids)) == len(ids)  # a literal "\xff" and a raw 0xFF byte do not meet
+    for raw, shown in zip(names, ids, strict=True):
+        shown.encode("utf-8")  # writable to Arrow
+        assert _unescape(shown) == raw
+
+
+def test_printable_shows_anything() -> None:
+    assert printable("a\\b") == "a\\b"  # valid text is left alone
+    assert printable("\ud800 lone") == "\\ud800 lone"
+    assert printable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
+
+
+@pytest.mark.parametrize(
+    "identifier", ["../../x", "/abs", "a" * 300, "a\0b", ".hidden", "x/../y", "tab\there", HASHED_PREFIX + "abc"]
+)
+def test_unsafe_ids_get_hashed_names(identifier: str, tmp_path: Path) -> None:
+    name = safe_file_name(identifier)
+    assert name.startswith(HASHED_PREFIX) and "/" not in name and len(name) < 64
+    assert contained(tmp_path, name + ".png").parent == tmp_path
+    assert safe_file_name(identifier) == name  # stable: a resume finds the same file
+
+
+def test_plain_ids_keep_their_names() -> None:
+    for identifier in ("promo/001", "boots/winter", "sale", "été/affiche-2"):
+        assert safe_file_name(identifier) == identifier
+
+
+@pytest.mark.parametrize(
+    ("text", "words"), [("[" * 100_000 + "]" * 100_000, "nested too deeply"), ("9" * 5000, "cannot be parsed")]
+)
+def test_json_beyond_what_python_parses_is_a_clear_error(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        loads_json(text)
+    with pytest.raises(json.JSONDecodeError):
+        loads_json("{nope")

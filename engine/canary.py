@@ -99,6 +99,7 @@ def run_canary(
         verdict=verdict_path,
         captures=[out / "old" / "capture.arrow", out / "new" / "capture.arrow"],
         weights=weights,
+        files_under=out,
     )
     files = {"run": run_path, "verdict": verdict_path, "report": report_path}
     return CanaryResult(verdict, old_capture, new_capture, scored, files)

@@ -217,9 +217,9 @@ class _TooLarge(Exception):
 
 
 async def _read_capped(resp: Any, cap: int) -> bytes:
-    """At most `cap` bytes of a streamed body (decoded); `_TooLarge` beyond that."""
+    """At most `cap` bytes of a streamed body, as sent (never inflated); `_TooLarge` beyond."""
     chunks, total = [], 0
-    async for chunk in resp.aiter_bytes():
+    async for chunk in resp.aiter_raw():
         total += len(chunk)
         if total > cap:
             raise _TooLarge(total)
@@ -230,15 +230,15 @@ async def _read_capped(resp: Any, cap: int) -> bytes:
 async def _head(resp: Any, size: int) -> str:
     """The first `size` bytes of a body, for an error message; the rest is not read."""
     data = b""
-    async for chunk in resp.aiter_bytes():
+    async for chunk in resp.aiter_raw():
         data += chunk
         if len(data) >= size:
             break
     return repr(data[:size].decode("utf-8", "replace"))
 
 
-# Uncompressed answers: a compressed one could expand far past the size cap within one
-# chunk before it is counted.
+# Uncompressed answers: a compressed one could expand far past the size cap (and the
+# time limit: inflating blocks the event loop) before a byte of it is counted.
 _HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
@@ -305,6 +305,10 @@ class _Http:
             head = await _head(resp, CAPTURE_ERROR_TAIL_BYTES)
             latency = (time.perf_counter() - started) * 1000.0
             return _Attempt(False, False, f"HTTP {code} (not retried): {head}", code, latency_ms=latency)
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Asked for identity; inflating what arrives instead could exceed any limit.
+            return _Attempt(False, False, f"a compressed answer (Content-Encoding: {encoding}) is not read", code)
         declared = resp.headers.get("content-length", "")
         too_large = f"the answer is larger than the {self.max_bytes:,}-byte limit (--max-bytes; not retried)"
         if declared.isdigit() and len(declared) < 20 and int(declared) > self.max_bytes:
@@ -384,9 +388,14 @@ class _Command:
             try:
                 code = proc.wait(timeout=limit_s)
             except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                # Its whole session, whatever happened: no child of one attempt outlives it
+                # (a child that starts a session of its own is beyond reach).
                 with contextlib.suppress(OSError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            if code is None:
                 return _Attempt(False, True, f"command ran past its {limit_s:g} s time limit (timeout)")
             energy_after = self.nvml.energy_j()
             latency = (time.perf_counter() - started) * 1000.0
@@ -568,7 +577,8 @@ class _Capturer:
 
     def _save(self, prompt: Prompt, image: bytes, fmt: str) -> str:
         """Write the image under its safe name inside the output folder; returns the name."""
-        name = safe_file_name(prompt.id) + _EXTENSIONS.get(fmt, ".img")
+        # An id may not take the capture's own files (capture.arrow and its journal, lock).
+        name = safe_file_name(prompt.id, reserved=(CAPTURE_FILE,)) + _EXTENSIONS.get(fmt, ".img")
         try:
             target = contained(self.opts.out, name)
         except UnsafeInputError as exc:

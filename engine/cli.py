@@ -558,6 +558,13 @@ def approve(
     by: Annotated[
         str | None, typer.Option(help="Who approves [default: $PIXGATE_APPROVER, else the login name].")
     ] = None,
+    files_under: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read candidates only under this folder (run files are data) [default: the current folder].",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Make a reviewed run's candidates the golden baselines, atomically.
 
@@ -576,7 +583,9 @@ def approve(
         console.print(f"staged {done}/{total}: {pair_id}", highlight=False, markup=False)
 
     try:
-        approvals = run_approval(run, golden, ids=chosen, verdict_path=verdict, force=force, by=by, on_staged=staged)
+        approvals = run_approval(
+            run, golden, ids=chosen, verdict_path=verdict, force=force, by=by, on_staged=staged, files_under=files_under
+        )
     except GoldenError as exc:
         raise _usage_error(str(exc)) from None
     except ApprovalRefused as exc:
@@ -609,6 +618,13 @@ def report(
         typer.Option(help="Backbone weights for the LPIPS maps (found like score's otherwise).", exists=True),
     ] = None,
     net: Annotated[Net, typer.Option(help="LPIPS backbone of the maps.")] = _DEFAULT_NET,
+    files_under: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read pictures only under this folder (the run file's paths are data) [default: the current folder].",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML page: verdict, worst pairs with maps, distributions, every pair.
 
@@ -618,8 +634,9 @@ def report(
 
     try:
         stats = build_report(
-            run, output, verdict=verdict, captures=capture or [], top=top, weights=weights, net=net.value
-        )
+            run, output, verdict=verdict, captures=capture or [], top=top, weights=weights, net=net.value,
+            files_under=files_under,
+        )  # fmt: skip
     except ReportError as exc:
         raise _usage_error(str(exc)) from None
     console = _console()
@@ -974,16 +991,16 @@ def _save_traceback(exc: BaseException) -> Path | None:
 
     folder = Path(os.environ.get("PIXGATE_CRASH_DIR") or tempfile.gettempdir())
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"pixgate-crash-{stamp}-{os.getpid()}.txt"
-    text = f"pixgate {__version__}, Python {sys.version.split()[0]}\ncommand: {sys.argv!r}\n\n" + "".join(
-        traceback.format_exception(exc)
-    )
+    header = f"pixgate {__version__}, Python {sys.version.split()[0]}\ncommand: {sys.argv!r}\n\n"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8", errors="backslashreplace")
+        # A new file of its own: never written through a link left in a shared folder.
+        fd, name = tempfile.mkstemp(prefix=f"pixgate-crash-{stamp}-", suffix=".txt", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(header + "".join(traceback.format_exception(exc)))
     except OSError:
         return None
-    return path
+    return Path(name)
 
 
 def main() -> None:

@@ -52,6 +52,11 @@ PENDING_PIXELS: Final = MAX_BATCH_PIXELS
 #: decoded images waiting to be collected stay a small, fixed amount of memory.
 INFLIGHT_PER_WORKER: Final = 4
 
+#: Longest time one pair may take to decode, seconds: past it the worker is stopped and
+#: the pair is an error row. A 40 MP PNG decodes in a few seconds on the CI machine; a
+#: hostile progressive JPEG of tens of thousands of scans would take hours.
+DECODE_TIMEOUT_S: Final = 120.0
+
 #: Where decode workers leave decoded pixels for the scoring process (a RAM-backed
 #: filesystem): only the file's name crosses the pipe, and the scorer maps the file
 #: instead of copying and unpickling the pixels. That halves the scoring process's CPU
@@ -209,6 +214,13 @@ OCR_MIN_CONFIDENCE: Final = 60
 
 #: Longest time one Tesseract call may take, seconds; a hung call becomes an error row.
 OCR_TIMEOUT_S: Final = 60.0
+
+#: Most text boxes, ignore boxes and expected strings one manifest entry may give, and the
+#: longest expected string: a poster has tens of lines, while each box is read by OCR
+#: scaled up to `OCR_MAX_SCALE` and held in memory, and each string's error rate costs its
+#: length times the text read. These bound one pair's OCR time and memory.
+MANIFEST_MAX_ITEMS: Final = 200
+MANIFEST_MAX_TEXT_CHARS: Final = 2000
 
 #: Typography checks in flight per OCR worker: each holds one decoded pair in memory.
 OCR_INFLIGHT_PER_WORKER: Final = 2

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -214,25 +213,18 @@ def read_table(path: Path) -> pa.Table:
     """Read a run (or a capture or replay file) for judging, checked to be well-formed.
 
     Raises:
-        GateInputError: Missing, unreadable, not an Arrow IPC file, or malformed
-            (`engine.schema.check_table`).
+        GateInputError: Missing, unreadable, not an Arrow IPC file, compressed, or
+            malformed (`engine.arrow_io.read_run`, `engine.schema.check_table`).
     """
-    import pyarrow as pa
-
-    from engine.safe_io import UnsafeInputError, open_regular
+    from engine.arrow_io import read_run
 
     try:
-        os.close(open_regular(path))
-    except UnsafeInputError as exc:
-        raise GateInputError(f"{path}: {exc}") from None
-    try:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+        table = read_run(path)
+    except ValueError as exc:
         hint = ""
         if path.name.endswith(".partial"):
             hint = " (a .partial journal is an unfinished run: complete it with `pixgate score ... --resume`)"
-        raise GateInputError(f"{path}: not an Arrow IPC file{hint}: {exc}") from None
+        raise GateInputError(f"{exc}{hint}") from None
     try:
         schema.check_table(table, path)
     except schema.TableError as exc:

@@ -32,11 +32,12 @@ are regular files. Approvals and recoveries hold a lock on the golden folder
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
 import os
-import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,7 +54,9 @@ from engine.safe_io import (
     loads_json,
     printable,
     read_regular,
+    remove_tree,
     sha256_regular,
+    walk,
 )
 
 MANIFEST: str = "manifest.jsonl"
@@ -150,6 +153,10 @@ def _read_entries(golden: Path) -> list[dict[str, Any]]:
         if entry.get("baseline") is not None and not isinstance(entry["baseline"], str):
             raise GoldenError(f"{path}:{number}: 'baseline' must be a path such as baseline/x.png")
         entries.append(entry)
+    ids = [e["id"] for e in entries]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})[:3]
+        raise GoldenError(f"{path}: ids appear more than once: {', '.join(map(repr, twice))}")
     return entries
 
 
@@ -166,35 +173,55 @@ def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
     """The staging plan, every path in it checked to stay where it belongs.
 
     Raises:
-        GoldenError: An unreadable plan, or one whose paths lead elsewhere.
+        GoldenError: An unreadable plan, or one whose paths lead elsewhere, repeat, or
+            nest one inside another.
     """
     path = _own_file(stage, _PLAN)
     try:
         plan = loads_json(read_regular(path, TEXT_INPUT_MAX_BYTES).decode("utf-8"))
     except (UnsafeInputError, UnicodeDecodeError, ValueError) as exc:
         raise GoldenError(f"{path}: cannot read the staging plan ({exc}); left untouched") from None
-    moves, backups = plan.get("moves") if isinstance(plan, dict) else None, None
-    if isinstance(plan, dict):
-        backups = plan.get("backups")
-    shaped = (
-        isinstance(moves, list)
-        and isinstance(backups, list)
-        and isinstance(plan.get("manifest_sha256"), str)
-        and all(isinstance(m, dict) and isinstance(m.get("final"), str) and isinstance(m.get("staged"), str)
-                for m in moves)
-    )  # fmt: skip
-    if not shaped:
-        raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`; left untouched")
+    untouched = "; the plan and the golden set are left untouched"
+    if not isinstance(plan, dict) or not isinstance(plan.get("manifest_sha256"), str):
+        raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`{untouched}")
+    moves, backups = plan.get("moves"), plan.get("backups")
+    if not (isinstance(moves, list) and isinstance(backups, list)):
+        raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`{untouched}")
+    finals: list[str] = []
+    stageds: list[str] = []
+    for move in moves:
+        if not (isinstance(move, dict) and isinstance(move.get("final"), str) and isinstance(move.get("staged"), str)):
+            raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`{untouched}")
+        finals.append(move["final"])
+        stageds.append(move["staged"])
+    if not all(isinstance(rel, str) for rel in backups):
+        raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`{untouched}")
     try:
-        for move in moves:  # type: ignore[union-attr]
-            _inside_golden(golden, move["final"], "the plan moves a file to")
-            contained(stage, move["staged"])
-        for rel in backups:  # type: ignore[union-attr]
+        for final, staged in zip(finals, stageds, strict=True):
+            _inside_golden(golden, final, "the plan moves a file to")
+            contained(stage, staged)
+        for rel in backups:
             _inside_golden(golden, rel, "the plan backs up")
             contained(stage / "backup", rel)
     except (GoldenError, UnsafeInputError) as exc:
-        raise GoldenError(f"{path}: {exc}; the plan and the golden set are left untouched") from None
-    return plan  # type: ignore[no-any-return]
+        raise GoldenError(f"{path}: {exc}{untouched}") from None
+    for paths in (finals + backups, stageds):
+        problem = _clash(finals, backups) if paths is not stageds else _clash(stageds, [])
+        if problem:
+            raise GoldenError(f"{path}: {problem} in the staging plan{untouched}")
+    return plan
+
+
+def _clash(finals: list[str], backups: list[str]) -> str | None:
+    """Why a set of file moves cannot be done one file at a time, or None: a file named
+    twice, or a file that is also a folder of another."""
+    if len(set(finals)) != len(finals) or len(set(backups)) != len(backups):
+        return "a file appears twice"
+    files = set(finals) | set(backups)
+    folders = {"/".join(rel.split("/")[:i]) for rel in files for i in range(1, rel.count("/") + 1)}
+    if folders & files:
+        return f"{sorted(folders & files)[0]!r} is both a file and a folder of another"
+    return None
 
 
 def recover(golden: Path) -> str | None:
@@ -210,7 +237,7 @@ def recover(golden: Path) -> str | None:
     stage = _check_stage(golden)
     plan_path = stage / _PLAN
     if not plan_path.exists() and not plan_path.is_symlink():
-        shutil.rmtree(stage)
+        remove_tree(stage)
         return "discarded an approval interrupted before it changed anything"
     plan = _read_plan(golden, stage)
     manifest = _own_file(golden, MANIFEST)
@@ -219,25 +246,52 @@ def recover(golden: Path) -> str | None:
     except UnsafeInputError:
         committed = False
     if committed:
-        staged_log = _own_file(stage, CHANGELOG)
-        if staged_log.exists():
-            os.replace(staged_log, golden / CHANGELOG)
-        shutil.rmtree(stage)
+        _move_file(stage, CHANGELOG, golden, CHANGELOG)
+        remove_tree(stage)
         _fsync_dir(golden)
         return "completed an approval interrupted after its commit"
     for move in reversed(plan["moves"]):
-        final, staged = golden / move["final"], stage / move["staged"]
-        if final.exists() and not staged.exists():
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(final, staged)
+        if not _lexists(stage / move["staged"]):
+            _move_file(golden, move["final"], stage, move["staged"])
     for rel in plan["backups"]:
-        backup = stage / "backup" / rel
-        if backup.exists():
-            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(backup, golden / rel)
-    shutil.rmtree(stage)
+        _move_file(stage / "backup", rel, golden, rel)
+    remove_tree(stage)
     _fsync_dir(golden / BASELINE)
     return "rolled back an approval interrupted before its commit"
+
+
+def _remove_quietly(stage: Path) -> None:
+    with contextlib.suppress(OSError):
+        remove_tree(stage)
+
+
+def _lexists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _move_file(src_root: Path, src_rel: str, dst_root: Path, dst_rel: str) -> bool:
+    """Move one regular file within the golden set; False when it is not there.
+
+    Both paths are checked at the moment of use, not only when the plan is read: an
+    earlier move could otherwise bring a link into a path that a later one goes through.
+    Only regular files move, never a link or a folder.
+
+    Raises:
+        GoldenError: A path that leads out, or something other than a regular file.
+    """
+    try:
+        src, dst = contained(src_root, src_rel), contained(dst_root, dst_rel)
+    except UnsafeInputError as exc:
+        raise GoldenError(f"{src_root}: {exc}; stopped before moving anything more") from None
+    try:
+        mode = os.lstat(src).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise GoldenError(f"{src} is not a regular file (a link or a folder); stopped before moving it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    return True
 
 
 @dataclass
@@ -320,7 +374,7 @@ def _verify_files(golden: Path, report: VerifyReport) -> None:
         else:
             report.changed.append((entry["id"], rel))
     base = golden / BASELINE
-    for dirpath, dirnames, filenames in os.walk(base):  # links to folders are not followed
+    for dirpath, dirnames, filenames in walk(base):  # links to folders are not followed
         dirnames.sort()
         for name in sorted(filenames):
             path = Path(dirpath, name)
@@ -387,12 +441,15 @@ def _existing_baseline(golden: Path, entry: dict[str, Any] | None, pair_id: str)
     return None
 
 
-def _candidate_file(golden: Path, pid: str, row: dict[str, Any], root: str | None) -> tuple[Path, str]:
+def _candidate_file(
+    golden: Path, pid: str, row: dict[str, Any], root: str | None, files_under: Path
+) -> tuple[Path, str]:
     """The candidate of a run's row and where it goes in the golden set, both checked.
 
     Raises:
         GoldenError: A pair id that would write outside `baseline/`, or a candidate path
-            outside the candidate folder the run recorded.
+            outside the candidate folder the run recorded or outside `files_under` (the
+            run file is data: its recorded folder alone could name any folder).
     """
     source_text = row.get(schema.CANDIDATE_PATH.name)
     if not isinstance(source_text, str) or not source_text:
@@ -403,6 +460,14 @@ def _candidate_file(golden: Path, pid: str, row: dict[str, Any], root: str | Non
             f"{pid}: the candidate {source} is not inside the candidate folder the run recorded ({root}); "
             "approve only runs written by `pixgate score` on local folders"
         )
+    if not inside(source, files_under):
+        raise GoldenError(
+            f"{pid}: the candidate {source} is not under {files_under}: approve reads candidates only under "
+            "--files-under (default: the current folder); name the folder that holds them"
+        )
+    if source.suffix.lower() not in IMAGE_EXTENSIONS:
+        known = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise GoldenError(f"{pid}: the candidate {source} has no image extension ({known})")
     final = f"{BASELINE}/{pid}{source.suffix.lower()}"
     _inside_golden(golden, final, f"pair id {pid!r} would write")
     return source, final
@@ -417,6 +482,7 @@ def approve(
     force: bool = False,
     by: str | None = None,
     on_staged: Callable[[int, int, str], None] | None = None,
+    files_under: Path | None = None,
 ) -> list[Approval]:
     """Make a run's candidates the golden baselines of their pairs (see the module).
 
@@ -428,6 +494,8 @@ def approve(
         force: Approve without a verdict, or despite a failed one.
         by: Who approves; else `PIXGATE_APPROVER`, else the login name.
         on_staged: Called with (done, total, pair_id) as each image is staged.
+        files_under: Candidates are read only under this folder (default: the current
+            folder), and only inside the candidate folder the run recorded.
 
     Returns:
         One entry per approved image.
@@ -440,7 +508,7 @@ def approve(
         raise GoldenError(f"--golden: {golden} is not a folder")
     lock = _locked(golden)
     try:
-        return _approve_locked(run, golden, ids, verdict_path, force, by, on_staged)
+        return _approve_locked(run, golden, ids, verdict_path, force, by, on_staged, files_under or Path.cwd())
     finally:
         lock.release()
 
@@ -453,6 +521,7 @@ def _approve_locked(
     force: bool,
     by: str | None,
     on_staged: Callable[[int, int, str], None] | None,
+    files_under: Path,
 ) -> list[Approval]:
     """`approve` once the golden folder's lock is held."""
     from engine.arrow_io import run_metadata
@@ -488,7 +557,11 @@ def _approve_locked(
         raise ApprovalRefused("no verdict: pass --verdict VERDICT.json from `pixgate gate --json`, or --force")
     entries = _read_entries(golden)
     by_id = {e["id"]: e for e in entries}
-    files = {pid: _candidate_file(golden, pid, rows[pid], candidate_root) for pid in chosen}
+    files = {pid: _candidate_file(golden, pid, rows[pid], candidate_root, files_under) for pid in chosen}
+    previous = {pid: _existing_baseline(golden, by_id.get(pid), pid) for pid in chosen}
+    problem = _clash([final for _, final in files.values()], [p for p in previous.values() if p is not None])
+    if problem:
+        raise GoldenError(f"{run}: the chosen pairs cannot be approved together: {problem}")
     who = by or os.environ.get("PIXGATE_APPROVER") or getpass.getuser()
     when = datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -513,12 +586,12 @@ def _approve_locked(
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            previous = _existing_baseline(golden, by_id.get(pid), pid)
-            if previous is not None:
-                backups.append(previous)
+            replaced = previous[pid]
+            if replaced is not None:
+                backups.append(replaced)
             entry = by_id.get(pid)
             approvals.append(
-                Approval(pid, final, file_sha256(staged), previous, entry.get("sha256") if entry is not None else None)
+                Approval(pid, final, file_sha256(staged), replaced, entry.get("sha256") if entry is not None else None)
             )
             moves.append({"final": final, "staged": f"files/{final}"})
             if on_staged is not None:
@@ -566,20 +639,18 @@ def _approve_locked(
         plan = {"moves": moves, "backups": backups, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
         _write_durably(stage / _PLAN, json.dumps(plan, indent=1).encode())
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)  # nothing outside the staging folder changed yet
+        _remove_quietly(stage)  # nothing outside the staging folder changed yet
         raise
     try:
         for rel in backups:
-            (stage / "backup" / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(golden / rel, stage / "backup" / rel)
+            _move_file(golden, rel, stage / "backup", rel)
         for move in moves:
-            (golden / move["final"]).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / move["staged"], golden / move["final"])
+            _move_file(stage, move["staged"], golden, move["final"])
         _fsync_dir(golden / BASELINE)
         os.replace(stage / MANIFEST, golden / MANIFEST)  # the commit point
         _fsync_dir(golden)
         os.replace(stage / CHANGELOG, golden / CHANGELOG)
-        shutil.rmtree(stage)
+        remove_tree(stage)
     except BaseException:
         recover(golden)  # before the commit this rolls back; after it, it completes
         raise

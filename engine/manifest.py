@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import TEXT_INPUT_MAX_BYTES
+from engine.config import MANIFEST_MAX_ITEMS, MANIFEST_MAX_TEXT_CHARS, TEXT_INPUT_MAX_BYTES
 from engine.safe_io import UnsafeInputError, contained, loads_json, read_regular
 
 Box = tuple[int, int, int, int]
@@ -88,6 +88,8 @@ def _box(value: object) -> Box | None:
 
 
 def _boxes(values: list[object], what: str, line: int, path: Path) -> tuple[Box, ...]:
+    if len(values) > MANIFEST_MAX_ITEMS:
+        raise ManifestError(path, f"{len(values)} {what}es; at most {MANIFEST_MAX_ITEMS} per entry", line)
     found = []
     for value in values:
         box = _box(value)
@@ -107,7 +109,14 @@ def _entry(raw: object, line: int, path: Path) -> ManifestEntry:
         raise ManifestError(path, f"'id' must be the pair's id as a non-empty string, got {pair_id!r}", line)
     texts = raw.get("expected_text", [])
     if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise ManifestError(path, f"'expected_text' must be a list of non-empty strings, got {texts!r}", line)
+        raise ManifestError(path, f"'expected_text' must be a list of non-empty strings, got {texts!r:.200}", line)
+    if len(texts) > MANIFEST_MAX_ITEMS or any(len(t) > MANIFEST_MAX_TEXT_CHARS for t in texts):
+        raise ManifestError(
+            path,
+            f"'expected_text' holds {len(texts)} strings, the longest of {max(map(len, texts))} characters; "
+            f"at most {MANIFEST_MAX_ITEMS} strings of {MANIFEST_MAX_TEXT_CHARS} characters",
+            line,
+        )
     boxes = raw.get("text_boxes")
     if boxes is not None and (not isinstance(boxes, list) or not boxes):
         raise ManifestError(path, f"'text_boxes' must be a non-empty list of [x0, y0, x1, y1], got {boxes!r}", line)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import IMAGE_EXTENSIONS
-from engine.safe_io import name_id, printable
+from engine.safe_io import name_id, printable, walk
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _scan(root: Path, side: str) -> _Side:
         rel = where.relative_to(root).as_posix() if where != root else "."
         out.problems[name_id(rel)].append(f"{side}: cannot list the folder {printable(rel)}: {exc.strerror}")
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable):
+    for dirpath, dirnames, filenames in walk(root, onerror=unlistable):
         dirnames.sort()
         for name in list(dirnames):
             path = Path(dirpath, name)

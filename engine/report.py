@@ -28,7 +28,15 @@ import numpy as np
 
 from engine import __version__, schema
 from engine.arrow_io import run_metadata
-from engine.config import DEFAULT_NET, REPORT_MAP_SIDE, REPORT_SCALES, REPORT_THUMB_SIDE, REPORT_TOP
+from engine.config import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_NET,
+    REPORT_MAP_SIDE,
+    REPORT_SCALES,
+    REPORT_THUMB_SIDE,
+    REPORT_TOP,
+)
+from engine.decode import DecodedPair
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -223,20 +231,59 @@ def _load_model(weights: Path | None, net: str) -> tuple[Any, str | None]:
     return model, None
 
 
-def _outside(path: str, root: str | None) -> bool:
+def _outside(path: str, root: str | None, files_under: Path) -> bool:
     """A picture path from the run that does not lie in the folder the run recorded for its
-    side (or the run recorded none): the report does not open it."""
+    side (or the run recorded none), or not under `files_under`: not opened."""
     from engine.safe_io import inside
 
-    return "://" in path or root is None or "://" in root or not inside(Path(path), Path(root))
+    if "://" in path or root is None or "://" in root:
+        return True
+    return not inside(Path(path), Path(root)) or not inside(Path(path), files_under)
 
 
-def _pair_card(row: dict[str, Any], model: Any, roots: tuple[str | None, str | None]) -> tuple[str, bool]:
-    """One worst pair's card; returns its HTML and whether pictures could be shown.
+def _pictures(
+    rows: list[dict[str, Any]], roots: tuple[str | None, str | None], files_under: Path
+) -> dict[str, DecodedPair | str]:
+    """Each shown pair's decoded pictures, or why there are none.
 
-    Pictures are read only from inside the folders the run recorded (`roots`): a run file
-    is data, and its paths could name any file on the machine."""
-    from engine.decode import decode_pair
+    Pictures are read only from inside the folders the run recorded (`roots`) and under
+    `files_under`: a run file is data, and its paths and recorded folders could name any
+    file on the machine. They are decoded in worker processes (engine.workers), like a
+    run's: a file that crashes a decoder or decodes for too long costs its own pictures,
+    not the report.
+    """
+    from engine.pairing import Pair
+    from engine.telemetry import cpu_count
+    from engine.workers import DecodePool
+
+    found: dict[str, DecodedPair | str] = {}
+    pairs = []
+    for row in rows:
+        pid = row[schema.PAIR_ID.name]
+        base, cand = row.get(schema.BASELINE_PATH.name), row.get(schema.CANDIDATE_PATH.name)
+        if not base or not cand:
+            found[pid] = "one side is missing"
+        elif _outside(base, roots[0], files_under) or _outside(cand, roots[1], files_under):
+            found[pid] = (
+                f"their files are not inside the folders the run recorded, or not under {files_under} (--files-under)"
+            )
+        else:
+            pairs.append(Pair(pid, Path(base), Path(cand)))
+    if not pairs:
+        return found
+    pool = DecodePool(pairs, max(1, min(cpu_count(), len(pairs))), DEFAULT_MAX_PIXELS)
+    try:
+        pool.refill()
+        while pool.busy:
+            for pair, dp in pool.collect(block=True):
+                found[pair.pair_id] = dp
+    finally:
+        pool.close()
+    return found
+
+
+def _pair_card(row: dict[str, Any], model: Any, pictures: DecodedPair | str | None) -> tuple[str, bool]:
+    """One worst pair's card; returns its HTML and whether pictures could be shown."""
     from kernels.cpu import edge_magnitudes_cpu
 
     pid = row[schema.PAIR_ID.name]
@@ -250,16 +297,10 @@ def _pair_card(row: dict[str, Any], model: Any, roots: tuple[str | None, str | N
     head += f"<br>{html.escape(numbers)}</p>" if numbers else "</p>"
     if row[schema.STATUS.name] != schema.STATUS_OK:
         head += f'<p class="error">{html.escape(str(row[schema.ERROR.name] or ""))}</p>'
-    base_path, cand_path = row.get(schema.BASELINE_PATH.name), row.get(schema.CANDIDATE_PATH.name)
-    if not base_path or not cand_path:
-        return f'<div class="card">{head}<p class="note">no pictures: one side is missing</p></div>', False
-    if _outside(base_path, roots[0]) or _outside(cand_path, roots[1]):
-        note = "no pictures: their paths are not inside the folders the run recorded"
-        return f'<div class="card">{head}<p class="note">{note}</p></div>', False
-    dp = decode_pair(pid, Path(base_path), Path(cand_path))
-    if dp.baseline is None or dp.candidate_aligned is None:
-        note = html.escape(dp.error or "could not decode")
-        return f'<div class="card">{head}<p class="note">no pictures: {note}</p></div>', False
+    dp = pictures
+    if not isinstance(dp, DecodedPair) or dp.baseline is None or dp.candidate_aligned is None:
+        why = dp if isinstance(dp, str) else (dp.error if dp is not None else None) or "could not decode"
+        return f'<div class="card">{head}<p class="note">no pictures: {html.escape(why)}</p></div>', False
     cand_own = dp.candidate.rgba if dp.candidate is not None else dp.candidate_aligned
     alpha = bool(dp.baseline.has_alpha or (dp.candidate is not None and dp.candidate.has_alpha))
     tiles = [
@@ -345,6 +386,7 @@ def build_report(
     top: int = REPORT_TOP,
     weights: Path | None = None,
     net: str = DEFAULT_NET,
+    files_under: Path | None = None,
 ) -> ReportStats:
     """Write the HTML report of a run.
 
@@ -357,6 +399,8 @@ def build_report(
         weights: Backbone weights for the LPIPS maps (resolved like `score`'s, never
             downloaded); without any, the maps are left out with a note.
         net: LPIPS backbone of the maps.
+        files_under: Pictures are read only under this folder (default: the current
+            folder), and only inside the folders the run recorded.
 
     Raises:
         ReportError: Unreadable run, verdict or capture file.
@@ -403,14 +447,15 @@ def build_report(
     model, why = _load_model(weights, net) if worst else (None, None)
     if why:
         notes.append(why)
-    # Decoding, resizing, encoding (Pillow), the LPIPS maps (torch) and the edge kernel
-    # (numba, nogil) all release the GIL: one thread per core builds the cards.
+    # Resizing, encoding (Pillow), the LPIPS maps (torch) and the edge kernel (numba,
+    # nogil) all release the GIL: one thread per core builds the cards.
     from concurrent.futures import ThreadPoolExecutor
 
     from engine.telemetry import cpu_count
 
+    pictures = _pictures(worst, roots, files_under or Path.cwd())
     with ThreadPoolExecutor(max_workers=max(1, min(cpu_count(), len(worst) or 1))) as pool:
-        built = list(pool.map(lambda r: _pair_card(r, model, roots), worst))
+        built = list(pool.map(lambda r: _pair_card(r, model, pictures.get(r[schema.PAIR_ID.name])), worst))
     cards = [card for card, _ in built]
     shown = sum(pictured for _, pictured in built)
     parts.append(

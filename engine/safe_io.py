@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +265,49 @@ def name_id(text: str) -> str:
     return text if "\\" not in text and _encodable(text) else _escaped(text)
 
 
+def walk(top: Path, onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
+    """`os.walk(top, onerror=onerror)` without recursion: a tree from data may be nested
+    deeper than Python's recursion limit (os.walk recurses before Python 3.12).
+
+    Top-down and depth-first as `os.walk`; links to folders are listed in the folder
+    names but not followed; sorting or removing folder names in place prunes the walk.
+    """
+    stack = [os.fspath(top)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            if onerror is not None:
+                onerror(exc)
+            continue
+        dirs: list[str] = []
+        files: list[str] = []
+        links: set[str] = set()
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+                if is_dir and entry.is_symlink():
+                    links.add(entry.name)
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs) if d not in links)
+
+
+def remove_tree(root: Path) -> None:
+    """`shutil.rmtree` without recursion (a tree from data may be nested deeper than the
+    recursion limit); links are removed, never followed."""
+    folders = []
+    for folder, dirs, files in walk(root):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            os.unlink(os.path.join(folder, name))
+        folders.append(folder)
+    for folder in reversed(folders):
+        os.rmdir(folder)
+
+
 def _plain_segment(segment: str) -> bool:
     if not segment or segment in (".", "..") or segment.startswith("."):
         return False
@@ -273,12 +316,13 @@ def _plain_segment(segment: str) -> bool:
     return all(ch.isprintable() and ch not in '\\:*?"<>|' for ch in segment)
 
 
-def safe_file_name(identifier: str) -> str:
+def safe_file_name(identifier: str, reserved: tuple[str, ...] = ()) -> str:
     """A relative file name (without extension) for an id from data.
 
     The id itself when every `/`-separated segment is a plain name (printable, not
-    hidden, no `..`, no characters that some filesystems refuse, short enough); otherwise
-    `_id-` and the first 32 hex digits of the id's sha256.
+    hidden, no `..`, no characters that some filesystems refuse, short enough) and its
+    first segment does not start with one of `reserved` (the folder's own files);
+    otherwise `_id-` and the first 32 hex digits of the id's sha256.
     """
     try:
         size = len(identifier.encode("utf-8"))
@@ -286,7 +330,7 @@ def safe_file_name(identifier: str) -> str:
         size = SAFE_PATH_BYTES + 1
     if (
         size <= SAFE_PATH_BYTES
-        and not identifier.startswith(HASHED_PREFIX)
+        and not identifier.startswith((HASHED_PREFIX, *reserved))
         and all(_plain_segment(s) for s in identifier.split("/"))
     ):
         return identifier
@@ -323,7 +367,9 @@ __all__ = [
     "open_regular",
     "printable",
     "read_regular",
+    "remove_tree",
     "safe_file_name",
     "sha256_regular",
+    "walk",
     "writing",
 ]

@@ -8,7 +8,9 @@ a fresh worker, and if it kills that one too it becomes an error row. The pairs 
 behind it go back to the queue. No pair is lost and the run goes on.
 
 At most `INFLIGHT_PER_WORKER` pairs per worker are in flight, so memory does not grow
-with the number of pairs.
+with the number of pairs. A pair that takes longer than `DECODE_TIMEOUT_S` to decode (a
+progressive JPEG of thousands of scans takes hours) has its worker stopped and becomes
+an error row; the pairs queued behind it go back to the queue.
 
 Decoded pixels do not go through the pipe: a worker writes them to one file per pair in
 `SHARED_MEMORY_DIR` (RAM-backed), sends its name, and the scoring process maps the file
@@ -41,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
+from engine.config import DECODE_TIMEOUT_S, INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
 from engine.decode import DecodedImage, DecodedPair, decode_pair
 from engine.pairing import Pair
 
@@ -228,9 +230,12 @@ class _Worker:
         self.proc.start()
         child.close()
         self.sent: deque[Pair] = deque()  # in the order the worker will answer
+        self.head_since = 0.0  # when the worker began the pair at the head of `sent`
 
     def send(self, pair: Pair) -> None:
         self.conn.send((pair.pair_id, pair.baseline, pair.candidate))
+        if not self.sent:
+            self.head_since = time.monotonic()
         self.sent.append(pair)
 
     def stop(self) -> None:
@@ -256,11 +261,20 @@ class DecodePool:
         max_pixels: Decompression-bomb limit passed to the decoder.
         shared_dir: RAM-backed directory the decoded pixels pass through (see the module
             docstring), or None to send them through the pipes.
+        decode_timeout_s: Longest time one pair may take to decode; past it its worker is
+            stopped and the pair is an error row (not retried: the same file would take as
+            long again).
     """
 
     def __init__(
-        self, pairs: Iterable[Pair], workers: int, max_pixels: int, shared_dir: str | None = SHARED_MEMORY_DIR
+        self,
+        pairs: Iterable[Pair],
+        workers: int,
+        max_pixels: int,
+        shared_dir: str | None = SHARED_MEMORY_DIR,
+        decode_timeout_s: float = DECODE_TIMEOUT_S,
     ) -> None:
+        self._decode_timeout_s = decode_timeout_s
         self._queue = iter(pairs)
         self._requeued: deque[Pair] = deque()
         self._retried: set[str] = set()
@@ -297,8 +311,9 @@ class DecodePool:
         """Work is in flight or waiting to be sent."""
         return bool(self._requeued or any(w.sent for w in self._workers))
 
-    def _replace(self, index: int, out: list[tuple[Pair, DecodedPair]]) -> None:
-        """A worker died: requeue what it held, retry or fail the pair it was decoding."""
+    def _replace(self, index: int, out: list[tuple[Pair, DecodedPair]], timed_out: bool = False) -> None:
+        """A worker died (or was stopped for taking too long): requeue what it held, retry
+        or fail the pair it was decoding."""
         dead = self._workers[index]
         code = dead.proc.exitcode
         victim = dead.sent.popleft() if dead.sent else None
@@ -310,7 +325,10 @@ class DecodePool:
         self.restarts += 1
         if victim is None:
             return
-        if victim.pair_id in self._retried:
+        if timed_out:
+            limit = self._decode_timeout_s
+            out.append((victim, _failed(victim, f"decoding took longer than {limit:g} s: stopped (a hostile file?)")))
+        elif victim.pair_id in self._retried:
             out.append((victim, _failed(victim, f"the decode worker died twice on this pair (exit code {code})")))
         else:
             self._retried.add(victim.pair_id)
@@ -325,7 +343,9 @@ class DecodePool:
             return out
         handles: list[Any] = [w.conn for w in busy] + [w.proc.sentinel for w in busy]
         t0 = time.perf_counter()
-        ready = set(wait(handles, timeout=None if block else 0))
+        # Blocking waits no longer than the first worker's time limit on its current pair.
+        due = min(w.head_since for w in busy) + self._decode_timeout_s - time.monotonic()
+        ready = set(wait(handles, timeout=max(0.0, due) if block else 0))
         if block:
             self.wait_s += time.perf_counter() - t0
         for worker in busy:
@@ -334,10 +354,16 @@ class DecodePool:
                 while worker.sent and worker.conn.poll():
                     message = worker.conn.recv()  # first: a dead worker raises here, losing nothing
                     out.append((worker.sent.popleft(), self._received(*message)))
+                    worker.head_since = time.monotonic()  # it starts on the next one now
+        now = time.monotonic()
         for index, worker in enumerate(self._workers):
             if worker.proc.sentinel in ready or not worker.proc.is_alive():
                 worker.proc.join()  # the sentinel is ready only once the process has exited
                 self._replace(index, out)
+            elif worker.sent and now - worker.head_since > self._decode_timeout_s:
+                worker.proc.kill()
+                worker.proc.join()
+                self._replace(index, out, timed_out=True)
         self.refill()
         return out
 

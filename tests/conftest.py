@@ -182,3 +182,11 @@ def text_card(
         x0, y0, x1, y1 = draw.textbbox((x, y), text, font=font)
         boxes.append((int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))))
     return np.asarray(img).copy(), boxes
+
+
+def remove_deep_tree(root: Path) -> None:
+    """Delete a tree nested deeper than the recursion limit (shutil.rmtree recurses, and
+    pytest's clean-up of old temporary folders would fail on it)."""
+    from engine.safe_io import remove_tree
+
+    remove_tree(root)

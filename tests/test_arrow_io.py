@@ -105,3 +105,40 @@ def test_readme_reader_opens_a_real_run(library: str, code: str, golden_run: Pat
     namespace: dict[str, object] = {}
     exec(compile(code, f"README.md ({library})", "exec"), namespace)
     assert namespace["worst"] == expected
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_compressed_files_are_refused_before_anything_is_inflated(codec: str, tmp_path: Path) -> None:
+    """A few hundred kB of compressed zeros can inflate to gigabytes inside pyarrow; pixgate
+    writes uncompressed files and reads only those, checking each message first."""
+    import pyarrow as pa
+
+    from engine.arrow_io import UnsafeIpcError
+
+    table = pa.table({"pair_id": ["a", "b"], "status": ["ok", "ok"], "lpips": [0.0, 0.0]})
+    path = tmp_path / "packed.arrow"
+    options = pa.ipc.IpcWriteOptions(compression=codec)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    with pytest.raises(UnsafeIpcError, match="compressed"):
+        read_run(path)
+    stream = tmp_path / "packed.partial"
+    with pa.OSFile(str(stream), "wb") as sink, pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    with pytest.raises(UnsafeIpcError, match="compressed"):
+        read_journal(stream)
+    plain = tmp_path / "plain.arrow"
+    with pa.OSFile(str(plain), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert read_run(plain).equals(table)
+
+
+def test_files_that_are_not_arrow_are_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.arrow"
+    junk.write_bytes(b"ARROW1\0\0" + b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"junk\.arrow"):
+        read_run(junk)
+    text = tmp_path / "text.arrow"
+    text.write_text("pair_id,status\n")
+    with pytest.raises(ValueError, match="no ARROW1 magic bytes"):
+        read_run(text)

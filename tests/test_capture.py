@@ -209,6 +209,8 @@ def test_bad_prompts_files(tmp_path: Path) -> None:
         ('{"id": "", "prompt": "x"}\n', "non-empty string"),
         ('{"id": "a", "prompt": 3}\n', "'prompt' must be a string"),
         ('{"id": "a", "prompt": "x", "seed": "7"}\n', "'seed' must be a whole number"),
+        ('{"id": "a", "prompt": "x", "style": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "nested too deeply"),
+        ('{"id": "a", "prompt": "x", "seed": ' + "7" * 5000 + "}\n", "cannot be parsed"),
     ):
         path = tmp_path / "p.jsonl"
         path.write_text(text)
@@ -316,6 +318,8 @@ def test_unsafe_and_long_ids_are_captured_under_hashed_names(tmp_path: Path) -> 
         {"id": "nul\u0000id", "prompt": "nul", "seed": 2},
         {"id": "../../escape", "prompt": "dots", "seed": 3},
         {"id": "/etc/cron.d/x", "prompt": "absolute", "seed": 4},
+        {"id": "capture.arrow/x", "prompt": "the capture's own file", "seed": 6},
+        {"id": "capture.arrow.partial", "prompt": "its journal", "seed": 7},
         {"id": "plain/one", "prompt": "plain", "seed": 5},
     ]
     (tmp_path / "escape.png").write_bytes(b"untouched")
@@ -326,7 +330,7 @@ def test_unsafe_and_long_ids_are_captured_under_hashed_names(tmp_path: Path) -> 
     assert set(rows) == {str(p["id"]) for p in prompts}  # every id kept as given
     for prompt in prompts:
         image = str(rows[str(prompt["id"])][schema.IMAGE.name])
-        assert image == safe_file_name(str(prompt["id"])) + ".png"
+        assert image == safe_file_name(str(prompt["id"]), reserved=("capture.arrow",)) + ".png"
         assert (tmp_path / "out" / image).read_bytes() == generate(str(prompt["prompt"]), int(prompt["seed"]))  # type: ignore[call-overload]
         assert image.startswith(HASHED_PREFIX) == (prompt["id"] != "plain/one")
     assert (tmp_path / "escape.png").read_bytes() == b"untouched"
@@ -387,3 +391,26 @@ def test_ids_and_prompts_that_are_not_valid_text_are_captured_and_resumed(tmp_pa
         assert sorted(first.table.column(schema.ID.name).to_pylist()) == ["fine", "lone\\ud800"]
         again = run_capture(CaptureOptions(prompts, tmp_path / "out", endpoint=url, resume=True))
     assert again.stats["captured_now"] == 0 and again.table.num_rows == 2  # found again, not doubled
+
+
+@pytest.mark.timeout(60)
+def test_a_compressed_answer_is_not_inflated(tmp_path: Path) -> None:
+    """A 10 kB body of nested gzip can inflate to gigabytes before a byte is counted: an
+    answer compressed although the request asked for none is refused unread."""
+    import gzip
+
+    bomb = gzip.compress(gzip.compress(bytes(50 << 20)))  # 50 MB of zeros, twice compressed
+
+    def answer(handler: BaseHTTPRequestHandler, _body: dict[str, object]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/png")
+        handler.send_header("Content-Encoding", "gzip, gzip")
+        handler.send_header("Content-Length", str(len(bomb)))
+        handler.end_headers()
+        handler.wfile.write(bomb)
+
+    with _custom(answer) as (url, seen):
+        run_capture(CaptureOptions(_prompts(tmp_path, PROMPTS[:1]), tmp_path / "out", endpoint=url, max_bytes=1 << 20))
+    assert len(seen) == 1
+    error = str(_rows(tmp_path / "out")["sale"][schema.CAPTURE_ERROR.name])
+    assert "a compressed answer (Content-Encoding: gzip, gzip) is not read" in error

@@ -259,7 +259,19 @@ def test_killed_approve_leaves_the_golden_set_unchanged(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run.arrow", rows, {schema.META_CANDIDATE_ROOT: str(cands)})
     before = _tree(big)
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "engine", "approve", str(run), "--golden", str(big), "--force"],
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "engine",
+            "approve",
+            str(run),
+            "--golden",
+            str(big),
+            "--force",
+            "--files-under",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -436,7 +448,8 @@ def test_approve_refuses_a_candidate_that_is_not_an_image(golden_copy: Path, tmp
     (cands / "stretched.png").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     run = _one_row_run(tmp_path, "stretched", cands / "stretched.png", cands)
     before = _tree(golden_copy)
-    result = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"])
+    args = ["approve", str(run), "--golden", str(golden_copy), "--force", "--files-under", str(tmp_path)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 2 and "not a PNG, JPEG or WebP image" in _flat(result.output)
     assert _tree(golden_copy) == before
 
@@ -452,3 +465,104 @@ def test_verify_waits_for_no_approval_in_progress(golden_copy: Path) -> None:
 
 def _flat(output: str) -> str:
     return " ".join(output.split())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("attack", ["write-out", "steal-in"])
+def test_a_plan_cannot_restructure_the_folder_to_reach_outside(attack: str, golden_copy: Path, tmp_path: Path) -> None:
+    """Paths that are inside when the plan is read, but would lead out once an earlier move
+    has carried a folder holding a link into place: every move is checked as it happens,
+    and only regular files move."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("secret")
+    base = golden_copy / "baseline"
+    stage = golden_copy / gold.STAGING
+    if attack == "write-out":
+        (base / "dir").mkdir()
+        (base / "dir" / "lnk").symlink_to(outside)
+        (base / "authorized_keys").write_text("attacker key")
+        moves = [
+            {"final": "baseline/authorized_keys", "staged": "files/dir/lnk/authorized_keys"},
+            {"final": "baseline/dir", "staged": "files/dir"},
+        ]
+        plan = {"moves": moves, "backups": [], "manifest_sha256": "0" * 64}
+    else:
+        (base / "d2").mkdir()
+        (base / "d2" / "lnk").symlink_to(outside)
+        plan = {
+            "moves": [{"final": "baseline/d2", "staged": "backup/baseline/q"}],
+            "backups": ["baseline/q/lnk/id_rsa"],
+            "manifest_sha256": "0" * 64,
+        }
+    _plan(golden_copy, plan)
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in outside.iterdir()) == ["id_rsa"]
+    assert (outside / "id_rsa").read_text() == "secret"
+    assert (stage / "plan.json").exists()  # reported, left for a person to look at
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["file-and-folder", "shared-baseline", "id-twice", "no-extension"])
+def test_approvals_that_cannot_be_done_file_by_file_exit_2(case: str, golden_copy: Path, tmp_path: Path) -> None:
+    cands = tmp_path / "cands"
+    (cands / "a.png").mkdir(parents=True)
+    png = (GOLDEN / "candidate" / "stretched.png").read_bytes()
+    (cands / "a.png" / "b.png").write_bytes(png)
+    (cands / "a.png.png").write_bytes(png)
+    (cands / "plain").write_bytes(png)
+    rows = {
+        "file-and-folder": [("a", cands / "a.png.png"), ("a.png/b", cands / "a.png" / "b.png")],
+        "shared-baseline": [("stretched", cands / "a.png.png"), ("identical_sale", cands / "a.png.png")],
+        "id-twice": [("stretched", cands / "a.png.png")],
+        "no-extension": [("plain", cands / "plain")],
+    }[case]
+    run = write_run(
+        tmp_path / "r.arrow",
+        [{schema.PAIR_ID.name: pid, schema.STATUS.name: "ok", schema.CANDIDATE_PATH.name: str(c)} for pid, c in rows],
+        {schema.META_CANDIDATE_ROOT: str(cands)},
+    )
+    manifest = golden_copy / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    if case == "shared-baseline":
+        entries = [json.loads(line) for line in lines]
+        for entry in entries:
+            if entry["id"] == "identical_sale":
+                entry["baseline"] = "baseline/stretched.png"
+        manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    elif case == "id-twice":
+        manifest.write_text("\n".join([*lines, lines[0]]) + "\n")
+    before = _tree(golden_copy)
+    args = ["approve", str(run), "--golden", str(golden_copy), "--force", "--files-under", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert {
+        "file-and-folder": "is both a file and a folder of another",
+        "shared-baseline": "a file appears twice",
+        "id-twice": "ids appear more than once",
+        "no-extension": "has no image extension",
+    }[case] in _flat(result.output)
+    assert _tree(golden_copy) == before
+
+
+@pytest.mark.timeout(60)
+def test_a_run_that_records_the_root_folder_cannot_copy_any_image(
+    golden_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's recorded folder is data too: `/` would let a run point at any image on
+    the machine. Candidates are read only under --files-under (default: here)."""
+    private = tmp_path / "private" / "photo.png"
+    private.parent.mkdir()
+    private.write_bytes((GOLDEN / "candidate" / "stretched.png").read_bytes())
+    run = _one_row_run(tmp_path, "stolen", private, Path("/"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = _tree(golden_copy)
+    result = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force"])
+    assert result.exit_code == 2 and "approve reads candidates only under --files-under" in _flat(result.output)
+    assert _tree(golden_copy) == before
+    ok = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force", "--files-under",
+                             str(private.parent)])  # fmt: skip
+    assert ok.exit_code == 0, ok.output  # named by the person who approves: taken

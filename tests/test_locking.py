@@ -82,3 +82,23 @@ def test_a_lock_file_removed_by_its_holder_is_not_shared(tmp_path: Path, monkeyp
     with pytest.raises(LockBusy):
         OutputLock(out, "--output").acquire()
     lock.release()
+
+
+def test_a_lock_file_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    """A full disk (here the file-size limit) while the holder writes its name: one clear
+    error naming the lock file, and no lock left behind."""
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from engine.locking import LockUnavailable, OutputLock\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "try:\n"
+        "    OutputLock(Path(sys.argv[1]), '--output').acquire()\n"
+        "except LockUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    out = tmp_path / "run.arrow"
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=30)
+    assert f"cannot write the lock file {lock_path(out)}: File too large" in done.stdout, done
+    assert not lock_path(out).exists()

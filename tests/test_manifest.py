@@ -42,6 +42,10 @@ def test_golden_manifest_parses() -> None:
         (json.dumps({"id": "b", "ignore": "../outside.png"}), "a mask must lie in the manifest's folder"),
         (json.dumps({"id": "b", "ignore": "/etc/passwd"}), "absolute path"),
         (json.dumps({"id": "b", "ignore": "masks/out/m.png"}), "leads outside"),
+        # Bounded OCR work per pair: 2,000 thin boxes took 4.8 GB and 81 s.
+        (json.dumps({"id": "b", "expected_text": ["HI"], "text_boxes": [[0, 0, 2000, 1]] * 2000}), "at most 200"),
+        (json.dumps({"id": "b", "ignore": [[0, 0, 9, 9]] * 201}), "at most 200"),
+        (json.dumps({"id": "b", "expected_text": ["x" * 2001]}), "2000 characters"),
     ],
 )
 @pytest.mark.timeout(30)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from engine.pairing import pair_directories
+from tests.conftest import remove_deep_tree
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -68,3 +69,22 @@ def test_hostile_names_and_links_are_error_rows_not_crashes(tmp_path: Path) -> N
     assert base / "linked_folder" in result.ignored  # not followed, but reported
     for pair_id in by_id:
         pair_id.encode("utf-8")  # every id can be written to Arrow
+
+
+def test_folders_nested_deeper_than_the_recursion_limit_are_paired(tmp_path: Path) -> None:
+    import sys
+
+    base, cand = tmp_path / "b", tmp_path / "c"
+    rel = Path(*["d"] * (sys.getrecursionlimit() + 200))
+    for side in (base, cand):
+        folder = side
+        for part in rel.parts:  # one level at a time: os.makedirs recurses
+            folder = folder / part
+            folder.mkdir(parents=folder.parent == side)
+        (folder / "x.png").write_bytes(b"")
+    try:
+        (pair,) = pair_directories(base, cand).pairs
+        assert pair.pair_id == f"{rel.as_posix()}/x" and pair.scorable
+    finally:
+        for side in (base, cand):
+            remove_deep_tree(side)

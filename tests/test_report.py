@@ -92,8 +92,9 @@ def golden_report(golden_run: Path, alex_weights: Path, tmp_path_factory: pytest
     (folder / "verdict.json").write_text(json.dumps(verdict.to_dict()))
     out = folder / "report.html"
     stats = build_report(
-        golden_run, out, verdict=folder / "verdict.json", captures=_captures(folder), weights=alex_weights
-    )
+        golden_run, out, verdict=folder / "verdict.json", captures=_captures(folder), weights=alex_weights,
+        files_under=GOLDEN,
+    )  # fmt: skip
     assert stats.shown == stats.pairs == 10 and not stats.notes
     return out
 
@@ -132,7 +133,7 @@ def test_report_is_self_contained_and_shows_everything(golden_report: Path, gold
 
 
 def test_report_without_weights_leaves_the_maps_out_with_a_note(golden_run: Path, tmp_path: Path) -> None:
-    stats = build_report(golden_run, tmp_path / "r.html", top=3)
+    stats = build_report(golden_run, tmp_path / "r.html", top=3, files_under=GOLDEN)
     assert stats.shown == 3
     assert any("LPIPS maps left out" in n for n in stats.notes)
     refs = _parse(tmp_path / "r.html")
@@ -181,7 +182,7 @@ def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
     ]
     roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
     run = write_run(tmp_path / "run.arrow", rows, roots)
-    stats = build_report(run, tmp_path / "big.html")
+    stats = build_report(run, tmp_path / "big.html", files_under=tmp_path)
     assert stats.pairs == LARGE_RUN_PAIRS and stats.shown == 20
     assert stats.bytes < MAX_REPORT_BYTES
     assert len(_parse(tmp_path / "big.html").cells) == LARGE_RUN_PAIRS
@@ -189,8 +190,53 @@ def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
 
 def test_report_cli(golden_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    result = runner.invoke(app, ["report", str(golden_run), "-o", str(out), "--top", "2"])
+    result = runner.invoke(app, ["report", str(golden_run), "-o", str(out), "--top", "2", "--files-under", str(GOLDEN)])
     assert result.exit_code == 0, result.output
     assert "10 pairs, 2 with pictures" in " ".join(result.output.split())
     missing = runner.invoke(app, ["report", str(tmp_path / "none.arrow"), "-o", str(out)])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_pictures_are_read_only_under_the_folder_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run file recording `/` as its folders could show any image of the machine in a
+    report that becomes a CI artifact: pictures come only from under --files-under."""
+    private = tmp_path / "private"
+    private.mkdir()
+    Image.fromarray(poster(64, 64, seed=1)).save(private / "photo.png")
+    row = {
+        schema.PAIR_ID.name: "p",
+        schema.STATUS.name: schema.STATUS_OK,
+        schema.BASELINE_PATH.name: str(private / "photo.png"),
+        schema.CANDIDATE_PATH.name: str(private / "photo.png"),
+    }
+    run = write_run(tmp_path / "run.arrow", [row], {schema.META_BASELINE_ROOT: "/", schema.META_CANDIDATE_ROOT: "/"})
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert build_report(run, tmp_path / "r.html").shown == 0
+    assert "(--files-under)" in (tmp_path / "r.html").read_text()
+    assert build_report(run, tmp_path / "r.html", files_under=private).shown == 1
+
+
+@pytest.mark.timeout(300)
+def test_a_picture_that_decodes_for_ever_costs_only_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import workers
+    from tests.test_workers import scan_bomb_jpeg
+
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "bomb.jpg").write_bytes(scan_bomb_jpeg(5000))
+    Image.fromarray(poster(64, 64, seed=1)).save(images / "ok.png")
+    rows = [
+        {schema.PAIR_ID.name: "bomb", schema.STATUS.name: "error", schema.BASELINE_PATH.name: str(images / "bomb.jpg"),
+         schema.CANDIDATE_PATH.name: str(images / "bomb.jpg"), schema.ERROR.name: "decoding took too long"},
+        {schema.PAIR_ID.name: "ok", schema.STATUS.name: "ok", schema.BASELINE_PATH.name: str(images / "ok.png"),
+         schema.CANDIDATE_PATH.name: str(images / "ok.png")},
+    ]  # fmt: skip
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    run = write_run(tmp_path / "run.arrow", rows, roots)
+    # The report decodes with the pool's default time limit; a short one keeps the test short.
+    monkeypatch.setattr(workers.DecodePool.__init__, "__defaults__", (workers.SHARED_MEMORY_DIR, 3.0))
+    stats = build_report(run, tmp_path / "r.html", files_under=tmp_path)
+    assert stats.shown == 1
+    assert "decoding took longer than 3 s" in (tmp_path / "r.html").read_text()

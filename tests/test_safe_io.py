@@ -20,6 +20,7 @@ from engine.safe_io import (
     safe_file_name,
     sha256_regular,
 )
+from tests.conftest import remove_deep_tree
 
 # Every test here touches files that could hang a careless reader: a hang must fail.
 pytestmark = pytest.mark.timeout(30)
@@ -138,3 +139,38 @@ def test_json_beyond_what_python_parses_is_a_clear_error(text: str, words: str) 
         loads_json(text)
     with pytest.raises(json.JSONDecodeError):
         loads_json("{nope")
+
+
+def test_walk_handles_trees_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    import sys
+
+    from engine.safe_io import walk
+
+    deep = tmp_path
+    depth = sys.getrecursionlimit() + 200
+    for _ in range(depth):  # one level at a time: pathlib and os.makedirs recurse too
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "x.png").write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "d")  # listed, not followed
+    try:
+        seen = list(walk(tmp_path))
+        assert len(seen) == depth + 1
+        assert set(seen[0][1]) == {"d", "link"}
+        assert seen[-1][2] == ["x.png"]
+    finally:
+        remove_deep_tree(tmp_path)
+
+
+def test_walk_matches_os_walk(tmp_path: Path) -> None:
+    from engine.safe_io import walk
+
+    for rel in ("a/b/c.png", "a/d.png", "e/f/g/h.png", "top.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "e" / "loop").symlink_to(tmp_path)
+
+    def normal(walker: object) -> list[tuple[str, list[str], list[str]]]:
+        return sorted((d, sorted(ds), sorted(fs)) for d, ds, fs in walker)  # type: ignore[attr-defined]
+
+    assert normal(walk(tmp_path)) == normal(os.walk(tmp_path))

@@ -561,3 +561,21 @@ def test_scoring_memory_per_pixel_stays_under_the_stated_bound(alex_weights: Pat
         peaks[side] = stats["peak_rss_mb"]["main"] * 2**20
     per_pixel = (peaks[3000] - peaks[512]) / (3000**2 - 512**2)
     assert 0 < per_pixel <= SCORER_BYTES_PER_PIXEL, per_pixel
+
+
+def test_resume_refuses_ignore_masks_that_changed(tmp_path: Path) -> None:
+    import json
+
+    base, cand, box = _stamped_pair(tmp_path)
+    mask = np.zeros((96, 128), np.uint8)
+    mask[box[1] : box[3], box[0] : box[2]] = 255
+    Image.fromarray(mask).save(tmp_path / "stamp-mask.png")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "stamp", "ignore": "stamp-mask.png"}) + "\n")
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True, manifest=manifest)).table
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), fresh.slice(0, 1)).close()
+    mask[:10] = 255  # same manifest, another mask: other rows
+    Image.fromarray(mask).save(tmp_path / "stamp-mask.png")
+    with pytest.raises(ScoreConfigError, match=schema.META_MASKS_SHA256):
+        run_score(_opts(base, cand, out, None, no_lpips=True, manifest=manifest, resume=True))

@@ -252,3 +252,55 @@ def test_files_of_a_scorer_killed_while_its_workers_decode_are_swept(tmp_path: P
     assert left and all(name.startswith(f"pixgate-decoded-{owner}-") for name in left), (owner, left)
     DecodePool([], 0, 10**8, str(shared)).close()
     assert not list(shared.glob("pixgate-decoded-*"))
+
+
+def scan_bomb_jpeg(scans: int) -> bytes:
+    """A progressive greyscale JPEG of `scans` identical AC scans: a few kB each, each
+    costing the decoder a full pass over 1208 x 29512 pixels."""
+    import struct
+
+    width, height = 151 * 8, 3689 * 8
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    dqt = segment(0xDB, b"\x00" + bytes([1] * 64))
+    sof = segment(0xC2, struct.pack(">BHHB", 8, height, width, 1) + bytes([1, 0x11, 0]))
+    dht = segment(0xC4, bytes([0x10]) + bytes([1] + [0] * 15) + bytes([0xE0]))  # one code: EOBRUN r=14
+    sos = segment(0xDA, bytes([1, 1, 0x00, 1, 63, 0x00]))
+    bits = ("0" + "1" * 14) * 17
+    bits += "1" * (-len(bits) % 8)
+    data = bytearray()
+    for i in range(0, len(bits), 8):
+        byte = int(bits[i : i + 8], 2)
+        data.append(byte)
+        if byte == 0xFF:
+            data.append(0)
+    return b"\xff\xd8" + dqt + sof + dht + (sos + bytes(data)) * scans + b"\xff\xd9"
+
+
+#: Decode time limit in the test below: far below what the scan bomb takes, far above a
+#: 40 x 30 PNG's decode (milliseconds) plus a worker's start.
+TEST_DECODE_TIMEOUT_S = 4.0
+
+
+@pytest.mark.timeout(120)
+def test_a_pair_that_decodes_for_too_long_is_stopped_and_the_rest_go_on(tmp_path: Path) -> None:
+    good = _mixed_pairs(tmp_path)[:2]
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(scan_bomb_jpeg(5000))  # minutes of decoding
+    pairs = [Pair("bomb", bomb, bomb), *good]
+    pool = DecodePool(pairs, 1, 10**8, decode_timeout_s=TEST_DECODE_TIMEOUT_S)
+    done: dict[str, DecodedPair] = {}
+    started = time.monotonic()
+    pool.refill()
+    try:
+        while pool.busy:
+            for pair, dp in pool.collect(block=True):
+                done[pair.pair_id] = dp
+    finally:
+        pool.close()
+    assert set(done) == {"bomb", *(p.pair_id for p in good)}
+    assert done["bomb"].error is not None and "decoding took longer than 4 s" in done["bomb"].error
+    assert all(done[p.pair_id].error is None for p in good)
+    assert time.monotonic() - started < 60  # stopped, not waited out

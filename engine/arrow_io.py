@@ -20,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.ipc import UnsafeIpcError, read_file, read_stream
 from engine.safe_io import open_regular, printable, writing
 from engine.schema import COLUMNS, Column, arrow_schema
 
@@ -43,89 +43,6 @@ def _read_bytes(path: Path) -> bytes:
             return fh.read()
     finally:
         os.close(fd)
-
-
-class UnsafeIpcError(ValueError):
-    """An Arrow IPC file or stream pixgate will not read: compressed buffers (inflating
-    them could take any amount of memory), dictionary batches, or other messages a
-    pixgate file never holds."""
-
-
-def _u32(data: bytes, at: int) -> int:
-    return int(struct.unpack_from("<I", data, at)[0])
-
-
-def _field(data: bytes, table: int, index: int) -> int:
-    """Offset of field `index` inside a flatbuffer table, or 0 when absent."""
-    vtable = table - int(struct.unpack_from("<i", data, table)[0])
-    slot = 4 + 2 * index
-    return int(struct.unpack_from("<H", data, vtable + slot)[0]) if slot < _u16(data, vtable) else 0
-
-
-def _u16(data: bytes, at: int) -> int:
-    return int(struct.unpack_from("<H", data, at)[0])
-
-
-# Message.header_type values (Arrow format/Message.fbs) and field numbers used below.
-_RECORD_BATCH = 3
-_MESSAGE_HEADER_TYPE, _MESSAGE_HEADER = 1, 2
-_RECORD_BATCH_COMPRESSION = 3
-
-
-def _compressed(metadata: bytes) -> bool:
-    """Whether a record batch message's flatbuffer names a body compression."""
-    root = _u32(metadata, 0)
-    header = _field(metadata, root, _MESSAGE_HEADER)
-    if not header:
-        return False
-    table = root + header + _u32(metadata, root + header)
-    return bool(_field(metadata, table, _RECORD_BATCH_COMPRESSION))
-
-
-def _read_messages(data: pa.Buffer, source: object, *, torn_tail_ok: bool) -> tuple[pa.Schema, list[pa.RecordBatch]]:
-    """The schema and record batches of an Arrow IPC stream, checked message by message
-    before pyarrow materialises any of them.
-
-    Raises:
-        UnsafeIpcError: A compressed batch, a dictionary batch or an unexpected message.
-        ValueError: No readable schema message (and, unless `torn_tail_ok`, any message
-            that cannot be read).
-    """
-    import pyarrow as pa
-
-    reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(data))
-    try:
-        first = reader.read_next_message()
-        schema = pa.ipc.read_schema(first)
-    except (pa.ArrowInvalid, OSError, StopIteration, TypeError) as exc:
-        raise ValueError(f"{source}: no readable Arrow schema: {exc}") from None
-    batches = []
-    while True:
-        try:
-            message = reader.read_next_message()
-        except StopIteration:
-            break
-        except (pa.ArrowInvalid, OSError) as exc:
-            if torn_tail_ok:
-                break  # the torn last message of a killed run
-            raise ValueError(f"{source}: unreadable Arrow message: {exc}") from None
-        if message.type != "record batch":
-            raise UnsafeIpcError(f"{source}: holds a {message.type} message; a pixgate file holds record batches only")
-        try:
-            metadata = message.metadata.to_pybytes()
-            if _compressed(metadata):
-                raise UnsafeIpcError(
-                    f"{source}: its record batches are compressed; pixgate reads only uncompressed files "
-                    "(inflating data from elsewhere could take any amount of memory): write it uncompressed"
-                )
-            batches.append(pa.ipc.read_record_batch(message, schema))
-        except (struct.error, IndexError) as exc:
-            raise ValueError(f"{source}: malformed Arrow message metadata: {exc}") from None
-        except (pa.ArrowInvalid, OSError) as exc:
-            if torn_tail_ok:
-                break
-            raise ValueError(f"{source}: unreadable Arrow record batch: {exc}") from None
-    return schema, batches
 
 
 def read_journal(path: Path, columns: tuple[Column, ...] = COLUMNS) -> tuple[pa.Table, dict[str, str]]:
@@ -152,7 +69,7 @@ def read_journal(path: Path, columns: tuple[Column, ...] = COLUMNS) -> tuple[pa.
     if not data:
         return arrow_schema({}, columns).empty_table(), {}
     try:
-        schema, batches = _read_messages(pa.py_buffer(data), path, torn_tail_ok=True)
+        schema, batches = read_stream(pa.py_buffer(data), path, torn_tail_ok=True)
     except UnsafeIpcError:
         raise
     except ValueError as exc:
@@ -160,19 +77,16 @@ def read_journal(path: Path, columns: tuple[Column, ...] = COLUMNS) -> tuple[pa.
     return pa.Table.from_batches(batches, schema=schema), decode_metadata(schema.metadata)
 
 
-_FILE_MAGIC = b"ARROW1\0\0"
-
-
 def read_run(path: Path) -> pa.Table:
     """Read an Arrow IPC file (a run, capture or replay file), metadata included.
 
-    The file may come from anywhere, so it is read as pixgate writes it: memory-mapped (no
-    copy), from the stream of messages the file format embeds after its magic bytes,
-    each checked before it is read; compressed or dictionary batches are refused.
+    The file may come from anywhere: it is memory-mapped (no copy) and read block by
+    block, each checked first (`engine.ipc.read_file`: compressed or dictionary data is
+    refused, every batch is validated).
 
     Raises:
         ValueError: Not a readable regular file, not an Arrow IPC file, or holding what
-            pixgate does not read (`UnsafeIpcError`).
+            pixgate does not read (`engine.ipc.UnsafeIpcError`).
     """
     import pyarrow as pa
 
@@ -185,10 +99,7 @@ def read_run(path: Path) -> pa.Table:
             data = source.read_buffer()
     except OSError as exc:
         raise ValueError(f"{path}: cannot read it: {exc}") from None
-    if data.size < len(_FILE_MAGIC) or data.slice(0, len(_FILE_MAGIC)).to_pybytes() != _FILE_MAGIC:
-        raise ValueError(f"{path}: not an Arrow IPC file (no ARROW1 magic bytes)")
-    schema, batches = _read_messages(data.slice(len(_FILE_MAGIC)), path, torn_tail_ok=False)
-    return pa.Table.from_batches(batches, schema=schema)
+    return read_file(data, path)
 
 
 def decode_metadata(raw: dict[bytes, bytes] | None) -> dict[str, str]:
@@ -348,7 +259,6 @@ def dumps_meta(value: Any) -> str:
 
 __all__ = [
     "RunJournal",
-    "UnsafeIpcError",
     "decode_metadata",
     "dumps_meta",
     "journal_path",

@@ -69,16 +69,22 @@ SHARED_MEMORY_DIR: Final = "/dev/shm"  # noqa: S108
 
 #: Decompression-bomb limit (width * height). 40 MP is above an 8K frame (33 MP), far below
 #: what a hostile 30 kB PNG can declare. It also bounds the scoring process's memory: a
-#: pair costs about `SCORER_BYTES_PER_PIXEL` per pixel while it is scored, so at 100 MP a
-#: single 236 kB PNG could take 10 GB.
+#: pair costs about 100 bytes per pixel while it is scored (`SCORER_BYTES_PER_PIXEL`), so
+#: at 100 MP a single 236 kB PNG could take 10 GB.
 DEFAULT_MAX_PIXELS: Final = 40_000_000
 
-#: Measured peak of the scoring process per pixel of the pair being scored (LPIPS
+#: Bound on the scoring process's peak per pixel of the pair being scored (LPIPS
 #: activations of both images, the kernels' per-pixel terms, the decoded pixels), above
-#: its start-up footprint: about 99 bytes per pixel for AlexNet from 9 to 81 MP on the CI
-#: machine (`benchmarks/score_memory.py` measures it); the README states the bound with
-#: this figure and tests/test_score.py checks a run stays under it.
-SCORER_BYTES_PER_PIXEL: Final = 110
+#: its start-up footprint. Measured for AlexNet on the 2-core CI machine (AMD EPYC,
+#: AVX2): 104 bytes per pixel from 0.26 to 36 MP, 99 from 9 to 81 MP
+#: (`benchmarks/score_memory.py`); the bound leaves room for other CPUs' convolution
+#: workspaces. The README states it; tests/test_score.py checks a run stays under it.
+SCORER_BYTES_PER_PIXEL: Final = 128
+
+#: Most scans a JPEG may hold: each scan is a pass over the whole image, so a small
+#: progressive file of tens of thousands of scans decodes for hours. Encoders write ten or
+#: so (libjpeg's progression) and optimisers a few dozen; embedded thumbnails add a few.
+JPEG_MAX_SCANS: Final = 100
 
 #: Largest image file read under a pixel limit, per allowed pixel: 8 bytes is a 16-bit
 #: RGBA pixel stored uncompressed, the most any supported format needs; plus room for

@@ -33,6 +33,7 @@ from engine.config import (
     DEFAULT_MAX_PIXELS,
     IMAGE_FILE_BYTES_PER_PIXEL,
     IMAGE_FILE_OVERHEAD_BYTES,
+    JPEG_MAX_SCANS,
     RESIZE_FILTER,
 )
 from engine.icc import ICCError, colour_space, is_srgb, same_colour_space, to_srgb
@@ -241,10 +242,19 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
 
     Raises:
         DecodeError: The bytes are empty, not one of the supported formats, corrupt,
-            truncated, or declare more than `max_pixels` pixels.
+            truncated, declare more than `max_pixels` pixels, or are a JPEG of more than
+            `JPEG_MAX_SCANS` scans (decoding it would take far too long).
     """
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    if data.startswith(b"\xff\xd8"):
+        # Entropy-coded data escapes 0xFF, so FF DA starts a scan (or a thumbnail's scan).
+        scans = data.count(b"\xff\xda")
+        if scans > JPEG_MAX_SCANS:
+            raise DecodeError(
+                f"a JPEG of {scans:,} scans (at most {JPEG_MAX_SCANS}): each is a pass over the whole image, so it "
+                "would decode for far too long"
+            )
     chunks = _check_png_structure(data) if data.startswith(_PNG_SIGNATURE) else None
     try:
         fast = decoder_setting() == "auto"

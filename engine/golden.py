@@ -33,6 +33,7 @@ are regular files. Approvals and recoveries hold a lock on the golden folder
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import hashlib
 import json
@@ -64,6 +65,7 @@ BASELINE: str = "baseline"
 CHANGELOG: str = "changelog.jsonl"
 STAGING: str = ".pixgate-approve"
 _PLAN = "plan.json"
+_BACKUP = "backup"  # inside the staging folder: the files an approval replaces
 
 
 class GoldenError(ValueError):
@@ -202,13 +204,14 @@ def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
             contained(stage, staged)
         for rel in backups:
             _inside_golden(golden, rel, "the plan backs up")
-            contained(stage / "backup", rel)
+            contained(stage, f"{_BACKUP}/{rel}")  # from the stage: `backup` itself may be a link
     except (GoldenError, UnsafeInputError) as exc:
         raise GoldenError(f"{path}: {exc}{untouched}") from None
-    for paths in (finals + backups, stageds):
-        problem = _clash(finals, backups) if paths is not stageds else _clash(stageds, [])
-        if problem:
-            raise GoldenError(f"{path}: {problem} in the staging plan{untouched}")
+    # Golden-side paths (new files, backed-up files) and stage-side paths may not repeat
+    # or nest: the moves are done one file at a time.
+    problem = _clash(finals, backups) or _clash(stageds + [f"{_BACKUP}/{rel}" for rel in backups], [])
+    if problem:
+        raise GoldenError(f"{path}: {problem} in the staging plan{untouched}")
     return plan
 
 
@@ -229,8 +232,19 @@ def recover(golden: Path) -> str | None:
 
     Raises:
         GoldenError: The staging folder or its plan is not what `approve` writes (a path
-            in it leads outside the golden set, say); nothing is touched.
+            in it leads outside the golden set, say), or a file of it cannot be moved or
+            removed; it is left as it is from there.
     """
+    try:
+        return _recover(golden)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            raise  # the machine's problem, reported as such (exit 2 naming the file)
+        where = f" {exc.filename}" if exc.filename else ""
+        raise GoldenError(f"{golden}: recovering an interrupted approval failed at{where}: {exc.strerror}") from None
+
+
+def _recover(golden: Path) -> str | None:
     stage = golden / STAGING
     if not stage.exists() and not stage.is_symlink():
         return None
@@ -254,7 +268,7 @@ def recover(golden: Path) -> str | None:
         if not _lexists(stage / move["staged"]):
             _move_file(golden, move["final"], stage, move["staged"])
     for rel in plan["backups"]:
-        _move_file(stage / "backup", rel, golden, rel)
+        _move_file(stage, f"{_BACKUP}/{rel}", golden, rel)
     remove_tree(stage)
     _fsync_dir(golden / BASELINE)
     return "rolled back an approval interrupted before its commit"
@@ -289,6 +303,8 @@ def _move_file(src_root: Path, src_rel: str, dst_root: Path, dst_rel: str) -> bo
         return False
     if not stat.S_ISREG(mode):
         raise GoldenError(f"{src} is not a regular file (a link or a folder); stopped before moving it")
+    if _lexists(dst) and not stat.S_ISREG(os.lstat(dst).st_mode):
+        raise GoldenError(f"{dst} is in the way (a link or a folder); stopped before moving {src} there")
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dst)
     return True
@@ -643,7 +659,7 @@ def _approve_locked(
         raise
     try:
         for rel in backups:
-            _move_file(golden, rel, stage / "backup", rel)
+            _move_file(golden, rel, stage, f"{_BACKUP}/{rel}")
         for move in moves:
             _move_file(stage, move["staged"], golden, move["final"])
         _fsync_dir(golden / BASELINE)

@@ -47,6 +47,7 @@ from engine.score import (
     load_previous,
     missing_row,
     owned_output,
+    resolve_lpips_weights,
     start_metadata,
 )
 
@@ -188,7 +189,6 @@ def _run_locked(
     import torch
 
     from engine.arrow_io import RunJournal, dumps_meta
-    from engine.weights import WeightsError, resolve_weights
 
     pairing, baseline_fs, candidate_fs = _pairing(opts)
     carried, old_meta, old_source = load_previous(opts)
@@ -196,18 +196,7 @@ def _run_locked(
     todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
     unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
 
-    weights_meta = {schema.META_WEIGHTS_SHA256: ""}
-    if opts.no_lpips:
-        weights_meta[schema.META_LPIPS_NOTE] = "LPIPS disabled by --no-lpips"
-    else:
-        try:
-            resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
-        except WeightsError as exc:
-            raise ScoreConfigError(str(exc)) from None
-        weights_meta = {
-            schema.META_WEIGHTS_SHA256: resolved.sha256,
-            schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
-        }
+    _, weights_meta = resolve_lpips_weights(opts)
     try:
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR)  # fmt: skip

@@ -241,45 +241,59 @@ def _outside(path: str, root: str | None, files_under: Path) -> bool:
     return not inside(Path(path), Path(root)) or not inside(Path(path), files_under)
 
 
-def _pictures(
-    rows: list[dict[str, Any]], roots: tuple[str | None, str | None], files_under: Path
-) -> dict[str, DecodedPair | str]:
-    """Each shown pair's decoded pictures, or why there are none.
+def _cards(
+    rows: list[dict[str, Any]],
+    model: Any,
+    roots: tuple[str | None, str | None],
+    files_under: Path,
+) -> list[tuple[str, bool]]:
+    """Each shown pair's card, in the order of `rows`: (HTML, pictures shown).
 
     Pictures are read only from inside the folders the run recorded (`roots`) and under
     `files_under`: a run file is data, and its paths and recorded folders could name any
     file on the machine. They are decoded in worker processes (engine.workers), like a
     run's: a file that crashes a decoder or decodes for too long costs its own pictures,
-    not the report.
+    not the report. Each card is built as its pair arrives and its pixels dropped, with one
+    pair in flight per worker, so memory stays a few pairs' worth however large `--top`.
     """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     from engine.pairing import Pair
     from engine.telemetry import cpu_count
     from engine.workers import DecodePool
 
-    found: dict[str, DecodedPair | str] = {}
+    cards: dict[str, tuple[str, bool]] = {}
     pairs = []
-    for row in rows:
-        pid = row[schema.PAIR_ID.name]
+    by_id = {row[schema.PAIR_ID.name]: row for row in rows}
+    for pid, row in by_id.items():
         base, cand = row.get(schema.BASELINE_PATH.name), row.get(schema.CANDIDATE_PATH.name)
         if not base or not cand:
-            found[pid] = "one side is missing"
+            cards[pid] = _pair_card(row, model, "one side is missing")
         elif _outside(base, roots[0], files_under) or _outside(cand, roots[1], files_under):
-            found[pid] = (
-                f"their files are not inside the folders the run recorded, or not under {files_under} (--files-under)"
-            )
+            why = f"their files are not inside the folders the run recorded, or not under {files_under} (--files-under)"
+            cards[pid] = _pair_card(row, model, why)
         else:
             pairs.append(Pair(pid, Path(base), Path(cand)))
-    if not pairs:
-        return found
-    pool = DecodePool(pairs, max(1, min(cpu_count(), len(pairs))), DEFAULT_MAX_PIXELS)
-    try:
-        pool.refill()
-        while pool.busy:
-            for pair, dp in pool.collect(block=True):
-                found[pair.pair_id] = dp
-    finally:
-        pool.close()
-    return found
+    if pairs:
+        workers = max(1, min(cpu_count(), len(pairs)))
+        # Resizing, encoding (Pillow), the LPIPS maps (torch) and the edge kernel (numba,
+        # nogil) all release the GIL: one thread per core builds the cards.
+        with ThreadPoolExecutor(max_workers=workers) as threads:
+            building: dict[Future[tuple[str, bool]], str] = {}
+            pool = DecodePool(pairs, workers, DEFAULT_MAX_PIXELS, inflight=1)
+            try:
+                pool.refill()
+                while pool.busy or building:
+                    if building and (len(building) >= workers or not pool.busy):
+                        done, _ = wait(list(building), return_when=FIRST_COMPLETED)
+                        for future in done:
+                            cards[building.pop(future)] = future.result()
+                        continue
+                    for pair, dp in pool.collect(block=True):
+                        building[threads.submit(_pair_card, by_id[pair.pair_id], model, dp)] = pair.pair_id
+            finally:
+                pool.close()
+    return [cards[row[schema.PAIR_ID.name]] for row in rows]
 
 
 def _pair_card(row: dict[str, Any], model: Any, pictures: DecodedPair | str | None) -> tuple[str, bool]:
@@ -447,15 +461,7 @@ def build_report(
     model, why = _load_model(weights, net) if worst else (None, None)
     if why:
         notes.append(why)
-    # Resizing, encoding (Pillow), the LPIPS maps (torch) and the edge kernel (numba,
-    # nogil) all release the GIL: one thread per core builds the cards.
-    from concurrent.futures import ThreadPoolExecutor
-
-    from engine.telemetry import cpu_count
-
-    pictures = _pictures(worst, roots, files_under or Path.cwd())
-    with ThreadPoolExecutor(max_workers=max(1, min(cpu_count(), len(worst) or 1))) as pool:
-        built = list(pool.map(lambda r: _pair_card(r, model, pictures.get(r[schema.PAIR_ID.name])), worst))
+    built = _cards(worst, model, roots, files_under or Path.cwd())
     cards = [card for card, _ in built]
     shown = sum(pictured for _, pictured in built)
     parts.append(

@@ -330,7 +330,7 @@ def safe_file_name(identifier: str, reserved: tuple[str, ...] = ()) -> str:
         size = SAFE_PATH_BYTES + 1
     if (
         size <= SAFE_PATH_BYTES
-        and not identifier.startswith((HASHED_PREFIX, *reserved))
+        and not identifier.casefold().startswith(tuple(r.casefold() for r in (HASHED_PREFIX, *reserved)))
         and all(_plain_segment(s) for s in identifier.split("/"))
     ):
         return identifier

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import DECODE_TIMEOUT_S, INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
+from engine.config import DECODE_TIMEOUT_S, DEFAULT_MAX_PIXELS, INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
 from engine.decode import DecodedImage, DecodedPair, decode_pair
 from engine.pairing import Pair
 
@@ -200,6 +200,10 @@ def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner
     as (DecodedPair, parked file or None, layout). `owner` names the scoring process in
     parked files' names; it is fixed by that process before the worker starts."""
     serial = 0
+    try:
+        conn.send(None)  # started: the time limit on its first pair counts from here
+    except OSError:
+        return
     while True:
         try:
             task = conn.recv()
@@ -263,7 +267,10 @@ class DecodePool:
             docstring), or None to send them through the pipes.
         decode_timeout_s: Longest time one pair may take to decode; past it its worker is
             stopped and the pair is an error row (not retried: the same file would take as
-            long again).
+            long again). By default `DECODE_TIMEOUT_S`, scaled up with a pixel limit above
+            the default.
+        inflight: Pairs sent to each worker ahead of its answers (decoded pairs can wait
+            for collection, so this bounds their memory).
     """
 
     def __init__(
@@ -272,9 +279,12 @@ class DecodePool:
         workers: int,
         max_pixels: int,
         shared_dir: str | None = SHARED_MEMORY_DIR,
-        decode_timeout_s: float = DECODE_TIMEOUT_S,
+        decode_timeout_s: float | None = None,
+        inflight: int = INFLIGHT_PER_WORKER,
     ) -> None:
-        self._decode_timeout_s = decode_timeout_s
+        # The time limit grows with the pixel limit: decoding is linear in pixels.
+        self._decode_timeout_s = decode_timeout_s or DECODE_TIMEOUT_S * max(1.0, max_pixels / DEFAULT_MAX_PIXELS)
+        self._inflight = inflight
         self._queue = iter(pairs)
         self._requeued: deque[Pair] = deque()
         self._retried: set[str] = set()
@@ -296,7 +306,7 @@ class DecodePool:
     def refill(self) -> None:
         """Send work to every worker up to the in-flight limit."""
         for worker in self._workers:
-            while len(worker.sent) < INFLIGHT_PER_WORKER:
+            while len(worker.sent) < self._inflight:
                 pair = self._next()
                 if pair is None:
                     return
@@ -353,8 +363,9 @@ class DecodePool:
             with contextlib.suppress(EOFError, OSError):
                 while worker.sent and worker.conn.poll():
                     message = worker.conn.recv()  # first: a dead worker raises here, losing nothing
-                    out.append((worker.sent.popleft(), self._received(*message)))
-                    worker.head_since = time.monotonic()  # it starts on the next one now
+                    if message is not None:  # None: the worker has started
+                        out.append((worker.sent.popleft(), self._received(*message)))
+                    worker.head_since = time.monotonic()  # it starts on the (next) pair now
         now = time.monotonic()
         for index, worker in enumerate(self._workers):
             if worker.proc.sentinel in ready or not worker.proc.is_alive():

@@ -6,6 +6,7 @@ torchvision's cache lives in a temporary TORCH_HOME.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -190,3 +191,14 @@ def remove_deep_tree(root: Path) -> None:
     from engine.safe_io import remove_tree
 
     remove_tree(root)
+
+
+@pytest.fixture
+def workers_without_a_scan_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode workers started from here on take JPEGs of any number of scans (a fault
+    injected at their start-up, through `sitecustomize`): the scan bomb then really
+    decodes for minutes, which is what the time limit is for."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import engine.config\nengine.config.JPEG_MAX_SCANS = 10**9\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))

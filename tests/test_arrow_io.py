@@ -113,7 +113,7 @@ def test_compressed_files_are_refused_before_anything_is_inflated(codec: str, tm
     writes uncompressed files and reads only those, checking each message first."""
     import pyarrow as pa
 
-    from engine.arrow_io import UnsafeIpcError
+    from engine.ipc import UnsafeIpcError
 
     table = pa.table({"pair_id": ["a", "b"], "status": ["ok", "ok"], "lpips": [0.0, 0.0]})
     path = tmp_path / "packed.arrow"
@@ -142,3 +142,50 @@ def test_files_that_are_not_arrow_are_a_clear_error(tmp_path: Path) -> None:
     text.write_text("pair_id,status\n")
     with pytest.raises(ValueError, match="no ARROW1 magic bytes"):
         read_run(text)
+
+
+def test_files_from_other_writers_are_read(tmp_path: Path) -> None:
+    """Written uncompressed by polars or pandas, a run reads back as pyarrow wrote it."""
+    import polars as pl
+    import pyarrow as pa
+
+    table = pa.table({"pair_id": ["a", "b"], "status": ["ok", "error"], "lpips": [0.1, None]})
+    pl.from_arrow(table).write_ipc(tmp_path / "polars.arrow", compression="uncompressed")  # type: ignore[union-attr]
+    table.to_pandas().to_feather(tmp_path / "pandas.arrow", compression="uncompressed")
+    for name in ("polars.arrow", "pandas.arrow"):
+        read = read_run(tmp_path / name)
+        assert read.column("pair_id").to_pylist() == ["a", "b"], name
+        assert read.column("lpips").to_pylist() == [0.1, None], name
+
+
+def test_batches_that_ask_for_compression_in_metadata_are_refused(tmp_path: Path) -> None:
+    """Older writers asked for compression in a batch's custom metadata, and pyarrow still
+    inflates on that word: refused as well."""
+    import pyarrow as pa
+
+    from engine.ipc import UnsafeIpcError
+
+    batch = pa.record_batch({"pair_id": ["a"], "status": ["ok"]})
+    path = tmp_path / "asked.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        writer.write_batch(batch, custom_metadata={"ARROW:experimental_compression": "zstd"})
+    with pytest.raises(UnsafeIpcError, match="compressed"):
+        read_run(path)
+
+
+def test_a_batch_whose_offsets_point_past_its_data_is_refused(tmp_path: Path) -> None:
+    """Read as it points, such a batch crashed the process (SIGBUS); it is validated first."""
+    import pyarrow as pa
+
+    table = pa.table({"pair_id": ["ab"], "status": ["ok"]})
+    path = tmp_path / "bent.arrow"
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = bytearray(path.read_bytes())
+    offsets = (0).to_bytes(4, "little") + (2).to_bytes(4, "little")  # pair_id's offsets [0, 2], then "ab"
+    at = data.index(offsets + b"ab")
+    data[at + 4 : at + 8] = (1 << 30).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert pa.ipc.open_file(str(path)).read_all().num_rows == 1  # pyarrow alone takes it as it is
+    with pytest.raises(ValueError, match=r"bent\.arrow: not a readable Arrow IPC file: .*offset"):
+        read_run(path)

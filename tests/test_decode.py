@@ -343,3 +343,17 @@ def test_a_png_whose_pixel_stream_ends_early_is_an_error_on_both_paths(monkeypat
         monkeypatch.setenv(DECODER_ENV, setting)
         with pytest.raises(DecodeError):
             decode_bytes(data)
+
+
+@pytest.mark.timeout(30)
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding() -> None:
+    """Each scan is a pass over the whole image: 5,000 scans would decode for minutes in
+    every process that opens it (masks, report pictures, captured answers, approve)."""
+    from engine.config import JPEG_MAX_SCANS
+    from tests.test_workers import scan_bomb_jpeg
+
+    with pytest.raises(DecodeError, match=f"a JPEG of 5,000 scans \\(at most {JPEG_MAX_SCANS}\\)"):
+        decode_bytes(scan_bomb_jpeg(5000))
+    buf = io.BytesIO()
+    Image.fromarray(poster(64, 64, seed=2)).save(buf, format="JPEG", progressive=True, quality=90)
+    assert decode_bytes(buf.getvalue()).width == 64  # a real progressive JPEG is fine

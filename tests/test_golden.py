@@ -566,3 +566,18 @@ def test_a_run_that_records_the_root_folder_cannot_copy_any_image(
     ok = runner.invoke(app, ["approve", str(run), "--golden", str(golden_copy), "--force", "--files-under",
                              str(private.parent)])  # fmt: skip
     assert ok.exit_code == 0, ok.output  # named by the person who approves: taken
+
+
+@pytest.mark.timeout(60)
+def test_a_backup_folder_that_is_a_link_cannot_bring_files_in(golden_copy: Path, tmp_path: Path) -> None:
+    """`.pixgate-approve/backup` pointing elsewhere: a roll-back would have moved files from
+    there into the golden set (and out of their folder)."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "baseline").mkdir(parents=True)
+    (elsewhere / "baseline" / "s.png").write_bytes(b"theirs")
+    _plan(golden_copy, {"moves": [], "backups": ["baseline/s.png"], "manifest_sha256": "0" * 64})
+    (golden_copy / gold.STAGING / "backup").symlink_to(elsewhere)
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 2 and "leads outside" in _flat(result.output)
+    assert (elsewhere / "baseline" / "s.png").read_bytes() == b"theirs"
+    assert not (golden_copy / "baseline" / "s.png").exists()

@@ -219,6 +219,7 @@ def test_pictures_are_read_only_under_the_folder_named(tmp_path: Path, monkeypat
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("workers_without_a_scan_limit")
 def test_a_picture_that_decodes_for_ever_costs_only_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine import workers
     from tests.test_workers import scan_bomb_jpeg
@@ -236,7 +237,7 @@ def test_a_picture_that_decodes_for_ever_costs_only_its_card(tmp_path: Path, mon
     roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
     run = write_run(tmp_path / "run.arrow", rows, roots)
     # The report decodes with the pool's default time limit; a short one keeps the test short.
-    monkeypatch.setattr(workers.DecodePool.__init__, "__defaults__", (workers.SHARED_MEMORY_DIR, 3.0))
+    monkeypatch.setattr(workers.DecodePool.__init__, "__defaults__", (workers.SHARED_MEMORY_DIR, 3.0, 4))
     stats = build_report(run, tmp_path / "r.html", files_under=tmp_path)
     assert stats.shown == 1
     assert "decoding took longer than 3 s" in (tmp_path / "r.html").read_text()

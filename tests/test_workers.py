@@ -285,6 +285,7 @@ TEST_DECODE_TIMEOUT_S = 4.0
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.usefixtures("workers_without_a_scan_limit")
 def test_a_pair_that_decodes_for_too_long_is_stopped_and_the_rest_go_on(tmp_path: Path) -> None:
     good = _mixed_pairs(tmp_path)[:2]
     bomb = tmp_path / "bomb.jpg"

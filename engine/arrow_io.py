@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.ipc import UnsafeIpcError, read_file, read_stream
-from engine.safe_io import open_regular, printable, writing
+from engine.safe_io import OutputError, open_regular, printable, writing
 from engine.schema import COLUMNS, Column, arrow_schema
 
 if TYPE_CHECKING:
@@ -36,13 +36,22 @@ def journal_path(run_path: Path) -> Path:
     return run_path.with_name(run_path.name + ".partial")
 
 
-def _read_bytes(path: Path) -> bytes:
-    fd = open_regular(path)
+def _mapped(path: Path) -> pa.Buffer:
+    """A regular file's bytes, memory-mapped (no copy, whatever its size).
+
+    Raises:
+        ValueError: Not a readable regular file.
+    """
+    import pyarrow as pa
+
     try:
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    finally:
-        os.close(fd)
+        os.close(open_regular(path))
+        with pa.memory_map(str(path)) as source:
+            return source.read_buffer()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it: {exc}") from None
 
 
 def read_journal(path: Path, columns: tuple[Column, ...] = COLUMNS) -> tuple[pa.Table, dict[str, str]]:
@@ -62,14 +71,11 @@ def read_journal(path: Path, columns: tuple[Column, ...] = COLUMNS) -> tuple[pa.
     """
     import pyarrow as pa
 
-    try:
-        data = _read_bytes(path)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    if not data:
+    data = _mapped(path)
+    if not data.size:
         return arrow_schema({}, columns).empty_table(), {}
     try:
-        schema, batches = read_stream(pa.py_buffer(data), path, torn_tail_ok=True)
+        schema, batches = read_stream(data, path, torn_tail_ok=True)
     except UnsafeIpcError:
         raise
     except ValueError as exc:
@@ -88,18 +94,7 @@ def read_run(path: Path) -> pa.Table:
         ValueError: Not a readable regular file, not an Arrow IPC file, or holding what
             pixgate does not read (`engine.ipc.UnsafeIpcError`).
     """
-    import pyarrow as pa
-
-    try:
-        os.close(open_regular(path))
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    try:
-        with pa.memory_map(str(path)) as source:
-            data = source.read_buffer()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read it: {exc}") from None
-    return read_file(data, path)
+    return read_file(_mapped(path), path)
 
 
 def decode_metadata(raw: dict[bytes, bytes] | None) -> dict[str, str]:
@@ -190,6 +185,9 @@ class RunJournal:
             self._writer.close()
             self._sink.close()
         table, _ = read_journal(self.path)
+        if table.num_rows != self.rows_written:
+            # Never a run file short of rows: the journal stays for --resume to complete.
+            raise OutputError(self.path, f"holds {table.num_rows} of the {self.rows_written} rows written to it")
         table = table.sort_by(self._key).replace_schema_metadata(metadata)
         _write_ipc_file(self.run_path, table)
         self.path.unlink()

@@ -65,10 +65,18 @@ from engine.config import (
     CAPTURE_MAX_BYTES,
     CAPTURE_RETRY_AFTER_MAX_S,
     CAPTURE_TIMEOUT_S,
-    TEXT_INPUT_MAX_BYTES,
 )
-from engine.locking import LockBusy, LockUnavailable, OutputLock
-from engine.safe_io import UnsafeInputError, contained, loads_json, printable, read_regular, safe_file_name
+from engine.locking import holding
+from engine.safe_io import (
+    UnsafeInputError,
+    contained,
+    loads_json,
+    printable,
+    read_regular,
+    read_text,
+    safe_file_name,
+    write_new,
+)
 
 CAPTURE_FILE = "capture.arrow"
 #: Where a command writes each attempt's image before it is checked (inside --out).
@@ -105,8 +113,8 @@ def load_prompts(path: Path) -> list[Prompt]:
         CaptureConfigError: Unreadable file, a bad line (named), or an id given twice.
     """
     try:
-        lines = read_regular(path, TEXT_INPUT_MAX_BYTES).decode("utf-8").splitlines()
-    except (UnsafeInputError, UnicodeDecodeError) as exc:
+        lines = read_text(path).splitlines()
+    except UnsafeInputError as exc:
         raise CaptureConfigError(f"--prompts: cannot read {path}: {exc}") from None
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
@@ -451,7 +459,9 @@ def _previous(out: Path, resume: bool) -> tuple[Any, set[str]]:
                 )
         elif path.exists() and resume:
             table = read_run(path)
-    except (OSError, ValueError) as exc:
+        if table is not None:
+            schema.check_table(table, path)  # carried rows must not repeat an id
+    except (OSError, ValueError) as exc:  # schema.TableError too
         raise CaptureConfigError(f"--resume: cannot read the earlier capture in {out}: {exc}") from None
     if table is None or not resume:
         return None, set()
@@ -585,9 +595,7 @@ class _Capturer:
             raise OSError(f"cannot save the image as {name}: {exc}") from None
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
-        tmp.unlink(missing_ok=True)  # never write through a link left there
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
-            fh.write(image)
+        write_new(tmp, image)
         tmp.replace(target)  # replaces a link at the target itself, never what it points to
         return name
 
@@ -608,14 +616,8 @@ def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] |
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CaptureConfigError(f"--out: cannot create {opts.out}: {exc.strerror}") from None
-    try:
-        lock = OutputLock(opts.out / CAPTURE_FILE, "--out").acquire()
-    except (LockBusy, LockUnavailable) as exc:
-        raise CaptureConfigError(str(exc)) from None
-    try:
+    with holding(opts.out / CAPTURE_FILE, "--out", CaptureConfigError):
         return _capture_locked(opts, prompts, on_row)
-    finally:
-        lock.release()
 
 
 def _capture_locked(

@@ -6,7 +6,6 @@ Heavy libraries (torch, numba, pyarrow) are imported inside the commands, so tha
 
 from __future__ import annotations
 
-import errno
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -979,9 +978,6 @@ def golden_verify(
     console.print(f"golden set OK: {len(report.checked)} files match the manifest", highlight=False)
 
 
-_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES})
-
-
 def _save_traceback(exc: BaseException) -> Path | None:
     """Write the traceback of an unexpected error to a file; its path, or None."""
     import os
@@ -1010,7 +1006,7 @@ def main() -> None:
     (disk full, read-only) is one line naming it (exit 2); anything else is a bug,
     reported in one line with the file its traceback was saved to (exit 3).
     """
-    from engine.safe_io import OutputError
+    from engine.safe_io import WRITE_ERRNOS, OutputError
 
     try:
         code = app()
@@ -1020,7 +1016,7 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
+        if exc.errno not in WRITE_ERRNOS:
             _internal_error(exc)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)

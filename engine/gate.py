@@ -240,11 +240,11 @@ def read_verdict(path: Path) -> dict[str, Any]:
             of pass/marginal/fail, a finite `score`, a `reason`, `rules` as a list of
             objects with a `name` and a `result`, and a `run` path or null).
     """
-    from engine.safe_io import UnsafeInputError, loads_json, read_regular
+    from engine.safe_io import loads_json, read_text
 
     try:
-        doc = loads_json(read_regular(path, config.TEXT_INPUT_MAX_BYTES).decode("utf-8"))
-    except (UnsafeInputError, UnicodeDecodeError, ValueError) as exc:
+        doc = loads_json(read_text(path))
+    except ValueError as exc:  # engine.safe_io.UnsafeInputError too
         raise GateInputError(f"{path}: cannot read it as a verdict from `pixgate gate --json`: {exc}") from None
 
     def bad(what: str) -> GateInputError:

@@ -33,7 +33,6 @@ are regular files. Approvals and recoveries hold a lock on the golden folder
 from __future__ import annotations
 
 import contextlib
-import errno
 import getpass
 import hashlib
 import json
@@ -47,17 +46,20 @@ from typing import Any
 
 from engine import schema
 from engine.config import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, TEXT_INPUT_MAX_BYTES
-from engine.locking import LockBusy, LockUnavailable, OutputLock
+from engine.locking import LockBusy, LockUnavailable, OutputLock, holding
 from engine.safe_io import (
+    WRITE_ERRNOS,
     UnsafeInputError,
     contained,
     inside,
     loads_json,
     printable,
     read_regular,
+    read_text,
     remove_tree,
     sha256_regular,
     walk,
+    write_new,
 )
 
 MANIFEST: str = "manifest.jsonl"
@@ -68,6 +70,10 @@ _PLAN = "plan.json"
 _BACKUP = "backup"  # inside the staging folder: the files an approval replaces
 
 
+def _lock_name(golden: Path) -> str:
+    return f"golden set {golden}"
+
+
 class GoldenError(ValueError):
     """A usage problem: missing or malformed golden set, run, verdict, or unknown ids."""
 
@@ -76,20 +82,8 @@ class ApprovalRefused(Exception):
     """The approval is not allowed as asked (failed verdict, error rows, no verdict)."""
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a regular file's bytes.
-
-    Raises:
-        engine.safe_io.UnsafeInputError: Not a readable regular file.
-    """
-    return sha256_regular(path)
-
-
-def _locked(golden: Path) -> OutputLock:
-    try:
-        return OutputLock(golden / STAGING, f"golden set {golden}").acquire()
-    except (LockBusy, LockUnavailable) as exc:
-        raise GoldenError(str(exc)) from None
+#: sha256 of a regular file's bytes (`engine.safe_io.UnsafeInputError` when it is not one).
+file_sha256 = sha256_regular
 
 
 def _own_file(folder: Path, name: str) -> Path:
@@ -121,11 +115,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)  # never write through a link someone left there
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    write_new(tmp, data, sync=True)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -137,8 +127,8 @@ def _read_entries(golden: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise GoldenError(f"{golden}: no {MANIFEST}; a golden set is a folder with {MANIFEST} and {BASELINE}/")
     try:
-        text = read_regular(path, TEXT_INPUT_MAX_BYTES).decode("utf-8")
-    except (UnsafeInputError, UnicodeDecodeError) as exc:
+        text = read_text(path)
+    except UnsafeInputError as exc:
         raise GoldenError(f"{path}: cannot read it: {exc}") from None
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -180,8 +170,8 @@ def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
     """
     path = _own_file(stage, _PLAN)
     try:
-        plan = loads_json(read_regular(path, TEXT_INPUT_MAX_BYTES).decode("utf-8"))
-    except (UnsafeInputError, UnicodeDecodeError, ValueError) as exc:
+        plan = loads_json(read_text(path))
+    except ValueError as exc:  # UnsafeInputError too
         raise GoldenError(f"{path}: cannot read the staging plan ({exc}); left untouched") from None
     untouched = "; the plan and the golden set are left untouched"
     if not isinstance(plan, dict) or not isinstance(plan.get("manifest_sha256"), str):
@@ -238,7 +228,7 @@ def recover(golden: Path) -> str | None:
     try:
         return _recover(golden)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+        if exc.errno in WRITE_ERRNOS:
             raise  # the machine's problem, reported as such (exit 2 naming the file)
         where = f" {exc.filename}" if exc.filename else ""
         raise GoldenError(f"{golden}: recovering an interrupted approval failed at{where}: {exc.strerror}") from None
@@ -350,7 +340,7 @@ def verify(golden: Path) -> VerifyReport:
     lock = None
     if golden.is_dir():
         try:  # an approval in progress holds it: do not read its half-moved files
-            lock = OutputLock(golden / STAGING, f"golden set {golden}").acquire()
+            lock = OutputLock(golden / STAGING, _lock_name(golden)).acquire()
         except LockBusy as exc:
             raise GoldenError(str(exc)) from None
         except LockUnavailable as exc:
@@ -522,11 +512,8 @@ def approve(
     """
     if not golden.is_dir():
         raise GoldenError(f"--golden: {golden} is not a folder")
-    lock = _locked(golden)
-    try:
+    with holding(golden / STAGING, _lock_name(golden), GoldenError):
         return _approve_locked(run, golden, ids, verdict_path, force, by, on_staged, files_under or Path.cwd())
-    finally:
-        lock.release()
 
 
 def _approve_locked(
@@ -598,16 +585,13 @@ def _approve_locked(
                 ) from None
             staged = stage / "files" / final
             staged.parent.mkdir(parents=True, exist_ok=True)
-            with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_new(staged, data, sync=True)
             replaced = previous[pid]
             if replaced is not None:
                 backups.append(replaced)
             entry = by_id.get(pid)
             approvals.append(
-                Approval(pid, final, file_sha256(staged), replaced, entry.get("sha256") if entry is not None else None)
+                Approval(pid, final, hashlib.sha256(data).hexdigest(), replaced, entry.get("sha256") if entry else None)
             )
             moves.append({"final": final, "staged": f"files/{final}"})
             if on_staged is not None:

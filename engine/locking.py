@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -127,4 +128,18 @@ class OutputLock:
         self.release()
 
 
-__all__ = ["LockBusy", "LockUnavailable", "OutputLock", "lock_path"]
+@contextlib.contextmanager
+def holding(path: Path, what: str, error: type[Exception]) -> Iterator[OutputLock]:
+    """Hold the lock on `path` for a `with` block; a lock that cannot be taken raises
+    `error` (the command's usage error) with the message naming the holder."""
+    try:
+        lock = OutputLock(path, what).acquire()
+    except (LockBusy, LockUnavailable) as exc:
+        raise error(str(exc)) from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+__all__ = ["LockBusy", "LockUnavailable", "OutputLock", "holding", "lock_path"]

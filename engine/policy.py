@@ -397,9 +397,11 @@ def load_policy(path: Path) -> Policy:
     Raises:
         PolicyError: The file cannot be read or is not a valid policy.
     """
+    from engine.safe_io import UnsafeInputError, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text(path)  # a regular file of bounded size: policies arrive in pull requests too
+    except UnsafeInputError as exc:
         raise PolicyError(path, f"cannot read the policy: {exc}") from None
     return parse_policy(text, path)
 

@@ -168,8 +168,6 @@ def run_score_ray(
     started = time.perf_counter()
     if opts.manifest is not None:
         raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
-    if opts.resume and opts.overwrite:
-        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
     check_decoder_setting()
     check_output(opts)
     with owned_output(opts.output):

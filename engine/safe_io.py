@@ -14,9 +14,10 @@ through here:
   that is only shown (messages, paths);
 - `safe_file_name` maps an id to a file name that stays in its folder (hashed when the id
   is unsafe or too long);
-- `loads_json` parses JSON with a clear error for nesting or numbers too large to parse.
+- `loads_json` parses JSON with a clear error for nesting or numbers too large to parse;
+- `write_new` creates a file anew, never writing through a link left where it goes.
 
-Depends on the standard library only.
+Depends on the standard library and `engine.config` only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.config import TEXT_INPUT_MAX_BYTES
+
 #: Longest id used as a file name as it is, in UTF-8 bytes (a segment, and the whole
 #: relative path): common filesystems allow 255 bytes per name, and the name also gets an
 #: extension and, while it is written, a suffix.
@@ -44,6 +47,11 @@ _CHUNK = 1 << 20
 
 class UnsafeInputError(ValueError):
     """A file or path from data that pixgate refuses to use; the message says why."""
+
+
+#: Errors of writing that are the machine's, not pixgate's nor the input's: reported in
+#: one line naming the file (exit 2), never as an internal error.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES})
 
 
 class OutputError(Exception):
@@ -147,6 +155,36 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
         raise UnsafeInputError(_describe(exc)) from None
     finally:
         os.close(fd)
+
+
+def read_text(path: Path, max_bytes: int = TEXT_INPUT_MAX_BYTES) -> str:
+    """A regular file's text, read as `read_regular` reads and decoded as UTF-8.
+
+    Raises:
+        UnsafeInputError: Not a readable regular file, too large, or not UTF-8.
+    """
+    data = read_regular(path, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnsafeInputError(f"not UTF-8 text ({exc})") from None
+
+
+def write_new(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Create `path` anew with `data`: whatever is there (a link someone left, say) is
+    removed first, and the file is created exclusively, never through a link.
+
+    Args:
+        path: The file.
+        data: Its bytes.
+        sync: fsync it before returning (before a rename makes it visible).
+    """
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as fh:
+        fh.write(data)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def sha256_regular(path: Path, max_bytes: int | None = None) -> str:
@@ -357,6 +395,7 @@ def loads_json(text: str | bytes) -> Any:
 
 __all__ = [
     "HASHED_PREFIX",
+    "WRITE_ERRNOS",
     "OutputError",
     "UnsafeInputError",
     "check_relative",
@@ -367,9 +406,11 @@ __all__ = [
     "open_regular",
     "printable",
     "read_regular",
+    "read_text",
     "remove_tree",
     "safe_file_name",
     "sha256_regular",
     "walk",
+    "write_new",
     "writing",
 ]

@@ -34,7 +34,7 @@ from engine.config import (
     PRECISIONS,
 )
 from engine.decode import DecodedImage, DecodedPair, decoder_setting, decoders
-from engine.locking import LockBusy, LockUnavailable, OutputLock
+from engine.locking import holding
 from engine.pairing import Pair, pair_directories
 from engine.telemetry import NvmlSampler
 from engine.workers import DecodePool
@@ -484,11 +484,22 @@ def check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None
 
 def _journal_rows(path: Path, option: str) -> tuple[pa.Table, dict[str, str]]:
     try:
-        return read_journal(path)
+        table, meta = read_journal(path)
     except ValueError as exc:
         raise ScoreConfigError(
             f"{option}: {exc}; it is not a journal pixgate can read: move it away, or pass --overwrite to start over"
         ) from None
+    return _checked(table, f"{option}: {path}"), meta
+
+
+def _checked(table: pa.Table, source: str) -> pa.Table:
+    """Rows to carry into this run, checked like any run file: carried unchecked, a file's
+    null or repeated pair ids would become this run's rows."""
+    try:
+        schema.check_table(table, source)
+    except schema.TableError as exc:
+        raise ScoreConfigError(f"{exc}; move it away, or pass --overwrite to start over") from None
+    return table
 
 
 def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
@@ -526,9 +537,9 @@ def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], 
     if opts.output.exists():
         try:
             table = read_run(opts.output)
-        except Exception as exc:
+        except ValueError as exc:
             raise ScoreConfigError(f"--resume: {opts.output} is not a readable run file: {exc}") from None
-        return table, run_metadata(table), opts.output
+        return _checked(table, f"--resume: {opts.output}"), run_metadata(table), opts.output
     return None, {}, None
 
 
@@ -540,14 +551,8 @@ def owned_output(output: Path) -> Iterator[None]:
         ScoreConfigError: Another command holds it (the message names the holder), or the
             lock file cannot be created.
     """
-    try:
-        lock = OutputLock(output, "--output").acquire()
-    except (LockBusy, LockUnavailable) as exc:
-        raise ScoreConfigError(str(exc)) from None
-    try:
+    with holding(output, "--output", ScoreConfigError):
         yield
-    finally:
-        lock.release()
 
 
 def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, dict[str, str]]:
@@ -667,12 +672,13 @@ def _check_options(opts: ScoreOptions) -> None:
     check_decoder_setting()
     if opts.precision not in PRECISIONS:
         raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
-    if opts.resume and opts.overwrite:
-        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
 
 
 def check_output(opts: ScoreOptions) -> None:
-    """The output's folder exists (created if need be) and the output is not a folder."""
+    """The output's folder exists (created if need be), the output is not a folder, and
+    `resume` and `overwrite` are not both asked (both backends)."""
+    if opts.resume and opts.overwrite:
+        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
     try:
         opts.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

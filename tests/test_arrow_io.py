@@ -189,3 +189,19 @@ def test_a_batch_whose_offsets_point_past_its_data_is_refused(tmp_path: Path) ->
     assert pa.ipc.open_file(str(path)).read_all().num_rows == 1  # pyarrow alone takes it as it is
     with pytest.raises(ValueError, match=r"bent\.arrow: not a readable Arrow IPC file: .*offset"):
         read_run(path)
+
+
+def test_a_journal_that_lost_rows_is_not_finalised(tmp_path: Path) -> None:
+    """A run file is never written short of the rows its journal was given."""
+    from engine.safe_io import OutputError
+
+    run = tmp_path / "run.arrow"
+    journal = RunJournal(run, {"k": "v"})
+    journal.append(_rows(["a", "b"]))
+    kept = journal_path(run).stat().st_size
+    journal.append(_rows(["c"]))
+    with journal_path(run).open("r+b") as fh:
+        fh.truncate(kept + 12)  # the last batch torn off a few bytes into its metadata
+    with pytest.raises(OutputError, match="holds 2 of the 3 rows"):
+        journal.finalize({"k": "v"})
+    assert not run.exists() and journal_path(run).exists()

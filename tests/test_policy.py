@@ -160,3 +160,13 @@ def test_rule_defaults_and_names(tmp_path: Path) -> None:
     assert rule.quantile == pytest.approx(0.95)
     assert rule.line == _marked_line(GOOD_RULE.replace("[[rule]]", "[[rule]]  # <-"))
     assert policy.name == "p"
+
+
+@pytest.mark.timeout(30)
+def test_a_policy_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "policy.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(PolicyError, match="FIFO"):
+        load_policy(fifo)

@@ -579,3 +579,19 @@ def test_resume_refuses_ignore_masks_that_changed(tmp_path: Path) -> None:
     Image.fromarray(mask).save(tmp_path / "stamp-mask.png")
     with pytest.raises(ScoreConfigError, match=schema.META_MASKS_SHA256):
         run_score(_opts(base, cand, out, None, no_lpips=True, manifest=manifest, resume=True))
+
+
+def test_resume_refuses_a_run_file_whose_rows_are_malformed(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """Rows carried by --resume are checked like any run file: a repeated pair id would
+    otherwise become two rows of this run."""
+    import pyarrow as pa
+
+    base, cand = make_pairs(SIZES[:2])
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    out = tmp_path / "run.arrow"
+    doubled = pa.concat_tables([fresh.slice(0, 1), fresh.slice(0, 1)])
+    RunJournal(out, run_metadata(fresh), doubled).close()
+    with pytest.raises(ScoreConfigError, match="pair_id values appear more than once"):
+        run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))

@@ -9,8 +9,8 @@ STAMP := $(VENV)/.pixgate-installed
 RUN := out/golden.arrow
 OLD_PORT ?= 8771
 NEW_PORT ?= 8772
-# The typography checks need Tesseract; without it the demo scores everything else.
-MANIFEST = $(if $(shell command -v tesseract),--manifest golden/manifest.jsonl,)
+# The golden manifest adds expected text to the typography checks.
+MANIFEST = --manifest golden/manifest.jsonl
 
 .PHONY: setup system-deps demo test test-fast lint golden bench clean
 
@@ -23,12 +23,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Tesseract for the typography checks (score --manifest), Chromium for the report's
-# browser test; Debian/Ubuntu packages.
+# Tesseract's English data for the typography checks (the engine itself comes with
+# tesserocr), Chromium for the report's browser test, and the fonts the typography tests
+# draw with; Debian/Ubuntu packages.
 system-deps:
-	@if ! command -v tesseract >/dev/null || ! command -v chromium >/dev/null; then \
+	@if ! command -v tesseract >/dev/null || ! command -v chromium >/dev/null \
+		|| [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+		|| [ ! -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ]; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tesseract-ocr chromium >/dev/null; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng chromium \
+			fonts-dejavu-core fonts-liberation >/dev/null; \
 	fi
 	@tesseract --version | head -1
 	@chromium --version
@@ -76,6 +80,7 @@ golden: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.typography
 	$(BIN)/python -m benchmarks.decoders
 	$(BIN)/python -m benchmarks.transport
 	$(BIN)/python -m benchmarks.score_memory

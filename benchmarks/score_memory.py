@@ -98,7 +98,7 @@ def _subset(base: Path, cand: Path, n: int) -> tuple[Path, Path]:
 def _pixgate(base: Path, cand: Path, weights: Path, out: Path) -> dict[str, object]:
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
-           "--device", "cpu", "--quiet"]  # fmt: skip
+           "--device", "cpu", "--no-typography", "--quiet"]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0

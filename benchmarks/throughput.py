@@ -6,7 +6,8 @@
 Makes (and caches) a synthetic batch of poster-like pairs (gradients, shapes, text,
 noise), then measures in one invocation:
 
-- `pixgate score` as a user runs it (a fresh process, start-up included);
+- `pixgate score` as a user runs it (a fresh process, start-up included), with
+  `--no-typography`: the OCR checks' own cost is measured by `benchmarks.typography`;
 - the naive loop of the `lpips` package's own scripts: one pair at a time, load both
   files, score (model construction timed apart);
 - torchmetrics' batched LPIPS (`_NoTrainLpips`, the module its metric wraps), decoding
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.score_memory import CACHE, RESULTS, ROOT, _weights
+from benchmarks.typography import typography_section
 
 PROJECTED_PAIRS = 2000
 
@@ -96,7 +98,7 @@ def _pixgate(
 
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
-           "--device", device, "--precision", precision, "-q"]  # fmt: skip
+           "--device", device, "--precision", precision, "--no-typography", "-q"]  # fmt: skip
     env = {**os.environ, DECODER_ENV: decoder}
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
@@ -352,6 +354,7 @@ def main() -> None:
                 for name, row in decoders[kind].items()
             ],
             "",
+            *typography_section(),
         ]
     )
     (ROOT / "RESULTS.md").write_text(md)

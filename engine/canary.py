@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.capture import CaptureOptions, CaptureResult, run_capture
+from engine.config import OCR_LANG
 from engine.gate import Verdict, judge, read_table
 from engine.policy import load_policy
-from engine.score import ScoreOptions, ScoreResult, run_score
+from engine.score import ScoreConfigError, ScoreOptions, ScoreResult, check_typography_options, run_score
 
 
 @dataclass
@@ -46,6 +47,10 @@ def run_canary(
     manifest: Path | None = None,
     device: str = "auto",
     no_lpips: bool = False,
+    typography: bool = True,
+    ocr_lang: str = OCR_LANG,
+    ocr_cache: Path | None = None,
+    no_ocr_cache: bool = False,
     on_stage: Any = None,
 ) -> CanaryResult:
     """Run the staged check (see the module) with `capture`'s settings for both engines.
@@ -59,27 +64,38 @@ def run_canary(
 
     policy = load_policy(policy_path)
     out = capture.out
+    run_path = out / "run.arrow"
+    resume = capture.resume and run_path.exists()
+    score_opts = ScoreOptions(
+        out / "old",
+        out / "new",
+        run_path,
+        device=device,
+        weights=weights,
+        manifest=manifest,
+        no_lpips=no_lpips,
+        typography=typography,
+        ocr_lang=ocr_lang,
+        ocr_cache=ocr_cache,
+        no_ocr_cache=no_ocr_cache,
+        resume=resume,
+        overwrite=not resume,  # the canary's folder is its own: a rerun replaces its run
+    )
+    check_typography_options(score_opts)
+    if typography:  # found missing before any generator is called, not after
+        from engine.ocr import OcrUnavailable, find_tesseract
+
+        try:
+            find_tesseract(ocr_lang)
+        except OcrUnavailable as exc:
+            raise ScoreConfigError(str(exc)) from None
     stage = on_stage or (lambda _text: None)
     stage(f"capturing the old engine ({old})")
     old_capture = run_capture(dataclasses.replace(capture, endpoint=old, command=None, out=out / "old"))
     stage(f"capturing the new engine ({new})")
     new_capture = run_capture(dataclasses.replace(capture, endpoint=new, command=None, out=out / "new"))
     stage("scoring new against old")
-    run_path = out / "run.arrow"
-    resume = capture.resume and run_path.exists()
-    scored = run_score(
-        ScoreOptions(
-            out / "old",
-            out / "new",
-            run_path,
-            device=device,
-            weights=weights,
-            manifest=manifest,
-            no_lpips=no_lpips,
-            resume=resume,
-            overwrite=not resume,  # the canary's folder is its own: a rerun replaces its run
-        )
-    )
+    scored = run_score(score_opts)
     stage("judging")
     verdict = judge(
         policy,

@@ -25,6 +25,7 @@ from engine.config import (
     EXIT_INTERNAL,
     EXIT_USAGE,
     GATE_MAX_LISTED_PAIRS,
+    OCR_CACHE_ENV,
     OCR_LANG,
     REPORT_TOP,
     SUMMARY_MAX_PROBLEMS,
@@ -170,9 +171,17 @@ def _summary(result: ScoreResult, output: Path) -> None:
         summary.add_row(
             "typography pass", f"{text_pass.count(True)} of {len(text_pass)}", style="yellow" if lost else None
         )
-        if stats["manifest_ids_without_pair"]:
-            summary.add_row("manifest ids without a pair", str(len(stats["manifest_ids_without_pair"])), style="yellow")
+        summary.add_row("typography not applicable (no text)", str(stats["text_not_applicable"]))
+        cache = stats.get("ocr_cache")
+        if cache and "error" in cache:
+            summary.add_row("OCR cache", "off: " + cache["error"], style="yellow")
+        elif cache:
+            summary.add_row("OCR cache hits / misses", f"{cache['hits']} / {cache['misses']}")
         summary.add_row("waiting for OCR", f"{stats['ocr_wait_s']:.2f} s")
+    else:
+        summary.add_row("typography", "not checked (--no-typography)", style="yellow")
+    if stats.get("manifest_ids_without_pair"):
+        summary.add_row("manifest ids without a pair", str(len(stats["manifest_ids_without_pair"])), style="yellow")
     if "gpu_s_per_1000_pairs" in stats:
         summary.add_row("GPU s per 1,000 pairs", f"{stats['gpu_s_per_1000_pairs']:.2f}")
     if "energy_per_pair_j" in stats:
@@ -217,6 +226,26 @@ def _summary(result: ScoreResult, output: Path) -> None:
         console.print(listing)
 
 
+_OcrLangOpt = Annotated[str, typer.Option(help="Tesseract language(s), e.g. eng or eng+deu.")]
+_TypographyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--typography/--no-typography",
+        help="Check that each candidate's text reads as its baseline's (needs Tesseract's language data); "
+        "off, every row's typography is 'not_checked'.",
+    ),
+]
+_OcrCacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder of cached baseline readings, e.g. one a golden set or a CI cache carries "
+        f"[default: ${OCR_CACHE_ENV}, else $XDG_CACHE_HOME/pixgate/ocr].",
+        file_okay=False,
+    ),
+]
+_NoOcrCacheOpt = Annotated[bool, typer.Option("--no-ocr-cache", help="Read every baseline anew and keep no readings.")]
+
+
 @app.command()
 def score(
     baseline: Annotated[
@@ -257,7 +286,7 @@ def score(
     manifest: Annotated[
         Path | None,
         typer.Option(
-            help="Golden manifest (JSONL): pairs with expected_text get OCR typography checks (needs Tesseract).",
+            help="Golden manifest (JSONL): expected text and text boxes for the typography checks, ignore regions.",
             exists=True,
             dir_okay=False,
         ),
@@ -269,7 +298,10 @@ def score(
             help="Typography checks run at once [default: one per core].",
         ),
     ] = None,
-    ocr_lang: Annotated[str, typer.Option(help="Tesseract language(s), e.g. eng or eng+deu.")] = OCR_LANG,
+    ocr_lang: _OcrLangOpt = OCR_LANG,
+    typography: _TypographyOpt = True,
+    ocr_cache: _OcrCacheOpt = None,
+    no_ocr_cache: _NoOcrCacheOpt = False,
     backend: Annotated[Backend, typer.Option(help="Where the pipeline runs.")] = Backend.local,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to use with --backend ray [default: start a local one].")
@@ -333,6 +365,9 @@ def score(
         manifest=manifest,
         ocr_workers=ocr_workers,
         ocr_lang=ocr_lang,
+        typography=typography,
+        ocr_cache=ocr_cache,
+        no_ocr_cache=no_ocr_cache,
         overwrite=overwrite,
         download_progress=on_download,
     )
@@ -841,6 +876,10 @@ def canary(
         Path | None, typer.Option(help="Manifest for typography checks and ignore regions.", exists=True)
     ] = None,
     no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS.")] = False,
+    typography: _TypographyOpt = True,
+    ocr_lang: _OcrLangOpt = OCR_LANG,
+    ocr_cache: _OcrCacheOpt = None,
+    no_ocr_cache: _NoOcrCacheOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="A marginal verdict exits 1 too.")] = False,
     max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
     timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
@@ -867,6 +906,7 @@ def canary(
     try:
         result = run_canary(
             opts, old, new, policy, weights=weights, manifest=manifest, no_lpips=no_lpips,
+            typography=typography, ocr_lang=ocr_lang, ocr_cache=ocr_cache, no_ocr_cache=no_ocr_cache,
             on_stage=lambda text: console.print(f"canary: {text}", highlight=False, markup=False),
         )  # fmt: skip
     except (CaptureConfigError, PolicyError, ScoreConfigError) as exc:

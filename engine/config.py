@@ -184,12 +184,20 @@ GATE_MAX_LISTED_PAIRS: Final = 20
 #: Longest time an --on-fail command may run before it is stopped, seconds.
 GATE_ON_FAIL_TIMEOUT_S: Final = 900.0
 
-# --- typography (score --manifest) ---
+# --- typography (score) ---
 
 #: How much worse than the baseline's the candidate's character error rate may be before
-#: its text counts as lost. OCR of two clean renderings of one string differs by a
-#: character or two per line (a dropped hyphen, l/1); text rasterised to mush loses most.
+#: its text counts as lost, when the manifest gives the expected text. OCR of two clean
+#: renderings of one string differs by a character or two per line (a dropped hyphen,
+#: l/1); text rasterised to mush loses most.
 TEXT_CER_MARGIN: Final = 0.10
+
+#: Largest character error rate of the candidate's reading against the baseline's (the
+#: reference when no expected text is given) for its text to count as kept. Identical
+#: pixels read identically (0); a re-rendering with other antialiasing or a sub-pixel
+#: shift costs a character or two per line; small print blurred into mush loses most of
+#: its characters (tests/test_typography.py measures all three).
+TEXT_CER_MAX: Final = 0.10
 
 #: Lowest `text_sharpness` (candidate's RMS edge strength over the baseline's inside the
 #: text regions) for text to count as kept. A clean re-rendering or a JPEG export stays
@@ -214,12 +222,54 @@ OCR_GROW_Y: Final = 0.25
 #: Largest upscaling applied to a text region before OCR.
 OCR_MAX_SCALE: Final = 8.0
 
-#: Word confidence (0-100) below which a word found by OCR of the whole baseline does not
-#: make a text region (used only when the manifest gives no `text_boxes`).
+#: Mean word confidence (0-100) of a line's own reading below which a line OCR finds in
+#: a baseline does not make a text region: photos, textures and shapes read as short
+#: strings of symbols at low confidence, real text well above it.
 OCR_MIN_CONFIDENCE: Final = 60
+
+#: A baseline is looked for text at a scale that brings its long side to about this many
+#: pixels, but never more than `OCR_FIND_MAX_SCALE` times: Tesseract misses text whose
+#: capitals are under about 10 px, which is poster small print in a 256 px image.
+OCR_FIND_SIDE: Final = 1024
+OCR_FIND_MAX_SCALE: Final = 3.0
+
+#: ... and a larger baseline is looked for text scaled down to this long side:
+#: Tesseract's page analysis, which its time limit does not stop, grows with the page
+#: and holds hundreds of MB for a large one. Its regions are still read at full size;
+#: text too small to be found at this scale (under about 10 px after scaling) is missed.
+OCR_FIND_MAX_SIDE: Final = 4096
+
+#: Largest side of an image Tesseract accepts, pixels: a region is scaled to fit it.
+TESSERACT_MAX_SIDE: Final = 32767
+
+#: Where Tesseract's language data (`<lang>.traineddata`) is looked for when
+#: TESSDATA_PREFIX is not set: Debian/Ubuntu (Tesseract 5, then 4), Homebrew, /usr/local.
+TESSDATA_DIRS: Final = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tessdata",
+    "/opt/homebrew/share/tessdata",
+    "/usr/local/share/tessdata",
+)
+
+#: Environment variable naming the OCR cache folder (else $XDG_CACHE_HOME/pixgate/ocr).
+OCR_CACHE_ENV: Final = "PIXGATE_OCR_CACHE"
+
+#: Version of the OCR cache's entries and of how a baseline is read: part of every key,
+#: so a change to either never reuses an old entry.
+OCR_CACHE_FORMAT: Final = 1
+
+#: Largest cache entry read, bytes: `MANIFEST_MAX_ITEMS` regions of
+#: `MANIFEST_MAX_TEXT_CHARS` characters fit well below it.
+OCR_CACHE_ENTRY_MAX_BYTES: Final = 4 * 1024 * 1024
 
 #: Longest time one Tesseract call may take, seconds; a hung call becomes an error row.
 OCR_TIMEOUT_S: Final = 60.0
+
+#: Longest time all of one pair's Tesseract calls may take together, seconds: a page of
+#: hundreds of lines, each read on both sides, stays well within it; a hostile image
+#: made to look like endless text ends as an error row instead of holding the run.
+OCR_PAIR_TIMEOUT_S: Final = 300.0
 
 #: Most text boxes, ignore boxes and expected strings one manifest entry may give, and the
 #: longest expected string: a poster has tens of lines, while each box is read by OCR
@@ -228,8 +278,18 @@ OCR_TIMEOUT_S: Final = 60.0
 MANIFEST_MAX_ITEMS: Final = 200
 MANIFEST_MAX_TEXT_CHARS: Final = 2000
 
+#: Most text regions read per pair (the lines OCR finds in a baseline, top to bottom, as
+#: many as a manifest may give), and the longest reading kept of one region.
+OCR_MAX_REGIONS: Final = MANIFEST_MAX_ITEMS
+OCR_MAX_READ_CHARS: Final = MANIFEST_MAX_TEXT_CHARS
+
 #: Typography checks in flight per OCR worker: each holds one decoded pair in memory.
 OCR_INFLIGHT_PER_WORKER: Final = 2
+
+#: ... and at most this many pixels (baseline and candidate) held by the checks in flight
+#: together, so OCR adds at most a batch's worth of decoded pixels to the scoring
+#: process's memory, whatever the images' size (one check always runs).
+OCR_INFLIGHT_PIXELS: Final = MAX_BATCH_PIXELS
 
 # --- report ---
 

@@ -17,7 +17,10 @@ Each rule of the policy (engine.policy) is evaluated on the run's Arrow table:
 
 A rule whose column is missing from the run, or null in every row, is "no data": it fails
 unless the rule allows it, in which case it is skipped and carries no weight. Null values
-never vanish silently: every result reports how many rows had a value. Rows that are not
+never vanish silently: every result reports how many rows had a value. A row whose value
+is missing because the column does not apply to it (`text_pass` of a baseline without
+text: engine.schema.NOT_APPLICABLE) meets the rule, and the result says how many did.
+Rows that are not
 `ok` are judged by the rules on `status` (an implicit critical one when the policy has
 none, see engine.policy.IMPLICIT_STATUS_RULE).
 
@@ -348,6 +351,23 @@ def _nodata(rule: Rule, n: int, n_rows: int, note: str) -> RuleResult:
     return RuleResult(rule, result, None, n, n_rows, note=note, nodata=True)
 
 
+def _not_applicable(table: pa.Table, column: str, valid: np.ndarray) -> int:
+    """Rows without a value in `column` because it does not apply to them (a baseline with
+    no text has no typography to keep): not judged, and not missing data either
+    (engine.schema.NOT_APPLICABLE)."""
+    if column not in schema.NOT_APPLICABLE:
+        return 0
+    marker, value = schema.NOT_APPLICABLE[column]
+    if marker not in table.column_names:
+        return 0
+    said = table.column(marker).to_pylist()
+    return sum(1 for i, v in enumerate(said) if v == value and not valid[i])
+
+
+def _na_note(n_na: int, n_rows: int) -> str:
+    return f"{n_na} of {n_rows} rows not applicable: not judged, and not counted as missing"
+
+
 def _min_p_value(n1: int, n2: int) -> float:
     """Smallest one-sided p-value an exact Mann-Whitney test can give for these sizes."""
     return 1.0 / math.comb(n1 + n2, n1)
@@ -381,8 +401,15 @@ def evaluate(rule: Rule, table: pa.Table, against: pa.Table | None = None) -> Ru
         return _nodata(rule, 0, n_rows, f"column {rule.column!r} is not in the run")
     values, valid = _column(table, rule)
     n = int(valid.sum())
+    n_na = _not_applicable(table, rule.column, valid)
+    # Only when every missing value is "not applicable" does a rule without values pass:
+    # any other null keeps it "no data".
+    if n == 0 and n_na and n_na == n_rows and rule.stat != MEDIAN_CHANGE:
+        return RuleResult(rule, PASS, 0.0 if rule.stat == EACH else None, 0, n_rows, note=_na_note(n_na, n_rows))
     if n == 0:
         why = "the run has no rows" if n_rows == 0 else f"{rule.column!r} is null in all {n_rows} rows"
+        if n_na:
+            why += f" ({_na_note(n_na, n_rows)}, {n_rows - n_na} without a value)"
         return _nodata(rule, 0, n_rows, why)
     if rule.stat == MEDIAN_CHANGE:
         if against is None:
@@ -404,7 +431,10 @@ def evaluate(rule: Rule, table: pa.Table, against: pa.Table | None = None) -> Ru
     else:
         beyond = valid & ~_holds(rule.op, values, rule.pass_bound)
         violations = {int(i): _plain(values[i]) for i in np.flatnonzero(beyond)}
-    note = "" if n == n_rows else f"{n_rows - n} of {n_rows} rows have no value"
+    missing = n_rows - n - n_na
+    notes = [_na_note(n_na, n_rows)] if n_na else []
+    notes += [f"{missing} of {n_rows} rows have no value"] if missing else []
+    note = "; ".join(notes)
     if rule.stat == EACH:
         result = PASS
         if violations:

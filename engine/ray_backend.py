@@ -15,8 +15,9 @@
 
 Ray retries failed decode tasks and restarts dead actors, retrying their batches; a row
 that comes back twice (a batch re-run after its actor died) is written once. A pair that
-fails to decode is an error row, as locally. Typography checks (`--manifest`) run only
-on the local backend for now.
+fails to decode is an error row, as locally. Typography checks and `--manifest` run only
+on the local backend for now: a Ray run needs `--no-typography`, and its rows say
+`not_checked`.
 
 Ray is an optional dependency (`pip install pixgate[ray]`): nothing else imports this.
 """
@@ -44,6 +45,7 @@ from engine.score import (
     check_decoder_setting,
     check_output,
     check_resume,
+    check_typography_options,
     load_previous,
     missing_row,
     owned_output,
@@ -170,6 +172,12 @@ def run_score_ray(
         raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
     check_decoder_setting()
     check_output(opts)
+    check_typography_options(opts)
+    if opts.typography:
+        raise ScoreConfigError(
+            "--backend ray: typography checks run on the local backend only; pass --no-typography to score on "
+            "Ray without them (every row's typography is then 'not_checked', which a gate sees as no data)"
+        )
     with owned_output(opts.output):
         return _run_locked(opts, address, on_rows, on_start, started)
 
@@ -211,7 +219,11 @@ def _run_locked(
         opts,
         torch.device(device),
         old_meta,
-        {**weights_meta, schema.META_BACKEND: f"ray {ray.__version__} ({address or 'local instance'})"},
+        {
+            **weights_meta,
+            schema.META_BACKEND: f"ray {ray.__version__} ({address or 'local instance'})",
+            schema.META_TYPOGRAPHY: "off",
+        },
     )
     if device == "cuda":
         meta[schema.META_DEVICE_NAME] = f"{gpus} GPU actor(s) on the Ray cluster"
@@ -276,6 +288,8 @@ def _run_locked(
                         continue
                     seen.add(row[schema.PAIR_ID.name])
                     _uri_paths(row, opts)
+                    if row[schema.STATUS.name] == schema.STATUS_OK:
+                        row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_CHECKED
                     stats = nodes.setdefault(node, {"pairs": 0, "compute_s": 0.0})
                     stats["pairs"] += 1
                     stats["compute_s"] += (row[schema.COMPUTE_MS.name] or 0.0) / 1000.0

@@ -53,6 +53,10 @@ _TABLE = (
     schema.PAIR_ID, schema.STATUS, schema.LPIPS, schema.DELTA_E_MEAN, schema.EDGE_PRESERVATION,
     schema.ALPHA_PARITY, schema.ICC_MATCH, schema.SIZE_MATCH, schema.TEXT_PASS, schema.ERROR,
 )  # fmt: skip
+# Outline colour of text regions on a report's thumbnails (RGBA).
+_REGION = (255, 0, 200, 255)
+# Largest coordinate a text region may have (the side of the largest image Pillow opens).
+_MAX_SIDE = 1 << 20
 # Boolean checks whose false value is a parity failure, with how the report names it.
 _PARITY = (
     (schema.ALPHA_PARITY, "alpha dropped or added"),
@@ -317,9 +321,13 @@ def _pair_card(row: dict[str, Any], model: Any, pictures: DecodedPair | str | No
         return f'<div class="card">{head}<p class="note">no pictures: {html.escape(why)}</p></div>', False
     cand_own = dp.candidate.rgba if dp.candidate is not None else dp.candidate_aligned
     alpha = bool(dp.baseline.has_alpha or (dp.candidate is not None and dp.candidate.has_alpha))
+    boxes = _text_boxes(row) if row.get(schema.TEXT_PASS.name) is False else []
+    base_label, cand_label = (
+        ("baseline, text regions", "candidate, text regions") if boxes else ("baseline", "candidate")
+    )
     tiles = [
-        ("baseline", _uri(_fit(dp.baseline.rgba, REPORT_THUMB_SIDE), alpha=alpha)),
-        ("candidate", _uri(_fit(cand_own, REPORT_THUMB_SIDE), alpha=alpha)),
+        (base_label, _uri(_regions(_fit(dp.baseline.rgba, REPORT_THUMB_SIDE), boxes, dp.baseline.rgba), alpha=alpha)),
+        (cand_label, _uri(_regions(_fit(cand_own, REPORT_THUMB_SIDE), boxes, dp.baseline.rgba), alpha=alpha)),
     ]
     small_b = np.asarray(_fit(dp.baseline.rgba, REPORT_MAP_SIDE))
     small_c = np.asarray(_fit(dp.candidate_aligned, REPORT_MAP_SIDE).resize(small_b.shape[1::-1]))
@@ -346,7 +354,59 @@ def _pair_card(row: dict[str, Any], model: Any, pictures: DecodedPair | str | No
         for label, uri in tiles
     )
     note = f'<p class="note">{html.escape("; ".join(notes))}</p>' if notes else ""
-    return f'<div class="card">{head}<div class="tiles">{figures}</div>{note}</div>', True
+    text = _text_readings(row) if row.get(schema.TEXT_PASS.name) is False else ""
+    return f'<div class="card">{head}<div class="tiles">{figures}</div>{text}{note}</div>', True
+
+
+def _text_boxes(row: dict[str, Any]) -> list[tuple[int, int, int, int]]:
+    """The row's text regions (baseline pixels); none when the run's value is malformed
+    (a run file comes from anywhere: coordinates beyond any image are refused)."""
+    from engine.config import MANIFEST_MAX_ITEMS
+    from engine.safe_io import loads_json
+
+    try:
+        boxes = loads_json(row.get(schema.TEXT_BOXES.name) or "[]")
+    except ValueError:
+        return []
+    if not isinstance(boxes, list) or len(boxes) > MANIFEST_MAX_ITEMS:
+        return []
+    ok = [
+        b
+        for b in boxes
+        if isinstance(b, list) and len(b) == 4 and all(type(v) is int and 0 <= v <= _MAX_SIDE for v in b)
+    ]
+    return [(b[0], b[1], b[2], b[3]) for b in ok] if len(ok) == len(boxes) else []
+
+
+def _regions(thumb: Any, boxes: list[tuple[int, int, int, int]], base: np.ndarray) -> Any:
+    """The thumbnail with the text regions outlined, scaled from baseline pixels to it (a
+    candidate of another size is shown at its own proportions, so the boxes follow)."""
+    if not boxes:
+        return thumb
+    from PIL import ImageDraw
+
+    out = thumb.convert("RGBA")
+    sx, sy = out.width / base.shape[1], out.height / base.shape[0]
+    draw = ImageDraw.Draw(out)
+    for x0, y0, x1, y1 in boxes:
+        draw.rectangle((x0 * sx, y0 * sy, max(x1 * sx - 1, x0 * sx), max(y1 * sy - 1, y0 * sy)), outline=_REGION)
+    return out
+
+
+def _text_readings(row: dict[str, Any]) -> str:
+    """What OCR read in each region, baseline beside candidate."""
+    base = str(row.get(schema.OCR_BASELINE.name) or "").split("\n")
+    cand = str(row.get(schema.OCR_CANDIDATE.name) or "").split("\n")
+    lines = "".join(
+        f"<tr><td>{i + 1}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+        for i, (b, c) in enumerate(zip(base, cand + [""] * (len(base) - len(cand)), strict=False))
+    )
+    expected = row.get(schema.TEXT_EXPECTED.name)
+    want = f'<p class="note">expected: {html.escape(str(expected))}</p>' if expected else ""
+    return (
+        '<table class="ocr"><caption>text read in each region</caption><thead><tr><th>region</th>'
+        f"<th>baseline</th><th>candidate</th></tr></thead><tbody>{lines}</tbody></table>{want}"
+    )
 
 
 def _cell(value: Any) -> str:
@@ -372,6 +432,8 @@ dt{color:#666}dd{margin:0;word-break:break-all}
 .tiles{display:flex;flex-wrap:wrap;gap:8px}.tiles figure{margin:0}.tiles img{max-width:256px;display:block;
 background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}
 figcaption{font-size:12px;color:#555}.facts{margin:2px 0}.error{color:#8a1414}.note{color:#666;font-style:italic}
+.ocr{border-collapse:collapse;font-size:13px;margin:6px 0}
+.ocr td,.ocr th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
 table.pairs{border-collapse:collapse;font-size:12px}
 table.pairs th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}
 table.pairs td,table.pairs th{border:1px solid #ddd;padding:2px 6px}td.no{background:#fbd5d5}td.null{background:#fafafa}

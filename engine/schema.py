@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from engine.config import TEXT_CER_MARGIN, TEXT_SHARPNESS_MIN
+from engine.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 #: Bumped whenever a column is removed, renamed or changes meaning. Adding a column keeps
 #: the major number.
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "2.0"
 
 
 @dataclass(frozen=True)
@@ -120,35 +120,67 @@ IGNORED_FRACTION = Column(
     "Share of the baseline's pixels in the manifest's `ignore` regions, left out of every metric; "
     "null without regions.",
 )
+# What became of a pair's typography check (`text_status`).
+TEXT_CHECKED: Final = "checked"
+TEXT_NOT_APPLICABLE: Final = "not_applicable"
+TEXT_NOT_CHECKED: Final = "not_checked"
+TEXT_STATUSES: Final = (TEXT_CHECKED, TEXT_NOT_APPLICABLE, TEXT_NOT_CHECKED)
+
+TEXT_STATUS = Column(
+    "text_status",
+    "string",
+    "`checked`; `not_applicable` when the baseline shows no text OCR reads with confidence (a gate neither "
+    "judges its typography nor counts it as missing); `not_checked` when typography was switched off "
+    "(`--no-typography`: no data for a gate); null for rows that are not `ok`.",
+)
 TEXT_EXPECTED = Column(
     "text_expected", "string", "Expected text from the manifest (`--manifest`), one string per line; null without."
+)
+TEXT_BOXES = Column(
+    "text_boxes",
+    "string",
+    "The text regions read, as JSON `[[x0, y0, x1, y1], ...]` in baseline pixels (ends exclusive): the "
+    "manifest's `text_boxes`, else the lines OCR found in the baseline.",
 )
 OCR_BASELINE = Column("ocr_baseline", "string", "Tesseract's reading of the baseline's text regions, one per line.")
 OCR_CANDIDATE = Column("ocr_candidate", "string", "Tesseract's reading of the same regions of the candidate.")
 TEXT_REGIONS = Column(
-    "text_regions", "int32", "Text regions read: the manifest's `text_boxes`, else lines found by OCR of the baseline."
+    "text_regions", "int32", "Text regions read (outside the manifest's ignore regions); 0 when OCR finds no text."
 )
 TEXT_CER_BASELINE = Column(
-    "text_cer_baseline", "float64", "Character error rate of the baseline's text (see `text_cer`), 0 = read exactly."
+    "text_cer_baseline",
+    "float64",
+    "Character error rate of the baseline's reading against the manifest's `expected_text`; null without it "
+    "(the baseline is then the reference).",
 )
 TEXT_CER = Column(
     "text_cer",
     "float64",
-    "Character error rate of the candidate's text: edit distance of each expected string to its best match "
-    "in the OCR text, summed, over the expected strings' length.",
+    "Character error rate of the candidate's text: for each region, the edit distance of the baseline's "
+    "reading to its best match in the candidate's reading of the same region, summed, over the baseline "
+    "readings' length (with `expected_text`: of each expected string to its best match in all the text read).",
 )
 TEXT_SHARPNESS = Column(
     "text_sharpness",
     "float64",
-    "RMS Sobel magnitude (luma over white) of the candidate over the baseline's, inside the text regions: "
-    "1 = as crisp, lower = blurred or faded.",
+    "RMS Sobel magnitude (luma over white) of the candidate over the baseline's, inside the text regions, "
+    "the lowest region: 1 = as crisp, lower = blurred or faded.",
 )
 TEXT_PASS = Column(
     "text_pass",
     "bool",
-    f"The candidate reads as well as the baseline: `text_cer <= text_cer_baseline + {TEXT_CER_MARGIN}` and "
-    f"`text_sharpness >= {TEXT_SHARPNESS_MIN}`; null for pairs without expected text.",
+    f"The candidate's text reads as the baseline's: `text_cer <= {TEXT_CER_MAX}` (with expected text: "
+    f"`text_cer <= text_cer_baseline + {TEXT_CER_MARGIN}`) and `text_sharpness >= {TEXT_SHARPNESS_MIN}`; "
+    "null unless `text_status` is `checked`.",
 )
+
+#: Columns that do not apply to every row, and how a row says so: column -> (the column
+#: that says, the value meaning "not applicable"). A gate leaves such rows out of a rule
+#: without counting them as missing data: a rule that only they reach passes.
+NOT_APPLICABLE: Final = {
+    column.name: (TEXT_STATUS.name, TEXT_NOT_APPLICABLE)
+    for column in (TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS)
+}
 COMPUTE_MS = Column(
     "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms."
 )
@@ -214,7 +246,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
     BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
     DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
     EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
-    TEXT_EXPECTED, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
+    TEXT_STATUS, TEXT_EXPECTED, TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
     TEXT_CER_BASELINE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS,
     COMPUTE_MS, GPU_MS, RUN_ENERGY_J, DECODE_MS,
 )  # fmt: skip
@@ -249,6 +281,7 @@ META_MANIFEST: Final = "pixgate.manifest"
 META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"
 META_OCR: Final = "pixgate.ocr"
 META_OCR_ENGINE: Final = "pixgate.ocr_engine"
+META_TYPOGRAPHY: Final = "pixgate.typography"
 META_MAX_PIXELS: Final = "pixgate.max_pixels"
 META_DEVICE_TYPE: Final = "pixgate.device_type"
 META_MASKS_SHA256: Final = "pixgate.masks_sha256"
@@ -259,7 +292,8 @@ META_MASKS_SHA256: Final = "pixgate.masks_sha256"
 #: their versions); LPIPS (net, heads, weights, precision) and where it runs (CPU or
 #: CUDA: gpu_ms and energy_j are null on one and not the other); the inputs (both
 #: folders, the manifest's expected text and ignore regions, the ignore masks' bytes);
-#: the pixel limit (a pair over it is an error row); the OCR engine and language. Timing
+#: the pixel limit (a pair over it is an error row); the OCR engine, its data and
+#: language, and whether typography is checked at all. Timing
 #: knobs (batch size, workers) change no value and are not listed.
 RESUME_KEYS: Final = (
     META_PIXGATE_VERSION,
@@ -277,6 +311,7 @@ RESUME_KEYS: Final = (
     META_MASKS_SHA256,
     META_MAX_PIXELS,
     META_OCR_ENGINE,
+    META_TYPOGRAPHY,
 )
 
 

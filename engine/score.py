@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from engine.config import (
     JOURNAL_FLUSH_S,
     LPIPS_HEAD_VERSION,
     MAX_BATCH_PIXELS,
+    OCR_CACHE_ENV,
+    OCR_INFLIGHT_PIXELS,
     OCR_LANG,
     PENDING_BATCHES,
     PENDING_PIXELS,
@@ -42,11 +45,12 @@ from engine.workers import DecodePool
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    import numpy as np
     import pyarrow as pa
     import torch
     from torch import nn
 
-    from engine.manifest import Manifest
+    from engine.manifest import Manifest, ManifestEntry
     from engine.typography import TextChecker
     from engine.weights import ResolvedWeights
 
@@ -73,10 +77,16 @@ class ScoreOptions:
         no_lpips: Skip LPIPS (the `lpips` column is null; metadata says why).
         precision: LPIPS arithmetic, `float32` or `bfloat16` (engine.config.PRECISIONS).
         max_pixels: Decompression-bomb limit per image.
-        manifest: A golden manifest (JSONL); pairs with `expected_text` get the
-            typography columns (engine.typography).
+        manifest: A golden manifest (JSONL): expected text and text boxes for the
+            typography checks, ignore regions.
+        typography: Check that each candidate's text reads as its baseline's
+            (engine.typography; needs Tesseract's language data). Off, every row's
+            typography is `not_checked`.
         ocr_workers: Typography checks run at once; None picks one per core.
         ocr_lang: Tesseract language(s).
+        ocr_cache: Folder of cached baseline readings; None: the user's cache folder
+            (engine.ocr_cache.default_cache_dir).
+        no_ocr_cache: Read every baseline anew and keep nothing.
         overwrite: Start over even if `output` (a finished run) or its journal (an
             interrupted one) exists; without it either is an error, so that no run is
             replaced by accident.
@@ -98,6 +108,9 @@ class ScoreOptions:
     manifest: Path | None = None
     ocr_workers: int | None = None
     ocr_lang: str = OCR_LANG
+    typography: bool = True
+    ocr_cache: Path | None = None
+    no_ocr_cache: bool = False
     overwrite: bool = False
     download_progress: Callable[[int, int | None], None] | None = field(default=None, compare=False)
 
@@ -325,50 +338,61 @@ class _Typography:
     A pair's check starts as soon as the pair is decoded and runs on the checker's
     threads; its row, once scored, waits here until the check is done. The device is held
     up only when `capacity` checks are already running (OCR is then the bottleneck; the
-    time is counted in `wait_s`).
+    time is counted in `wait_s`). Without a checker (`--no-typography`) every `ok` row is
+    marked `not_checked` and nothing waits.
     """
 
-    def __init__(self, manifest: Manifest, checker: TextChecker) -> None:
+    def __init__(self, manifest: Manifest | None, checker: TextChecker | None) -> None:
         self.manifest = manifest
         self.checker = checker
         self.running: dict[str, Future[dict[str, Any]]] = {}
+        self.pixels: dict[str, int] = {}
         self.waiting: dict[str, dict[str, Any]] = {}
         self.wait_s = 0.0
         self.checked = 0
+        self.not_applicable = 0
 
-    def expected(self, pair_id: str) -> tuple[str, ...]:
-        entry = self.manifest.entries.get(pair_id)
-        return entry.expected_text if entry is not None else ()
+    def _entry(self, pair_id: str) -> ManifestEntry | None:
+        return self.manifest.entries.get(pair_id) if self.manifest is not None else None
 
-    def start(self, pair_id: str, dp: DecodedPair) -> None:
+    def start(self, pair_id: str, dp: DecodedPair, ignore: np.ndarray | None = None) -> None:
+        """Start a pair's check, once fewer than `capacity` checks holding fewer than
+        `OCR_INFLIGHT_PIXELS` pixels are running (a check holds its pair's pixels)."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        entry = self.manifest.entries.get(pair_id)
-        if entry is None or not entry.expected_text or dp.baseline is None or dp.candidate_aligned is None:
+        if self.checker is None or dp.baseline is None or dp.candidate is None or dp.candidate_aligned is None:
             return
-        busy = [f for f in self.running.values() if not f.done()]
-        if len(busy) >= self.checker.capacity:
+        while True:
+            busy = [p for p, f in self.running.items() if not f.done()]
+            held = sum(self.pixels[p] for p in busy)
+            if not busy or (len(busy) < self.checker.capacity and held < OCR_INFLIGHT_PIXELS):
+                break
             started = time.perf_counter()
-            wait(busy, return_when=FIRST_COMPLETED)
+            wait([self.running[p] for p in busy], return_when=FIRST_COMPLETED)
             self.wait_s += time.perf_counter() - started
-        self.running[pair_id] = self.checker.submit(dp.baseline.rgba, dp.candidate_aligned, entry)
+        self.pixels[pair_id] = dp.baseline.width * dp.baseline.height + dp.candidate.width * dp.candidate.height
+        self.running[pair_id] = self.checker.submit(
+            dp.baseline.rgba, dp.candidate.rgba, dp.candidate_aligned, self._entry(pair_id), ignore
+        )
 
     def route(self, row: dict[str, Any], out: list[dict[str, Any]]) -> None:
         """Send a finished row on, or keep it until its check is done."""
         pair_id = row[schema.PAIR_ID.name]
-        expected = self.expected(pair_id)
-        if expected:
-            row[schema.TEXT_EXPECTED.name] = "\n".join(expected)
+        entry = self._entry(pair_id)
+        if entry is not None and entry.expected_text:
+            row[schema.TEXT_EXPECTED.name] = "\n".join(entry.expected_text)
         if pair_id in self.running:
             self.waiting[pair_id] = row
-        else:
-            out.append(row)
+            return
+        if self.checker is None and row[schema.STATUS.name] == schema.STATUS_OK:
+            row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_CHECKED
+        out.append(row)
 
     def harvest(self, out: list[dict[str, Any]], *, block: bool) -> None:
         """Move rows whose checks are done to `out` (waiting for one first if `block`)."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        from engine.typography import TextCheckError
+        from engine.ocr import TextCheckError
 
         if block and self.waiting:
             started = time.perf_counter()
@@ -376,17 +400,26 @@ class _Typography:
             self.wait_s += time.perf_counter() - started
         for pair_id in [p for p in self.waiting if self.running[p].done()]:
             row = self.waiting.pop(pair_id)
+            self.pixels.pop(pair_id, None)
+            ok = row[schema.STATUS.name] == schema.STATUS_OK
             try:
-                row.update(self.running.pop(pair_id).result())
-                self.checked += 1
+                found = self.running.pop(pair_id).result()
             except TextCheckError as exc:
                 # The metrics stand, but a text check that could not run must not pass
-                # unseen: the row becomes an error that gates and summaries report.
-                row[schema.STATUS.name] = schema.STATUS_ERROR
-                row[schema.ERROR.name] = str(exc)
+                # unseen: the row becomes an error that gates and summaries report (a
+                # row already in error keeps its first reason).
+                if ok:
+                    row[schema.STATUS.name] = schema.STATUS_ERROR
+                    row[schema.ERROR.name] = str(exc)
             except Exception as exc:  # a bug in one pair's check must not stop the batch
-                row[schema.STATUS.name] = schema.STATUS_ERROR
-                row[schema.ERROR.name] = f"typography: internal error: {type(exc).__name__}: {exc}"
+                if ok:
+                    row[schema.STATUS.name] = schema.STATUS_ERROR
+                    row[schema.ERROR.name] = f"typography: internal error: {type(exc).__name__}: {exc}"
+            else:
+                if ok:
+                    row.update(found)
+                    self.checked += found[schema.TEXT_STATUS.name] == schema.TEXT_CHECKED
+                    self.not_applicable += found[schema.TEXT_STATUS.name] == schema.TEXT_NOT_APPLICABLE
             out.append(row)
 
 
@@ -431,20 +464,44 @@ def _masks_sha256(manifest: Manifest, max_pixels: int) -> str:
 
 def _start_typography(
     manifest: Manifest | None, opts: ScoreOptions, cores: int
-) -> tuple[_Typography | None, dict[str, str]]:
-    """Typography checks, when some manifest entry lists expected text (Tesseract needed)."""
-    if manifest is None or not any(e.expected_text for e in manifest.entries.values()):
-        return None, {}
-    from engine.typography import OcrUnavailable, TextChecker, find_tesseract
+) -> tuple[_Typography, dict[str, str], dict[str, Any]]:
+    """Typography checks (Tesseract and its language data needed), or the marker that they
+    are off; with the run's metadata and the OCR cache's state."""
+    if not opts.typography:
+        return _Typography(manifest, None), {schema.META_TYPOGRAPHY: "off"}, {}
+    from engine.ocr import OcrUnavailable, find_tesseract
+    from engine.ocr_cache import OcrCache, OcrCacheError, default_cache_dir
+    from engine.typography import TextChecker
 
     try:
         settings = find_tesseract(opts.ocr_lang)
     except OcrUnavailable as exc:
         raise ScoreConfigError(str(exc)) from None
-    checker = TextChecker(settings, opts.ocr_workers or max(1, cores))
-    engine = f"tesseract {settings.version}, lang {settings.lang}"
-    meta = {schema.META_OCR: f"{engine}, {checker.workers} workers", schema.META_OCR_ENGINE: engine}
-    return _Typography(manifest, checker), meta
+    cache, cache_state = None, {}
+    named = os.environ.get(OCR_CACHE_ENV)
+    if opts.no_ocr_cache:
+        pass
+    elif opts.ocr_cache is not None or named:
+        try:
+            cache = OcrCache(opts.ocr_cache or Path(named or ""), "--ocr-cache" if opts.ocr_cache else OCR_CACHE_ENV)
+        except OcrCacheError as exc:
+            raise ScoreConfigError(str(exc)) from None
+    else:
+        # The default folder only saves time: a run without it reads every baseline.
+        folder = default_cache_dir()
+        try:
+            if folder is None:
+                raise OcrCacheError("no home folder to keep an OCR cache in (set XDG_CACHE_HOME)")
+            cache = OcrCache(folder, "the default OCR cache")
+        except OcrCacheError as exc:
+            cache_state = {"folder": str(folder), "error": str(exc)}
+    checker = TextChecker(settings, opts.ocr_workers or max(1, cores), cache)
+    meta = {
+        schema.META_TYPOGRAPHY: "on",
+        schema.META_OCR: f"{settings.version}, {checker.workers} workers",
+        schema.META_OCR_ENGINE: settings.version,
+    }
+    return _Typography(manifest, checker), meta, cache_state
 
 
 def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair, max_pixels: int) -> tuple[Any, str | None]:
@@ -672,6 +729,26 @@ def _check_options(opts: ScoreOptions) -> None:
     check_decoder_setting()
     if opts.precision not in PRECISIONS:
         raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
+    check_typography_options(opts)
+
+
+def check_typography_options(opts: ScoreOptions) -> None:
+    """OCR options that contradict each other or `--no-typography` (both backends)."""
+    if opts.ocr_cache is not None and opts.no_ocr_cache:
+        raise ScoreConfigError("--ocr-cache and --no-ocr-cache contradict each other: keep readings there, or nowhere")
+    if not opts.typography:
+        given = [
+            name
+            for name, value in (
+                ("--ocr-cache", opts.ocr_cache),
+                ("--no-ocr-cache", opts.no_ocr_cache or None),
+                ("--ocr-workers", opts.ocr_workers),
+                ("--ocr-lang", None if opts.ocr_lang == OCR_LANG else opts.ocr_lang),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ScoreConfigError(f"{', '.join(given)}: no effect with --no-typography (no OCR runs); drop one")
 
 
 def check_output(opts: ScoreOptions) -> None:
@@ -737,8 +814,8 @@ def run_score(
         # The manifest, Tesseract, the weights and a resume's settings are all checked
         # before anything starts: a usage error.
         manifest, manifest_meta = _load_manifest(opts)
-        typo, typo_meta = _start_typography(manifest, opts, cores)
-        if typo is not None:
+        typo, typo_meta, cache_state = _start_typography(manifest, opts, cores)
+        if typo.checker is not None:
             cleanup.callback(typo.checker.close)
         resolved, weights_meta = resolve_lpips_weights(opts)
         meta = start_metadata(opts, device, old_meta, {**weights_meta, **manifest_meta, **typo_meta})
@@ -762,10 +839,7 @@ def run_score(
         pending_rows: list[dict[str, Any]] = []
 
         def emit(row: dict[str, Any]) -> None:
-            if typo is None:
-                pending_rows.append(row)
-            else:
-                typo.route(row, pending_rows)
+            typo.route(row, pending_rows)
 
         for p in unscorable:
             emit(missing_row(p))
@@ -802,8 +876,8 @@ def run_score(
         if on_start is not None:
             on_start(len(pairing.pairs), len(done_ids))
         flush(force=True)
-        while decoder.busy or buckets.count or (typo is not None and typo.waiting):
-            if not decoder.busy and not buckets.count and typo is not None:
+        while decoder.busy or buckets.count or typo.waiting:
+            if not decoder.busy and not buckets.count:
                 typo.harvest(pending_rows, block=True)  # only text checks are left
                 flush()
                 continue
@@ -819,8 +893,7 @@ def run_score(
                 elif dp.error is None and dp.baseline is not None:
                     if mask is not None:
                         ignored[pair.pair_id] = mask
-                    if typo is not None:
-                        typo.start(pair.pair_id, dp)
+                    typo.start(pair.pair_id, dp, mask)
                     buckets.add(pair, dp)
                 else:
                     emit(decoded_row(pair, dp))
@@ -832,8 +905,7 @@ def run_score(
                 items = buckets.take(only_full=False)
             if items:
                 run_bucket(items)
-            if typo is not None:
-                typo.harvest(pending_rows, block=False)
+            typo.harvest(pending_rows, block=False)
             flush()
         flush(force=True)
         wall = time.perf_counter() - started
@@ -874,11 +946,14 @@ def run_score(
                 stats["energy_per_pair_j"] = round(summary["energy_j"] / len(todo), 4)
         else:
             meta[schema.META_NVML] = dumps_meta({"notes": ["no CUDA device: no GPU telemetry; compute_ms is CPU time"]})
-        if typo is not None:
-            unmatched = sorted(set(typo.manifest.entries) - {p.pair_id for p in pairing.pairs})
+        if typo.checker is not None:
             stats["text_checked"] = typo.checked
+            stats["text_not_applicable"] = typo.not_applicable
             stats["ocr_wait_s"] = round(typo.wait_s, 3)
-            stats["manifest_ids_without_pair"] = unmatched
+            cache = typo.checker.cache
+            stats["ocr_cache"] = cache.stats() if cache is not None else (cache_state or None)
+        if manifest is not None:
+            stats["manifest_ids_without_pair"] = sorted(set(manifest.entries) - {p.pair_id for p in pairing.pairs})
         meta[schema.META_ENDED_AT] = _now()
         meta[schema.META_IGNORED_FILES] = str(len(pairing.ignored))
         meta[schema.META_SETTINGS] = dumps_meta(
@@ -888,7 +963,8 @@ def run_score(
                 "max_pixels": opts.max_pixels,
                 "no_lpips": opts.no_lpips,
                 "manifest": str(opts.manifest) if opts.manifest else None,
-                "ocr_lang": opts.ocr_lang if opts.manifest else None,
+                "typography": opts.typography,
+                "ocr_lang": opts.ocr_lang if opts.typography else None,
             }
         )
         meta[schema.META_STATS] = dumps_meta(stats)

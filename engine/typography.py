@@ -1,129 +1,118 @@
-"""Typography checks: does the candidate's text read as well as the baseline's?
+"""Typography checks: does the candidate's text read as the baseline's does?
 
-For each pair whose manifest entry lists `expected_text`:
+The baseline is the reference. For each pair:
 
-1. Text regions come from the entry's `text_boxes`, else from OCR of the baseline (line
-   boxes of the words Tesseract reads with enough confidence, in both polarities). The
-   same regions are read in both images, so the candidate is judged where the baseline
-   had text.
-2. Each region is cropped with room around it (`OCR_GROW_X`, `OCR_GROW_Y`), scaled so a line is about
-   `OCR_LINE_HEIGHT` pixels tall, binarised with Otsu's threshold and turned dark text
-   on light (the background is the class that holds most of the crop's border), so
-   light-on-dark and dark-on-light text read alike, then read by Tesseract.
-3. `text_cer`: for each expected string, the edit distance to its best-matching stretch
-   of the OCR text (approximate substring matching, so extra text and the order of the
-   regions do not count), summed over the strings and divided by their total length.
-   The baseline gets the same measure, so a string the OCR misreads in both images does
-   not count against the candidate.
+1. Text regions: the manifest's `text_boxes` when it gives them, else the lines OCR finds
+   in the whole baseline (scaled so its long side is about `OCR_FIND_SIDE`), kept when
+   their own reading is at least `OCR_MIN_CONFIDENCE` sure. A baseline with no such line
+   has no text to keep: its typography is `not_applicable`, and the row stays `ok`.
+2. Each region is cropped with room around it (`OCR_GROW_X`, `OCR_GROW_Y`), scaled so a
+   line is about `OCR_LINE_HEIGHT` pixels tall, binarised with Otsu's threshold and turned
+   dark text on light (the background is the class that holds most of the crop's
+   border), so light-on-dark and dark-on-light text read alike, then read by Tesseract.
+   The baseline's regions and readings are cached by its pixels (engine.ocr_cache), so a
+   baseline is read once however many runs use it; the candidate is read only in the
+   baseline's regions (mapped to its own size when the sizes differ), never as a page.
+3. `text_cer`: without expected text, the edit distance of each baseline reading to its
+   best-matching stretch of the candidate's reading of the same region, summed and
+   divided by the baseline readings' length. With the manifest's `expected_text`, the
+   expected strings are the reference instead (matched against all the regions' text, so
+   extra text and the order of the regions do not count), and the baseline gets the same
+   measure (`text_cer_baseline`), so a string OCR misreads in both images does not count
+   against the candidate.
 4. `text_sharpness`: inside each region, the RMS Sobel magnitude (the edge kernel's, on
    luma over white) of the candidate over the baseline's; the lowest region counts, so a
-   line of small print lost next to a crisp title is not averaged away. Unlike `edge_preservation` it
-   does not need the strokes to sit on the same pixels, so a clean re-rendering that
-   moves glyphs by a pixel keeps about 1; unlike a sum of magnitudes (which a blur
-   leaves unchanged across an isolated edge) a blur lowers it, because it spreads the
-   same step over more pixels.
-5. `text_pass`: `text_cer <= text_cer_baseline + TEXT_CER_MARGIN` and
-   `text_sharpness >= TEXT_SHARPNESS_MIN`.
+   line of small print lost next to a crisp title is not averaged away. Unlike
+   `edge_preservation` it does not need the strokes to sit on the same pixels, so a clean
+   re-rendering that moves glyphs by a pixel keeps about 1; a blur lowers it, because it
+   spreads the same step over more pixels.
+5. `text_pass`: `text_cer <= TEXT_CER_MAX` (with expected text: `text_cer <=
+   text_cer_baseline + TEXT_CER_MARGIN`) and `text_sharpness >= TEXT_SHARPNESS_MIN`.
 
-Tesseract runs as separate processes (through pytesseract), one per worker thread, so the
-checks use as many cores as there are workers and never hold up the device batches.
+The checks run on threads beside decoding and scoring, each thread with its own
+Tesseract engine loaded in the process (engine.ocr).
 """
 
 from __future__ import annotations
 
-import os
+import json
+import math
+import time
 import unicodedata
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine import schema
 from engine.config import (
+    OCR_FIND_MAX_SCALE,
+    OCR_FIND_MAX_SIDE,
+    OCR_FIND_SIDE,
     OCR_GROW_X,
     OCR_GROW_Y,
     OCR_INFLIGHT_PER_WORKER,
     OCR_LINE_HEIGHT,
+    OCR_MAX_REGIONS,
     OCR_MAX_SCALE,
     OCR_MIN_CONFIDENCE,
-    OCR_TIMEOUT_S,
+    OCR_PAIR_TIMEOUT_S,
+    TESSERACT_MAX_SIDE,
     TEXT_CER_MARGIN,
+    TEXT_CER_MAX,
     TEXT_SHARPNESS_MIN,
 )
-from engine.manifest import Box, ManifestEntry
+from engine.ocr import OcrSettings, TextCheckError, deadline, find_lines, read_region
+from engine.ocr_cache import BaselineText, OcrCache, cache_key
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from engine.manifest import Box, ManifestEntry
 
 #: Pixels added around each text region: a blurred stroke spreads beyond a tight box, and
 #: Tesseract needs a little background around a line.
 _MARGIN = 3
 #: White border added around a prepared line before OCR (Tesseract expects margins).
 _PAD = 16
-#: Upscaling used to look for text in a whole baseline.
-_FIND_SCALE = 3
 #: Squared edge energy below which a region has no edges to compare.
 _FLAT_ENERGY = 1e-9
+#: Pixels converted to luma at a time (bounds the float temporaries).
+_GRAY_BAND_PIXELS = 1 << 20
+#: Characters of an edit distance computed between two looks at the clock.
+_TIME_CHECK_CHARS = 64
 
-
-class OcrUnavailable(RuntimeError):
-    """Tesseract (or the requested language data) is not installed."""
-
-
-class TextCheckError(ValueError):
-    """A pair whose text cannot be checked (bad box, no text found, OCR failure)."""
-
-
-@dataclass(frozen=True)
-class OcrSettings:
-    """How Tesseract is run.
-
-    Attributes:
-        cmd: The Tesseract executable.
-        lang: Tesseract language(s), e.g. `eng` or `eng+deu`.
-        version: Tesseract's version, recorded in the run's metadata.
-    """
-
-    cmd: str
-    lang: str
-    version: str
-
-
-def find_tesseract(lang: str) -> OcrSettings:
-    """Locate Tesseract (`PIXGATE_TESSERACT`, else `tesseract` on PATH) and check `lang`.
-
-    Raises:
-        OcrUnavailable: No Tesseract, or no data for a requested language.
-    """
-    import pytesseract
-
-    cmd = os.environ.get("PIXGATE_TESSERACT", "tesseract")
-    pytesseract.pytesseract.tesseract_cmd = cmd
-    try:
-        version = str(pytesseract.get_tesseract_version())
-        installed = pytesseract.get_languages(config="")
-    except (pytesseract.TesseractNotFoundError, pytesseract.TesseractError, OSError) as exc:
-        raise OcrUnavailable(
-            f"--manifest: the text checks need Tesseract, and {cmd!r} could not be run ({exc}). Install it "
-            "(Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install tesseract) or set "
-            "PIXGATE_TESSERACT to its path"
-        ) from None
-    missing = [code for code in lang.split("+") if code not in installed]
-    if missing:
-        raise OcrUnavailable(
-            f"--ocr-lang: got {lang!r}, but Tesseract has no data for {', '.join(missing)}; installed: "
-            f"{', '.join(sorted(installed))} (Debian: apt-get install tesseract-ocr-<code>)"
-        )
-    return OcrSettings(cmd, lang, version)
+#: Everything besides the pixels and the engine that shapes a baseline's reading: part of
+#: the OCR cache's key.
+READING_SETTINGS: dict[str, Any] = {
+    "find_side": OCR_FIND_SIDE,
+    "find_max_scale": OCR_FIND_MAX_SCALE,
+    "find_max_side": OCR_FIND_MAX_SIDE,
+    "max_regions": OCR_MAX_REGIONS,
+    "grow": [OCR_GROW_X, OCR_GROW_Y],
+    "line_height": OCR_LINE_HEIGHT,
+    "max_scale": OCR_MAX_SCALE,
+    "min_confidence": OCR_MIN_CONFIDENCE,
+    "margin": _MARGIN,
+    "pad": _PAD,
+}
 
 
 def gray_over_white(rgba: np.ndarray) -> np.ndarray:
-    """Rec.709 luma of an H x W x 4 uint8 image composited over white, as uint8."""
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    rgb = rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
-    luma = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+    """Rec.709 luma of an H x W x 4 uint8 image composited over white, as uint8.
+
+    Computed a band of rows at a time, so the float temporaries stay small whatever the
+    image's size.
+    """
+    out = np.empty(rgba.shape[:2], np.uint8)
+    weights = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    rows = max(1, _GRAY_BAND_PIXELS // max(rgba.shape[1], 1))
+    for top in range(0, rgba.shape[0], rows):
+        band = rgba[top : top + rows]
+        a = band[..., 3:4].astype(np.float32) / 255.0
+        rgb = band[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
+        out[top : top + rows] = np.clip(np.rint(rgb @ weights), 0, 255).astype(np.uint8)
+    return out
 
 
 def _otsu(values: np.ndarray) -> int:
@@ -149,14 +138,17 @@ def _grown(box: Box, width: int, height: int) -> Box:
     return max(x0 - gx, 0), max(y0 - gy, 0), min(x1 + gx, width), min(y1 + gy, height)
 
 
-def prepare_line(gray: np.ndarray, box: Box) -> Image.Image:
-    """One text region, ready for Tesseract: grown, scaled, binarised, dark text on white."""
+def prepare_line(rgba: np.ndarray, box: Box) -> Image.Image:
+    """One text region of an H x W x 4 image, ready for Tesseract: grown, scaled (within
+    Tesseract's largest side), binarised, dark text on white."""
     from PIL import Image, ImageOps
 
-    x0, y0, x1, y1 = _grown(box, gray.shape[1], gray.shape[0])
-    crop = Image.fromarray(gray[y0:y1, x0:x1])
+    x0, y0, x1, y1 = _grown(box, rgba.shape[1], rgba.shape[0])
+    crop = Image.fromarray(gray_over_white(rgba[y0:y1, x0:x1]))
     scale = min(max(OCR_LINE_HEIGHT / max(y1 - y0, 1), 1.0), OCR_MAX_SCALE)
-    crop = crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.Resampling.LANCZOS)
+    scale = min(scale, (TESSERACT_MAX_SIDE - 2 * _PAD) / max(crop.width, crop.height))
+    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    crop = crop.resize(size, Image.Resampling.LANCZOS)
     a = np.asarray(crop)
     bright = a > _otsu(a)
     border = np.concatenate([bright[0], bright[-1], bright[:, 0], bright[:, -1]])
@@ -164,112 +156,108 @@ def prepare_line(gray: np.ndarray, box: Box) -> Image.Image:
     return ImageOps.expand(Image.fromarray(np.where(text, 0, 255).astype(np.uint8)), border=_PAD, fill=255)
 
 
-def _stack(lines: list[Image.Image]) -> Image.Image:
-    """Prepared lines one under the other on white: one Tesseract call reads them all."""
+def _page_scale(width: int, height: int) -> float:
+    """The scale a whole image is looked for text at (see `find_text_regions`)."""
+    side = max(width, height)
+    if side > OCR_FIND_MAX_SIDE:
+        return OCR_FIND_MAX_SIDE / side
+    return min(max(OCR_FIND_SIDE / side, 1.0), OCR_FIND_MAX_SCALE)
+
+
+def find_text_regions(rgba: np.ndarray, settings: OcrSettings, until: float | None = None) -> BaselineText:
+    """The text lines of a whole H x W x 4 image and their readings, the unsure ones left out.
+
+    The image is scaled up so its long side is about `OCR_FIND_SIDE` (small print in a
+    small image is otherwise below what Tesseract finds), and down to `OCR_FIND_MAX_SIDE`
+    when it is larger (Tesseract's page analysis, which its time limit does not stop,
+    grows with the page). Of the lines found, the `OCR_MAX_REGIONS` most confident are
+    each read as a region, the way the candidate will be, and kept, top to bottom, when
+    that reading is sure enough.
+    """
     from PIL import Image
 
-    sheet = Image.new("L", (max(im.width for im in lines), sum(im.height for im in lines)), 255)
-    top = 0
-    for im in lines:
-        sheet.paste(im, (0, top))
-        top += im.height
-    return sheet
-
-
-def read_lines(lines: list[Image.Image], settings: OcrSettings) -> str:
-    """Tesseract's reading of prepared lines, one output line per text line found."""
-    import pytesseract
-
-    pytesseract.pytesseract.tesseract_cmd = settings.cmd
-    try:
-        text = pytesseract.image_to_string(_stack(lines), lang=settings.lang, config="--psm 6", timeout=OCR_TIMEOUT_S)
-    except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
-        raise TextCheckError(f"typography: Tesseract failed: {exc}") from None
-    return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
-
-
-def find_text_regions(gray: np.ndarray, settings: OcrSettings) -> list[Box]:
-    """Line boxes of the text Tesseract finds in a whole image, in both polarities."""
-    import pytesseract
-    from PIL import Image, ImageOps
-
-    height, width = gray.shape
-    big = Image.fromarray(gray).resize((width * _FIND_SCALE, height * _FIND_SCALE), Image.Resampling.LANCZOS)
-    lines: list[Box] = []
-    for variant in (big, ImageOps.invert(big)):
-        try:
-            data = pytesseract.image_to_data(
-                variant,
-                lang=settings.lang,
-                config="--psm 3",
-                output_type=pytesseract.Output.DICT,
-                timeout=OCR_TIMEOUT_S,
-            )
-        except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
-            raise TextCheckError(f"typography: Tesseract failed while looking for text: {exc}") from None
-        found: dict[tuple[int, int, int], list[int]] = {}
-        for i, word in enumerate(data["text"]):
-            if not str(word).strip() or float(data["conf"][i]) < OCR_MIN_CONFIDENCE:
-                continue
-            key = (data["block_num"][i], data["par_num"][i], data["line_num"][i])
-            x0, y0 = data["left"][i], data["top"][i]
-            x1, y1 = x0 + data["width"][i], y0 + data["height"][i]
-            box = found.setdefault(key, [x0, y0, x1, y1])
-            box[:] = [min(box[0], x0), min(box[1], y0), max(box[2], x1), max(box[3], y1)]
-        for x0, y0, x1, y1 in found.values():
-            lines.append(
-                (
-                    x0 // _FIND_SCALE,
-                    y0 // _FIND_SCALE,
-                    min(-(-x1 // _FIND_SCALE), width),
-                    min(-(-y1 // _FIND_SCALE), height),
-                )
-            )
-    return _merge(lines)
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _merge(boxes: list[Box]) -> list[Box]:
-    """Union boxes that overlap (the same line found in both polarities), top to bottom."""
-    merged: list[Box] = []
-    for box in sorted(boxes, key=lambda b: (b[1], b[0])):
-        for i, other in enumerate(merged):
-            if _overlap(box, other):
-                merged[i] = (min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3]))
-                break
-        else:
-            merged.append(box)
-    return merged
+    height, width = rgba.shape[:2]
+    scale = _page_scale(width, height)
+    page = Image.fromarray(gray_over_white(rgba))
+    if scale != 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        page = page.resize(size, Image.Resampling.LANCZOS)
+    found = find_lines(page, settings, until)
+    del page
+    likely = sorted(found, key=lambda line: -line[2])[:OCR_MAX_REGIONS]
+    boxes: list[Box] = []
+    reads: list[str] = []
+    for (x0, y0, x1, y1), _, _ in sorted(likely, key=lambda line: (line[0][1], line[0][0])):
+        box = (
+            max(math.floor(x0 / scale), 0),
+            max(math.floor(y0 / scale), 0),
+            min(math.ceil(x1 / scale), width),
+            min(math.ceil(y1 / scale), height),
+        )
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        text, confidence = read_region(prepare_line(rgba, box), settings, until)
+        if confidence >= OCR_MIN_CONFIDENCE and any(ch.isalnum() for ch in text):
+            boxes.append(box)
+            reads.append(text)
+    return BaselineText(tuple(boxes), tuple(reads))
 
 
 def _normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
-def substring_distance(pattern: str, text: str) -> int:
-    """Fewest edits that turn `pattern` into some substring of `text` (Sellers, 1980)."""
+def _check_time(until: float | None) -> None:
+    if until is not None and time.monotonic() > until:
+        raise TextCheckError(f"typography: the pair's text took longer than {OCR_PAIR_TIMEOUT_S:g} s to compare")
+
+
+def substring_distance(pattern: str, text: str, until: float | None = None) -> int:
+    """Fewest edits that turn `pattern` into some substring of `text` (Sellers, 1980).
+
+    One NumPy pass per character of `pattern`: the insertion chain along a row of the
+    edit table is a running minimum, `row[j] = min over k <= j of (a[k] + j - k)`.
+
+    Raises:
+        TextCheckError: Past `until` (`time.monotonic()` seconds), checked every
+            `_TIME_CHECK_CHARS` characters of `pattern`.
+    """
     if not pattern:
         return 0
-    previous = [0] * (len(text) + 1)  # matching may start anywhere in the text for free
-    for i, p in enumerate(pattern, start=1):
-        current = [i] + [0] * len(text)
-        for j, t in enumerate(text, start=1):
-            current[j] = min(previous[j - 1] + (p != t), previous[j] + 1, current[j - 1] + 1)
-        previous = current
-    return min(previous)  # and end anywhere
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    steps = np.arange(len(codes) + 1, dtype=np.int64)
+    previous = np.zeros(len(codes) + 1, dtype=np.int64)  # matching may start anywhere for free
+    for i, ch in enumerate(pattern, start=1):
+        if i % _TIME_CHECK_CHARS == 0:
+            _check_time(until)
+        a = np.empty_like(previous)
+        a[0] = i
+        a[1:] = np.minimum(previous[:-1] + (codes != ord(ch)), previous[1:] + 1)
+        previous = np.minimum.accumulate(a - steps) + steps
+    return int(previous.min())  # and end anywhere
 
 
-def char_error_rate(expected: tuple[str, ...] | list[str], read: str) -> float | None:
+def char_error_rate(expected: tuple[str, ...] | list[str], read: str, until: float | None = None) -> float | None:
     """Edit distance of each expected string to its best match in `read`, over their length."""
     strings = [_normalise(s) for s in expected]
     total = sum(len(s) for s in strings)
     if total == 0:
         return None
     text = _normalise(read)
-    return sum(substring_distance(s, text) for s in strings) / total
+    return sum(substring_distance(s, text, until) for s in strings) / total
+
+
+def reading_error_rate(
+    reference: tuple[str, ...] | list[str], reads: tuple[str, ...] | list[str], until: float | None = None
+) -> float | None:
+    """Region by region: edit distance of the reference reading to its best match in the
+    candidate's reading of the same region, summed, over the reference's length; None
+    when the reference read nothing."""
+    pairs = [(_normalise(r), _normalise(c)) for r, c in zip(reference, reads, strict=True)]
+    total = sum(len(r) for r, _ in pairs)
+    if total == 0:
+        return None
+    return sum(substring_distance(r, c, until) for r, c in pairs) / total
 
 
 def text_sharpness(base: np.ndarray, cand: np.ndarray, boxes: list[Box]) -> float | None:
@@ -281,85 +269,183 @@ def text_sharpness(base: np.ndarray, cand: np.ndarray, boxes: list[Box]) -> floa
     """
     from kernels.cpu import edge_magnitudes_cpu
 
-    edges = edge_magnitudes_cpu(np.ascontiguousarray(base[None]), np.ascontiguousarray(cand[None]))
+    height, width = base.shape[:2]
     ratios = []
-    for x0, y0, x1, y1 in (_padded(b, base.shape[1], base.shape[0]) for b in boxes):
-        gb = edges[0, 0, y0:y1, x0:x1].astype(np.float64)
-        gc = edges[1, 0, y0:y1, x0:x1].astype(np.float64)
+    for x0, y0, x1, y1 in (_padded(b, width, height) for b in boxes):
+        # One pixel more on each side is all the Sobel operator reads, so the region's
+        # magnitudes are those of the whole image, at the cost of the region alone.
+        cx0, cy0, cx1, cy1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, width), min(y1 + 1, height)
+        edges = edge_magnitudes_cpu(
+            np.ascontiguousarray(base[None, cy0:cy1, cx0:cx1]), np.ascontiguousarray(cand[None, cy0:cy1, cx0:cx1])
+        )
+        gb = edges[0, 0, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float64)
+        gc = edges[1, 0, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float64)
         energy = float(np.sum(gb * gb))
         if energy > _FLAT_ENERGY:
             ratios.append(float(np.sqrt(np.sum(gc * gc) / energy)))
     return min(ratios) if ratios else None
 
 
-def check_text(base: np.ndarray, cand: np.ndarray, entry: ManifestEntry, settings: OcrSettings) -> dict[str, Any]:
+def _mapped(box: Box, sx: float, sy: float, width: int, height: int) -> Box:
+    """A baseline box in the pixels of an image `sx` times as wide and `sy` as tall."""
+    x0, y0, x1, y1 = box
+    mx0, my0 = min(math.floor(x0 * sx), width - 1), min(math.floor(y0 * sy), height - 1)
+    mx1, my1 = min(math.ceil(x1 * sx), width), min(math.ceil(y1 * sy), height)
+    return mx0, my0, max(mx1, mx0 + 1), max(my1, my0 + 1)
+
+
+def baseline_text(
+    base: np.ndarray,
+    boxes: tuple[Box, ...] | None,
+    settings: OcrSettings,
+    cache: OcrCache | None,
+    until: float | None = None,
+) -> BaselineText:
+    """The baseline's text regions and their readings, from the cache when it has them.
+
+    Args:
+        base: Baseline H x W x 4 uint8 pixels.
+        boxes: The regions to read (a manifest's `text_boxes`), or None to find them.
+        settings: How to run Tesseract.
+        cache: Where baseline readings are kept between runs, or None.
+        until: Deadline for the pair's OCR (`time.monotonic()` seconds).
+    """
+    key = cache_key(base, settings.version, READING_SETTINGS, boxes) if cache is not None else ""
+    if cache is not None:
+        found = cache.get(key, base.shape[1], base.shape[0])
+        # An entry for given boxes must be a reading of exactly those boxes.
+        if found is not None and (boxes is None or found.boxes == tuple(boxes)):
+            return found
+    if boxes is None:
+        found = find_text_regions(base, settings, until)
+    else:
+        found = BaselineText(tuple(boxes), tuple(read_region(prepare_line(base, b), settings, until)[0] for b in boxes))
+    if cache is not None:
+        cache.put(key, found)
+    return found
+
+
+def _outside(found: BaselineText, ignore: np.ndarray | None) -> BaselineText:
+    """The regions that touch no ignored pixel: text there is allowed to change."""
+    if ignore is None:
+        return found
+    keep = [i for i, (x0, y0, x1, y1) in enumerate(found.boxes) if not ignore[y0:y1, x0:x1].any()]
+    return BaselineText(tuple(found.boxes[i] for i in keep), tuple(found.reads[i] for i in keep))
+
+
+def check_text(
+    base: np.ndarray,
+    cand: np.ndarray,
+    aligned: np.ndarray,
+    entry: ManifestEntry | None,
+    settings: OcrSettings,
+    cache: OcrCache | None = None,
+    ignore: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The typography columns of one pair.
 
     Args:
         base: Baseline H x W x 4 uint8 sRGB pixels.
-        cand: Candidate pixels aligned to the baseline's size.
-        entry: The pair's manifest entry (with expected text).
+        cand: Candidate pixels at the candidate's own size.
+        aligned: Candidate pixels at the baseline's size.
+        entry: The pair's manifest entry (expected text, text boxes), or None.
         settings: How to run Tesseract.
+        cache: Where baseline readings are kept between runs, or None.
+        ignore: The pair's ignored pixels (H x W bool, baseline coordinates), or None:
+            regions that touch them are not read.
 
     Raises:
-        TextCheckError: A box outside the image, no text found in the baseline, or a
-            Tesseract failure.
+        TextCheckError: A box outside the image, no text found where the manifest expects
+            some, or OCR past its time limits (`OCR_TIMEOUT_S` a call,
+            `OCR_PAIR_TIMEOUT_S` the pair).
     """
     height, width = base.shape[:2]
-    if entry.text_boxes is not None:
-        for box in entry.text_boxes:
-            if box[2] > width or box[3] > height:
-                raise TextCheckError(
-                    f"typography: text box {list(box)} (manifest line {entry.line}) lies outside the "
-                    f"{width}x{height} baseline"
-                )
-        boxes = list(entry.text_boxes)
-    gray_b, gray_c = gray_over_white(base), gray_over_white(cand)
-    if entry.text_boxes is None:
-        boxes = find_text_regions(gray_b, settings)
-        if not boxes:
+    given = entry.text_boxes if entry is not None else None
+    expected = entry.expected_text if entry is not None else ()
+    for box in given or ():
+        if box[2] > width or box[3] > height:
             raise TextCheckError(
-                f"typography: OCR found no text in the baseline to compare; give `text_boxes` for "
-                f"{entry.pair_id!r} in the manifest (line {entry.line})"
+                f"typography: text box {list(box)} (manifest line {entry.line if entry else '?'}) lies outside the "
+                f"{width}x{height} baseline"
             )
-    read_b = read_lines([prepare_line(gray_b, box) for box in boxes], settings)
-    read_c = read_lines([prepare_line(gray_c, box) for box in boxes], settings)
-    cer_b = char_error_rate(entry.expected_text, read_b)
-    cer_c = char_error_rate(entry.expected_text, read_c)
-    sharpness = text_sharpness(base, cand, boxes)
-    passed = None
-    if cer_b is not None and cer_c is not None:
-        passed = cer_c <= cer_b + TEXT_CER_MARGIN and (sharpness is None or sharpness >= TEXT_SHARPNESS_MIN)
-    return {
-        schema.OCR_BASELINE.name: read_b,
-        schema.OCR_CANDIDATE.name: read_c,
-        schema.TEXT_REGIONS.name: len(boxes),
-        schema.TEXT_CER_BASELINE.name: cer_b,
-        schema.TEXT_CER.name: cer_c,
-        schema.TEXT_SHARPNESS.name: sharpness,
-        schema.TEXT_PASS.name: passed,
-    }
+    until = deadline()
+    found = _outside(baseline_text(base, given, settings, cache, until), ignore)
+    row: dict[str, Any] = {schema.TEXT_REGIONS.name: len(found.boxes)}
+    if not found.boxes:
+        if expected:
+            raise TextCheckError(
+                f"typography: OCR found no text in the baseline (outside its ignore regions) to compare with the "
+                f"expected text; give `text_boxes` for {entry.pair_id!r} in the manifest (line {entry.line})"  # type: ignore[union-attr]
+            )
+        row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_APPLICABLE
+        return row
+    sx, sy = cand.shape[1] / width, cand.shape[0] / height
+    reads = []
+    for box, read_b in zip(found.boxes, found.reads, strict=True):
+        if cand.shape == base.shape:
+            x0, y0, x1, y1 = _grown(box, width, height)
+            if np.array_equal(cand[y0:y1, x0:x1], base[y0:y1, x0:x1]):
+                reads.append(read_b)  # the same pixels read the same: OCR is deterministic
+                continue
+        region = prepare_line(cand, _mapped(box, sx, sy, cand.shape[1], cand.shape[0]))
+        reads.append(read_region(region, settings, until)[0])
+    sharpness = text_sharpness(base, aligned, list(found.boxes))
+    cer_b: float | None = None
+    if expected:
+        cer_b = char_error_rate(expected, "\n".join(found.reads), until)
+        cer_c = char_error_rate(expected, "\n".join(reads), until)
+        bound = None if cer_b is None else cer_b + TEXT_CER_MARGIN
+    else:
+        cer_c = reading_error_rate(found.reads, reads, until)
+        bound = TEXT_CER_MAX
+    if cer_c is None and sharpness is None:
+        # Regions that read as nothing on a flat background: no text to keep.
+        row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_APPLICABLE
+        return row
+    passed = (cer_c is None or bound is None or cer_c <= bound) and (
+        sharpness is None or sharpness >= TEXT_SHARPNESS_MIN
+    )
+    row.update(
+        {
+            schema.TEXT_STATUS.name: schema.TEXT_CHECKED,
+            schema.TEXT_BOXES.name: json.dumps([list(b) for b in found.boxes]),
+            schema.OCR_BASELINE.name: "\n".join(found.reads),
+            schema.OCR_CANDIDATE.name: "\n".join(reads),
+            schema.TEXT_CER_BASELINE.name: cer_b,
+            schema.TEXT_CER.name: cer_c,
+            schema.TEXT_SHARPNESS.name: sharpness,
+            schema.TEXT_PASS.name: passed,
+        }
+    )
+    return row
 
 
 class TextChecker:
-    """Runs `check_text` on worker threads, each driving its own Tesseract processes.
+    """Runs `check_text` on worker threads, each with its own Tesseract engine.
 
     Args:
         settings: How to run Tesseract.
         workers: Checks run at once.
+        cache: Where baseline readings are kept between runs, or None.
     """
 
-    def __init__(self, settings: OcrSettings, workers: int) -> None:
-        # Tesseract's own OpenMP threads would fight the other workers for the same cores.
-        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    def __init__(self, settings: OcrSettings, workers: int, cache: OcrCache | None = None) -> None:
         self.settings = settings
         self.workers = workers
+        self.cache = cache
         self.capacity = workers * OCR_INFLIGHT_PER_WORKER
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixgate-ocr")
 
-    def submit(self, base: np.ndarray, cand: np.ndarray, entry: ManifestEntry) -> Future[dict[str, Any]]:
+    def submit(
+        self,
+        base: np.ndarray,
+        cand: np.ndarray,
+        aligned: np.ndarray,
+        entry: ManifestEntry | None,
+        ignore: np.ndarray | None = None,
+    ) -> Future[dict[str, Any]]:
         """Start checking one pair."""
-        return self._pool.submit(check_text, base, cand, entry, self.settings)
+        return self._pool.submit(check_text, base, cand, aligned, entry, self.settings, self.cache, ignore)
 
     def close(self) -> None:
         """Stop: queued checks are dropped, running ones finish."""
@@ -367,17 +453,15 @@ class TextChecker:
 
 
 __all__ = [
-    "OcrSettings",
-    "OcrUnavailable",
-    "TextCheckError",
+    "READING_SETTINGS",
     "TextChecker",
+    "baseline_text",
     "char_error_rate",
     "check_text",
-    "find_tesseract",
     "find_text_regions",
     "gray_over_white",
     "prepare_line",
-    "read_lines",
+    "reading_error_rate",
     "substring_distance",
     "text_sharpness",
 ]

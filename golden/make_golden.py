@@ -38,12 +38,15 @@ def poster(
     small_size: int = 11,
     offset: tuple[float, float] = (0.0, 0.0),
     ink: tuple[int, int, int] = (20, 20, 20),
+    coverage_gamma: float = 1.0,
 ) -> tuple[Image.Image, list[list[int]]]:
     """A poster: gradient, shapes, a large title, small print, optional transparent corners.
 
     The text arguments re-render the same poster's text the way another engine might:
-    another size, a sub-pixel offset, another ink. Returns the image and the box of each
-    line of text ([x0, y0, x1, y1], ends exclusive).
+    another size, a sub-pixel offset, another ink, or other antialiasing (`coverage_gamma`:
+    the glyphs' edge coverage raised to this power, as a renderer that blends in another
+    gamma does; the glyphs stay where they are). Returns the image and the box of each line of text ([x0, y0, x1, y1],
+    ends exclusive).
     """
     rng = np.random.default_rng(seed)
     w, h = SIZE
@@ -68,10 +71,15 @@ def poster(
         ((8 + dx, h - 24 + dy), SMALL_PRINT, _font(small_size), {"fill": (*ink, 255)}),
     )  # fmt: skip
     boxes = []
+    layer = Image.new("RGBA", SIZE, (0, 0, 0, 0)) if coverage_gamma != 1.0 else None
     for xy, text, font, style in lines:
-        draw.text(xy, text, font=font, **style)  # type: ignore[arg-type]
+        ImageDraw.Draw(layer or img).text(xy, text, font=font, **style)  # type: ignore[arg-type]
         x0, y0, x1, y1 = draw.textbbox(xy, text, font=font, stroke_width=int(style.get("stroke_width", 0)))
         boxes.append([int(x0), int(y0), min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)])
+    if layer is not None:
+        coverage = np.asarray(layer.getchannel("A"), dtype=np.float64) / 255.0
+        layer.putalpha(Image.fromarray(np.rint(255.0 * coverage**coverage_gamma).astype(np.uint8)))
+        img.alpha_composite(layer)
     if cutout:
         mask = Image.new("L", SIZE, 0)
         ImageDraw.Draw(mask).rounded_rectangle((0, 0, w - 1, h - 1), radius=48, fill=255)
@@ -136,6 +144,14 @@ PAIRS = {
         "rerender",
         {"text_pass": True, "size_match": True},
     ),
+    "text_antialiased": (
+        "promo banner, same copy, other text renderer",
+        21,
+        False,
+        ["text", "identical_text"],
+        "antialias",
+        {"text_pass": True, "size_match": True},
+    ),
 }
 
 # Typography verdicts every pair must get (`score --manifest`): the text survives
@@ -185,6 +201,11 @@ def build(out: Path = HERE) -> None:
             # pixel off, slightly lighter ink.
             other, _ = poster(seed, title, small, cutout=cutout, title_size=31, small_size=12,
                               offset=(0.5, 0.5), ink=(45, 45, 45))  # fmt: skip
+            _save_png(other.convert("RGB"), cand_path, ICC["sRGB"])
+        elif how == "antialias":
+            # The same copy in the same place, antialiased with another coverage curve: only
+            # the edge pixels of the glyphs differ.
+            other, _ = poster(seed, title, small, cutout=cutout, coverage_gamma=0.6)
             _save_png(other.convert("RGB"), cand_path, ICC["sRGB"])
         elif how == "jpeg":
             cand_path = cand_dir / f"{pid}.jpg"

@@ -17,6 +17,8 @@ from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+#: Pairs in the shipped golden set.
+GOLDEN_PAIRS = len(list((GOLDEN / "baseline").glob("*.png")))
 WEIGHTS_SEED = 1234
 
 
@@ -31,6 +33,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
     monkeypatch.setenv("PIXGATE_WEIGHTS_URL", f"http://127.0.0.1:{_closed_port()}/alexnet-owt-7be5be79.pth")
     monkeypatch.delenv("PIXGATE_WEIGHTS", raising=False)
+    # Baseline readings are cached where the tests clean up, never in the user's cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    monkeypatch.delenv("PIXGATE_OCR_CACHE", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +188,96 @@ def text_card(
         x0, y0, x1, y1 = draw.textbbox((x, y), text, font=font)
         boxes.append((int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))))
     return np.asarray(img).copy(), boxes
+
+
+#: Fonts the set-up installs (Debian's fonts-dejavu-core and fonts-liberation).
+FONTS = {
+    "bold": "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "sans": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "liberation": "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "serif": "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
+}
+#: Copy a promo poster can carry: headlines, body lines, small print.
+HEADLINES = ("Summer Sale 40% off", "New Season Arrivals", "Flash Deal Today", "Spring Collection")
+BODY = (
+    "Fresh picks for every room, delivered free this week.",
+    "Members save an extra ten percent on all outdoor furniture.",
+    "Order before noon for next day delivery to your door.",
+)
+SMALL_PRINT = (
+    "Offer valid until 31 August while stocks last. Terms apply, see store for details.",
+    "Prices include VAT. Not combinable with other promotions. Ref 4471-B.",
+    "Delivery charges may apply to some postcodes and bulky items.",
+)
+
+
+def _font(name: str, size: int) -> object:
+    from PIL import ImageFont
+
+    path = FONTS[name]
+    if not Path(path).is_file():
+        pytest.fail(f"font {path} not found: the typography tests draw with the fonts `make system-deps` installs")
+    return ImageFont.truetype(path, size)
+
+
+def promo_poster(
+    seed: int, size: int = 512, *, lines: int = 3, coverage_gamma: float = 1.0, small_size: int | None = None
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A promo poster: a photo-like background (gradient, shapes, grain), a headline, body
+    text and small print at 12 to 16 px, 2 to 5 lines in all.
+
+    `coverage_gamma` re-renders the same text with other antialiasing (the glyphs' edge
+    coverage raised to that power; the glyphs stay in place). Returns RGBA pixels and
+    each line's box (x1, y1 exclusive).
+    """
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    c0, c1 = rng.uniform(60, 220, 3), rng.uniform(60, 220, 3)
+    t = (x * 0.6 + y * 0.4)[..., None]
+    bg = c0 * (1 - t) + c1 * t + rng.normal(0, 4, (size, size, 3))
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8)).convert("RGBA")
+    draw = ImageDraw.Draw(img)
+    for _ in range(5):
+        x0, y0 = (int(v) for v in rng.integers(0, size * 3 // 4, 2))
+        r = int(rng.integers(size // 12, size // 5))
+        draw.ellipse((x0, y0, x0 + r, y0 + r), fill=(*rng.integers(0, 255, 3).tolist(), 255))
+    band = size - size // 6 - 20 * max(0, lines - 3)
+    draw.rectangle((0, band, size, size), fill=(250, 250, 245, 255))
+    layout: list[tuple[tuple[int, int], str, object, tuple[int, int, int, int]]] = [
+        ((size // 24, size // 24), HEADLINES[seed % 4], _font("bold", size // 14), (255, 255, 255, 255)),
+    ]
+    top = band + 8
+    small = small_size or int(rng.integers(12, 17))
+    texts = [
+        (BODY[seed % 3], "sans", small + 6),
+        *((SMALL_PRINT[(seed + i) % 3], "liberation", small) for i in range(3)),
+    ]
+    for text, face, px in texts[: lines - 1]:
+        layout.append(((size // 32, top), text, _font(face, px), (20, 20, 20, 255)))
+        top += px + 8
+    boxes = []
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0)) if coverage_gamma != 1.0 else None
+    for xy, text, font, ink in layout:
+        ImageDraw.Draw(layer or img).text(xy, text, font=font, fill=ink)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = draw.textbbox(xy, text, font=font)  # type: ignore[arg-type]
+        boxes.append((int(x0), int(y0), min(int(np.ceil(x1)), size), min(int(np.ceil(y1)), size)))
+    if layer is not None:
+        coverage = np.asarray(layer.getchannel("A"), dtype=np.float64) / 255.0
+        layer.putalpha(Image.fromarray(np.rint(255.0 * coverage**coverage_gamma).astype(np.uint8)))
+        img.alpha_composite(layer)
+    return np.asarray(img).copy(), boxes
+
+
+def mush(rgba: np.ndarray, box: tuple[int, int, int, int], factor: int = 4) -> np.ndarray:
+    """The pixels with one region re-rasterised at 1/`factor` of its resolution."""
+    x0, y0, x1, y1 = box
+    out = rgba.copy()
+    band = Image.fromarray(rgba[y0:y1, x0:x1])
+    small = band.resize((max(1, band.width // factor), max(1, band.height // factor)), Image.Resampling.BILINEAR)
+    out[y0:y1, x0:x1] = np.asarray(small.resize(band.size, Image.Resampling.BILINEAR))
+    return out
 
 
 def remove_deep_tree(root: Path) -> None:

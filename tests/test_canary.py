@@ -33,6 +33,13 @@ pass = true
 critical = true
 
 [[rule]]
+name = "typography"
+column = "text_pass"
+stat = "each"
+op = "=="
+pass = true
+
+[[rule]]
 name = "edge preservation p05"
 column = "edge_preservation"
 stat = "p05"
@@ -67,7 +74,7 @@ def test_canary_with_a_degraded_new_engine_fails(tmp_path: Path, alex_weights: P
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["verdict"] == "fail"
     failed = {r["name"] for r in verdict["rules"] if r["result"] == "fail"}
-    assert {"alpha parity", "ICC match"} <= failed
+    assert {"alpha parity", "ICC match", "typography"} <= failed  # the small print rasterised to mush
     assert len(verdict["failing_pairs"]) == len(PROMPTS)
     latency = next(r for r in verdict["rules"] if r["name"] == "latency")
     assert latency["n"] == len(PROMPTS)  # judged on the captures, not the run
@@ -92,3 +99,16 @@ def test_canary_against_a_slower_engine_fails_on_latency(tmp_path: Path) -> None
         result = run_canary(opts, old, new, _policy(tmp_path), no_lpips=True)
     latency = next(r for r in result.verdict.rules if r.rule.name == "latency")
     assert latency.result == "fail" and latency.observed is not None and latency.observed > 0.5
+
+
+def test_missing_language_data_stops_the_canary_before_any_capture(tmp_path: Path) -> None:
+    out = tmp_path / "canary"
+    result = runner.invoke(
+        app,
+        ["canary", "--old", "http://127.0.0.1:9/", "--new", "http://127.0.0.1:9/", "--prompts",
+         str(_prompts(tmp_path, PROMPTS)), "--policy", str(_policy(tmp_path)), "-o", str(out), "--no-lpips",
+         "--ocr-lang", "xx"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "no Tesseract language data for 'xx'" in " ".join(result.output.split())
+    assert not (out / "old").exists()

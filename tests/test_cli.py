@@ -369,19 +369,36 @@ def test_gate_run_that_does_not_fit_exits_2(tmp_path: Path) -> None:
     assert "column 'alpha_parity' holds string" in _flat(result.output)
 
 
-def test_manifest_without_tesseract_exits_2(
-    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_typography_without_language_data_exits_2(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
     base, cand = make_pairs(SIZES)
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text('{"id": "p000", "expected_text": ["SALE"]}\n')
-    monkeypatch.setenv("PIXGATE_TESSERACT", str(tmp_path / "nowhere" / "tesseract"))
     out = tmp_path / "run.arrow"
-    result = runner.invoke(
-        app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--manifest", str(manifest)]
-    )
+    result = runner.invoke(app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--ocr-lang", "xx"])
     assert result.exit_code == 2
-    assert "need Tesseract" in _flat(result.output) and "apt-get install tesseract-ocr" in _flat(result.output)
+    text = _flat(result.output)
+    assert "no Tesseract language data for 'xx'" in text and "apt-get install tesseract-ocr" in text
+    assert "--no-typography" in text
+    assert not out.exists()
+    off = runner.invoke(app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--no-typography"])
+    assert off.exit_code == 0, off.output
+    assert "not checked (--no-typography)" in _flat(off.output)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--ocr-cache", "c", "--no-ocr-cache"], "--ocr-cache and --no-ocr-cache contradict each other"),
+        (["--no-typography", "--ocr-lang", "deu"], "--ocr-lang: no effect with --no-typography"),
+        (["--no-typography", "--ocr-workers", "2", "--no-ocr-cache"], "--no-ocr-cache, --ocr-workers: no effect"),
+    ],
+)
+def test_contradicting_ocr_options_exit_2(
+    options: list[str], message: str, make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    base, cand = make_pairs(SIZES[:1])
+    out = tmp_path / "run.arrow"
+    result = runner.invoke(app, ["score", str(base), str(cand), "-o", str(out), "--no-lpips", *options])
+    assert result.exit_code == 2
+    assert message in _flat(result.output)
     assert not out.exists()
 
 

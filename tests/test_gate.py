@@ -333,8 +333,8 @@ def test_schema_that_does_not_fit_is_an_input_error(tmp_path: Path) -> None:
         check_fits(table, policy, path)
     with pytest.raises(GateInputError, match=r"column 'lpips' holds string; a pixgate file has float64 there"):
         read_table(path)
-    future = write_run(tmp_path / "future.arrow", [], {schema.META_SCHEMA_VERSION: "2.0"})
-    with pytest.raises(GateInputError, match=r"run schema 2\.0"):
+    future = write_run(tmp_path / "future.arrow", [], {schema.META_SCHEMA_VERSION: "3.0"})
+    with pytest.raises(GateInputError, match=r"run schema 3\.0"):
         check_fits(read_table(future), policy, future)
 
 
@@ -377,6 +377,72 @@ def test_golden_identical_pairs_pass(alex_weights: Path, tmp_path: Path) -> None
     assert verdict.verdict == PASS, verdict.reason
     assert verdict.score == 100.0 and not verdict.failing_pairs
     assert verdict.context["pairs"] == 2
+
+
+def _golden_subset(tmp_path: Path, names: list[str], *, identical: bool = False) -> tuple[Path, Path]:
+    """Golden pairs by name (the candidate a copy of the baseline when `identical`)."""
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    for folder in (base, cand):
+        folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(GOLDEN / "baseline" / f"{name}.png", base)
+        source = GOLDEN / "baseline" / f"{name}.png" if identical else next((GOLDEN / "candidate").glob(f"{name}.*"))
+        shutil.copy(source, cand / source.name)
+    return base, cand
+
+
+def _golden_verdict(alex_weights: Path, tmp_path: Path, names: list[str], *, identical: bool = False) -> object:
+    """The shipped policy's verdict on golden pairs scored as a new user would: no manifest."""
+    base, cand = _golden_subset(tmp_path, names, identical=identical)
+    out = tmp_path / "run.arrow"
+    assert run_score(ScoreOptions(base, cand, out, device="cpu", weights=alex_weights)).all_ok
+    return judge(load_policy(GOLDEN_POLICY), read_table(out))
+
+
+def test_shipped_policy_without_a_manifest(alex_weights: Path, tmp_path: Path) -> None:
+    # Every golden baseline against itself: pixel-identical pairs pass.
+    names = sorted(p.stem for p in (GOLDEN / "baseline").glob("*.png"))
+    same = _golden_verdict(alex_weights, tmp_path / "same", names, identical=True)
+    assert same.verdict == PASS and same.score == 100.0, same.reason  # type: ignore[attr-defined]
+    typography = next(r for r in same.rules if r.rule.column == schema.TEXT_PASS.name)  # type: ignore[attr-defined]
+    assert typography.result == PASS and typography.n == len(names)
+    # The same copy, antialiased by another renderer: passes.
+    aa = _golden_verdict(alex_weights, tmp_path / "aa", ["text_antialiased"])
+    assert aa.verdict == PASS, aa.reason  # type: ignore[attr-defined]
+    # Small print rasterised to mush: fails, and the typography rule says so.
+    mush = _golden_verdict(alex_weights, tmp_path / "mush", ["small_text_mush"])
+    assert mush.verdict == FAIL and "typography" in mush.reason  # type: ignore[attr-defined]
+    assert mush.failing_pairs[0]["pair_id"] == "small_text_mush"  # type: ignore[attr-defined]
+    assert "typography" in mush.failing_pairs[0]["rules"]  # type: ignore[attr-defined]
+
+
+def test_not_applicable_passes_and_not_checked_is_no_data(tmp_path: Path) -> None:
+    rule = _rule('[[rule]]\nname = "t"\ncolumn = "text_pass"\nstat = "each"\nop = "=="\npass = true\n', tmp_path)
+    rate = _rule('[[rule]]\nname = "r"\ncolumn = "text_pass"\nstat = "rate"\nop = ">="\npass = 0.9\n', tmp_path)
+    na = {schema.STATUS.name: "ok", schema.TEXT_STATUS.name: schema.TEXT_NOT_APPLICABLE}
+    checked = {schema.STATUS.name: "ok", schema.TEXT_STATUS.name: schema.TEXT_CHECKED}
+    off = {schema.STATUS.name: "ok", schema.TEXT_STATUS.name: schema.TEXT_NOT_CHECKED}
+
+    def table(rows: list[dict[str, object]]) -> pa.Table:
+        named = [{schema.PAIR_ID.name: f"p{i}", **row} for i, row in enumerate(rows)]
+        return read_table(write_run(tmp_path / "run.arrow", named))
+
+    only_na = evaluate(rule, table([na, na]))
+    assert only_na.result == PASS and not only_na.nodata and "2 of 2 rows not applicable" in only_na.note
+    assert evaluate(rate, table([na, na])).result == PASS
+    mixed = evaluate(rule, table([na, {**checked, schema.TEXT_PASS.name: False}]))
+    assert mixed.result == FAIL and mixed.violations == {1: False} and "1 of 2 rows not applicable" in mixed.note
+    assert evaluate(rate, table([na, na, {**checked, schema.TEXT_PASS.name: True}])).result == PASS
+    unchecked = evaluate(rule, table([off, off]))
+    assert unchecked.nodata and unchecked.result == FAIL and "null in all 2 rows" in unchecked.note
+    part = evaluate(rule, table([off, {**checked, schema.TEXT_PASS.name: True}]))
+    assert part.result == PASS and "1 of 2 rows have no value" in part.note
+    # Any other missing value keeps a rule without values "no data", and is counted.
+    gap = evaluate(rule, table([na, {**checked, schema.TEXT_PASS.name: None}, off]))
+    assert gap.nodata and gap.result == FAIL and "1 of 3 rows not applicable" in gap.note and "2 without" in gap.note
+    # A column without a "not applicable" marker keeps its nulls as missing data.
+    lp = _rule('[[rule]]\nname = "l"\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = 0.1\n', tmp_path)
+    assert evaluate(lp, table([na, na])).nodata
 
 
 def test_golden_run_without_lpips_fails_as_no_data(tmp_path: Path) -> None:

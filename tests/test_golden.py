@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from engine import golden as gold
 from engine import schema
 from engine.cli import app
-from tests.conftest import GOLDEN, poster, write_run
+from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster, write_run
 
 runner = CliRunner()
 # Pairs of the shipped set approved in the round trip: one keeps its format, one turns
@@ -112,7 +112,7 @@ def test_approve_then_verify_round_trips(golden_copy: Path, tmp_path: Path) -> N
     assert log[1]["previous"] == "baseline/jpeg_reencoded.png" and log[1]["sha256"] == approved["sha256"]
     verified = runner.invoke(app, ["golden", "verify", str(golden_copy)])
     assert verified.exit_code == 0, verified.output
-    assert "10 files match" in verified.output
+    assert f"{GOLDEN_PAIRS} files match" in verified.output
 
 
 def test_verify_catches_tampering(golden_copy: Path) -> None:

@@ -111,6 +111,22 @@ def test_typography_acceptance(golden_rows: dict[str, dict[str, object]]) -> Non
     assert rerendered[schema.TEXT_SHARPNESS.name] > TEXT_SHARPNESS_MIN  # type: ignore[operator]
 
 
+def test_typography_without_the_manifest(alex_weights: Path, tmp_path: Path) -> None:
+    """Scored as a new user would, with no manifest: the baselines are the reference, and
+    every pair gets the typography verdict the manifest expects."""
+    from engine.score import ScoreOptions, run_score
+
+    opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", tmp_path / "run.arrow", device="cpu",
+                        weights=alex_weights)  # fmt: skip
+    rows = {r[schema.PAIR_ID.name]: r for r in run_score(opts).table.to_pylist()}
+    for entry in _manifest():
+        row = rows[str(entry["id"])]
+        assert row[schema.TEXT_STATUS.name] == schema.TEXT_CHECKED, entry["id"]
+        assert row[schema.TEXT_EXPECTED.name] is None and row[schema.TEXT_CER_BASELINE.name] is None
+        expected = entry["expected"]["text_pass"]  # type: ignore[index]
+        assert row[schema.TEXT_PASS.name] is expected, (entry["id"], row[schema.OCR_CANDIDATE.name])
+
+
 def test_every_golden_entry_describes_its_text() -> None:
     for entry in _manifest():
         assert entry["expected_text"] and entry["text_boxes"], entry["id"]

@@ -18,7 +18,7 @@ from engine import schema
 from engine.arrow_io import journal_path, read_journal, read_run, run_metadata
 from engine.config import BATCH_INVARIANCE_ATOL
 from engine.score import ScoreConfigError, ScoreOptions, run_score
-from tests.conftest import GOLDEN, poster
+from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster
 
 ray = pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'pixgate[ray]'")
 
@@ -74,20 +74,24 @@ def _compare(local: list[dict[str, object]], distributed: list[dict[str, object]
 
 def test_golden_set_matches_the_local_backend(local_ray: None, alex_weights: Path, tmp_path: Path) -> None:
     opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", tmp_path / "local.arrow", device="cpu",
-                        weights=alex_weights)  # fmt: skip
+                        weights=alex_weights, typography=False)  # fmt: skip
     local = run_score(opts).table
     remote = run_score_ray(ScoreOptions(**{**opts.__dict__, "output": tmp_path / "ray.arrow"}))
     _compare(local.to_pylist(), remote.table.to_pylist())
     meta = run_metadata(remote.table)
     assert meta[schema.META_BACKEND].startswith("ray ")
     assert meta[schema.META_WEIGHTS_SHA256] == run_metadata(local)[schema.META_WEIGHTS_SHA256]
-    assert sum(n["pairs"] for n in remote.stats["nodes"].values()) == 10
+    assert sum(n["pairs"] for n in remote.stats["nodes"].values()) == GOLDEN_PAIRS
 
 
 def test_synthetic_set_with_errors_matches_and_reads_uris(local_ray: None, alex_weights: Path, tmp_path: Path) -> None:
     base, cand = _synthetic(tmp_path, SYNTHETIC_PAIRS)
-    local = run_score(ScoreOptions(base, cand, tmp_path / "local.arrow", device="cpu", weights=alex_weights)).table
-    opts = ScoreOptions(base.as_uri(), cand.as_uri(), tmp_path / "ray.arrow", device="cpu", weights=alex_weights)
+    local = run_score(
+        ScoreOptions(base, cand, tmp_path / "local.arrow", device="cpu", weights=alex_weights, typography=False)
+    ).table
+    opts = ScoreOptions(
+        base.as_uri(), cand.as_uri(), tmp_path / "ray.arrow", device="cpu", weights=alex_weights, typography=False
+    )
     remote = run_score_ray(opts).table.to_pylist()
     rows = local.to_pylist()
     # Paths are recorded as the URIs the run was given.
@@ -110,6 +114,13 @@ def test_manifest_is_refused_on_ray(tmp_path: Path) -> None:
         run_score_ray(opts)
 
 
+def test_typography_must_be_switched_off_on_ray(tmp_path: Path) -> None:
+    opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", tmp_path / "r.arrow", no_lpips=True)
+    with pytest.raises(ScoreConfigError, match=r"typography checks run on the local backend only.*--no-typography"):
+        run_score_ray(opts)
+    assert not (tmp_path / "r.arrow").exists()
+
+
 def _ray_workers() -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
     return [int(line.split()[0]) for line in out.splitlines() if "ray::" in line and "MapWorker" in line]
@@ -120,7 +131,8 @@ def test_killed_ray_worker_every_pair_exactly_once(alex_weights: Path, tmp_path:
     base, cand = _synthetic(tmp_path, KILL_PAIRS, size=(160, 200))
     out = tmp_path / "run.arrow"
     cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights",
-           str(alex_weights), "--device", "cpu", "--batch-size", "2", "--backend", "ray", "-q"]  # fmt: skip
+           str(alex_weights), "--device", "cpu", "--batch-size", "2", "--backend", "ray", "--no-typography",
+           "-q"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "RAY_DEDUP_LOGS": "0"})  # fmt: skip
     deadline = time.monotonic() + KILL_DEADLINE_S

@@ -20,7 +20,7 @@ from engine.gate import judge, read_table
 from engine.policy import load_policy
 from engine.report import build_report, rank_worst
 from tests.browser import Chromium, chromium_binary
-from tests.conftest import GOLDEN, poster, write_run
+from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster, write_run
 
 runner = CliRunner()
 # A report of 2,000 pairs must stay attachable to a CI run.
@@ -41,17 +41,24 @@ class _Refs(HTMLParser):
         self.cells: list[str] = []
         self._in_td = False
         self._first = False
+        self._in_pairs = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         self.refs += [v for k, v in attrs if k in ("src", "href") and v]
         if tag == "img":
             self.images.append(found.get("alt") or "")
+        if tag == "table":
+            self._in_pairs = "pairs" in (found.get("class") or "").split()
         if tag == "tr":
-            self._first = True
+            self._first = self._in_pairs
         if tag == "td":
             self._in_td = self._first
             self._first = False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_pairs = False
 
     def handle_data(self, data: str) -> None:
         if self._in_td:
@@ -95,7 +102,7 @@ def golden_report(golden_run: Path, alex_weights: Path, tmp_path_factory: pytest
         golden_run, out, verdict=folder / "verdict.json", captures=_captures(folder), weights=alex_weights,
         files_under=GOLDEN,
     )  # fmt: skip
-    assert stats.shown == stats.pairs == 10 and not stats.notes
+    assert stats.shown == stats.pairs == GOLDEN_PAIRS and not stats.notes
     return out
 
 
@@ -124,8 +131,15 @@ def test_report_is_self_contained_and_shows_everything(golden_report: Path, gold
     assert 'class="banner fail"' in text and "critical rule failed" in text
     pair_ids = read_table(golden_run).column(schema.PAIR_ID.name).to_pylist()
     assert sorted(refs.cells) == sorted(pair_ids)  # the all-pairs table has every row
-    worst = [a for a in refs.images if a.startswith("baseline of ")]
-    assert len(worst) == 10
+    worst = [a for a in refs.images if a.startswith(("baseline of ", "baseline, text regions of "))]
+    assert len(worst) == GOLDEN_PAIRS
+    # A pair whose text is lost shows what OCR read on each side, and where.
+    assert "baseline, text regions of small_text_mush" in refs.images
+    assert "candidate, text regions of small_text_mush" in refs.images
+    card = text[text.index('id="pair-small_text_mush"') :]
+    card = card[: card.index('<div class="card">') if '<div class="card">' in card else len(card)]
+    assert "text read in each region" in card and "<td>Terms apply. See store for details.</td>" in card
+    assert "text regions of identical_sale" not in " ".join(refs.images)  # only where typography fails
     for kind in ("candidate of", "LPIPS map", "edge loss of", "alpha difference of"):
         assert any(a.startswith(kind) for a in refs.images), kind
     assert "latency_ms (ECDF)" in text and "gpu_ms (ECDF)" in text
@@ -192,23 +206,28 @@ def test_report_cli(golden_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     result = runner.invoke(app, ["report", str(golden_run), "-o", str(out), "--top", "2", "--files-under", str(GOLDEN)])
     assert result.exit_code == 0, result.output
-    assert "10 pairs, 2 with pictures" in " ".join(result.output.split())
+    assert f"{GOLDEN_PAIRS} pairs, 2 with pictures" in " ".join(result.output.split())
     missing = runner.invoke(app, ["report", str(tmp_path / "none.arrow"), "-o", str(out)])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def _picture_row(folder: Path, seed: int) -> dict[str, object]:
+    """An ok row of pair `p` whose baseline and candidate are one picture saved in `folder`."""
+    folder.mkdir()
+    Image.fromarray(poster(64, 64, seed=seed)).save(folder / "photo.png")
+    return {
+        schema.PAIR_ID.name: "p",
+        schema.STATUS.name: schema.STATUS_OK,
+        schema.BASELINE_PATH.name: str(folder / "photo.png"),
+        schema.CANDIDATE_PATH.name: str(folder / "photo.png"),
+    }
 
 
 def test_pictures_are_read_only_under_the_folder_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run file recording `/` as its folders could show any image of the machine in a
     report that becomes a CI artifact: pictures come only from under --files-under."""
     private = tmp_path / "private"
-    private.mkdir()
-    Image.fromarray(poster(64, 64, seed=1)).save(private / "photo.png")
-    row = {
-        schema.PAIR_ID.name: "p",
-        schema.STATUS.name: schema.STATUS_OK,
-        schema.BASELINE_PATH.name: str(private / "photo.png"),
-        schema.CANDIDATE_PATH.name: str(private / "photo.png"),
-    }
+    row = _picture_row(private, 1)
     run = write_run(tmp_path / "run.arrow", [row], {schema.META_BASELINE_ROOT: "/", schema.META_CANDIDATE_ROOT: "/"})
     work = tmp_path / "work"
     work.mkdir()
@@ -241,3 +260,23 @@ def test_a_picture_that_decodes_for_ever_costs_only_its_card(tmp_path: Path, mon
     stats = build_report(run, tmp_path / "r.html", files_under=tmp_path)
     assert stats.shown == 1
     assert "decoding took longer than 3 s" in (tmp_path / "r.html").read_text()
+
+
+def test_report_refuses_malformed_text_boxes(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    base = {
+        **_picture_row(images, 3),
+        schema.TEXT_PASS.name: False,
+        schema.OCR_BASELINE.name: "<b>SALE</b>",
+        schema.OCR_CANDIDATE.name: "S4LE",
+    }
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    for boxes in ("[[0, 0, " + "9" * 500 + ", 5]]", "[[0, 0, 10]]", "not json", '[[0, 0, 10, 10], "x"]'):
+        run = write_run(tmp_path / "run.arrow", [{**base, schema.TEXT_BOXES.name: boxes}], roots)
+        out = tmp_path / "r.html"
+        build_report(run, out, files_under=tmp_path)
+        text = out.read_text(encoding="utf-8")
+        assert "text regions of p" not in text and "&lt;b&gt;SALE&lt;/b&gt;" in text  # readings shown, escaped
+    run = write_run(tmp_path / "run.arrow", [{**base, schema.TEXT_BOXES.name: "[[2, 2, 40, 20]]"}], roots)
+    build_report(run, tmp_path / "r.html", files_under=tmp_path)
+    assert "baseline, text regions of p" in (tmp_path / "r.html").read_text(encoding="utf-8")

@@ -278,13 +278,127 @@ def test_manifest_adds_typography_columns(tmp_path: Path) -> None:
     assert bad[schema.STATUS.name] == schema.STATUS_ERROR
     assert "lies outside the 320x120 baseline" in bad[schema.ERROR.name]
     assert bad[schema.EDGE_PRESERVATION.name] == 1.0
-    # No expected text: no typography columns.
+    # No text in the baseline: typography does not apply, and the row is ok.
     picture = rows["picture"]
+    assert picture[schema.STATUS.name] == schema.STATUS_OK
+    assert picture[schema.TEXT_STATUS.name] == schema.TEXT_NOT_APPLICABLE
     assert all(picture[c.name] is None for c in (schema.TEXT_EXPECTED, schema.TEXT_PASS, schema.TEXT_CER))
     assert result.stats["manifest_ids_without_pair"] == ["not_in_the_run"]
-    assert result.stats["text_checked"] == 2
+    assert result.stats["text_checked"] == 2 and result.stats["text_not_applicable"] == 1
     meta = run_metadata(result.table)
     assert meta[schema.META_MANIFEST_SHA256] and meta[schema.META_OCR].startswith("tesseract ")
+    assert meta[schema.META_TYPOGRAPHY] == "on"
+
+
+def _promo_pairs(tmp_path: Path) -> tuple[Path, Path]:
+    """Promo posters without a manifest: identical, antialiased another way, small print
+    rasterised to mush, a candidate of another size, a picture without text."""
+    from tests.conftest import mush, promo_poster
+
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    poster_b, boxes = promo_poster(11, 320, lines=3, small_size=13)
+    other, _ = promo_poster(11, 320, lines=3, small_size=13, coverage_gamma=0.6)
+    picture = np.dstack([poster(96, 96, seed=2), np.full((96, 96), 255, np.uint8)])
+    for name, b, c in (
+        ("identical", poster_b, poster_b),
+        ("antialiased", poster_b, other),
+        ("mush", poster_b, mush(poster_b, boxes[-1])),
+        ("larger", poster_b, np.asarray(Image.fromarray(poster_b).resize((480, 480), Image.Resampling.LANCZOS))),
+        ("picture", picture, picture),
+    ):
+        Image.fromarray(b).save(base / f"{name}.png")
+        Image.fromarray(c).save(cand / f"{name}.png")
+    return base, cand
+
+
+def test_typography_without_a_manifest(tmp_path: Path) -> None:
+    base, cand = _promo_pairs(tmp_path)
+    cache = tmp_path / "ocr-cache"
+    # One OCR thread, so that the pairs sharing a baseline meet it in the cache one by one.
+    first = run_score(
+        ScoreOptions(base, cand, tmp_path / "a.arrow", device="cpu", no_lpips=True, ocr_cache=cache, ocr_workers=1)
+    )
+    rows = {r[schema.PAIR_ID.name]: r for r in first.table.to_pylist()}
+    assert all(r[schema.STATUS.name] == schema.STATUS_OK for r in rows.values())
+    verdicts = {pid: (r[schema.TEXT_STATUS.name], r[schema.TEXT_PASS.name]) for pid, r in rows.items()}
+    assert verdicts == {
+        "identical": (schema.TEXT_CHECKED, True),
+        "antialiased": (schema.TEXT_CHECKED, True),
+        "mush": (schema.TEXT_CHECKED, False),
+        "larger": (schema.TEXT_CHECKED, True),
+        "picture": (schema.TEXT_NOT_APPLICABLE, None),
+    }
+    assert rows["identical"][schema.OCR_BASELINE.name] == rows["identical"][schema.OCR_CANDIDATE.name]
+    assert rows["identical"][schema.TEXT_BOXES.name] == rows["mush"][schema.TEXT_BOXES.name]
+    # Four pairs share one baseline picture: a cold cache reads two baselines.
+    assert first.stats["ocr_cache"]["misses"] == 2 and first.stats["ocr_cache"]["hits"] == 3
+    # A warm cache gives the same rows without reading a baseline again.
+    second = run_score(ScoreOptions(base, cand, tmp_path / "b.arrow", device="cpu", no_lpips=True, ocr_cache=cache))
+    assert second.stats["ocr_cache"]["hits"] == 5 and second.stats["ocr_cache"]["misses"] == 0
+    text_columns = [c.name for c in schema.COLUMNS if c.name.startswith(("text_", "ocr_"))]
+    assert second.table.select(text_columns).equals(first.table.select(text_columns))
+
+
+def test_ignore_regions_reach_the_typography_check(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import mush, promo_poster
+
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    poster_b, boxes = promo_poster(12, 320, lines=3, small_size=13)
+    Image.fromarray(poster_b).save(base / "p.png")
+    Image.fromarray(mush(poster_b, boxes[-1])).save(cand / "p.png")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "p", "ignore": [list(boxes[-1])]}) + "\n")
+    plain = run_score(ScoreOptions(base, cand, tmp_path / "a.arrow", device="cpu", no_lpips=True)).table
+    assert plain.column(schema.TEXT_PASS.name).to_pylist() == [False]
+    masked = run_score(
+        ScoreOptions(base, cand, tmp_path / "b.arrow", device="cpu", no_lpips=True, manifest=manifest)
+    ).table.to_pylist()[0]
+    assert masked[schema.TEXT_PASS.name] is True and masked[schema.TEXT_REGIONS.name] == 2
+
+
+def test_typography_switched_off_is_not_checked(tmp_path: Path) -> None:
+    base, cand = _promo_pairs(tmp_path)
+    (base / "only_here.png").write_bytes((base / "picture.png").read_bytes())
+    result = run_score(ScoreOptions(base, cand, tmp_path / "run.arrow", device="cpu", no_lpips=True, typography=False))
+    rows = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+    assert rows.pop("only_here")[schema.TEXT_STATUS.name] is None  # not ok: no typography at all
+    assert {r[schema.TEXT_STATUS.name] for r in rows.values()} == {schema.TEXT_NOT_CHECKED}
+    assert all(r[schema.TEXT_PASS.name] is None for r in rows.values())
+    assert run_metadata(result.table)[schema.META_TYPOGRAPHY] == "off"
+    assert "text_checked" not in result.stats and "ocr_cache" not in result.stats
+
+
+def test_unusable_ocr_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base, cand = _promo_pairs(tmp_path)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(ScoreConfigError, match="--ocr-cache: cannot use"):
+        run_score(ScoreOptions(base, cand, tmp_path / "a.arrow", device="cpu", no_lpips=True, ocr_cache=blocker))
+    assert not (tmp_path / "a.arrow").exists()
+    # The default folder only saves time: a run goes on without it, and says so.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    result = run_score(ScoreOptions(base, cand, tmp_path / "b.arrow", device="cpu", no_lpips=True))
+    assert "cannot use" in result.stats["ocr_cache"]["error"]
+    assert result.table.column(schema.TEXT_PASS.name).to_pylist().count(True) == 3
+    # --no-ocr-cache keeps nothing.
+    empty = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(empty))
+    run_score(ScoreOptions(base, cand, tmp_path / "c.arrow", device="cpu", no_lpips=True, no_ocr_cache=True))
+    assert not empty.exists()
+
+
+def test_resume_refuses_typography_switched(tmp_path: Path) -> None:
+    base, cand = _promo_pairs(tmp_path)
+    out = tmp_path / "run.arrow"
+    run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, typography=False))
+    with pytest.raises(ScoreConfigError, match="typography"):
+        run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, resume=True))
 
 
 def test_resume_refuses_another_manifest(tmp_path: Path) -> None:

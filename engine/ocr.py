@@ -1,0 +1,205 @@
+"""The OCR engine: Tesseract loaded once per thread, in this process (tesserocr).
+
+Loading Tesseract's model costs far more than reading a line of text, so each OCR thread
+keeps one engine loaded for the whole run instead of starting the `tesseract` command per
+image. Two operations serve the typography checks (engine.typography):
+
+- `find_lines`: the text lines of a whole image, with their boxes and confidences;
+- `read_region`: the text of one prepared region (cropped, scaled, binarised).
+
+Recognition is bounded in time (`OCR_TIMEOUT_S` a call, and what is left of the pair's
+`OCR_PAIR_TIMEOUT_S` when a deadline is given): Tesseract stops a call that runs past
+it, which becomes a `TextCheckError`. Page layout analysis is not interruptible; it is
+bounded by the page's size instead (engine.typography scales large pages down).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.config import OCR_MAX_READ_CHARS, OCR_PAIR_TIMEOUT_S, OCR_TIMEOUT_S, TESSDATA_DIRS
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from engine.manifest import Box
+
+
+class OcrUnavailable(RuntimeError):
+    """Tesseract (or the requested language data) is not installed."""
+
+
+class TextCheckError(ValueError):
+    """A pair whose text cannot be checked (bad box, OCR failure or time-out)."""
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    """Which Tesseract runs, with which data.
+
+    Attributes:
+        tessdata: The folder holding `<lang>.traineddata`.
+        lang: Tesseract language(s), e.g. `eng` or `eng+deu`.
+        version: The engine and its data, e.g. `tesseract 5.5.4 (tesserocr 2.13.0), eng
+            <sha256 prefix of eng.traineddata>`: recorded in the run and part of the OCR
+            cache's key, so a new model or new language data never reuses old readings.
+    """
+
+    tessdata: str
+    lang: str
+    version: str
+
+
+def _tessdata_candidates() -> list[Path]:
+    found = [Path(os.environ["TESSDATA_PREFIX"])] if os.environ.get("TESSDATA_PREFIX") else []
+    return found + [Path(d) for d in TESSDATA_DIRS]
+
+
+def _data_digest(folder: Path, codes: list[str]) -> str:
+    digest = hashlib.sha256()
+    for code in codes:
+        with (folder / f"{code}.traineddata").open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def find_tesseract(lang: str) -> OcrSettings:
+    """Find Tesseract's language data for `lang` and check the engine loads it.
+
+    The data folder is `TESSDATA_PREFIX` when set, else the first of the usual install
+    places (Debian, Homebrew, /usr/local) that holds every requested language.
+
+    Raises:
+        OcrUnavailable: tesserocr is not installed, or no folder has data for `lang`.
+    """
+    try:
+        import tesserocr
+    except ImportError as exc:
+        raise OcrUnavailable(
+            f"--typography: the text checks need tesserocr ({exc}); install pixgate's dependencies, or pass "
+            "--no-typography to score without them"
+        ) from None
+    codes = [c for c in lang.split("+") if c]
+    if not codes or any(not c.replace("_", "").replace("-", "").isalnum() for c in codes):
+        raise OcrUnavailable(f"--ocr-lang: expected Tesseract language codes such as eng or eng+deu, got {lang!r}")
+    tried = []
+    for folder in _tessdata_candidates():
+        if not all((folder / f"{code}.traineddata").is_file() for code in codes):
+            tried.append(str(folder))
+            continue
+        try:
+            api = tesserocr.PyTessBaseAPI(path=f"{folder}{os.sep}", lang=lang, oem=tesserocr.OEM.LSTM_ONLY)
+        except RuntimeError as exc:  # data this engine cannot load (corrupt, or another version's)
+            tried.append(f"{folder} (its data does not load: {exc})")
+            continue
+        api.End()
+        engine = tesserocr.tesseract_version().split()[1]
+        version = f"tesseract {engine} (tesserocr {tesserocr.__version__}), {lang} {_data_digest(folder, codes)}"
+        return OcrSettings(str(folder), lang, version)
+    raise OcrUnavailable(
+        f"--ocr-lang: no Tesseract language data for {lang!r} in {', '.join(tried)}. Install it "
+        "(Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-<code>; macOS: brew install tesseract), set "
+        "TESSDATA_PREFIX to the folder holding <code>.traineddata, or pass --no-typography"
+    )
+
+
+_local = threading.local()
+
+
+def _api(settings: OcrSettings) -> Any:
+    """This thread's engine, loaded on first use."""
+    api = getattr(_local, "api", None)
+    if api is None or _local.settings != settings:
+        import tesserocr
+
+        if api is not None:
+            api.End()
+        # LSTM only: the legacy engine's adaptive classifier learns from what it reads,
+        # so its readings would depend on what the thread read before.
+        api = tesserocr.PyTessBaseAPI(
+            path=f"{settings.tessdata}{os.sep}", lang=settings.lang, oem=tesserocr.OEM.LSTM_ONLY
+        )
+        _local.api, _local.settings = api, settings
+    return api
+
+
+def deadline() -> float:
+    """When a pair's OCR must be done by (`time.monotonic()` seconds), starting now."""
+    return time.monotonic() + OCR_PAIR_TIMEOUT_S
+
+
+def _recognize(api: Any, image: Image.Image, what: str, until: float | None) -> None:
+    limit = OCR_TIMEOUT_S if until is None else min(OCR_TIMEOUT_S, until - time.monotonic())
+    if limit <= 0:
+        raise TextCheckError(f"typography: the pair's OCR took longer than {OCR_PAIR_TIMEOUT_S:g} s in all")
+    api.SetImage(image)
+    started = time.monotonic()
+    if not api.Recognize(timeout=max(1, int(limit * 1000))):
+        if time.monotonic() - started >= limit:
+            raise TextCheckError(f"typography: Tesseract gave up {what} (no result within {limit:.3g} s)")
+        raise TextCheckError(f"typography: Tesseract failed {what} ({image.width}x{image.height} image)")
+
+
+def find_lines(image: Image.Image, settings: OcrSettings, until: float | None = None) -> list[tuple[Box, str, float]]:
+    """The text lines Tesseract finds in a whole image: (box, text, confidence 0-100).
+
+    Boxes are `(x0, y0, x1, y1)` in the image's pixels, ends exclusive; lines without a
+    letter or digit are left out.
+
+    Args:
+        image: The page.
+        settings: Which Tesseract and data.
+        until: Deadline (`time.monotonic()` seconds) for this and the pair's other calls.
+    """
+    import tesserocr
+
+    api = _api(settings)
+    api.SetPageSegMode(tesserocr.PSM.AUTO)
+    _recognize(api, image, "looking for text", until)
+    lines = []
+    iterator = api.GetIterator()
+    level = tesserocr.RIL.TEXTLINE
+    for line in tesserocr.iterate_level(iterator, level):
+        if line.Empty(level):
+            continue
+        text = " ".join((line.GetUTF8Text(level) or "").split())
+        box = line.BoundingBox(level)
+        if box is None or not any(ch.isalnum() for ch in text):
+            continue
+        x0, y0, x1, y1 = (int(v) for v in box)
+        lines.append(((x0, y0, x1, y1), text, float(line.Confidence(level))))
+    api.Clear()
+    return lines
+
+
+def read_region(image: Image.Image, settings: OcrSettings, until: float | None = None) -> tuple[str, float]:
+    """The text of one prepared region, its lines joined by spaces (at most
+    `OCR_MAX_READ_CHARS`), and its mean word confidence (0-100; 0 when nothing was read);
+    `until` as for `find_lines`."""
+    import tesserocr
+
+    api = _api(settings)
+    api.SetPageSegMode(tesserocr.PSM.SINGLE_BLOCK)
+    _recognize(api, image, "reading a text region", until)
+    text = " ".join((api.GetUTF8Text() or "").split())[:OCR_MAX_READ_CHARS]
+    confidence = float(api.MeanTextConf()) if text else 0.0
+    api.Clear()
+    return text, confidence
+
+
+__all__ = [
+    "OcrSettings",
+    "OcrUnavailable",
+    "TextCheckError",
+    "deadline",
+    "find_lines",
+    "find_tesseract",
+    "read_region",
+]

@@ -23,7 +23,7 @@ from engine.capture import CaptureOptions, CaptureResult, run_capture
 from engine.config import OCR_LANG
 from engine.gate import Verdict, judge, read_table
 from engine.policy import load_policy
-from engine.score import ScoreConfigError, ScoreOptions, ScoreResult, check_typography_options, run_score
+from engine.score import ScoreOptions, ScoreResult, check_typography, run_score
 
 
 @dataclass
@@ -81,14 +81,7 @@ def run_canary(
         resume=resume,
         overwrite=not resume,  # the canary's folder is its own: a rerun replaces its run
     )
-    check_typography_options(score_opts)
-    if typography:  # found missing before any generator is called, not after
-        from engine.ocr import OcrUnavailable, find_tesseract
-
-        try:
-            find_tesseract(ocr_lang)
-        except OcrUnavailable as exc:
-            raise ScoreConfigError(str(exc)) from None
+    check_typography(score_opts)  # before any generator is called, not after
     stage = on_stage or (lambda _text: None)
     stage(f"capturing the old engine ({old})")
     old_capture = run_capture(dataclasses.replace(capture, endpoint=old, command=None, out=out / "old"))

@@ -171,7 +171,8 @@ def _summary(result: ScoreResult, output: Path) -> None:
         summary.add_row(
             "typography pass", f"{text_pass.count(True)} of {len(text_pass)}", style="yellow" if lost else None
         )
-        summary.add_row("typography not applicable (no text)", str(stats["text_not_applicable"]))
+        said = table.column(schema.TEXT_STATUS.name).to_pylist()
+        summary.add_row("typography not applicable (no text)", str(said.count(schema.TEXT_NOT_APPLICABLE)))
         cache = stats.get("ocr_cache")
         if cache and "error" in cache:
             summary.add_row("OCR cache", "off: " + cache["error"], style="yellow")

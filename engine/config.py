@@ -242,6 +242,12 @@ OCR_FIND_MAX_SIDE: Final = 4096
 #: Largest side of an image Tesseract accepts, pixels: a region is scaled to fit it.
 TESSERACT_MAX_SIDE: Final = 32767
 
+#: Largest text region handed to Tesseract, pixels after scaling: a line of a 4K poster
+#: scaled to `OCR_LINE_HEIGHT` is well under it; a whole-page box or a region of a huge
+#: candidate is scaled down to it, since Tesseract's page analysis, which its time limit
+#: does not stop, grows with the area.
+OCR_REGION_MAX_PIXELS: Final = 4_000_000
+
 #: Where Tesseract's language data (`<lang>.traineddata`) is looked for when
 #: TESSDATA_PREFIX is not set: Debian/Ubuntu (Tesseract 5, then 4), Homebrew, /usr/local.
 TESSDATA_DIRS: Final = (
@@ -259,8 +265,8 @@ OCR_CACHE_ENV: Final = "PIXGATE_OCR_CACHE"
 #: so a change to either never reuses an old entry.
 OCR_CACHE_FORMAT: Final = 1
 
-#: Largest cache entry read, bytes: `MANIFEST_MAX_ITEMS` regions of
-#: `MANIFEST_MAX_TEXT_CHARS` characters fit well below it.
+#: Largest cache entry read, bytes: `OCR_MAX_REGIONS` readings of `OCR_MAX_READ_CHARS`
+#: characters fit well below it.
 OCR_CACHE_ENTRY_MAX_BYTES: Final = 4 * 1024 * 1024
 
 #: Longest time one Tesseract call may take, seconds; a hung call becomes an error row.

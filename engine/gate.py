@@ -364,6 +364,14 @@ def _not_applicable(table: pa.Table, column: str, valid: np.ndarray) -> int:
     return sum(1 for i, v in enumerate(said) if v == value and not valid[i])
 
 
+def _not_ok(table: pa.Table, valid: np.ndarray) -> int:
+    """Rows without a value whose status is not `ok`."""
+    if schema.STATUS.name not in table.column_names:
+        return 0
+    status = table.column(schema.STATUS.name).to_pylist()
+    return sum(1 for i, v in enumerate(status) if v != schema.STATUS_OK and not valid[i])
+
+
 def _na_note(n_na: int, n_rows: int) -> str:
     return f"{n_na} of {n_rows} rows not applicable: not judged, and not counted as missing"
 
@@ -402,10 +410,12 @@ def evaluate(rule: Rule, table: pa.Table, against: pa.Table | None = None) -> Ru
     values, valid = _column(table, rule)
     n = int(valid.sum())
     n_na = _not_applicable(table, rule.column, valid)
-    # Only when every missing value is "not applicable" does a rule without values pass:
-    # any other null keeps it "no data".
-    if n == 0 and n_na and n_na == n_rows and rule.stat != MEDIAN_CHANGE:
-        return RuleResult(rule, PASS, 0.0 if rule.stat == EACH else None, 0, n_rows, note=_na_note(n_na, n_rows))
+    # A rule without values passes only when every row without one is "not applicable"
+    # or not `ok` (which the status rule judges): any other null keeps it "no data".
+    n_bad = _not_ok(table, valid) if n_na else 0
+    if n == 0 and n_na and n_na + n_bad == n_rows and rule.stat != MEDIAN_CHANGE:
+        note = _na_note(n_na, n_rows) + (f"; {n_bad} not ok, judged by the status rule" if n_bad else "")
+        return RuleResult(rule, PASS, 0.0 if rule.stat == EACH else None, 0, n_rows, note=note)
     if n == 0:
         why = "the run has no rows" if n_rows == 0 else f"{rule.column!r} is null in all {n_rows} rows"
         if n_na:

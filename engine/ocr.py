@@ -8,9 +8,9 @@ image. Two operations serve the typography checks (engine.typography):
 - `read_region`: the text of one prepared region (cropped, scaled, binarised).
 
 Recognition is bounded in time (`OCR_TIMEOUT_S` a call, and what is left of the pair's
-`OCR_PAIR_TIMEOUT_S` when a deadline is given): Tesseract stops a call that runs past
-it, which becomes a `TextCheckError`. Page layout analysis is not interruptible; it is
-bounded by the page's size instead (engine.typography scales large pages down).
+`OCR_PAIR_TIMEOUT_S`, a `Budget`): Tesseract stops a call that runs past it, which
+becomes a `TextCheckError`. Page layout analysis is not interruptible; it is bounded by
+the image's size instead (engine.typography scales pages and regions down to a bound).
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ class OcrSettings:
 
 
 def _tessdata_candidates() -> list[Path]:
-    found = [Path(os.environ["TESSDATA_PREFIX"])] if os.environ.get("TESSDATA_PREFIX") else []
-    return found + [Path(d) for d in TESSDATA_DIRS]
+    """TESSDATA_PREFIX alone when set (the user chose it), else the usual places."""
+    if os.environ.get("TESSDATA_PREFIX"):
+        return [Path(os.environ["TESSDATA_PREFIX"])]
+    return [Path(d) for d in TESSDATA_DIRS]
 
 
 def _data_digest(folder: Path, codes: list[str]) -> str:
@@ -130,15 +132,47 @@ def _api(settings: OcrSettings) -> Any:
     return api
 
 
-def deadline() -> float:
-    """When a pair's OCR must be done by (`time.monotonic()` seconds), starting now."""
-    return time.monotonic() + OCR_PAIR_TIMEOUT_S
+class Budget:
+    """The time one pair's OCR may still take, shared by its calls.
+
+    Args:
+        stop: Set when the run is stopping (Ctrl-C, an error): the pair's next call, or
+            its next look at the clock, ends the check.
+    """
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.until = time.monotonic() + OCR_PAIR_TIMEOUT_S
+        self.stop = stop
+        self._ticks = 0
+
+    def remaining(self) -> float:
+        """Seconds left for the next call, at most `OCR_TIMEOUT_S`.
+
+        Raises:
+            TextCheckError: The run is stopping, or the pair's time is spent.
+        """
+        if self.stop is not None and self.stop.is_set():
+            raise TextCheckError("typography: the run is stopping")
+        left = self.until - time.monotonic()
+        if left <= 0:
+            raise TextCheckError(f"typography: the pair's OCR took longer than {OCR_PAIR_TIMEOUT_S:g} s in all")
+        return min(OCR_TIMEOUT_S, left)
+
+    def tick(self, steps: int = 1) -> None:
+        """Count work done outside Tesseract, looking at the clock every `_TICKS` steps."""
+        self._ticks += steps
+        if self._ticks >= _TICKS:
+            self._ticks = 0
+            self.remaining()
 
 
-def _recognize(api: Any, image: Image.Image, what: str, until: float | None) -> None:
-    limit = OCR_TIMEOUT_S if until is None else min(OCR_TIMEOUT_S, until - time.monotonic())
-    if limit <= 0:
-        raise TextCheckError(f"typography: the pair's OCR took longer than {OCR_PAIR_TIMEOUT_S:g} s in all")
+#: Steps of work outside Tesseract (characters of an edit distance) between two looks at
+#: the clock.
+_TICKS = 64
+
+
+def _recognize(api: Any, image: Image.Image, what: str, budget: Budget | None) -> None:
+    limit = OCR_TIMEOUT_S if budget is None else budget.remaining()
     api.SetImage(image)
     started = time.monotonic()
     if not api.Recognize(timeout=max(1, int(limit * 1000))):
@@ -147,8 +181,8 @@ def _recognize(api: Any, image: Image.Image, what: str, until: float | None) -> 
         raise TextCheckError(f"typography: Tesseract failed {what} ({image.width}x{image.height} image)")
 
 
-def find_lines(image: Image.Image, settings: OcrSettings, until: float | None = None) -> list[tuple[Box, str, float]]:
-    """The text lines Tesseract finds in a whole image: (box, text, confidence 0-100).
+def find_lines(image: Image.Image, settings: OcrSettings, budget: Budget | None = None) -> list[tuple[Box, float]]:
+    """The text lines Tesseract finds in a whole image: (box, confidence 0-100).
 
     Boxes are `(x0, y0, x1, y1)` in the image's pixels, ends exclusive; lines without a
     letter or digit are left out.
@@ -156,49 +190,50 @@ def find_lines(image: Image.Image, settings: OcrSettings, until: float | None = 
     Args:
         image: The page.
         settings: Which Tesseract and data.
-        until: Deadline (`time.monotonic()` seconds) for this and the pair's other calls.
+        budget: The pair's time, shared with its other calls.
     """
     import tesserocr
 
     api = _api(settings)
     api.SetPageSegMode(tesserocr.PSM.AUTO)
-    _recognize(api, image, "looking for text", until)
-    lines = []
-    iterator = api.GetIterator()
-    level = tesserocr.RIL.TEXTLINE
-    for line in tesserocr.iterate_level(iterator, level):
-        if line.Empty(level):
-            continue
-        text = " ".join((line.GetUTF8Text(level) or "").split())
-        box = line.BoundingBox(level)
-        if box is None or not any(ch.isalnum() for ch in text):
-            continue
-        x0, y0, x1, y1 = (int(v) for v in box)
-        lines.append(((x0, y0, x1, y1), text, float(line.Confidence(level))))
-    api.Clear()
-    return lines
+    try:
+        _recognize(api, image, "looking for text", budget)
+        lines = []
+        level = tesserocr.RIL.TEXTLINE
+        for line in tesserocr.iterate_level(api.GetIterator(), level):
+            if line.Empty(level):
+                continue
+            box = line.BoundingBox(level)
+            if box is None or not any(ch.isalnum() for ch in line.GetUTF8Text(level) or ""):
+                continue
+            x0, y0, x1, y1 = (int(v) for v in box)
+            lines.append(((x0, y0, x1, y1), float(line.Confidence(level))))
+        return lines
+    finally:
+        api.Clear()  # an idle thread must not hold a page's analysis
 
 
-def read_region(image: Image.Image, settings: OcrSettings, until: float | None = None) -> tuple[str, float]:
+def read_region(image: Image.Image, settings: OcrSettings, budget: Budget | None = None) -> tuple[str, float]:
     """The text of one prepared region, its lines joined by spaces (at most
     `OCR_MAX_READ_CHARS`), and its mean word confidence (0-100; 0 when nothing was read);
-    `until` as for `find_lines`."""
+    `budget` as for `find_lines`."""
     import tesserocr
 
     api = _api(settings)
     api.SetPageSegMode(tesserocr.PSM.SINGLE_BLOCK)
-    _recognize(api, image, "reading a text region", until)
-    text = " ".join((api.GetUTF8Text() or "").split())[:OCR_MAX_READ_CHARS]
-    confidence = float(api.MeanTextConf()) if text else 0.0
-    api.Clear()
-    return text, confidence
+    try:
+        _recognize(api, image, "reading a text region", budget)
+        text = " ".join((api.GetUTF8Text() or "").split())[:OCR_MAX_READ_CHARS]
+        return text, float(api.MeanTextConf()) if text else 0.0
+    finally:
+        api.Clear()
 
 
 __all__ = [
+    "Budget",
     "OcrSettings",
     "OcrUnavailable",
     "TextCheckError",
-    "deadline",
     "find_lines",
     "find_tesseract",
     "read_region",

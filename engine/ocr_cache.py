@@ -18,12 +18,14 @@ the folder: delete it at any time, it only costs the next run the readings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import stat
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,9 +90,9 @@ def cache_key(rgba: np.ndarray, engine: str, settings: dict[str, Any], boxes: tu
     return digest.hexdigest()
 
 
-def _parse(data: bytes, key: str, width: int, height: int) -> BaselineText | None:
+def _parse(data: bytes, key: str, width: int, height: int, want: tuple[Box, ...] | None) -> BaselineText | None:
     """An entry's contents, or None when they are not a well-formed reading, stored under
-    this key, of an image of this size."""
+    this key, of an image of this size (and of exactly the boxes `want`, when given)."""
     try:
         doc = loads_json(data)
     except ValueError:
@@ -110,7 +112,9 @@ def _parse(data: bytes, key: str, width: int, height: int) -> BaselineText | Non
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             return None
         parsed.append((x0, y0, x1, y1))
-    if not all(isinstance(r, str) and len(r) <= OCR_MAX_READ_CHARS for r in reads):
+    if not all(isinstance(r, str) and len(r) <= OCR_MAX_READ_CHARS and "\n" not in r for r in reads):
+        return None  # a reading is one line: runs store a pair's readings one per line
+    if want is not None and tuple(parsed) != tuple(want):
         return None
     return BaselineText(tuple(parsed), tuple(reads))
 
@@ -129,8 +133,6 @@ class OcrCache:
     def __init__(self, root: Path, source: str = "--ocr-cache") -> None:
         try:
             root.mkdir(parents=True, exist_ok=True)
-            if not root.is_dir():
-                raise NotADirectoryError(f"{root} is not a folder")
             probe = root / f".probe-{secrets.token_hex(8)}"
             probe.write_bytes(b"")
             probe.unlink()
@@ -144,6 +146,7 @@ class OcrCache:
         self.misses = 0
         self.write_errors = 0
         self._lock = threading.Lock()
+        self._readers: dict[str, tuple[threading.Lock, int]] = {}
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -158,10 +161,29 @@ class OcrCache:
         except (OSError, UnsafeInputError):
             return None
 
-    def get(self, key: str, width: int, height: int) -> BaselineText | None:
-        """The reading stored under `key`, or None (missing, unreadable or malformed)."""
+    @contextlib.contextmanager
+    def reading(self, key: str) -> Iterator[None]:
+        """Hold `key` while its baseline is looked up and, on a miss, read and stored: a
+        thread asking for the same key waits, then finds the entry."""
+        with self._lock:
+            lock, users = self._readers.get(key, (threading.Lock(), 0))
+            self._readers[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._readers[key]
+                if users == 1:
+                    del self._readers[key]
+                else:
+                    self._readers[key] = (lock, users - 1)
+
+    def get(self, key: str, width: int, height: int, boxes: tuple[Box, ...] | None = None) -> BaselineText | None:
+        """The reading stored under `key` for an image of this size (of exactly `boxes`
+        when given), or None (missing, unreadable, malformed or for other boxes)."""
         data = self._read(key)
-        found = _parse(data, key, width, height) if data is not None else None
+        found = _parse(data, key, width, height, boxes) if data is not None else None
         with self._lock:
             if found is None:
                 self.misses += 1

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from engine.manifest import Manifest, ManifestEntry
+    from engine.ocr import OcrSettings
+    from engine.ocr_cache import OcrCache
     from engine.typography import TextChecker
     from engine.weights import ResolvedWeights
 
@@ -356,21 +358,26 @@ class _Typography:
         return self.manifest.entries.get(pair_id) if self.manifest is not None else None
 
     def start(self, pair_id: str, dp: DecodedPair, ignore: np.ndarray | None = None) -> None:
-        """Start a pair's check, once fewer than `capacity` checks holding fewer than
-        `OCR_INFLIGHT_PIXELS` pixels are running (a check holds its pair's pixels)."""
+        """Start a pair's check once fewer than `capacity` checks are running and the
+        pixels they hold, with this pair's, are within `OCR_INFLIGHT_PIXELS` (a pair
+        larger than that runs alone)."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
         if self.checker is None or dp.baseline is None or dp.candidate is None or dp.candidate_aligned is None:
             return
+        base_px = dp.baseline.width * dp.baseline.height
+        need = base_px + dp.candidate.width * dp.candidate.height
+        if dp.candidate_aligned is not dp.candidate.rgba:
+            need += base_px  # the candidate resampled to the baseline's size is a third image
         while True:
             busy = [p for p, f in self.running.items() if not f.done()]
             held = sum(self.pixels[p] for p in busy)
-            if not busy or (len(busy) < self.checker.capacity and held < OCR_INFLIGHT_PIXELS):
+            if not busy or (len(busy) < self.checker.capacity and held + need <= OCR_INFLIGHT_PIXELS):
                 break
             started = time.perf_counter()
             wait([self.running[p] for p in busy], return_when=FIRST_COMPLETED)
             self.wait_s += time.perf_counter() - started
-        self.pixels[pair_id] = dp.baseline.width * dp.baseline.height + dp.candidate.width * dp.candidate.height
+        self.pixels[pair_id] = need
         self.running[pair_id] = self.checker.submit(
             dp.baseline.rgba, dp.candidate.rgba, dp.candidate_aligned, self._entry(pair_id), ignore
         )
@@ -462,6 +469,53 @@ def _masks_sha256(manifest: Manifest, max_pixels: int) -> str:
     return digest.hexdigest()
 
 
+def _ocr_engine(opts: ScoreOptions) -> OcrSettings:
+    from engine.ocr import OcrUnavailable, find_tesseract
+
+    try:
+        return find_tesseract(opts.ocr_lang)
+    except OcrUnavailable as exc:
+        raise ScoreConfigError(str(exc)) from None
+
+
+def _ocr_cache(opts: ScoreOptions) -> tuple[OcrCache | None, dict[str, Any]]:
+    """The OCR cache the options ask for, and its state when the default one is unusable.
+
+    A folder the user named (`--ocr-cache`, `$PIXGATE_OCR_CACHE`) must be usable; the
+    default one only saves time, so a run goes on without it and says why.
+    """
+    from engine.ocr_cache import OcrCache, OcrCacheError, default_cache_dir
+
+    named = os.environ.get(OCR_CACHE_ENV)
+    if opts.no_ocr_cache:
+        return None, {}
+    if opts.ocr_cache is not None or named:
+        try:
+            return OcrCache(opts.ocr_cache or Path(named or ""), "--ocr-cache" if opts.ocr_cache else OCR_CACHE_ENV), {}
+        except OcrCacheError as exc:
+            raise ScoreConfigError(str(exc)) from None
+    folder = default_cache_dir()
+    try:
+        if folder is None:
+            raise OcrCacheError("no home folder to keep an OCR cache in (set XDG_CACHE_HOME)")
+        return OcrCache(folder, "the default OCR cache"), {}
+    except OcrCacheError as exc:
+        return None, {"folder": str(folder), "error": str(exc)}
+
+
+def check_typography(opts: ScoreOptions) -> None:
+    """What a run's typography checks need (Tesseract's data, a cache folder the user
+    named), checked before work that would be wasted without them (a canary's captures).
+
+    Raises:
+        ScoreConfigError: Contradicting options, no language data, an unusable cache.
+    """
+    check_typography_options(opts)
+    if opts.typography:
+        _ocr_engine(opts)
+        _ocr_cache(opts)
+
+
 def _start_typography(
     manifest: Manifest | None, opts: ScoreOptions, cores: int
 ) -> tuple[_Typography, dict[str, str], dict[str, Any]]:
@@ -469,32 +523,10 @@ def _start_typography(
     are off; with the run's metadata and the OCR cache's state."""
     if not opts.typography:
         return _Typography(manifest, None), {schema.META_TYPOGRAPHY: "off"}, {}
-    from engine.ocr import OcrUnavailable, find_tesseract
-    from engine.ocr_cache import OcrCache, OcrCacheError, default_cache_dir
     from engine.typography import TextChecker
 
-    try:
-        settings = find_tesseract(opts.ocr_lang)
-    except OcrUnavailable as exc:
-        raise ScoreConfigError(str(exc)) from None
-    cache, cache_state = None, {}
-    named = os.environ.get(OCR_CACHE_ENV)
-    if opts.no_ocr_cache:
-        pass
-    elif opts.ocr_cache is not None or named:
-        try:
-            cache = OcrCache(opts.ocr_cache or Path(named or ""), "--ocr-cache" if opts.ocr_cache else OCR_CACHE_ENV)
-        except OcrCacheError as exc:
-            raise ScoreConfigError(str(exc)) from None
-    else:
-        # The default folder only saves time: a run without it reads every baseline.
-        folder = default_cache_dir()
-        try:
-            if folder is None:
-                raise OcrCacheError("no home folder to keep an OCR cache in (set XDG_CACHE_HOME)")
-            cache = OcrCache(folder, "the default OCR cache")
-        except OcrCacheError as exc:
-            cache_state = {"folder": str(folder), "error": str(exc)}
+    settings = _ocr_engine(opts)
+    cache, cache_state = _ocr_cache(opts)
     checker = TextChecker(settings, opts.ocr_workers or max(1, cores), cache)
     meta = {
         schema.META_TYPOGRAPHY: "on",

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
+import threading
 import unicodedata
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -56,13 +56,13 @@ from engine.config import (
     OCR_MAX_REGIONS,
     OCR_MAX_SCALE,
     OCR_MIN_CONFIDENCE,
-    OCR_PAIR_TIMEOUT_S,
+    OCR_REGION_MAX_PIXELS,
     TESSERACT_MAX_SIDE,
     TEXT_CER_MARGIN,
     TEXT_CER_MAX,
     TEXT_SHARPNESS_MIN,
 )
-from engine.ocr import OcrSettings, TextCheckError, deadline, find_lines, read_region
+from engine.ocr import Budget, OcrSettings, TextCheckError, find_lines, read_region
 from engine.ocr_cache import BaselineText, OcrCache, cache_key
 
 if TYPE_CHECKING:
@@ -77,10 +77,8 @@ _MARGIN = 3
 _PAD = 16
 #: Squared edge energy below which a region has no edges to compare.
 _FLAT_ENERGY = 1e-9
-#: Pixels converted to luma at a time (bounds the float temporaries).
-_GRAY_BAND_PIXELS = 1 << 20
-#: Characters of an edit distance computed between two looks at the clock.
-_TIME_CHECK_CHARS = 64
+#: Pixels converted to luma, or to edge magnitudes, at a time (bounds the temporaries).
+_BAND_PIXELS = 1 << 20
 
 #: Everything besides the pixels and the engine that shapes a baseline's reading: part of
 #: the OCR cache's key.
@@ -89,6 +87,8 @@ READING_SETTINGS: dict[str, Any] = {
     "find_max_scale": OCR_FIND_MAX_SCALE,
     "find_max_side": OCR_FIND_MAX_SIDE,
     "max_regions": OCR_MAX_REGIONS,
+    "region_max_pixels": OCR_REGION_MAX_PIXELS,
+    "tesseract_max_side": TESSERACT_MAX_SIDE,
     "grow": [OCR_GROW_X, OCR_GROW_Y],
     "line_height": OCR_LINE_HEIGHT,
     "max_scale": OCR_MAX_SCALE,
@@ -106,7 +106,7 @@ def gray_over_white(rgba: np.ndarray) -> np.ndarray:
     """
     out = np.empty(rgba.shape[:2], np.uint8)
     weights = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    rows = max(1, _GRAY_BAND_PIXELS // max(rgba.shape[1], 1))
+    rows = max(1, _BAND_PIXELS // max(rgba.shape[1], 1))
     for top in range(0, rgba.shape[0], rows):
         band = rgba[top : top + rows]
         a = band[..., 3:4].astype(np.float32) / 255.0
@@ -140,13 +140,19 @@ def _grown(box: Box, width: int, height: int) -> Box:
 
 def prepare_line(rgba: np.ndarray, box: Box) -> Image.Image:
     """One text region of an H x W x 4 image, ready for Tesseract: grown, scaled (within
-    Tesseract's largest side), binarised, dark text on white."""
+    `TESSERACT_MAX_SIDE` and `OCR_REGION_MAX_PIXELS`), binarised, dark text on white."""
     from PIL import Image, ImageOps
 
     x0, y0, x1, y1 = _grown(box, rgba.shape[1], rgba.shape[0])
     crop = Image.fromarray(gray_over_white(rgba[y0:y1, x0:x1]))
     scale = min(max(OCR_LINE_HEIGHT / max(y1 - y0, 1), 1.0), OCR_MAX_SCALE)
-    scale = min(scale, (TESSERACT_MAX_SIDE - 2 * _PAD) / max(crop.width, crop.height))
+    # A region too large for Tesseract's limits (a whole-page box, a huge candidate) is
+    # scaled down to them: page analysis, which no time limit stops, grows with its area.
+    scale = min(
+        scale,
+        (TESSERACT_MAX_SIDE - 2 * _PAD) / max(crop.width, crop.height),
+        math.sqrt(OCR_REGION_MAX_PIXELS / max(crop.width * crop.height, 1)),
+    )
     size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
     crop = crop.resize(size, Image.Resampling.LANCZOS)
     a = np.asarray(crop)
@@ -164,7 +170,7 @@ def _page_scale(width: int, height: int) -> float:
     return min(max(OCR_FIND_SIDE / side, 1.0), OCR_FIND_MAX_SCALE)
 
 
-def find_text_regions(rgba: np.ndarray, settings: OcrSettings, until: float | None = None) -> BaselineText:
+def find_text_regions(rgba: np.ndarray, settings: OcrSettings, budget: Budget | None = None) -> BaselineText:
     """The text lines of a whole H x W x 4 image and their readings, the unsure ones left out.
 
     The image is scaled up so its long side is about `OCR_FIND_SIDE` (small print in a
@@ -182,12 +188,12 @@ def find_text_regions(rgba: np.ndarray, settings: OcrSettings, until: float | No
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         page = page.resize(size, Image.Resampling.LANCZOS)
-    found = find_lines(page, settings, until)
+    found = find_lines(page, settings, budget)
     del page
-    likely = sorted(found, key=lambda line: -line[2])[:OCR_MAX_REGIONS]
+    likely = sorted(found, key=lambda line: -line[1])[:OCR_MAX_REGIONS]
     boxes: list[Box] = []
     reads: list[str] = []
-    for (x0, y0, x1, y1), _, _ in sorted(likely, key=lambda line: (line[0][1], line[0][0])):
+    for (x0, y0, x1, y1), _ in sorted(likely, key=lambda line: (line[0][1], line[0][0])):
         box = (
             max(math.floor(x0 / scale), 0),
             max(math.floor(y0 / scale), 0),
@@ -196,7 +202,7 @@ def find_text_regions(rgba: np.ndarray, settings: OcrSettings, until: float | No
         )
         if box[2] <= box[0] or box[3] <= box[1]:
             continue
-        text, confidence = read_region(prepare_line(rgba, box), settings, until)
+        text, confidence = read_region(prepare_line(rgba, box), settings, budget)
         if confidence >= OCR_MIN_CONFIDENCE and any(ch.isalnum() for ch in text):
             boxes.append(box)
             reads.append(text)
@@ -207,20 +213,14 @@ def _normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
-def _check_time(until: float | None) -> None:
-    if until is not None and time.monotonic() > until:
-        raise TextCheckError(f"typography: the pair's text took longer than {OCR_PAIR_TIMEOUT_S:g} s to compare")
-
-
-def substring_distance(pattern: str, text: str, until: float | None = None) -> int:
+def substring_distance(pattern: str, text: str, budget: Budget | None = None) -> int:
     """Fewest edits that turn `pattern` into some substring of `text` (Sellers, 1980).
 
     One NumPy pass per character of `pattern`: the insertion chain along a row of the
     edit table is a running minimum, `row[j] = min over k <= j of (a[k] + j - k)`.
 
     Raises:
-        TextCheckError: Past `until` (`time.monotonic()` seconds), checked every
-            `_TIME_CHECK_CHARS` characters of `pattern`.
+        TextCheckError: The pair's `budget` is spent (counted per character of `pattern`).
     """
     if not pattern:
         return 0
@@ -228,8 +228,8 @@ def substring_distance(pattern: str, text: str, until: float | None = None) -> i
     steps = np.arange(len(codes) + 1, dtype=np.int64)
     previous = np.zeros(len(codes) + 1, dtype=np.int64)  # matching may start anywhere for free
     for i, ch in enumerate(pattern, start=1):
-        if i % _TIME_CHECK_CHARS == 0:
-            _check_time(until)
+        if budget is not None:
+            budget.tick()
         a = np.empty_like(previous)
         a[0] = i
         a[1:] = np.minimum(previous[:-1] + (codes != ord(ch)), previous[1:] + 1)
@@ -237,18 +237,18 @@ def substring_distance(pattern: str, text: str, until: float | None = None) -> i
     return int(previous.min())  # and end anywhere
 
 
-def char_error_rate(expected: tuple[str, ...] | list[str], read: str, until: float | None = None) -> float | None:
+def char_error_rate(expected: tuple[str, ...] | list[str], read: str, budget: Budget | None = None) -> float | None:
     """Edit distance of each expected string to its best match in `read`, over their length."""
     strings = [_normalise(s) for s in expected]
     total = sum(len(s) for s in strings)
     if total == 0:
         return None
     text = _normalise(read)
-    return sum(substring_distance(s, text, until) for s in strings) / total
+    return sum(substring_distance(s, text, budget) for s in strings) / total
 
 
 def reading_error_rate(
-    reference: tuple[str, ...] | list[str], reads: tuple[str, ...] | list[str], until: float | None = None
+    reference: tuple[str, ...] | list[str], reads: tuple[str, ...] | list[str], budget: Budget | None = None
 ) -> float | None:
     """Region by region: edit distance of the reference reading to its best match in the
     candidate's reading of the same region, summed, over the reference's length; None
@@ -257,7 +257,7 @@ def reading_error_rate(
     total = sum(len(r) for r, _ in pairs)
     if total == 0:
         return None
-    return sum(substring_distance(r, c, until) for r, c in pairs) / total
+    return sum(substring_distance(r, c, budget) for r, c in pairs) / total
 
 
 def text_sharpness(base: np.ndarray, cand: np.ndarray, boxes: list[Box]) -> float | None:
@@ -272,17 +272,22 @@ def text_sharpness(base: np.ndarray, cand: np.ndarray, boxes: list[Box]) -> floa
     height, width = base.shape[:2]
     ratios = []
     for x0, y0, x1, y1 in (_padded(b, width, height) for b in boxes):
-        # One pixel more on each side is all the Sobel operator reads, so the region's
-        # magnitudes are those of the whole image, at the cost of the region alone.
-        cx0, cy0, cx1, cy1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, width), min(y1 + 1, height)
-        edges = edge_magnitudes_cpu(
-            np.ascontiguousarray(base[None, cy0:cy1, cx0:cx1]), np.ascontiguousarray(cand[None, cy0:cy1, cx0:cx1])
-        )
-        gb = edges[0, 0, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float64)
-        gc = edges[1, 0, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float64)
-        energy = float(np.sum(gb * gb))
-        if energy > _FLAT_ENERGY:
-            ratios.append(float(np.sqrt(np.sum(gc * gc) / energy)))
+        energy_b = energy_c = 0.0
+        rows = max(1, _BAND_PIXELS // max(x1 - x0, 1))
+        # A band of rows at a time, with one pixel more on each side (all the Sobel
+        # operator reads): the magnitudes are the whole image's, the memory a band's.
+        for top in range(y0, y1, rows):
+            bottom = min(top + rows, y1)
+            cx0, cy0, cx1, cy1 = max(x0 - 1, 0), max(top - 1, 0), min(x1 + 1, width), min(bottom + 1, height)
+            edges = edge_magnitudes_cpu(
+                np.ascontiguousarray(base[None, cy0:cy1, cx0:cx1]), np.ascontiguousarray(cand[None, cy0:cy1, cx0:cx1])
+            )
+            gb = edges[0, 0, top - cy0 : bottom - cy0, x0 - cx0 : x1 - cx0].astype(np.float64)
+            gc = edges[1, 0, top - cy0 : bottom - cy0, x0 - cx0 : x1 - cx0].astype(np.float64)
+            energy_b += float(np.sum(gb * gb))
+            energy_c += float(np.sum(gc * gc))
+        if energy_b > _FLAT_ENERGY:
+            ratios.append(math.sqrt(energy_c / energy_b))
     return min(ratios) if ratios else None
 
 
@@ -299,7 +304,7 @@ def baseline_text(
     boxes: tuple[Box, ...] | None,
     settings: OcrSettings,
     cache: OcrCache | None,
-    until: float | None = None,
+    budget: Budget | None = None,
 ) -> BaselineText:
     """The baseline's text regions and their readings, from the cache when it has them.
 
@@ -308,28 +313,36 @@ def baseline_text(
         boxes: The regions to read (a manifest's `text_boxes`), or None to find them.
         settings: How to run Tesseract.
         cache: Where baseline readings are kept between runs, or None.
-        until: Deadline for the pair's OCR (`time.monotonic()` seconds).
+        budget: The pair's OCR time.
     """
-    key = cache_key(base, settings.version, READING_SETTINGS, boxes) if cache is not None else ""
-    if cache is not None:
-        found = cache.get(key, base.shape[1], base.shape[0])
-        # An entry for given boxes must be a reading of exactly those boxes.
-        if found is not None and (boxes is None or found.boxes == tuple(boxes)):
-            return found
-    if boxes is None:
-        found = find_text_regions(base, settings, until)
-    else:
-        found = BaselineText(tuple(boxes), tuple(read_region(prepare_line(base, b), settings, until)[0] for b in boxes))
-    if cache is not None:
-        cache.put(key, found)
+    if cache is None:
+        return _read_baseline(base, boxes, settings, budget)
+    key = cache_key(base, settings.version, READING_SETTINGS, boxes)
+    # Pairs that share a baseline wait for the first one's reading instead of repeating it.
+    with cache.reading(key):
+        found = cache.get(key, base.shape[1], base.shape[0], boxes)
+        if found is None:
+            found = _read_baseline(base, boxes, settings, budget)
+            cache.put(key, found)
     return found
 
 
+def _read_baseline(
+    base: np.ndarray, boxes: tuple[Box, ...] | None, settings: OcrSettings, budget: Budget | None
+) -> BaselineText:
+    if boxes is None:
+        return find_text_regions(base, settings, budget)
+    return BaselineText(tuple(boxes), tuple(read_region(prepare_line(base, b), settings, budget)[0] for b in boxes))
+
+
 def _outside(found: BaselineText, ignore: np.ndarray | None) -> BaselineText:
-    """The regions that touch no ignored pixel: text there is allowed to change."""
+    """The regions whose read area (grown as for reading) touches no ignored pixel: text
+    there is allowed to change."""
     if ignore is None:
         return found
-    keep = [i for i, (x0, y0, x1, y1) in enumerate(found.boxes) if not ignore[y0:y1, x0:x1].any()]
+    height, width = ignore.shape
+    grown = [_grown(box, width, height) for box in found.boxes]
+    keep = [i for i, (x0, y0, x1, y1) in enumerate(grown) if not ignore[y0:y1, x0:x1].any()]
     return BaselineText(tuple(found.boxes[i] for i in keep), tuple(found.reads[i] for i in keep))
 
 
@@ -341,6 +354,7 @@ def check_text(
     settings: OcrSettings,
     cache: OcrCache | None = None,
     ignore: np.ndarray | None = None,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """The typography columns of one pair.
 
@@ -353,6 +367,7 @@ def check_text(
         cache: Where baseline readings are kept between runs, or None.
         ignore: The pair's ignored pixels (H x W bool, baseline coordinates), or None:
             regions that touch them are not read.
+        budget: The pair's OCR time (a fresh one when None).
 
     Raises:
         TextCheckError: A box outside the image, no text found where the manifest expects
@@ -368,14 +383,20 @@ def check_text(
                 f"typography: text box {list(box)} (manifest line {entry.line if entry else '?'}) lies outside the "
                 f"{width}x{height} baseline"
             )
-    until = deadline()
-    found = _outside(baseline_text(base, given, settings, cache, until), ignore)
+    budget = budget or Budget()
+    found = _outside(baseline_text(base, given, settings, cache, budget), ignore)
     row: dict[str, Any] = {schema.TEXT_REGIONS.name: len(found.boxes)}
     if not found.boxes:
-        if expected:
+        if expected and entry is not None:
+            advice = (
+                "its `text_boxes` all touch its ignore regions"
+                if given
+                else f"give `text_boxes` for {entry.pair_id!r} in the manifest"
+            )
+            where = " outside its ignore regions" if ignore is not None else ""
             raise TextCheckError(
-                f"typography: OCR found no text in the baseline (outside its ignore regions) to compare with the "
-                f"expected text; give `text_boxes` for {entry.pair_id!r} in the manifest (line {entry.line})"  # type: ignore[union-attr]
+                f"typography: OCR found no text in the baseline{where} to compare with the expected text; "
+                f"{advice} (manifest line {entry.line})"
             )
         row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_APPLICABLE
         return row
@@ -388,15 +409,15 @@ def check_text(
                 reads.append(read_b)  # the same pixels read the same: OCR is deterministic
                 continue
         region = prepare_line(cand, _mapped(box, sx, sy, cand.shape[1], cand.shape[0]))
-        reads.append(read_region(region, settings, until)[0])
+        reads.append(read_region(region, settings, budget)[0])
     sharpness = text_sharpness(base, aligned, list(found.boxes))
     cer_b: float | None = None
     if expected:
-        cer_b = char_error_rate(expected, "\n".join(found.reads), until)
-        cer_c = char_error_rate(expected, "\n".join(reads), until)
+        cer_b = char_error_rate(expected, "\n".join(found.reads), budget)
+        cer_c = char_error_rate(expected, "\n".join(reads), budget)
         bound = None if cer_b is None else cer_b + TEXT_CER_MARGIN
     else:
-        cer_c = reading_error_rate(found.reads, reads, until)
+        cer_c = reading_error_rate(found.reads, reads, budget)
         bound = TEXT_CER_MAX
     if cer_c is None and sharpness is None:
         # Regions that read as nothing on a flat background: no text to keep.
@@ -434,6 +455,7 @@ class TextChecker:
         self.workers = workers
         self.cache = cache
         self.capacity = workers * OCR_INFLIGHT_PER_WORKER
+        self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixgate-ocr")
 
     def submit(
@@ -445,10 +467,18 @@ class TextChecker:
         ignore: np.ndarray | None = None,
     ) -> Future[dict[str, Any]]:
         """Start checking one pair."""
-        return self._pool.submit(check_text, base, cand, aligned, entry, self.settings, self.cache, ignore)
+        return self._pool.submit(self._check, base, cand, aligned, entry, ignore)
+
+    def _check(
+        self, base: np.ndarray, cand: np.ndarray, aligned: np.ndarray, entry: ManifestEntry | None, ignore: Any
+    ) -> dict[str, Any]:
+        # The budget starts when the check does, not when it was queued.
+        return check_text(base, cand, aligned, entry, self.settings, self.cache, ignore, Budget(self._stop))
 
     def close(self) -> None:
-        """Stop: queued checks are dropped, running ones finish."""
+        """Stop: queued checks are dropped, and running ones end at their next OCR call
+        (their pairs' rows are already written, or are left to a resume)."""
+        self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -437,6 +437,10 @@ def test_not_applicable_passes_and_not_checked_is_no_data(tmp_path: Path) -> Non
     assert unchecked.nodata and unchecked.result == FAIL and "null in all 2 rows" in unchecked.note
     part = evaluate(rule, table([off, {**checked, schema.TEXT_PASS.name: True}]))
     assert part.result == PASS and "1 of 2 rows have no value" in part.note
+    # A row that is not ok is the status rule's to judge, not a gap in this one.
+    error = {schema.STATUS.name: schema.STATUS_ERROR}
+    with_error = evaluate(rule, table([na, na, error]))
+    assert with_error.result == PASS and "1 not ok, judged by the status rule" in with_error.note
     # Any other missing value keeps a rule without values "no data", and is counted.
     gap = evaluate(rule, table([na, {**checked, schema.TEXT_PASS.name: None}, off]))
     assert gap.nodata and gap.result == FAIL and "1 of 3 rows not applicable" in gap.note and "2 without" in gap.note

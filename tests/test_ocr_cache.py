@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import schema
-from engine.config import OCR_CACHE_ENTRY_MAX_BYTES
+from engine.config import OCR_CACHE_ENTRY_MAX_BYTES, OCR_MAX_READ_CHARS, OCR_MAX_REGIONS
 from engine.ocr import OcrSettings, find_tesseract
 from engine.ocr_cache import BaselineText, OcrCache, OcrCacheError, cache_key, default_cache_dir
 from engine.typography import READING_SETTINGS, check_text
@@ -68,27 +68,51 @@ def _entry_path(tmp_path: Path, base: np.ndarray, ocr: OcrSettings) -> Path:
     return tmp_path / "cache" / key[:2] / f"{key}.json"
 
 
-@pytest.mark.parametrize(
-    "content",
-    [
-        b"{not json",
-        b'{"format": 1, "boxes": [[0, 0, 9999, 10]], "reads": ["x"]}',  # a box outside the image
-        b'{"format": 1, "boxes": [[0, 0, 10, 10]], "reads": []}',  # boxes and reads do not pair up
-        b'{"format": 1, "boxes": [[0, 0, 10.5, 10]], "reads": ["x"]}',
-        b'{"format": 0, "boxes": [], "reads": []}',  # another format
-        b"[" * 100_000,
-        b" " * (OCR_CACHE_ENTRY_MAX_BYTES + 1),
-    ],
-    ids=["not-json", "box-outside", "unpaired", "float-box", "old-format", "deep", "huge"],
-)
-def test_malformed_entries_are_read_anew(content: bytes, tmp_path: Path, ocr: OcrSettings) -> None:
+def _good_entry(key: str) -> dict[str, object]:
+    return {"format": 1, "key": key, "boxes": [[0, 0, 10, 10]], "reads": ["x"]}
+
+
+# Each case spoils one part of a well-formed entry (see _good_entry).
+MALFORMED = {
+    "not-json": lambda key: b"{not json",
+    "box-outside": lambda key: {**_good_entry(key), "boxes": [[0, 0, 9999, 10]]},
+    "empty-box": lambda key: {**_good_entry(key), "boxes": [[10, 0, 10, 10]]},
+    "float-box": lambda key: {**_good_entry(key), "boxes": [[0, 0, 10.5, 10]]},
+    "unpaired": lambda key: {**_good_entry(key), "reads": []},
+    "not-a-string": lambda key: {**_good_entry(key), "reads": [7]},
+    "two-lines": lambda key: {**_good_entry(key), "reads": ["a\nb"]},
+    "long-read": lambda key: {**_good_entry(key), "reads": ["x" * (OCR_MAX_READ_CHARS + 1)]},
+    "many-boxes": lambda key: {
+        **_good_entry(key),
+        "boxes": [[0, 0, 10, 10]] * (OCR_MAX_REGIONS + 1),
+        "reads": ["x"] * (OCR_MAX_REGIONS + 1),
+    },
+    "other-format": lambda key: {**_good_entry(key), "format": 0},
+    "other-key": lambda key: {**_good_entry(key), "key": "0" * 64},
+    "deep": lambda key: b"[" * 100_000,
+    "huge": lambda key: b" " * (OCR_CACHE_ENTRY_MAX_BYTES + 1),
+}
+
+
+def test_a_well_formed_entry_is_used(tmp_path: Path) -> None:
+    cache = OcrCache(tmp_path / "cache")
+    key = "ab" + "1" * 62
+    path = tmp_path / "cache" / key[:2] / f"{key}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(_good_entry(key)))
+    assert cache.get(key, 64, 64) == BaselineText(((0, 0, 10, 10),), ("x",))
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_entries_are_read_anew(case: str, tmp_path: Path, ocr: OcrSettings) -> None:
     base, _ = promo_poster(3, 256, lines=2, small_size=14)
     path = _entry_path(tmp_path, base, ocr)
     path.parent.mkdir(parents=True)
-    path.write_bytes(content)
+    content = MALFORMED[case](path.stem)
+    path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
     cache = OcrCache(tmp_path / "cache")
     row = check_text(base, base, base, None, ocr, cache)
-    assert cache.misses == 1 and row[schema.TEXT_REGIONS.name] == 2
+    assert cache.misses == 1 and cache.hits == 0 and row[schema.TEXT_REGIONS.name] == 2
     assert json.loads(path.read_text())["reads"]  # replaced by a good entry
 
 
@@ -159,3 +183,15 @@ def test_unusable_folder(tmp_path: Path) -> None:
     cache.put("ab" + "0" * 62, BaselineText(((0, 0, 1, 1),), ("x",)))
     assert cache.get("ab" + "0" * 62, 1, 1) == BaselineText(((0, 0, 1, 1),), ("x",))
     assert cache.get("ab" + "0" * 62, 0, 0) is None  # the box does not fit that image
+
+
+def test_pairs_sharing_a_baseline_read_it_once(tmp_path: Path, ocr: OcrSettings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, _ = promo_poster(9, 384, lines=3, small_size=13)
+    cands = [promo_poster(9, 384, lines=3, small_size=13, coverage_gamma=g)[0] for g in (0.6, 0.8, 1.3, 1.6)]
+    cache = OcrCache(tmp_path / "cache")
+    with ThreadPoolExecutor(4) as pool:
+        rows = list(pool.map(lambda c: check_text(base, c, c, None, ocr, cache), cands))
+    assert (cache.misses, cache.hits) == (1, 3)
+    assert len({r[schema.OCR_BASELINE.name] for r in rows}) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image, ImageFilter
 from engine import schema
 from engine.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
 from engine.manifest import ManifestEntry
-from engine.ocr import OcrSettings, OcrUnavailable, TextCheckError, find_tesseract
+from engine.ocr import Budget, OcrSettings, OcrUnavailable, TextCheckError, find_tesseract
 from engine.typography import (
     char_error_rate,
     check_text,
@@ -216,9 +217,8 @@ def test_missing_language_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         find_tesseract("eng+xx")
     with pytest.raises(OcrUnavailable, match=r"--ocr-lang: expected Tesseract language codes.*got '../eng'"):
         find_tesseract("../eng")
-    import engine.ocr
-
-    monkeypatch.setattr(engine.ocr, "TESSDATA_DIRS", ())
+    # TESSDATA_PREFIX, when set, is the only place looked in: the system's data is not
+    # taken instead of the data asked for.
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
     with pytest.raises(OcrUnavailable, match=r"apt-get install tesseract-ocr.*--no-typography"):
         find_tesseract("eng")
@@ -244,6 +244,20 @@ def test_ocr_time_and_regions_are_bounded_per_pair(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(engine.ocr, "OCR_PAIR_TIMEOUT_S", 0.0)
     with pytest.raises(TextCheckError, match=r"the pair's OCR took longer than 0 s in all"):
         _check(base, base, ocr)
+    monkeypatch.undo()
+    # A run that is stopping ends its checks at their next call.
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(TextCheckError, match="the run is stopping"):
+        check_text(base, base, base, None, ocr, budget=Budget(stop))
+
+
+def test_a_huge_candidate_is_read_scaled_down(ocr: OcrSettings) -> None:
+    base, _ = promo_poster(10, 400, lines=3, small_size=14)
+    huge = np.asarray(Image.fromarray(base).resize((4000, 4000), Image.Resampling.LANCZOS)).copy()
+    aligned = np.asarray(Image.fromarray(huge).resize((400, 400), Image.Resampling.BICUBIC)).copy()
+    row = check_text(base, huge, aligned, None, ocr)
+    assert row[schema.TEXT_STATUS.name] == schema.TEXT_CHECKED and row[schema.TEXT_PASS.name] is True, row
 
 
 def test_ignored_regions_are_not_read(ocr: OcrSettings) -> None:
@@ -288,10 +302,7 @@ def test_images_wider_than_tesseract_takes(ocr: OcrSettings) -> None:
 
 
 def test_language_data_that_does_not_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import engine.ocr
-
     (tmp_path / "eng.traineddata").write_bytes(b"not a model" * 100)
-    monkeypatch.setattr(engine.ocr, "TESSDATA_DIRS", ())
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
     with pytest.raises(OcrUnavailable, match=r"its data does not load"):
         find_tesseract("eng")

@@ -81,7 +81,7 @@ def _score(base: Path, cand: Path, weights: Path, out: Path, extra: list[str]) -
 
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
-           "--device", "cpu", "-q", *extra]  # fmt: skip
+           "--device", "cpu", "--overwrite", "-q", *extra]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started

@@ -227,6 +227,12 @@ OCR_MAX_SCALE: Final = 8.0
 #: strings of symbols at low confidence, real text well above it.
 OCR_MIN_CONFIDENCE: Final = 60
 
+#: ... and a line found must be at least this tall (baseline pixels) and read as at least
+#: this many letters or digits: sparse-text search reads specks of a photo's grain as
+#: single letters, sometimes confidently; real text lines are taller and longer.
+OCR_MIN_LINE_PX: Final = 6
+OCR_MIN_LINE_CHARS: Final = 2
+
 #: A baseline is looked for text at a scale that brings its long side to about this many
 #: pixels, but never more than `OCR_FIND_MAX_SCALE` times: Tesseract misses text whose
 #: capitals are under about 10 px, which is poster small print in a 256 px image.
@@ -263,7 +269,7 @@ OCR_CACHE_ENV: Final = "PIXGATE_OCR_CACHE"
 
 #: Version of the OCR cache's entries and of how a baseline is read: part of every key,
 #: so a change to either never reuses an old entry.
-OCR_CACHE_FORMAT: Final = 1
+OCR_CACHE_FORMAT: Final = 2
 
 #: Largest cache entry read, bytes: `OCR_MAX_REGIONS` readings of `OCR_MAX_READ_CHARS`
 #: characters fit well below it.

@@ -181,7 +181,9 @@ def _recognize(api: Any, image: Image.Image, what: str, budget: Budget | None) -
         raise TextCheckError(f"typography: Tesseract failed {what} ({image.width}x{image.height} image)")
 
 
-def find_lines(image: Image.Image, settings: OcrSettings, budget: Budget | None = None) -> list[tuple[Box, float]]:
+def find_lines(
+    image: Image.Image, settings: OcrSettings, budget: Budget | None = None, *, sparse: bool = False
+) -> list[tuple[Box, float]]:
     """The text lines Tesseract finds in a whole image: (box, confidence 0-100).
 
     Boxes are `(x0, y0, x1, y1)` in the image's pixels, ends exclusive; lines without a
@@ -191,11 +193,13 @@ def find_lines(image: Image.Image, settings: OcrSettings, budget: Budget | None 
         image: The page.
         settings: Which Tesseract and data.
         budget: The pair's time, shared with its other calls.
+        sparse: Look for text in no particular layout (Tesseract's sparse-text mode)
+            instead of analysing the page's blocks and columns.
     """
     import tesserocr
 
     api = _api(settings)
-    api.SetPageSegMode(tesserocr.PSM.AUTO)
+    api.SetPageSegMode(tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
     try:
         _recognize(api, image, "looking for text", budget)
         lines = []

@@ -55,8 +55,6 @@ _TABLE = (
 )  # fmt: skip
 # Outline colour of text regions on a report's thumbnails (RGBA).
 _REGION = (255, 0, 200, 255)
-# Largest coordinate a text region may have (the side of the largest image Pillow opens).
-_MAX_SIDE = 1 << 20
 # Boolean checks whose false value is a parity failure, with how the report names it.
 _PARITY = (
     (schema.ALPHA_PARITY, "alpha dropped or added"),
@@ -321,7 +319,8 @@ def _pair_card(row: dict[str, Any], model: Any, pictures: DecodedPair | str | No
         return f'<div class="card">{head}<p class="note">no pictures: {html.escape(why)}</p></div>', False
     cand_own = dp.candidate.rgba if dp.candidate is not None else dp.candidate_aligned
     alpha = bool(dp.baseline.has_alpha or (dp.candidate is not None and dp.candidate.has_alpha))
-    boxes = _text_boxes(row) if row.get(schema.TEXT_PASS.name) is False else []
+    failed_text = row.get(schema.TEXT_PASS.name) is False
+    boxes = _text_boxes(row, dp.baseline.width, dp.baseline.height) if failed_text else []
     base_label, cand_label = (
         ("baseline, text regions", "candidate, text regions") if boxes else ("baseline", "candidate")
     )
@@ -354,28 +353,32 @@ def _pair_card(row: dict[str, Any], model: Any, pictures: DecodedPair | str | No
         for label, uri in tiles
     )
     note = f'<p class="note">{html.escape("; ".join(notes))}</p>' if notes else ""
-    text = _text_readings(row) if row.get(schema.TEXT_PASS.name) is False else ""
+    text = _text_readings(row) if failed_text else ""
     return f'<div class="card">{head}<div class="tiles">{figures}</div>{text}{note}</div>', True
 
 
-def _text_boxes(row: dict[str, Any]) -> list[tuple[int, int, int, int]]:
-    """The row's text regions (baseline pixels); none when the run's value is malformed
-    (a run file comes from anywhere: coordinates beyond any image are refused)."""
-    from engine.config import MANIFEST_MAX_ITEMS
+def _text_boxes(row: dict[str, Any], width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """The row's text regions in the baseline's pixels; none when the run's value is
+    malformed or does not fit the baseline (a run file comes from anywhere)."""
+    from engine.config import OCR_MAX_REGIONS
     from engine.safe_io import loads_json
 
     try:
         boxes = loads_json(row.get(schema.TEXT_BOXES.name) or "[]")
     except ValueError:
         return []
-    if not isinstance(boxes, list) or len(boxes) > MANIFEST_MAX_ITEMS:
+    if not isinstance(boxes, list) or len(boxes) > OCR_MAX_REGIONS:
         return []
     ok = [
-        b
+        (b[0], b[1], b[2], b[3])
         for b in boxes
-        if isinstance(b, list) and len(b) == 4 and all(type(v) is int and 0 <= v <= _MAX_SIDE for v in b)
+        if isinstance(b, list)
+        and len(b) == 4
+        and all(type(v) is int for v in b)
+        and 0 <= b[0] < b[2] <= width
+        and 0 <= b[1] < b[3] <= height
     ]
-    return [(b[0], b[1], b[2], b[3]) for b in ok] if len(ok) == len(boxes) else []
+    return ok if len(ok) == len(boxes) else []
 
 
 def _regions(thumb: Any, boxes: list[tuple[int, int, int, int]], base: np.ndarray) -> Any:
@@ -394,15 +397,22 @@ def _regions(thumb: Any, boxes: list[tuple[int, int, int, int]], base: np.ndarra
 
 
 def _text_readings(row: dict[str, Any]) -> str:
-    """What OCR read in each region, baseline beside candidate."""
-    base = str(row.get(schema.OCR_BASELINE.name) or "").split("\n")
-    cand = str(row.get(schema.OCR_CANDIDATE.name) or "").split("\n")
+    """What OCR read in each region, baseline beside candidate (as many regions and
+    characters as a run can hold: a run file from elsewhere cannot bloat the page)."""
+    from itertools import zip_longest
+
+    from engine.config import OCR_MAX_READ_CHARS, OCR_MAX_REGIONS
+
+    base = str(row.get(schema.OCR_BASELINE.name) or "").split("\n")[:OCR_MAX_REGIONS]
+    cand = str(row.get(schema.OCR_CANDIDATE.name) or "").split("\n")[:OCR_MAX_REGIONS]
     lines = "".join(
-        f"<tr><td>{i + 1}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
-        for i, (b, c) in enumerate(zip(base, cand + [""] * (len(base) - len(cand)), strict=False))
+        f"<tr><td>{i + 1}</td><td>{html.escape(b[:OCR_MAX_READ_CHARS])}</td>"
+        f"<td>{html.escape(c[:OCR_MAX_READ_CHARS])}</td></tr>"
+        for i, (b, c) in enumerate(zip_longest(base, cand, fillvalue=""))
     )
     expected = row.get(schema.TEXT_EXPECTED.name)
-    want = f'<p class="note">expected: {html.escape(str(expected))}</p>' if expected else ""
+    shown = str(expected)[: OCR_MAX_REGIONS * OCR_MAX_READ_CHARS]
+    want = f'<p class="note">expected: {html.escape(shown)}</p>' if expected else ""
     return (
         '<table class="ocr"><caption>text read in each region</caption><thead><tr><th>region</th>'
         f"<th>baseline</th><th>candidate</th></tr></thead><tbody>{lines}</tbody></table>{want}"

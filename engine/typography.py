@@ -7,9 +7,10 @@ The baseline is the reference. For each pair:
    their own reading is at least `OCR_MIN_CONFIDENCE` sure. A baseline with no such line
    has no text to keep: its typography is `not_applicable`, and the row stays `ok`.
 2. Each region is cropped with room around it (`OCR_GROW_X`, `OCR_GROW_Y`), scaled so a
-   line is about `OCR_LINE_HEIGHT` pixels tall, binarised with Otsu's threshold and turned
-   dark text on light (the background is the class that holds most of the crop's
-   border), so light-on-dark and dark-on-light text read alike, then read by Tesseract.
+   line is about `OCR_LINE_HEIGHT` pixels tall, binarised with Otsu's threshold of the
+   line's own box and turned dark text on light (the background is the class that holds
+   most of the box's border), so light-on-dark and dark-on-light text read alike, then
+   read by Tesseract.
    The baseline's regions and readings are cached by its pixels (engine.ocr_cache), so a
    baseline is read once however many runs use it; the candidate is read only in the
    baseline's regions (mapped to its own size when the sizes differ), never as a page.
@@ -56,6 +57,8 @@ from engine.config import (
     OCR_MAX_REGIONS,
     OCR_MAX_SCALE,
     OCR_MIN_CONFIDENCE,
+    OCR_MIN_LINE_CHARS,
+    OCR_MIN_LINE_PX,
     OCR_REGION_MAX_PIXELS,
     TESSERACT_MAX_SIDE,
     TEXT_CER_MARGIN,
@@ -93,6 +96,7 @@ READING_SETTINGS: dict[str, Any] = {
     "line_height": OCR_LINE_HEIGHT,
     "max_scale": OCR_MAX_SCALE,
     "min_confidence": OCR_MIN_CONFIDENCE,
+    "min_line": [OCR_MIN_LINE_PX, OCR_MIN_LINE_CHARS],
     "margin": _MARGIN,
     "pad": _PAD,
 }
@@ -154,11 +158,20 @@ def prepare_line(rgba: np.ndarray, box: Box) -> Image.Image:
         math.sqrt(OCR_REGION_MAX_PIXELS / max(crop.width * crop.height, 1)),
     )
     size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-    crop = crop.resize(size, Image.Resampling.LANCZOS)
-    a = np.asarray(crop)
-    bright = a > _otsu(a)
-    border = np.concatenate([bright[0], bright[-1], bright[:, 0], bright[:, -1]])
-    text = ~bright if border.mean() >= 0.5 else bright
+    sx, sy = size[0] / crop.width, size[1] / crop.height
+    a = np.asarray(crop.resize(size, Image.Resampling.LANCZOS))
+    # The threshold and the polarity come from the line itself (its box with a margin):
+    # the room around it may hold shapes of a photo, which would decide them otherwise.
+    px0, py0, px1, py1 = _padded(box, rgba.shape[1], rgba.shape[0])
+    core = a[
+        round((py0 - y0) * sy) : max(round((py1 - y0) * sy), 1), round((px0 - x0) * sx) : max(round((px1 - x0) * sx), 1)
+    ]
+    if core.size == 0:
+        core = a
+    threshold = _otsu(core)
+    edge = core > threshold
+    background_bright = np.concatenate([edge[0], edge[-1], edge[:, 0], edge[:, -1]]).mean() >= 0.5
+    text = a <= threshold if background_bright else a > threshold
     return ImageOps.expand(Image.fromarray(np.where(text, 0, 255).astype(np.uint8)), border=_PAD, fill=255)
 
 
@@ -170,13 +183,38 @@ def _page_scale(width: int, height: int) -> float:
     return min(max(OCR_FIND_SIDE / side, 1.0), OCR_FIND_MAX_SCALE)
 
 
+def _same_line(a: Box, b: Box) -> bool:
+    """Boxes on rows shared by at least half the shorter one, and apart by less than its
+    height (a word space is narrower than a line is tall): one line seen twice, or in
+    pieces."""
+    height = min(a[3] - a[1], b[3] - b[1])
+    rows = min(a[3], b[3]) - max(a[1], b[1])
+    return a[0] <= b[2] + height and b[0] <= a[2] + height and rows * 2 >= height
+
+
+def _merge_lines(lines: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+    """Lines found twice, or in pieces, as one: the union of their boxes, the highest
+    confidence (most confident first, so a line is built around its surest piece)."""
+    merged: list[tuple[Box, float]] = []
+    for box, confidence in sorted(lines, key=lambda line: -line[1]):
+        for i, (other, best) in enumerate(merged):
+            if _same_line(box, other):
+                union = (min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3]))
+                merged[i] = (union, max(best, confidence))
+                break
+        else:
+            merged.append((box, confidence))
+    return merged
+
+
 def find_text_regions(rgba: np.ndarray, settings: OcrSettings, budget: Budget | None = None) -> BaselineText:
     """The text lines of a whole H x W x 4 image and their readings, the unsure ones left out.
 
     The image is scaled up so its long side is about `OCR_FIND_SIDE` (small print in a
     small image is otherwise below what Tesseract finds), and down to `OCR_FIND_MAX_SIDE`
     when it is larger (Tesseract's page analysis, which its time limit does not stop,
-    grows with the page). Of the lines found, the `OCR_MAX_REGIONS` most confident are
+    grows with the page), then read whole twice: with page analysis and as sparse text.
+    Of the lines found (one line seen twice counts once), the `OCR_MAX_REGIONS` most confident are
     each read as a region, the way the candidate will be, and kept, top to bottom, when
     that reading is sure enough.
     """
@@ -188,7 +226,9 @@ def find_text_regions(rgba: np.ndarray, settings: OcrSettings, budget: Budget | 
     if scale != 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         page = page.resize(size, Image.Resampling.LANCZOS)
-    found = find_lines(page, settings, budget)
+    # Each mode misses lines the other finds: page analysis takes a line scattered over a
+    # picture for part of the picture, sparse text drops one that runs off the edge.
+    found = _merge_lines(find_lines(page, settings, budget) + find_lines(page, settings, budget, sparse=True))
     del page
     likely = sorted(found, key=lambda line: -line[1])[:OCR_MAX_REGIONS]
     boxes: list[Box] = []
@@ -200,10 +240,10 @@ def find_text_regions(rgba: np.ndarray, settings: OcrSettings, budget: Budget | 
             min(math.ceil(x1 / scale), width),
             min(math.ceil(y1 / scale), height),
         )
-        if box[2] <= box[0] or box[3] <= box[1]:
+        if box[2] <= box[0] or box[3] - box[1] < OCR_MIN_LINE_PX:
             continue
         text, confidence = read_region(prepare_line(rgba, box), settings, budget)
-        if confidence >= OCR_MIN_CONFIDENCE and any(ch.isalnum() for ch in text):
+        if confidence >= OCR_MIN_CONFIDENCE and sum(ch.isalnum() for ch in text) >= OCR_MIN_LINE_CHARS:
             boxes.append(box)
             reads.append(text)
     return BaselineText(tuple(boxes), tuple(reads))

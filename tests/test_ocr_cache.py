@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import schema
-from engine.config import OCR_CACHE_ENTRY_MAX_BYTES, OCR_MAX_READ_CHARS, OCR_MAX_REGIONS
+from engine.config import OCR_CACHE_ENTRY_MAX_BYTES, OCR_CACHE_FORMAT, OCR_MAX_READ_CHARS, OCR_MAX_REGIONS
 from engine.ocr import OcrSettings, find_tesseract
 from engine.ocr_cache import BaselineText, OcrCache, OcrCacheError, cache_key, default_cache_dir
 from engine.typography import READING_SETTINGS, check_text
@@ -69,7 +69,7 @@ def _entry_path(tmp_path: Path, base: np.ndarray, ocr: OcrSettings) -> Path:
 
 
 def _good_entry(key: str) -> dict[str, object]:
-    return {"format": 1, "key": key, "boxes": [[0, 0, 10, 10]], "reads": ["x"]}
+    return {"format": OCR_CACHE_FORMAT, "key": key, "boxes": [[0, 0, 10, 10]], "reads": ["x"]}
 
 
 # Each case spoils one part of a well-formed entry (see _good_entry).
@@ -87,7 +87,7 @@ MALFORMED = {
         "boxes": [[0, 0, 10, 10]] * (OCR_MAX_REGIONS + 1),
         "reads": ["x"] * (OCR_MAX_REGIONS + 1),
     },
-    "other-format": lambda key: {**_good_entry(key), "format": 0},
+    "other-format": lambda key: {**_good_entry(key), "format": OCR_CACHE_FORMAT - 1},
     "other-key": lambda key: {**_good_entry(key), "key": "0" * 64},
     "deep": lambda key: b"[" * 100_000,
     "huge": lambda key: b" " * (OCR_CACHE_ENTRY_MAX_BYTES + 1),

@@ -306,3 +306,17 @@ def test_language_data_that_does_not_load(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
     with pytest.raises(OcrUnavailable, match=r"its data does not load"):
         find_tesseract("eng")
+
+
+def test_lines_over_pictures_and_off_the_edge_are_found(ocr: OcrSettings) -> None:
+    """Lines that one way of looking at a page misses: a white headline over shapes with a
+    body line alone on a light band (page analysis takes the band for a picture), and a
+    line running off the edge (sparse-text search drops it)."""
+    for seed, size, lines in ((124, 1024, 2), (3, 256, 2)):
+        base, boxes = promo_poster(seed, size, lines=lines)
+        found = find_text_regions(base, ocr)
+        for want in boxes:
+            assert any(
+                min(want[2], got[2]) > max(want[0], got[0]) and min(want[3], got[3]) > max(want[1], got[1])
+                for got in found.boxes
+            ), (seed, want, found)

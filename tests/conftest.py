@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The tests' own data (PngSuite, ICC profiles), inside the checkout: a fresh clone
+#: carries everything its tests read (tests/test_data.py holds every test to it).
+DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 #: Pairs in the shipped golden set.
 GOLDEN_PAIRS = len(list((GOLDEN / "baseline").glob("*.png")))
@@ -39,11 +41,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The shared test data folder beside the checkout."""
-    if not SHARED.is_dir():
-        pytest.fail(f"shared test data not found at {SHARED}: PngSuite and ICC profiles are needed")
-    return SHARED
+def data_dir() -> Path:
+    """The tests' data folder (tests/data)."""
+    return DATA
 
 
 def _random_backbone(net: str) -> dict[str, object]:

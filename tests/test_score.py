@@ -74,9 +74,9 @@ def test_streaming_equals_one_shot(
 
 
 def test_pngsuite_valid_files_score_and_corrupt_files_become_error_rows(
-    shared_data: Path, alex_weights: Path, tmp_path: Path
+    data_dir: Path, alex_weights: Path, tmp_path: Path
 ) -> None:
-    suite = shared_data / "pngsuite" / "png"
+    suite = data_dir / "pngsuite" / "png"
     result = run_score(_opts(suite, suite, tmp_path / "run.arrow", alex_weights, batch_size=8))
     files = sorted(suite.glob("*.png"))
     assert result.table.num_rows == len(files)

@@ -5,7 +5,7 @@
 Takes baseline images of the throughput benchmark's cached set (PNG as stored, and the
 same pictures re-encoded as JPEG quality 90 in memory) and times each decoder on one
 core (on the calling thread): Pillow, imagecodecs' libspng and libjpeg-turbo (what
-pixgate uses where they apply, see engine.decode), simplejpeg when installed, and nvJPEG
+pixgate uses where they apply, see pixgate.scoring.decode), simplejpeg when installed, and nvJPEG
 through torchvision when a CUDA device is present. Every decoder must return Pillow's pixels, or the run
 stops. Writes `benchmarks/results/decoders.json`; ratios are against Pillow.
 """

@@ -3,7 +3,7 @@
     python -m benchmarks.kernels [--size 1024] [--repeat 5] [--batch 1]
 
 Times, after a warm-up, on the same poster-like pairs: the numba kernels plus their
-reductions (`engine.metrics`) and pixgate's LPIPS (alex) forward pass, on the CPU and,
+reductions (`pixgate.scoring.metrics`) and pixgate's LPIPS (alex) forward pass, on the CPU and,
 when there is one, on the GPU. Reports milliseconds per pair and the ratio
 kernels / LPIPS. Writes `benchmarks/results/kernels.json`. The weights' values do not
 change the cost, so seeded random AlexNet weights stand in when none are installed.
@@ -58,8 +58,8 @@ def _time(fn: Callable[[], object], repeat: int, sync: Callable[[], None]) -> fl
 def _measure(device_name: str, base: np.ndarray, cand: np.ndarray, weights: Path, repeat: int) -> dict[str, float]:
     import torch
 
-    from engine.metrics import pixel_terms, reduce_terms
-    from engine.models import load_lpips
+    from pixgate.scoring.metrics import pixel_terms, reduce_terms
+    from pixgate.scoring.models import load_lpips
 
     device = torch.device(device_name)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from engine.telemetry import device_name
+    from pixgate.telemetry import device_name
 
     weights = _weights()
     base, cand = _pairs(args.batch, args.size)

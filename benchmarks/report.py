@@ -24,9 +24,9 @@ from benchmarks.throughput import _dataset
 
 
 def main() -> None:
-    from engine import schema
-    from engine.report import build_report
-    from engine.telemetry import cpu_count
+    from pixgate.report.html import build_report
+    from pixgate.runs import schema
+    from pixgate.telemetry import cpu_count
     from tests.conftest import write_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

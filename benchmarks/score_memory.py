@@ -8,7 +8,7 @@ Reports peak RSS for 50 and 200 pairs and their ratio (flat memory: ~1.0), the s
 wall time the scoring loop waited for decoded images, and pixgate's pairs/s as a ratio to
 the naive loop. Then the memory per pixel of a pair: single pairs of growing sides, each
 in a fresh process, and the growth of the scoring process's peak per added pixel (the
-figure behind `engine.config.SCORER_BYTES_PER_PIXEL` and the README's bound). Writes
+figure behind `pixgate.config.SCORER_BYTES_PER_PIXEL` and the bound docs/score.md states). Writes
 `benchmarks/results/score_memory.json`.
 
     python -m benchmarks.score_memory [--pairs 50 200] [--size 512] [--sides 512 3000 6000]
@@ -35,7 +35,7 @@ RESULTS = ROOT / "results"
 
 
 def _weights() -> Path:
-    from engine.weights import WeightsError, resolve_weights
+    from pixgate.scoring.weights import WeightsError, resolve_weights
 
     try:
         return resolve_weights("alex", allow_download=False).path
@@ -97,13 +97,13 @@ def _subset(base: Path, cand: Path, n: int) -> tuple[Path, Path]:
 
 def _pixgate(base: Path, cand: Path, weights: Path, out: Path) -> dict[str, object]:
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
+    cmd = [sys.executable, "-m", "pixgate", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
            "--device", "cpu", "--no-typography", "--quiet"]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
-    from engine import schema
-    from engine.arrow_io import read_run, run_metadata
+    from pixgate.runs import schema
+    from pixgate.runs.files import read_run, run_metadata
 
     stats = json.loads(run_metadata(read_run(out))[schema.META_STATS])
     stats["process_wall_s"] = round(wall, 3)
@@ -116,7 +116,7 @@ def _naive(base: Path, cand: Path, weights: Path, n: int) -> float:
     import torch
     from PIL import Image
 
-    from engine.models import reference_lpips
+    from pixgate.scoring.models import reference_lpips
 
     model = reference_lpips("alex", weights)
     files = sorted(base.iterdir())[:n]
@@ -174,7 +174,7 @@ def main() -> None:
     per_pixel = _per_pixel(sorted(args.sides), weights)
     import torch
 
-    from engine.telemetry import cpu_count, device_name
+    from pixgate.telemetry import cpu_count, device_name
 
     rss = {n: r["peak_rss_mb"] for n, r in runs.items()}  # type: ignore[index]
     result = {

@@ -73,7 +73,7 @@ def _make_pair(task: tuple[int, int, str, Path, Path]) -> None:
 def _dataset(pairs: int, size: int, fmt: str) -> tuple[Path, Path]:
     from concurrent.futures import ProcessPoolExecutor
 
-    from engine.telemetry import cpu_count
+    from pixgate.telemetry import cpu_count
 
     root = CACHE / f"throughput-{size}-{fmt}-{pairs}"
     base, cand = root / "baseline", root / "candidate"
@@ -92,12 +92,12 @@ def _pixgate(
 ) -> dict[str, Any]:
     import os
 
-    from engine.arrow_io import read_run, run_metadata
-    from engine.config import DECODER_ENV
-    from engine.schema import LPIPS, META_NVML, META_STATS
+    from pixgate.config import DECODER_ENV
+    from pixgate.runs.files import read_run, run_metadata
+    from pixgate.runs.schema import LPIPS, META_NVML, META_STATS
 
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
+    cmd = [sys.executable, "-m", "pixgate", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
            "--device", device, "--precision", precision, "--no-typography", "-q"]  # fmt: skip
     env = {**os.environ, DECODER_ENV: decoder}
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def _naive(base: Path, cand: Path, weights: Path, device: str, limit: int) -> di
     import torch
     from PIL import Image
 
-    from engine.models import reference_lpips
+    from pixgate.scoring.models import reference_lpips
 
     started = time.perf_counter()
     model = reference_lpips("alex", weights).to(device)
@@ -178,8 +178,8 @@ def _lpips_alone(
     they add."""
     import torch
 
-    from engine.decode import decode_pair
-    from engine.models import load_lpips
+    from pixgate.scoring.decode import decode_pair
+    from pixgate.scoring.models import load_lpips
 
     files = sorted(base.iterdir())[:limit]
     dev = torch.device(device)
@@ -201,9 +201,9 @@ def _lpips_alone(
 
 
 def _decode_only(base: Path, cand: Path) -> dict[str, Any]:
-    from engine.pairing import pair_directories
-    from engine.telemetry import cpu_count
-    from engine.workers import DecodePool
+    from pixgate.scoring.pairing import pair_directories
+    from pixgate.scoring.workers import DecodePool
+    from pixgate.telemetry import cpu_count
 
     pairs = [p for p in pair_directories(base, cand).pairs if p.scorable]
     started = time.perf_counter()
@@ -221,7 +221,7 @@ def _decode_only(base: Path, cand: Path) -> dict[str, Any]:
 def main() -> None:
     import torch
 
-    from engine.telemetry import device_name, select_device
+    from pixgate.telemetry import device_name, select_device
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=200)
@@ -232,7 +232,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every pipeline; medians are reported")
     args = parser.parse_args()
     from benchmarks.decoders import measure as measure_decoders
-    from engine.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA
+    from pixgate.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA
 
     device = select_device(args.device)
     base, cand = _dataset(args.pairs, args.size, args.format)

@@ -25,10 +25,10 @@ from benchmarks.throughput import _dataset
 
 
 def _scorer_cpu_per_pair(base: Path, cand: Path, shared_dir: str | None, limit: int) -> dict[str, Any]:
-    from engine.config import SHARED_MEMORY_DIR
-    from engine.pairing import pair_directories
-    from engine.telemetry import cpu_count
-    from engine.workers import DecodePool
+    from pixgate.config import SHARED_MEMORY_DIR
+    from pixgate.scoring.pairing import pair_directories
+    from pixgate.scoring.workers import DecodePool
+    from pixgate.telemetry import cpu_count
 
     pairs = [p for p in pair_directories(base, cand).pairs if p.scorable][:limit]
     pool = DecodePool(pairs, max(2, cpu_count()), 10**9, shared_dir)
@@ -52,7 +52,7 @@ def _scorer_cpu_per_pair(base: Path, cand: Path, shared_dir: str | None, limit: 
 
 
 def main() -> None:
-    from engine.config import SHARED_MEMORY_DIR
+    from pixgate.config import SHARED_MEMORY_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=40)

@@ -76,11 +76,11 @@ def _dataset(pairs: int, size: int) -> tuple[Path, Path]:
 
 
 def _score(base: Path, cand: Path, weights: Path, out: Path, extra: list[str]) -> dict[str, Any]:
-    from engine.arrow_io import read_run, run_metadata
-    from engine.schema import META_STATS, TEXT_PASS
+    from pixgate.runs.files import read_run, run_metadata
+    from pixgate.runs.schema import META_STATS, TEXT_PASS
 
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "engine", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
+    cmd = [sys.executable, "-m", "pixgate", "score", str(base), str(cand), "-o", str(out), "--weights", str(weights),
            "--device", "cpu", "--overwrite", "-q", *extra]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)

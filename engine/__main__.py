@@ -1,6 +1,6 @@
-"""`python -m engine` runs the pixgate command line."""
+"""`python -m pixgate` runs the pixgate command line."""
 
-from engine.cli import main
+from pixgate.cli import main
 
 if __name__ == "__main__":
     main()

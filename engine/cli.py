@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from engine import __version__
-from engine.config import (
+from pixgate import __version__
+from pixgate.config import (
     CAPTURE_BACKOFF_S,
     CAPTURE_CONCURRENCY,
     CAPTURE_MAX_ATTEMPTS,
     CAPTURE_MAX_BYTES,
     CAPTURE_TIMEOUT_S,
     DEFAULT_MAX_PIXELS,
-    DEFAULT_NET,
     EXIT_INTERNAL,
     EXIT_USAGE,
     GATE_MAX_LISTED_PAIRS,
@@ -30,10 +29,11 @@ from engine.config import (
     REPORT_TOP,
     SUMMARY_MAX_PROBLEMS,
 )
+from pixgate.scoring.backbones import DEFAULT_NET, NETS
 
 if TYPE_CHECKING:
-    from engine.gate import Verdict
-    from engine.score import ScoreResult
+    from pixgate.judging.gate import Verdict
+    from pixgate.scoring.score import ScoreResult
 
 app = typer.Typer(
     name="pixgate",
@@ -66,12 +66,12 @@ class Precision(StrEnum):
     bfloat16 = "bfloat16"
 
 
-class Net(StrEnum):
-    """LPIPS backbone."""
-
-    alex = "alex"
-    vgg = "vgg"
-    squeeze = "squeeze"
+if TYPE_CHECKING:
+    Net = StrEnum
+else:
+    #: LPIPS backbone: the registry's names (pixgate.scoring.backbones), so a backbone is
+    #: added in one place. mypy cannot type an enum built from a variable.
+    Net = StrEnum("Net", {name: name for name in NETS})
 
 
 _DEFAULT_NET = Net(DEFAULT_NET)
@@ -120,110 +120,30 @@ def _usage_error(message: str) -> typer.Exit:
     return typer.Exit(code=EXIT_USAGE)
 
 
+_LEVEL_STYLE = {"plain": None, "notice": "yellow", "problem": "red"}
+
+
 def _summary(result: ScoreResult, output: Path) -> None:
-    import numpy as np
     from rich.table import Table
 
-    from engine import schema
-    from engine.arrow_io import run_metadata
+    from pixgate.scoring.summary import summarize
 
-    table = result.table
-    stats = result.stats
-    status = table.column(schema.STATUS.name).to_pylist()
-    counts = {s: status.count(s) for s in schema.STATUSES}
-    lp = np.array([v for v in table.column(schema.LPIPS.name).to_pylist() if v is not None], dtype=float)
+    found = summarize(result)
     summary = Table(title=f"pixgate score -> {output}", show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
-    summary.add_row("pairs", str(len(status)))
-    for s in schema.STATUSES:
-        summary.add_row(f"  {s}", str(counts[s]), style="red" if s != schema.STATUS_OK and counts[s] else None)
-    if lp.size:
-        p50, p95 = np.percentile(lp, [50, 95])
-        summary.add_row("LPIPS p50 / p95 / max", f"{p50:.4f} / {p95:.4f} / {lp.max():.4f}")
-    else:
-        meta = run_metadata(table)
-        summary.add_row("LPIPS", meta.get(schema.META_LPIPS_NOTE) or "no scored pairs")
-    findings = (
-        ("size changed", table.column(schema.SIZE_MATCH.name).to_pylist(), False),
-        ("alpha parity broken", table.column(schema.ALPHA_PARITY.name).to_pylist(), False),
-        ("colour space changed (ICC)", table.column(schema.ICC_MATCH.name).to_pylist(), False),
-    )
-    for label, values, bad in findings:
-        n = sum(1 for v in values if v is bad)
-        summary.add_row(label, str(n), style="yellow" if n else None)
-    formats = zip(
-        table.column(schema.BASELINE_FORMAT.name).to_pylist(),
-        table.column(schema.CANDIDATE_FORMAT.name).to_pylist(),
-        strict=True,
-    )
-    changed = sum(1 for b, c in formats if b and c and b != c)
-    summary.add_row("format changed", str(changed), style="yellow" if changed else None)
-    de = np.array([v for v in table.column(schema.DELTA_E_MEAN.name).to_pylist() if v is not None], dtype=float)
-    if de.size:
-        summary.add_row("mean Delta E2000 p50 / max", f"{np.median(de):.2f} / {de.max():.2f}")
-    edges = [v for v in table.column(schema.EDGE_PRESERVATION.name).to_pylist() if v is not None]
-    if edges:
-        summary.add_row("edge preservation min", f"{min(edges):.3f}")
-    text_pass = [v for v in table.column(schema.TEXT_PASS.name).to_pylist() if v is not None]
-    if "text_checked" in stats:
-        lost = text_pass.count(False)
-        summary.add_row(
-            "typography pass", f"{text_pass.count(True)} of {len(text_pass)}", style="yellow" if lost else None
-        )
-        said = table.column(schema.TEXT_STATUS.name).to_pylist()
-        summary.add_row("typography not applicable (no text)", str(said.count(schema.TEXT_NOT_APPLICABLE)))
-        cache = stats.get("ocr_cache")
-        if cache and "error" in cache:
-            summary.add_row("OCR cache", "off: " + cache["error"], style="yellow")
-        elif cache:
-            summary.add_row("OCR cache hits / misses", f"{cache['hits']} / {cache['misses']}")
-        summary.add_row("waiting for OCR", f"{stats['ocr_wait_s']:.2f} s")
-    else:
-        summary.add_row("typography", "not checked (--no-typography)", style="yellow")
-    if stats.get("manifest_ids_without_pair"):
-        summary.add_row("manifest ids without a pair", str(len(stats["manifest_ids_without_pair"])), style="yellow")
-    if "gpu_s_per_1000_pairs" in stats:
-        summary.add_row("GPU s per 1,000 pairs", f"{stats['gpu_s_per_1000_pairs']:.2f}")
-    if "energy_per_pair_j" in stats:
-        summary.add_row("GPU energy per pair", f"{stats['energy_per_pair_j']:.3f} J")
-    if stats.get("warmup_ms"):
-        summary.add_row("warm-up (not in per-pair times)", f"{stats['warmup_ms']:.0f} ms")
-    summary.add_row("wall time", f"{stats['wall_s']:.2f} s")
-    summary.add_row("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}")
-    if stats.get("steady_pairs_per_s"):
-        summary.add_row(
-            "pairs/s (after start-up)", f"{stats['steady_pairs_per_s']:.2f} ({stats['startup_s']:.1f} s start-up)"
-        )
-    if stats.get("backend") == "ray":
-        for node, figures in stats["nodes"].items():
-            summary.add_row(f"node {node}", f"{figures['pairs']} pairs, {figures['compute_s']:.1f} s compute")
-    else:
-        summary.add_row("waiting for decode", f"{100 * stats['decode_wait_share']:.1f} % of wall time")
-    if stats["carried_over"]:
-        summary.add_row("carried over (--resume)", str(stats["carried_over"]))
-    if stats["ignored_files"]:
-        summary.add_row("ignored (not an image extension)", str(len(stats["ignored_files"])))
+    for line in found.lines:
+        summary.add_row(line.label, line.value, style=_LEVEL_STYLE[line.level])
     console = _console()
     console.print(summary)
-    problems = [
-        (pid, st, err)
-        for pid, st, err in zip(
-            table.column(schema.PAIR_ID.name).to_pylist(),
-            status,
-            table.column(schema.ERROR.name).to_pylist(),
-            strict=True,
-        )
-        if st != schema.STATUS_OK
-    ]
-    if problems:
-        listing = Table(title=f"pairs not ok ({len(problems)})")
+    if found.problems:
+        listing = Table(title=f"pairs not ok ({len(found.problems)})")
         for col in ("pair_id", "status", "error"):
             listing.add_column(col, overflow="fold")
-        for pid, st, err in problems[:SUMMARY_MAX_PROBLEMS]:
-            listing.add_row(pid, st, err or "")
-        if len(problems) > SUMMARY_MAX_PROBLEMS:
-            listing.add_row("...", f"{len(problems) - SUMMARY_MAX_PROBLEMS} more", "see the run file")
+        for pid, st, err in found.problems[:SUMMARY_MAX_PROBLEMS]:
+            listing.add_row(pid, st, err)
+        if len(found.problems) > SUMMARY_MAX_PROBLEMS:
+            listing.add_row("...", f"{len(found.problems) - SUMMARY_MAX_PROBLEMS} more", "see the run file")
         console.print(listing)
 
 
@@ -321,7 +241,7 @@ def score(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from engine.score import ScoreConfigError, ScoreOptions, run_score
+    from pixgate.scoring.score import ScoreConfigError, ScoreOptions, run_score
 
     console = _console()
     show = not quiet and console.is_terminal
@@ -348,8 +268,6 @@ def score(
     def on_download(done: int, total: int | None) -> None:
         progress.update(download, completed=done, total=total, visible=True)
 
-    if ray_address and backend != Backend.ray:
-        raise _usage_error(f"--ray-address {ray_address!r} needs --backend ray")
     opts = ScoreOptions(
         baseline=baseline if "://" in baseline else Path(baseline),
         candidate=candidate if "://" in candidate else Path(candidate),
@@ -374,16 +292,11 @@ def score(
     )
     try:
         with progress:
-            if backend == Backend.ray:
-                from engine.ray_backend import run_score_ray
-
-                result = run_score_ray(opts, ray_address, on_rows=on_rows, on_start=on_start)
-            else:
-                result = run_score(opts, on_rows=on_rows, on_start=on_start)
+            result = run_score(opts, on_rows=on_rows, on_start=on_start, backend=backend.value, ray_address=ray_address)
     except ScoreConfigError as exc:
         raise _usage_error(str(exc)) from None
     except KeyboardInterrupt:
-        from engine.arrow_io import journal_path
+        from pixgate.runs.files import journal_path
 
         console.print(f"interrupted: finished pairs are kept in {journal_path(output)}; rerun with --resume")
         raise typer.Exit(code=130) from None
@@ -406,7 +319,7 @@ def weights_cmd(
     """
     from rich.table import Table
 
-    from engine.weights import WeightsError, candidates, resolve_weights, weights_url
+    from pixgate.scoring.weights import WeightsError, candidates, resolve_weights, weights_url
 
     console = _console()
     table = Table(title=f"{net.value} backbone weights, in resolution order")
@@ -448,7 +361,7 @@ def _gate_report(verdict: Verdict, top: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from engine.gate import format_bound, format_observed
+    from pixgate.judging.gate import format_bound, format_observed
 
     console = Console()
     rules = Table(title=f"pixgate gate: {verdict.context['policy']['name']}")
@@ -487,36 +400,6 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    import json
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def _run_on_fail(command: str, verdict: Verdict, run: Path, json_path: Path | None) -> dict[str, Any]:
-    import os
-    import subprocess
-
-    from engine.config import GATE_ON_FAIL_TIMEOUT_S
-
-    env = dict(os.environ)
-    env.update(PIXGATE_VERDICT=verdict.verdict, PIXGATE_SCORE=f"{verdict.score:.3f}", PIXGATE_RUN=str(run))
-    if json_path is not None:
-        env["PIXGATE_VERDICT_JSON"] = str(json_path)
-    console = _console()
-    console.print(f"running --on-fail: {command}", highlight=False, markup=False)
-    try:
-        done = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=GATE_ON_FAIL_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        console.print(f"[bold red]--on-fail command timed out after {GATE_ON_FAIL_TIMEOUT_S:g} s[/]")
-        return {"command": command, "exit_code": None, "timed_out": True}
-    style = "green" if done.returncode == 0 else "bold red"
-    console.print(f"--on-fail command exited [{style}]{done.returncode}[/]")
-    return {"command": command, "exit_code": done.returncode, "timed_out": False}
-
-
 @app.command()
 def gate(
     run: Annotated[Path, typer.Argument(help="Run file to judge (Arrow IPC, from `pixgate score`).", dir_okay=False)],
@@ -549,33 +432,28 @@ def gate(
     Exit codes: 0 pass (and marginal unless --strict); 1 fail; 2 a bad policy, a missing
     or unreadable file, or a run whose schema does not fit the policy.
     """
-    from engine.gate import FAIL, MARGINAL, GateInputError, check_fits, judge, read_table
-    from engine.policy import PolicyError, load_policy
+    from pixgate.judging.decision import decide, judge_run
+    from pixgate.judging.gate import GateInputError
+    from pixgate.judging.policy import PolicyError
+    from pixgate.runs.files import RunFileError
 
     try:
-        rules = load_policy(policy)
-        table = read_table(run)
-        check_fits(table, rules, run)
-        other = None
-        if against is not None:
-            other = read_table(against)
-            check_fits(other, rules, against)
-    except (PolicyError, GateInputError) as exc:
+        verdict = judge_run(run, policy, against)
+    except (PolicyError, GateInputError, RunFileError) as exc:
         raise _usage_error(str(exc)) from None
-    verdict = judge(rules, table, other, run_path=run, against_path=against)
     if quiet:
         typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {verdict.reason})")
     else:
         _gate_report(verdict, top)
-    blocked = verdict.verdict == FAIL or (strict and verdict.verdict == MARGINAL)
-    document = verdict.to_dict()
-    if json_out is not None:
-        _write_json(json_out, document)
-    if blocked and on_fail:
-        document["on_fail"] = _run_on_fail(on_fail, verdict, run, json_out)
-        if json_out is not None:
-            _write_json(json_out, document)
-    raise typer.Exit(code=1 if blocked else 0)
+    console = _console()
+    decision = decide(
+        verdict,
+        strict=strict,
+        json_path=json_out,
+        on_fail=on_fail,
+        say=lambda text: console.print(text, highlight=False, markup=False),
+    )
+    raise typer.Exit(code=1 if decision.blocked else 0)
 
 
 @app.command()
@@ -608,8 +486,8 @@ def approve(
     """
     from rich.table import Table
 
-    from engine.golden import ApprovalRefused, GoldenError
-    from engine.golden import approve as run_approval
+    from pixgate.golden.golden_set import ApprovalRefused, GoldenError
+    from pixgate.golden.golden_set import approve as run_approval
 
     console = _console()
     chosen = [i for value in ids or [] for i in value.split(",") if i.strip()] or None
@@ -665,7 +543,7 @@ def report(
 
     Exit codes: 0 written; 2 an unreadable run, verdict or capture file.
     """
-    from engine.report import ReportError, build_report
+    from pixgate.report.html import ReportError, build_report
 
     try:
         stats = build_report(
@@ -698,7 +576,7 @@ def _capture_options(
     backoff: float,
     max_bytes: int = CAPTURE_MAX_BYTES,
 ) -> Any:
-    from engine.capture import CaptureOptions
+    from pixgate.capture.capture import CaptureOptions
 
     return CaptureOptions(
         prompts=prompts,
@@ -769,7 +647,7 @@ _BackoffOpt = Annotated[
 def _capture_summary(title: str, result: Any) -> None:
     from rich.table import Table
 
-    from engine import schema
+    from pixgate.runs import schema
 
     table = Table(title=title, show_header=False)
     table.add_column("what")
@@ -805,7 +683,7 @@ def capture(
     Exit codes: 0 every prompt captured; 1 some prompt failed (an error row each);
     2 usage error.
     """
-    from engine.capture import CaptureConfigError, run_capture
+    from pixgate.capture.capture import CaptureConfigError, run_capture
 
     opts = _capture_options(
         prompts, out, endpoint, command, max_attempts, timeout, deadline, concurrency, sample, resume, backoff,
@@ -838,9 +716,9 @@ def replay(
 
     Exit codes: 0 every prompt byte-identical in every run; 1 otherwise; 2 usage error.
     """
-    from engine import schema
-    from engine.capture import CaptureConfigError
-    from engine.replay import REPLAY_FILE, run_replay
+    from pixgate.capture.capture import CaptureConfigError
+    from pixgate.capture.replay import REPLAY_FILE, run_replay
+    from pixgate.runs import schema
 
     opts = _capture_options(prompts, out, endpoint, command, max_attempts, timeout, None, concurrency, None, False,
                             CAPTURE_BACKOFF_S, max_bytes)  # fmt: skip
@@ -893,11 +771,12 @@ def canary(
 
     Exit codes as `gate`: 0 pass (and marginal unless --strict); 1 fail; 2 usage error.
     """
-    from engine.canary import run_canary
-    from engine.capture import CaptureConfigError
-    from engine.gate import FAIL, MARGINAL
-    from engine.policy import PolicyError
-    from engine.score import ScoreConfigError
+    from pixgate.capture.canary import run_canary
+    from pixgate.capture.capture import CaptureConfigError
+    from pixgate.judging.gate import GateInputError
+    from pixgate.judging.policy import PolicyError
+    from pixgate.runs.files import RunFileError
+    from pixgate.scoring.score import ScoreConfigError
 
     console = _console()
     opts = _capture_options(
@@ -910,12 +789,11 @@ def canary(
             typography=typography, ocr_lang=ocr_lang, ocr_cache=ocr_cache, no_ocr_cache=no_ocr_cache,
             on_stage=lambda text: console.print(f"canary: {text}", highlight=False, markup=False),
         )  # fmt: skip
-    except (CaptureConfigError, PolicyError, ScoreConfigError) as exc:
+    except (CaptureConfigError, PolicyError, ScoreConfigError, GateInputError, RunFileError) as exc:
         raise _usage_error(str(exc)) from None
     _gate_report(result.verdict, GATE_MAX_LISTED_PAIRS)
     console.print(f"report: {result.files['report']}", highlight=False)
-    blocked = result.verdict.verdict == FAIL or (strict and result.verdict.verdict == MARGINAL)
-    raise typer.Exit(code=1 if blocked else 0)
+    raise typer.Exit(code=1 if result.verdict.blocks(strict=strict) else 0)
 
 
 demo_app = typer.Typer(help="The demo generator: deterministic posters, with switchable failure modes.")
@@ -923,7 +801,7 @@ app.add_typer(demo_app, name="demo-engine")
 
 
 def _degrade(value: str) -> frozenset[str]:
-    from engine.demo_engine import DEGRADATIONS
+    from pixgate.capture.demo_engine import DEGRADATIONS
 
     chosen = frozenset(v.strip() for v in value.split(",") if v.strip())
     unknown = sorted(chosen - set(DEGRADATIONS))
@@ -949,7 +827,7 @@ def demo_serve(
     json_body: Annotated[bool, typer.Option("--json", help="Answer JSON with a base64 image.")] = False,
 ) -> None:
     """Serve the demo generator on 127.0.0.1 (POST JSON {"prompt", "seed"}; PNG back)."""
-    from engine.demo_engine import make_server
+    from pixgate.capture.demo_engine import make_server
 
     server = make_server(
         port, degrade=_degrade(degrade), latency_ms=latency_ms, fail_first=fail_first, retry_after=retry_after,
@@ -971,7 +849,7 @@ def demo_generate(
     degrade: Annotated[str, typer.Option(help="Failure modes, comma-separated.")] = "",
 ) -> None:
     """Generate one poster into a file (the command form of the demo engine)."""
-    from engine.demo_engine import write_image
+    from pixgate.capture.demo_engine import write_image
 
     write_image(prompt, seed, out, degrade=_degrade(degrade))
 
@@ -991,7 +869,7 @@ def golden_verify(
     """
     from rich.table import Table
 
-    from engine.golden import GoldenError, verify
+    from pixgate.golden.golden_set import GoldenError, verify
 
     console = _console()
     try:
@@ -1041,13 +919,13 @@ def _save_traceback(exc: BaseException) -> Path | None:
 
 
 def main() -> None:
-    """Console-script entry point: every exit code is documented (engine.config).
+    """Console-script entry point: every exit code is documented (pixgate.config).
 
     Errors the commands do not handle themselves end here: a file that cannot be written
     (disk full, read-only) is one line naming it (exit 2); anything else is a bug,
     reported in one line with the file its traceback was saved to (exit 3).
     """
-    from engine.safe_io import WRITE_ERRNOS, OutputError
+    from pixgate.safe_io import WRITE_ERRNOS, OutputError
 
     try:
         code = app()

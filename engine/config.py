@@ -9,26 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Networks whose torchvision backbones carry the `lpips` package's v0.1 linear heads.
-NETS: Final = ("alex", "vgg", "squeeze")
-DEFAULT_NET: Final = "alex"
-
-#: torchvision's ImageNet weights for each backbone (`<Model>_Weights.IMAGENET1K_V1.url`);
-#: the file name carries the sha256 prefix a download is checked against. Written out
-#: because importing torchvision to read them would cost about 1.3 s per run;
-#: tests/test_weights.py checks them against torchvision.
-WEIGHTS_URLS: Final = {
-    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
-    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
-}
-
 #: LPIPS head version shipped inside the `lpips` package that pixgate uses.
 LPIPS_HEAD_VERSION: Final = "0.1"
-
-#: Smallest side (pixels) each backbone accepts: smaller inputs make a pooling layer's
-#: output empty. Measured against the `lpips` package; tests/test_models.py re-checks it.
-MIN_SIDE: Final = {"alex": 31, "vgg": 16, "squeeze": 17}
 
 #: Pairs per device batch when --batch-size is not given. On a CPU larger batches do not
 #: raise throughput (the convolutions already use every core), on a GPU they do.
@@ -78,7 +60,7 @@ DEFAULT_MAX_PIXELS: Final = 40_000_000
 #: its start-up footprint. Measured for AlexNet on the 2-core CI machine (AMD EPYC,
 #: AVX2): 104 bytes per pixel from 0.26 to 36 MP, 99 from 9 to 81 MP
 #: (`benchmarks/score_memory.py`); the bound leaves room for other CPUs' convolution
-#: workspaces. The README states it; tests/test_score.py checks a run stays under it.
+#: workspaces. docs/score.md states it; tests/scoring/test_score.py checks a run stays under it.
 SCORER_BYTES_PER_PIXEL: Final = 128
 
 #: Most scans a JPEG may hold: each scan is a pass over the whole image, so a small

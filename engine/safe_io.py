@@ -17,7 +17,7 @@ through here:
 - `loads_json` parses JSON with a clear error for nesting or numbers too large to parse;
 - `write_new` creates a file anew, never writing through a link left where it goes.
 
-Depends on the standard library and `engine.config` only.
+Depends on the standard library and `pixgate.config` only.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.config import TEXT_INPUT_MAX_BYTES
+from pixgate.config import TEXT_INPUT_MAX_BYTES
 
 #: Longest id used as a file name as it is, in UTF-8 bytes (a segment, and the whole
 #: relative path): common filesystems allow 255 bytes per name, and the name also gets an
@@ -185,6 +186,39 @@ def write_new(path: Path, data: bytes, *, sync: bool = False) -> None:
         if sync:
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a rename into it, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, atomically and durably: the one way pixgate writes a
+    whole file (run files, verdicts, reports, golden manifests, captured images).
+
+    The bytes go to a new file beside `path` (created exclusively, never through a
+    link), are fsynced, renamed over `path` (a link at `path` is replaced, not written
+    through), and the folder is fsynced: a crash leaves the old file or the new one,
+    never a torn one, and no temporary file is left behind on failure.
+
+    Raises:
+        OSError: The file could not be written (`writing` turns it into an
+            `OutputError` naming the file, where the caller wants that).
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        write_new(tmp, data, sync=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
 
 
 def sha256_regular(path: Path, max_bytes: int | None = None) -> str:
@@ -398,8 +432,10 @@ __all__ = [
     "WRITE_ERRNOS",
     "OutputError",
     "UnsafeInputError",
+    "atomic_write",
     "check_relative",
     "contained",
+    "fsync_dir",
     "inside",
     "loads_json",
     "name_id",

@@ -1,8 +1,8 @@
 """Per-pixel numba kernels (CPU and CUDA) for alpha, edge and colour-profile diffs.
 
-A leaf package: numpy and numba only, never `engine`. One set of per-pixel bodies
-(`kernels._bodies`) is compiled twice: `kernels.cpu` (numba.njit, parallel) and
-`kernels.cuda` (numba.cuda.jit device functions), imported on demand.
+A leaf package: numpy and numba only, never `pixgate`. One set of per-pixel bodies
+(`pixgate_kernels._bodies`) is compiled twice: `pixgate_kernels.cpu` (numba.njit, parallel) and
+`pixgate_kernels.cuda` (numba.cuda.jit device functions), imported on demand.
 
 Both fill, for a batch of N pairs of H x W x 4 uint8 sRGB images, an
 N_PLANES x N x H x W float32 array: N_TERMS planes of per-pixel terms, indexed by the
@@ -10,7 +10,7 @@ constants below, then scratch planes.
 Reductions to per-pair numbers happen where the array lives (host or device).
 """
 
-from kernels._bodies import (
+from pixgate_kernels._bodies import (
     ALPHA_ABS,
     ALPHA_INTER,
     ALPHA_UNION,

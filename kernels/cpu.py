@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kernels._bodies import N_PLANES, build, lookup_table
+from pixgate_kernels._bodies import N_PLANES, build, lookup_table
 
 # error_model="numpy": a division by zero gives inf or NaN (then selected away) instead of
 # a Python exception, whose check would stop the row loop from vectorising; the GPU

@@ -13,7 +13,7 @@ from typing import Any
 
 from numba import cuda
 
-from kernels._bodies import N_PLANES, build, lookup_table
+from pixgate_kernels._bodies import N_PLANES, build, lookup_table
 
 THREADS_PER_BLOCK = 256
 _passes = build(cuda.jit(device=True))

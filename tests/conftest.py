@@ -18,7 +18,9 @@ from PIL import Image
 #: The tests' own data (PngSuite, ICC profiles), inside the checkout: a fresh clone
 #: carries everything its tests read (tests/test_data.py holds every test to it).
 DATA = Path(__file__).resolve().parent / "data"
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+#: The checkout's root.
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "golden"
 #: Pairs in the shipped golden set.
 GOLDEN_PAIRS = len(list((GOLDEN / "baseline").glob("*.png")))
 WEIGHTS_SEED = 1234
@@ -85,7 +87,7 @@ def alex_weights(weights_for: Callable[[str], Path]) -> Path:
 @pytest.fixture(scope="session")
 def lpips_reference() -> Callable[[str, Path], object]:
     """The `lpips` package's LPIPS with its backbone loaded from a torchvision state_dict."""
-    from engine.models import reference_lpips
+    from pixgate.scoring.models import reference_lpips
 
     return reference_lpips
 
@@ -138,7 +140,7 @@ def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 @pytest.fixture(scope="session")
 def golden_run(alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped golden set scored once (random AlexNet weights, with its manifest)."""
-    from engine.score import ScoreOptions, run_score
+    from pixgate.scoring.score import ScoreOptions, run_score
 
     out = tmp_path_factory.mktemp("golden") / "run.arrow"
     opts = ScoreOptions(
@@ -159,7 +161,7 @@ def write_run(path: Path, rows: list[dict[str, object]], metadata: dict[str, str
     """Write rows (missing columns null) as a run file with the run schema, like `score` does."""
     import pyarrow as pa
 
-    from engine import schema
+    from pixgate.runs import schema
 
     full = [{**schema.empty_row(), **row} for row in rows]
     meta = {schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION, **(metadata or {})}
@@ -283,7 +285,7 @@ def mush(rgba: np.ndarray, box: tuple[int, int, int, int], factor: int = 4) -> n
 def remove_deep_tree(root: Path) -> None:
     """Delete a tree nested deeper than the recursion limit (shutil.rmtree recurses, and
     pytest's clean-up of old temporary folders would fail on it)."""
-    from engine.safe_io import remove_tree
+    from pixgate.safe_io import remove_tree
 
     remove_tree(root)
 
@@ -295,5 +297,5 @@ def workers_without_a_scan_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     decodes for minutes, which is what the time limit is for."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import engine.config\nengine.config.JPEG_MAX_SCANS = 10**9\n")
+    (site / "sitecustomize.py").write_text("import pixgate.config\npixgate.config.JPEG_MAX_SCANS = 10**9\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))

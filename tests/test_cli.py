@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine import schema
-from engine.arrow_io import journal_path, read_journal, read_run
-from engine.cli import app
+from pixgate.cli import app
+from pixgate.runs import schema
+from pixgate.runs.files import journal_path, read_journal, read_run
 
 runner = CliRunner()
 
@@ -126,13 +126,13 @@ def test_weights_command(alex_weights: Path) -> None:
     assert "torchvision cache" in missing.output
     found = runner.invoke(app, ["weights", "--weights", str(alex_weights)])
     assert found.exit_code == 0, found.output
-    from engine.weights import sha256_file
+    from pixgate.scoring.weights import sha256_file
 
     assert f"sha256: {sha256_file(alex_weights)}" in found.output
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "engine", *args]
+    return [sys.executable, "-m", "pixgate", *args]
 
 
 def test_real_subprocess_no_lpips(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
@@ -482,8 +482,8 @@ def test_a_kill_at_any_moment_of_start_up_leaves_a_run_that_resume_completes(
 
 _FAULT = """
 import sys
-import engine.score
-real = engine.score.Scorer.score
+import pixgate.scoring.scorer
+real = pixgate.scoring.scorer.Scorer.score
 calls = 0
 def faulty(self, items, ignored=None, **kw):
     global calls
@@ -491,9 +491,9 @@ def faulty(self, items, ignored=None, **kw):
     if calls == 4:  # the warm-up, then two batches, then a bug
         raise ZeroDivisionError("a bug\\nover two lines")
     return real(self, items, ignored, **kw)
-engine.score.Scorer.score = faulty
+pixgate.scoring.scorer.Scorer.score = faulty
 sys.argv[0] = "pixgate"
-from engine.cli import main
+from pixgate.cli import main
 main()
 """
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.locking import LockBusy, OutputLock, lock_path
+from pixgate.locking import LockBusy, OutputLock, lock_path
 
 pytestmark = pytest.mark.timeout(60)
 
 _HOLD = """
 import sys, time
 from pathlib import Path
-from engine.locking import OutputLock
+from pixgate.locking import OutputLock
 lock = OutputLock(Path(sys.argv[1]), "--output").acquire()
 print("held", flush=True)
 sys.stdin.readline()  # until the test says so
@@ -61,7 +61,7 @@ def test_a_lock_file_removed_by_its_holder_is_not_shared(tmp_path: Path, monkeyp
     import fcntl
     import os
 
-    from engine import locking
+    from pixgate import locking
 
     out = tmp_path / "run.arrow"
     real_flock = fcntl.flock
@@ -90,7 +90,7 @@ def test_a_lock_file_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     script = (
         "import resource, signal, sys\n"
         "from pathlib import Path\n"
-        "from engine.locking import LockUnavailable, OutputLock\n"
+        "from pixgate.locking import LockUnavailable, OutputLock\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "try:\n"

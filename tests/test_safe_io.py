@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.safe_io import (
+from pixgate.safe_io import (
     HASHED_PREFIX,
     UnsafeInputError,
     contained,
@@ -144,7 +144,7 @@ def test_json_beyond_what_python_parses_is_a_clear_error(text: str, words: str) 
 def test_walk_handles_trees_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
     import sys
 
-    from engine.safe_io import walk
+    from pixgate.safe_io import walk
 
     deep = tmp_path
     depth = sys.getrecursionlimit() + 200
@@ -163,7 +163,7 @@ def test_walk_handles_trees_deeper_than_the_recursion_limit(tmp_path: Path) -> N
 
 
 def test_walk_matches_os_walk(tmp_path: Path) -> None:
-    from engine.safe_io import walk
+    from pixgate.safe_io import walk
 
     for rel in ("a/b/c.png", "a/d.png", "e/f/g/h.png", "top.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

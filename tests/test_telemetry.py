@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.telemetry import NvmlSampler, cpu_count, peak_rss_mb
+from pixgate.telemetry import NvmlSampler, cpu_count, peak_rss_mb
 
 
 def test_without_nvml_every_field_is_null_with_a_note() -> None:

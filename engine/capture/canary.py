@@ -1,0 +1,113 @@
+"""`pixgate canary`: the whole staged check of a generator migration in one command.
+
+1. capture the prompts from the old engine into DIR/old and from the new one into
+   DIR/new (one after the other, so they do not compete for the machine);
+2. score DIR/new against DIR/old into DIR/run.arrow (pairs by prompt id);
+3. judge with the policy: `median_change` rules on columns the captures hold
+   (`latency_ms`, `gpu_ms`) compare the new capture against the old one; every other
+   rule reads the run. The verdict goes to DIR/verdict.json;
+4. write DIR/report.html with both captures' latency and GPU time.
+
+The exit code is the gate's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixgate.capture.capture import CaptureOptions, CaptureResult, run_capture
+from pixgate.config import OCR_LANG
+from pixgate.judging.decision import judge_run
+from pixgate.judging.gate import Verdict
+from pixgate.judging.policy import load_policy
+from pixgate.runs.files import write_verdict
+from pixgate.scoring.score import ScoreOptions, ScoreResult, run_score
+from pixgate.scoring.text_checks import check_typography
+
+
+@dataclass
+class CanaryResult:
+    """What a canary produced."""
+
+    verdict: Verdict
+    old: CaptureResult
+    new: CaptureResult
+    score: ScoreResult
+    files: dict[str, Path]
+
+
+def run_canary(
+    capture: CaptureOptions,
+    old: str,
+    new: str,
+    policy_path: Path,
+    *,
+    weights: Path | None = None,
+    manifest: Path | None = None,
+    device: str = "auto",
+    no_lpips: bool = False,
+    typography: bool = True,
+    ocr_lang: str = OCR_LANG,
+    ocr_cache: Path | None = None,
+    no_ocr_cache: bool = False,
+    on_stage: Any = None,
+) -> CanaryResult:
+    """Run the staged check (see the module) with `capture`'s settings for both engines.
+
+    Raises:
+        pixgate.judging.policy.PolicyError, pixgate.capture.capture.CaptureConfigError,
+        pixgate.scoring.score.ScoreConfigError: usage problems, found before anything is sent
+            where possible (the policy is read first).
+    """
+    from pixgate.report.html import build_report
+
+    policy = load_policy(policy_path)
+    out = capture.out
+    run_path = out / "run.arrow"
+    resume = capture.resume and run_path.exists()
+    score_opts = ScoreOptions(
+        out / "old",
+        out / "new",
+        run_path,
+        device=device,
+        weights=weights,
+        manifest=manifest,
+        no_lpips=no_lpips,
+        typography=typography,
+        ocr_lang=ocr_lang,
+        ocr_cache=ocr_cache,
+        no_ocr_cache=no_ocr_cache,
+        resume=resume,
+        overwrite=not resume,  # the canary's folder is its own: a rerun replaces its run
+    )
+    check_typography(score_opts)  # before any generator is called, not after
+    stage = on_stage or (lambda _text: None)
+    stage(f"capturing the old engine ({old})")
+    old_capture = run_capture(dataclasses.replace(capture, endpoint=old, command=None, out=out / "old"))
+    stage(f"capturing the new engine ({new})")
+    new_capture = run_capture(dataclasses.replace(capture, endpoint=new, command=None, out=out / "new"))
+    stage("scoring new against old")
+    scored = run_score(score_opts)
+    stage("judging")
+    verdict = judge_run(run_path, policy, comparisons=(new_capture.table, old_capture.table))
+    verdict_path = out / "verdict.json"
+    captures = {"old": str(out / "old" / "capture.arrow"), "new": str(out / "new" / "capture.arrow")}
+    write_verdict({**verdict.to_dict(), "captures": captures}, verdict_path)
+    stage("writing the report")
+    report_path = out / "report.html"
+    build_report(
+        run_path,
+        report_path,
+        verdict=verdict_path,
+        captures=[out / "old" / "capture.arrow", out / "new" / "capture.arrow"],
+        weights=weights,
+        files_under=out,
+    )
+    files = {"run": run_path, "verdict": verdict_path, "report": report_path}
+    return CanaryResult(verdict, old_capture, new_capture, scored, files)
+
+
+__all__ = ["CanaryResult", "run_canary"]

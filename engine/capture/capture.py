@@ -1,0 +1,698 @@
+"""`pixgate capture`: run golden prompts through a generator and keep what comes back.
+
+Generators are HTTP endpoints (POST JSON `{"prompt", "seed", ...extra}`; the answer is
+image bytes, or JSON with a base64 `image` field) or local commands (a template such as
+`python gen.py --prompt {prompt} --seed {seed} --out {out}`).
+
+Every prompt ends as one row of `DIR/capture.arrow` (pixgate.runs.schema.CAPTURE_COLUMNS), its
+image as `DIR/<id>.<ext>`; a prompt that fails after its attempts is an `error` row with
+the last error, never a gap. Rows are journaled as they finish, so `--resume` after a
+crash or a kill skips the prompts already captured.
+
+Retries are bounded and polite: connection errors, timeouts, 429 and 5xx are retried up
+to `max_attempts` in all, after an exponential backoff with full jitter, or after the
+server's `Retry-After` when it sends one; other 4xx and bodies that are not images are
+not retried. An overall deadline stops new attempts; prompts it cuts off are error rows.
+
+Generators are not trusted either:
+
+- each attempt has one time limit for all of it (connecting, waiting, every read, or the
+  whole command), `timeout_s` or what is left of the deadline if less, enforced by
+  cancelling the request (HTTP) or killing the command's process group, so a server that
+  drips its answer one byte at a time cannot stretch it;
+- an answer larger than `max_bytes` (the body, or the file a command writes) is an error
+  and is not read further; a command's output must be a regular file, and only the tail
+  of its stderr is kept;
+- an id that is not a plain relative name (absolute, `..`, hidden, control characters,
+  too long) is captured under a hashed name (`pixgate.safe_io.safe_file_name`); the row
+  keeps the id and its `image` names the file;
+- any failure of one prompt is that prompt's error row; only a capture file that cannot
+  be written ends the capture.
+
+One capture at a time per folder: `capture.arrow.lock` is held while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from pixgate import __version__
+from pixgate.config import (
+    CAPTURE_BACKOFF_MAX_S,
+    CAPTURE_BACKOFF_S,
+    CAPTURE_CONCURRENCY,
+    CAPTURE_ERROR_TAIL_BYTES,
+    CAPTURE_MAX_ATTEMPTS,
+    CAPTURE_MAX_BYTES,
+    CAPTURE_RETRY_AFTER_MAX_S,
+    CAPTURE_TIMEOUT_S,
+)
+from pixgate.locking import holding
+from pixgate.runs import schema
+from pixgate.safe_io import (
+    UnsafeInputError,
+    atomic_write,
+    contained,
+    loads_json,
+    printable,
+    read_regular,
+    read_text,
+    safe_file_name,
+)
+
+CAPTURE_FILE = "capture.arrow"
+#: Where a command writes each attempt's image before it is checked (inside --out).
+STAGING_DIR = ".pixgate-staging"
+_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+_HTTP_GPU_NOTE = "HTTP generators: gpu_ms and energy_j as reported in X-GPU-Ms and X-Energy-J response headers"
+
+
+class CaptureConfigError(ValueError):
+    """A usage problem (exit 2): bad prompts file, template, endpoint or options."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One line of the prompts file.
+
+    Attributes:
+        id: Unique id; the image is saved as `<id>.<ext>`.
+        prompt: The prompt text.
+        seed: The seed, or None.
+        extra: Other keys, passed through to the generator.
+    """
+
+    id: str
+    prompt: str
+    seed: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_prompts(path: Path) -> list[Prompt]:
+    """Read a prompts file (JSONL: `id`, `prompt`, optional `seed`, extra keys).
+
+    Raises:
+        CaptureConfigError: Unreadable file, a bad line (named), or an id given twice.
+    """
+    try:
+        lines = read_text(path).splitlines()
+    except UnsafeInputError as exc:
+        raise CaptureConfigError(f"--prompts: cannot read {path}: {exc}") from None
+    prompts: list[Prompt] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            raw = loads_json(line)
+        except json.JSONDecodeError as exc:
+            raise CaptureConfigError(f"{where}: not valid JSON: {exc.msg}") from None
+        except ValueError as exc:
+            raise CaptureConfigError(f"{where}: not usable JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise CaptureConfigError(f"{where}: each line must be a JSON object")
+        pid, text, seed = raw.pop("id", None), raw.pop("prompt", None), raw.pop("seed", None)
+        if not isinstance(pid, str) or not pid:
+            raise CaptureConfigError(f"{where}: 'id' must be a non-empty string such as 'promo/001', got {pid!r}")
+        # JSON can spell lone surrogates, which no file can hold: the id is kept in the
+        # printable form its row will hold, so that --resume finds it again.
+        pid = printable(pid)
+        if not isinstance(text, str):
+            raise CaptureConfigError(f"{where}: 'prompt' must be a string, got {text!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise CaptureConfigError(f"{where}: 'seed' must be a whole number, got {seed!r}")
+        if pid in seen:
+            raise CaptureConfigError(f"{where}: id {pid!r} appears twice (first on line {seen[pid]})")
+        seen[pid] = number
+        prompts.append(Prompt(pid, text, seed, raw))
+    return prompts
+
+
+def in_sample(prompt_id: str, fraction: float) -> bool:
+    """Whether a prompt belongs to the deterministic `fraction` subset (by hash of its id)."""
+    value = int.from_bytes(hashlib.sha256(prompt_id.encode("utf-8", "surrogatepass")).digest()[:8], "big")
+    return value < fraction * 2**64
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Everything a capture needs; mirrors the CLI.
+
+    Attributes:
+        prompts: The prompts file.
+        out: Folder for the images and capture.arrow.
+        endpoint: HTTP generator URL (exclusive with `command`).
+        command: Command template (exclusive with `endpoint`).
+        max_attempts: Attempts per prompt, retries included.
+        timeout_s: Per-request or per-command timeout.
+        deadline_s: Overall time limit; None for none.
+        concurrency: Requests in flight.
+        sample: Fraction of prompts to capture (deterministic by id); None for all.
+        resume: Skip prompts already captured in `out`.
+        backoff_s: First retry's backoff cap.
+        max_bytes: Largest answer accepted per attempt (body or command output).
+    """
+
+    prompts: Path
+    out: Path
+    endpoint: str | None = None
+    command: str | None = None
+    max_attempts: int = CAPTURE_MAX_ATTEMPTS
+    timeout_s: float = CAPTURE_TIMEOUT_S
+    deadline_s: float | None = None
+    concurrency: int = CAPTURE_CONCURRENCY
+    sample: float | None = None
+    resume: bool = False
+    backoff_s: float = CAPTURE_BACKOFF_S
+    max_bytes: int = CAPTURE_MAX_BYTES
+
+
+@dataclass
+class _Attempt:
+    ok: bool
+    retry: bool
+    error: str | None = None
+    http_status: int | None = None
+    retry_after: float | None = None
+    image: bytes | None = None
+    latency_ms: float = 0.0
+    gpu_ms: float | None = None
+    energy_j: float | None = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _header_float(headers: Any, name: str) -> float | None:
+    try:
+        return float(headers[name]) if name in headers else None
+    except ValueError:
+        return None
+
+
+class _TooLarge(Exception):
+    """An answer beyond the size cap."""
+
+
+async def _read_capped(resp: Any, cap: int) -> bytes:
+    """At most `cap` bytes of a streamed body, as sent (never inflated); `_TooLarge` beyond."""
+    chunks, total = [], 0
+    async for chunk in resp.aiter_raw():
+        total += len(chunk)
+        if total > cap:
+            raise _TooLarge(total)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _head(resp: Any, size: int) -> str:
+    """The first `size` bytes of a body, for an error message; the rest is not read."""
+    data = b""
+    async for chunk in resp.aiter_raw():
+        data += chunk
+        if len(data) >= size:
+            break
+    return repr(data[:size].decode("utf-8", "replace"))
+
+
+# Uncompressed answers: a compressed one could expand far past the size cap (and the
+# time limit: inflating blocks the event loop) before a byte of it is counted.
+_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+
+
+class _Http:
+    """POSTs a prompt; each attempt is one asyncio task under one time limit, so the
+    limit covers connecting and every read, and a dripping server is cut off on time."""
+
+    def __init__(self, url: str, max_bytes: int) -> None:
+        import httpx
+
+        self.url = url
+        self._httpx = httpx
+        self.max_bytes = max_bytes
+
+    def close(self) -> None:
+        """Nothing to release: each attempt has its own connection."""
+
+    def attempt(self, prompt: Prompt, out: Path, limit_s: float) -> _Attempt:
+        del out
+        payload = {
+            "id": prompt.id,
+            "prompt": prompt.prompt,
+            **({"seed": prompt.seed} if prompt.seed is not None else {}),
+        }
+        payload.update(prompt.extra)
+        started = time.perf_counter()
+        # A loop of its own rather than asyncio.run, which would wait at its end for the
+        # resolver thread of a name lookup that the time limit cut short.
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self._attempt(payload, limit_s, started))
+        except TimeoutError:
+            return _Attempt(False, True, f"no complete answer within {limit_s:g} s (timeout)")
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()  # the executor is shut down without waiting for it
+
+    async def _attempt(self, payload: dict[str, Any], limit_s: float, started: float) -> _Attempt:
+        httpx = self._httpx
+        # ASCII JSON: text the prompts file spelled with lone surrogates reaches the
+        # generator as the same escapes, where UTF-8 could not carry it.
+        body = json.dumps(payload, ensure_ascii=True).encode("ascii")
+        async with asyncio.timeout(limit_s):
+            try:
+                async with (
+                    httpx.AsyncClient(timeout=limit_s) as client,
+                    client.stream("POST", self.url, content=body, headers=_HEADERS) as resp,
+                ):
+                    return await self._answer(resp, started)
+            except httpx.TimeoutException:
+                return _Attempt(False, True, f"no complete answer within {limit_s:g} s (timeout)")
+            except httpx.TransportError as exc:
+                return _Attempt(False, True, f"connection error: {type(exc).__name__}: {exc}")
+
+    async def _answer(self, resp: Any, started: float) -> _Attempt:
+        code = resp.status_code
+        if code == 429 or code >= 500:
+            after = _retry_after(resp.headers.get("Retry-After"))
+            head = await _head(resp, CAPTURE_ERROR_TAIL_BYTES)
+            latency = (time.perf_counter() - started) * 1000.0
+            return _Attempt(False, True, f"HTTP {code}: {head}", code, after, latency_ms=latency)
+        if code != 200:
+            head = await _head(resp, CAPTURE_ERROR_TAIL_BYTES)
+            latency = (time.perf_counter() - started) * 1000.0
+            return _Attempt(False, False, f"HTTP {code} (not retried): {head}", code, latency_ms=latency)
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Asked for identity; inflating what arrives instead could exceed any limit.
+            return _Attempt(False, False, f"a compressed answer (Content-Encoding: {encoding}) is not read", code)
+        declared = resp.headers.get("content-length", "")
+        too_large = f"the answer is larger than the {self.max_bytes:,}-byte limit (--max-bytes; not retried)"
+        if declared.isdigit() and len(declared) < 20 and int(declared) > self.max_bytes:
+            return _Attempt(False, False, too_large, code)
+        try:
+            body = await _read_capped(resp, self.max_bytes)
+        except _TooLarge:
+            return _Attempt(False, False, too_large, code)
+        latency = (time.perf_counter() - started) * 1000.0
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = base64.b64decode(loads_json(body)["image"], validate=True)
+            except (ValueError, KeyError, TypeError) as exc:
+                return _Attempt(False, False, f"JSON answer without a base64 'image' field ({exc})", code)
+        return _Attempt(
+            True,
+            False,
+            http_status=code,
+            image=body,
+            latency_ms=latency,
+            gpu_ms=_header_float(resp.headers, "X-GPU-Ms"),
+            energy_j=_header_float(resp.headers, "X-Energy-J"),
+        )
+
+
+def _tail(fh: Any, size: int) -> str:
+    fh.seek(0, os.SEEK_END)
+    fh.seek(max(0, fh.tell() - size))
+    return repr(fh.read().decode("utf-8", "replace"))
+
+
+class _Command:
+    def __init__(self, template: str, concurrency: int, max_bytes: int) -> None:
+        from pixgate.telemetry import NvmlSampler
+
+        # NVML's device energy counter around each command run: the command's own energy
+        # when it runs alone on the GPU (--concurrency 1), a share of the device's otherwise.
+        self.nvml = NvmlSampler()
+        if self.nvml.available:
+            shared = "" if concurrency == 1 else f" (shared by up to {concurrency} commands running at once)"
+            self.gpu_note = (
+                f"local command: energy_j is the device's energy during the command{shared}, from NVML on "
+                f"{self.nvml.device}; gpu_ms is not metered (it needs NVML per-process accounting)"
+            )
+        else:
+            self.gpu_note = f"local command: gpu_ms and energy_j not metered: {'; '.join(self.nvml.notes)}"
+        try:
+            self.argv = shlex.split(template)
+        except ValueError as exc:
+            raise CaptureConfigError(f"--command: cannot split {template!r}: {exc}") from None
+        if not self.argv or "{out}" not in template:
+            raise CaptureConfigError(f"--command: the template must write to {{out}}; got {template!r}")
+        self.max_bytes = max_bytes
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def attempt(self, prompt: Prompt, out: Path, limit_s: float) -> _Attempt:
+        values = {"id": prompt.id, "prompt": prompt.prompt, "seed": "" if prompt.seed is None else prompt.seed,
+                  "out": str(out), **prompt.extra}  # fmt: skip
+        try:
+            argv = [arg.format_map(values) for arg in self.argv]
+        except (KeyError, IndexError, ValueError) as exc:
+            return _Attempt(False, False, f"--command: the template names {exc} that this prompt does not give")
+        out.unlink(missing_ok=True)
+        started = time.perf_counter()
+        # stderr goes to a file (only its tail is kept), stdout nowhere: a chatty command
+        # cannot fill memory. Its own session, so a timeout kills its children too.
+        with tempfile.TemporaryFile() as err:
+            energy_before = self.nvml.energy_j()
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+                )
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
+                return _Attempt(False, False, f"command could not start: {exc}")
+            try:
+                code = proc.wait(timeout=limit_s)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:
+                # Its whole session, whatever happened: no child of one attempt outlives it
+                # (a child that starts a session of its own is beyond reach).
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if code is None:
+                return _Attempt(False, True, f"command ran past its {limit_s:g} s time limit (timeout)")
+            energy_after = self.nvml.energy_j()
+            latency = (time.perf_counter() - started) * 1000.0
+            if code != 0:
+                tail = _tail(err, CAPTURE_ERROR_TAIL_BYTES)
+                return _Attempt(False, True, f"command exited {code}: {tail}", latency_ms=latency)
+        if not out.exists() and not out.is_symlink():
+            return _Attempt(False, False, f"command exited 0 but wrote no {out.name}", latency_ms=latency)
+        try:
+            image = read_regular(out, self.max_bytes)
+        except UnsafeInputError as exc:
+            return _Attempt(False, False, f"the command's output {out.name}: {exc} (not retried)", latency_ms=latency)
+        energy = None if energy_before is None or energy_after is None else energy_after - energy_before
+        return _Attempt(True, False, image=image, latency_ms=latency, energy_j=energy)
+
+
+@dataclass
+class CaptureResult:
+    """A finished capture.
+
+    Attributes:
+        table: capture.arrow's rows, sorted by id.
+        stats: Counts and timings.
+    """
+
+    table: Any
+    stats: dict[str, Any]
+
+    @property
+    def all_ok(self) -> bool:
+        """Every prompt produced an image."""
+        return all(s == schema.STATUS_OK for s in self.table.column(schema.CAPTURE_STATUS.name).to_pylist())
+
+
+def _previous(out: Path, resume: bool) -> tuple[Any, set[str]]:
+    """Rows of an earlier capture into `out` (file or journal) and the ids it got.
+
+    Raises:
+        CaptureConfigError: An interrupted capture with rows, without `resume`; or an
+            earlier capture that cannot be read.
+    """
+    from pixgate.runs.files import journal_path, read_journal, read_run
+
+    path = out / CAPTURE_FILE
+    table = None
+    try:
+        if journal_path(path).exists():
+            table, _ = read_journal(journal_path(path), schema.CAPTURE_COLUMNS)
+            if not resume and table.num_rows:
+                raise CaptureConfigError(
+                    f"an interrupted capture exists in {out}: pass --resume to complete it, or delete "
+                    f"{journal_path(path)} to start over"
+                )
+        elif path.exists() and resume:
+            table = read_run(path)
+        if table is not None:
+            schema.check_table(table, path)  # carried rows must not repeat an id
+    except (OSError, ValueError) as exc:  # schema.TableError too
+        raise CaptureConfigError(f"--resume: cannot read the earlier capture in {out}: {exc}") from None
+    if table is None or not resume:
+        return None, set()
+    ok = table.filter(table.column(schema.CAPTURE_STATUS.name).to_numpy(zero_copy_only=False) == schema.STATUS_OK)
+    return ok, set(ok.column(schema.ID.name).to_pylist())
+
+
+def _backoff(attempt: int, base: float, rng: random.Random) -> float:
+    return rng.uniform(0.0, min(CAPTURE_BACKOFF_MAX_S, base * 2 ** (attempt - 1)))
+
+
+def _check_options(opts: CaptureOptions) -> None:
+    if (opts.endpoint is None) == (opts.command is None):
+        raise CaptureConfigError("give exactly one generator: --endpoint URL or --command TEMPLATE")
+    if opts.max_attempts < 1:
+        raise CaptureConfigError(f"--max-attempts: got {opts.max_attempts}; use 1 or more")
+    if opts.sample is not None and not 0.0 < opts.sample <= 1.0:
+        raise CaptureConfigError(f"--sample: got {opts.sample}; use a fraction in (0, 1]")
+    if opts.max_bytes < 1:
+        raise CaptureConfigError(f"--max-bytes: got {opts.max_bytes}; use 1 or more")
+    if opts.endpoint is not None and not opts.endpoint.startswith(("http://", "https://")):
+        raise CaptureConfigError(f"--endpoint: got {opts.endpoint!r}; use an http:// or https:// URL")
+
+
+class _Capturer:
+    """Captures one prompt at a time (from several threads) into an output folder."""
+
+    def __init__(self, opts: CaptureOptions, engine: _Http | _Command, started: float) -> None:
+        self.opts = opts
+        self.engine = engine
+        self.deadline = started + opts.deadline_s if opts.deadline_s is not None else None
+        self.staging = opts.out / STAGING_DIR
+        self.lock = threading.Lock()
+        self.requests = 0
+
+    def _limit(self) -> tuple[float, bool]:
+        """This attempt's time limit: the timeout, or what is left of the deadline if less
+        (and whether the deadline is what sets it)."""
+        if self.deadline is None:
+            return self.opts.timeout_s, False
+        left = max(0.0, self.deadline - time.monotonic())
+        return min(self.opts.timeout_s, left), left < self.opts.timeout_s
+
+    def _attempts(self, prompt: Prompt, staging: Path) -> tuple[_Attempt, int, str | None]:
+        """Attempts until an image, a failure not worth retrying, or the limits; returns
+        the last attempt, the attempts made and the decoded image's format."""
+        from pixgate.scoring.decode import DecodeError, decode_bytes
+
+        opts = self.opts
+        rng = random.Random(f"{prompt.id}\0backoff")  # noqa: S311 (jitter, not secrets)
+        result = _Attempt(False, False, "deadline reached before this prompt was tried")
+        attempts = 0
+        for attempt in range(1, opts.max_attempts + 1):
+            limit, by_deadline = self._limit()
+            if limit <= 0.0:
+                if attempts:
+                    result.error = f"{result.error}; deadline reached before attempt {attempt}"
+                break
+            attempts = attempt
+            with self.lock:
+                self.requests += 1
+            try:
+                result = self.engine.attempt(prompt, staging, limit)
+            except Exception as exc:  # one prompt's unexpected failure is its error row, not the run's end
+                result = _Attempt(False, False, f"internal error: {type(exc).__name__}: {exc}")
+            if by_deadline and result.error is not None and "(timeout)" in result.error:
+                result.error += "; cut by --deadline"
+            if result.ok:
+                try:
+                    return result, attempts, decode_bytes(result.image or b"").format
+                except DecodeError as exc:
+                    result = _Attempt(False, False, f"the answer is not a decodable image: {exc}", result.http_status)
+            if not result.retry or attempt == opts.max_attempts:
+                break
+            wait = result.retry_after if result.retry_after is not None else _backoff(attempt, opts.backoff_s, rng)
+            if result.retry_after is not None and result.retry_after > CAPTURE_RETRY_AFTER_MAX_S:
+                limit_s = CAPTURE_RETRY_AFTER_MAX_S
+                result.error = (
+                    f"{result.error}; Retry-After {result.retry_after:g} s is beyond the {limit_s:g} s honoured"
+                )
+                break
+            if self.deadline is not None and time.monotonic() + wait >= self.deadline:
+                result.error = f"{result.error}; the deadline falls before the next attempt"
+                break
+            time.sleep(wait)
+        return result, attempts, None
+
+    def row(self, prompt: Prompt) -> dict[str, Any]:
+        """The prompt's row, its image saved; any failure becomes the row's error."""
+        row: dict[str, Any] = dict.fromkeys(c.name for c in schema.CAPTURE_COLUMNS)
+        row.update({schema.ID.name: prompt.id, schema.PROMPT.name: prompt.prompt, schema.SEED.name: prompt.seed})
+        # A name with an image extension: generators often pick their format from it.
+        digest = hashlib.sha256(prompt.id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        staging = self.staging / f"{digest}.png"
+        try:
+            result, attempts, fmt = self._attempts(prompt, staging)
+            row.update({schema.ATTEMPTS.name: attempts, schema.HTTP_STATUS.name: result.http_status})
+            if fmt is not None and result.image is not None:
+                name = self._save(prompt, result.image, fmt)
+                row.update(
+                    {
+                        schema.CAPTURE_STATUS.name: schema.STATUS_OK,
+                        schema.LATENCY_MS.name: result.latency_ms,
+                        schema.BYTES.name: len(result.image),
+                        schema.SHA256.name: hashlib.sha256(result.image).hexdigest(),
+                        schema.IMAGE.name: name,
+                        schema.CAPTURE_GPU_MS.name: result.gpu_ms,
+                        schema.ENERGY_J.name: result.energy_j,
+                    }
+                )
+                return row
+            error, latency = result.error or "failed", result.latency_ms
+        except Exception as exc:  # a disk error saving this image, a hostile id: this row only
+            error, latency = f"{type(exc).__name__}: {exc}", 0.0
+        finally:
+            with contextlib.suppress(OSError):
+                staging.unlink(missing_ok=True)
+        row[schema.CAPTURE_STATUS.name] = schema.STATUS_ERROR
+        row[schema.CAPTURE_ERROR.name] = error
+        if latency:
+            row[schema.LATENCY_MS.name] = latency
+        return row
+
+    def _save(self, prompt: Prompt, image: bytes, fmt: str) -> str:
+        """Write the image under its safe name inside the output folder; returns the name."""
+        # An id may not take the capture's own files (capture.arrow and its journal, lock).
+        name = safe_file_name(prompt.id, reserved=(CAPTURE_FILE,)) + _EXTENSIONS.get(fmt, ".img")
+        try:
+            target = contained(self.opts.out, name)
+        except UnsafeInputError as exc:
+            raise OSError(f"cannot save the image as {name}: {exc}") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, image)  # replaces a link at the target itself, never what it points to
+        return name
+
+
+def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] | None = None) -> CaptureResult:
+    """Capture every prompt (or the sample) into `opts.out` (see the module).
+
+    Raises:
+        CaptureConfigError: Bad options or prompts file, or another capture into the same
+            folder; nothing was captured.
+        pixgate.safe_io.OutputError: capture.arrow could not be written (a full disk).
+    """
+    _check_options(opts)
+    prompts = load_prompts(opts.prompts)
+    if opts.sample is not None:
+        prompts = [p for p in prompts if in_sample(p.id, opts.sample)]
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CaptureConfigError(f"--out: cannot create {opts.out}: {exc.strerror}") from None
+    with holding(opts.out / CAPTURE_FILE, "--out", CaptureConfigError):
+        return _capture_locked(opts, prompts, on_row)
+
+
+def _capture_locked(
+    opts: CaptureOptions, prompts: list[Prompt], on_row: Callable[[dict[str, Any]], None] | None
+) -> CaptureResult:
+    from pixgate.runs.files import RunJournal
+
+    carried, done_ids = _previous(opts.out, opts.resume)
+    todo = [p for p in prompts if p.id not in done_ids]
+    engine: _Http | _Command = (
+        _Http(opts.endpoint, opts.max_bytes)
+        if opts.endpoint is not None
+        else _Command(str(opts.command), opts.concurrency, opts.max_bytes)
+    )
+    meta = {
+        schema.META_PIXGATE_VERSION: __version__,
+        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+        schema.META_ENGINE: opts.endpoint or f"command: {opts.command}",
+        schema.META_GPU_METERING: engine.gpu_note if isinstance(engine, _Command) else _HTTP_GPU_NOTE,
+        schema.META_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        schema.META_SETTINGS: json.dumps(
+            {
+                "max_attempts": opts.max_attempts,
+                "timeout_s": opts.timeout_s,
+                "deadline_s": opts.deadline_s,
+                "concurrency": opts.concurrency,
+                "sample": opts.sample,
+                "max_bytes": opts.max_bytes,
+                "prompts": str(opts.prompts),
+            }
+        ),
+    }
+    journal = RunJournal(opts.out / CAPTURE_FILE, meta, carried, columns=schema.CAPTURE_COLUMNS)
+    started = time.monotonic()
+    capturer = _Capturer(opts, engine, started)
+    capturer.staging.mkdir(exist_ok=True)
+
+    def capture_one(prompt: Prompt) -> dict[str, Any]:
+        row = capturer.row(prompt)
+        with capturer.lock:
+            journal.append([row])
+        if on_row is not None:
+            on_row(row)
+        return row
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, opts.concurrency)) as pool:
+            list(pool.map(capture_one, todo))
+        meta[schema.META_ENDED_AT] = datetime.now(UTC).isoformat(timespec="seconds")
+        table = journal.finalize(meta)
+    finally:
+        engine.close()
+        journal.close()
+        with contextlib.suppress(OSError):
+            capturer.staging.rmdir()
+    status = table.column(schema.CAPTURE_STATUS.name).to_pylist()
+    stats = {
+        "prompts": len(prompts),
+        "captured_now": len(todo),
+        "carried_over": len(done_ids & {p.id for p in prompts}),
+        "ok": status.count(schema.STATUS_OK),
+        "errors": status.count(schema.STATUS_ERROR),
+        "requests": capturer.requests,
+        "wall_s": round(time.monotonic() - started, 3),
+    }
+    return CaptureResult(table, stats)
+
+
+__all__ = [
+    "CAPTURE_FILE",
+    "STAGING_DIR",
+    "CaptureConfigError",
+    "CaptureOptions",
+    "CaptureResult",
+    "Prompt",
+    "in_sample",
+    "load_prompts",
+    "run_capture",
+]

@@ -1,0 +1,473 @@
+"""The Arrow contract of a run: column names, types, meanings and metadata keys.
+
+This module is the single source of truth for what a run file holds. The writer, the
+gate, the report, the column tables of docs/ and the tests all derive names from here;
+nothing else spells a column name as a literal.
+
+pyarrow is imported lazily so that importing the names costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from pixgate.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Bumped whenever a column is removed, renamed or changes meaning. Adding a column keeps
+#: the major number.
+SCHEMA_VERSION: Final = "2.0"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a run file.
+
+    Attributes:
+        name: Column name in the Arrow file.
+        dtype: Arrow type name: ``string``, ``int32``, ``float64`` or ``bool``.
+        doc: What the value means, with its unit or range.
+    """
+
+    name: str
+    dtype: str
+    doc: str
+
+
+# Statuses a row can carry. Anything but OK makes `score` exit 1.
+STATUS_OK: Final = "ok"
+STATUS_ERROR: Final = "error"
+STATUS_MISSING_BASELINE: Final = "missing_baseline"
+STATUS_MISSING_CANDIDATE: Final = "missing_candidate"
+STATUSES: Final = (STATUS_OK, STATUS_ERROR, STATUS_MISSING_BASELINE, STATUS_MISSING_CANDIDATE)
+
+PAIR_ID = Column("pair_id", "string", "Relative path without extension, `/`-separated; unique per run.")
+STATUS = Column("status", "string", "`ok`, `error`, `missing_baseline` or `missing_candidate`.")
+ERROR = Column("error", "string", "Why the row is not `ok` (null when it is).")
+BASELINE_PATH = Column("baseline_path", "string", "Absolute path of the baseline image.")
+CANDIDATE_PATH = Column("candidate_path", "string", "Absolute path of the candidate image.")
+BASELINE_FORMAT = Column("baseline_format", "string", "Decoded container format (`PNG`, `JPEG`, `WEBP`).")
+CANDIDATE_FORMAT = Column("candidate_format", "string", "Decoded container format of the candidate.")
+BASELINE_MODE = Column("baseline_mode", "string", "Pixel mode as stored (e.g. `RGBA`, `P`, `I;16`, `CMYK`).")
+CANDIDATE_MODE = Column("candidate_mode", "string", "Pixel mode of the candidate as stored.")
+BASELINE_WIDTH = Column("baseline_width", "int32", "Baseline width in pixels, after EXIF orientation.")
+BASELINE_HEIGHT = Column("baseline_height", "int32", "Baseline height in pixels, after EXIF orientation.")
+CANDIDATE_WIDTH = Column("candidate_width", "int32", "Candidate width in pixels, after EXIF orientation.")
+CANDIDATE_HEIGHT = Column("candidate_height", "int32", "Candidate height in pixels, after EXIF orientation.")
+SIZE_MATCH = Column(
+    "size_match",
+    "bool",
+    "Same width and height. If not, the candidate is resampled to the baseline's size for the metrics.",
+)
+ASPECT_RATIO_DELTA = Column(
+    "aspect_ratio_delta", "float64", "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch."
+)
+BASELINE_HAS_ALPHA = Column("baseline_has_alpha", "bool", "Baseline carries transparency (alpha channel or tRNS).")
+CANDIDATE_HAS_ALPHA = Column("candidate_has_alpha", "bool", "Candidate carries transparency (alpha channel or tRNS).")
+ALPHA_PARITY = Column(
+    "alpha_parity", "bool", "Both have alpha or neither: false is the 'expected alpha channel, found none' failure."
+)
+ALPHA_MAE = Column(
+    "alpha_mae", "float64", "Mean absolute alpha difference over all pixels, 0..1; null unless both have alpha."
+)
+ALPHA_IOU = Column(
+    "alpha_iou",
+    "float64",
+    "Intersection over union of the opaque masks (alpha >= 128), 0..1; null unless both have alpha.",
+)
+BASELINE_ICC = Column("baseline_icc", "string", "Embedded ICC profile description; null when untagged (read as sRGB).")
+CANDIDATE_ICC = Column(
+    "candidate_icc", "string", "Embedded ICC profile description of the candidate; null when untagged."
+)
+ICC_MATCH = Column(
+    "icc_match",
+    "bool",
+    "Same colour space, judged on the profiles' content (a colour grid through each), "
+    "not their names; untagged = sRGB.",
+)
+DELTA_E_MEAN = Column(
+    "delta_e_mean",
+    "float64",
+    "Mean CIEDE2000 over pixels opaque (alpha >= 128) in both, after conversion to sRGB; null when none are.",
+)
+DELTA_E_P95 = Column("delta_e_p95", "float64", "95th percentile (inverted CDF) of CIEDE2000 over the same pixels.")
+CHROMA_SHIFT = Column(
+    "chroma_shift",
+    "float64",
+    "Mean candidate C* minus baseline C* (CIELAB, D65), same pixels: positive means more saturated.",
+)
+LIGHTNESS_SHIFT = Column(
+    "lightness_shift",
+    "float64",
+    "Mean candidate L* minus baseline L* (CIELAB, D65), same pixels: positive means lighter.",
+)
+EDGE_PRESERVATION = Column(
+    "edge_preservation",
+    "float64",
+    "Share of the baseline's edge strength kept: sum of min(Gb, Gc) / sum of Gb, G the Sobel "
+    "magnitude of luma over white; 0..1, 1 when the baseline has no edges.",
+)
+LPIPS = Column(
+    "lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`."
+)
+LPIPS_UPSCALED = Column("lpips_upscaled", "bool", "The pair was upsampled to the backbone's minimum side before LPIPS.")
+IGNORED_FRACTION = Column(
+    "ignored_fraction",
+    "float64",
+    "Share of the baseline's pixels in the manifest's `ignore` regions, left out of every metric; "
+    "null without regions.",
+)
+# What became of a pair's typography check (`text_status`).
+TEXT_CHECKED: Final = "checked"
+TEXT_NOT_APPLICABLE: Final = "not_applicable"
+TEXT_NOT_CHECKED: Final = "not_checked"
+TEXT_STATUSES: Final = (TEXT_CHECKED, TEXT_NOT_APPLICABLE, TEXT_NOT_CHECKED)
+
+TEXT_STATUS = Column(
+    "text_status",
+    "string",
+    "`checked`; `not_applicable` when the baseline shows no text OCR reads with confidence (a gate neither "
+    "judges its typography nor counts it as missing); `not_checked` when typography was switched off "
+    "(`--no-typography`: no data for a gate); null for rows that are not `ok`.",
+)
+TEXT_EXPECTED = Column(
+    "text_expected", "string", "Expected text from the manifest (`--manifest`), one string per line; null without."
+)
+TEXT_BOXES = Column(
+    "text_boxes",
+    "string",
+    "The text regions read, as JSON `[[x0, y0, x1, y1], ...]` in baseline pixels (ends exclusive): the "
+    "manifest's `text_boxes`, else the lines OCR found in the baseline.",
+)
+OCR_BASELINE = Column("ocr_baseline", "string", "Tesseract's reading of the baseline's text regions, one per line.")
+OCR_CANDIDATE = Column("ocr_candidate", "string", "Tesseract's reading of the same regions of the candidate.")
+TEXT_REGIONS = Column(
+    "text_regions", "int32", "Text regions read (outside the manifest's ignore regions); 0 when OCR finds no text."
+)
+TEXT_CER_BASELINE = Column(
+    "text_cer_baseline",
+    "float64",
+    "Character error rate of the baseline's reading against the manifest's `expected_text`; null without it "
+    "(the baseline is then the reference).",
+)
+TEXT_CER = Column(
+    "text_cer",
+    "float64",
+    "Character error rate of the candidate's text: for each region, the edit distance of the baseline's "
+    "reading to its best match in the candidate's reading of the same region, summed, over the baseline "
+    "readings' length (with `expected_text`: of each expected string to its best match in all the text read).",
+)
+TEXT_SHARPNESS = Column(
+    "text_sharpness",
+    "float64",
+    "RMS Sobel magnitude (luma over white) of the candidate over the baseline's, inside the text regions, "
+    "the lowest region: 1 = as crisp, lower = blurred or faded.",
+)
+TEXT_PASS = Column(
+    "text_pass",
+    "bool",
+    f"The candidate's text reads as the baseline's: `text_cer <= {TEXT_CER_MAX}` (with expected text: "
+    f"`text_cer <= text_cer_baseline + {TEXT_CER_MARGIN}`) and `text_sharpness >= {TEXT_SHARPNESS_MIN}`; "
+    "null unless `text_status` is `checked`.",
+)
+
+#: Columns that do not apply to every row, and how a row says so: column -> (the column
+#: that says, the value meaning "not applicable"). A gate leaves such rows out of a rule
+#: without counting them as missing data: a rule that only they reach passes.
+NOT_APPLICABLE: Final = {
+    column.name: (TEXT_STATUS.name, TEXT_NOT_APPLICABLE)
+    for column in (TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS)
+}
+COMPUTE_MS = Column(
+    "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms."
+)
+GPU_MS = Column(
+    "gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA."
+)
+RUN_ENERGY_J = Column(
+    "energy_j",
+    "float64",
+    "GPU energy of the pair's share of its batch (NVML energy counter, else integrated power), J; "
+    "null without NVML (the `pixgate.nvml` metadata says why).",
+)
+DECODE_MS = Column(
+    "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms."
+)
+
+# --- capture files (`pixgate capture`: DIR/capture.arrow, one row per prompt) ---
+ID = Column("id", "string", "Prompt id from the prompts file; the image is saved as `<id>.<ext>`.")
+PROMPT = Column("prompt", "string", "The prompt sent to the generator.")
+SEED = Column("seed", "int64", "The seed sent (null when the prompts file gives none).")
+CAPTURE_STATUS = Column("status", "string", "`ok`, or `error` when no decodable image came back.")
+ATTEMPTS = Column("attempts", "int32", "Requests (or command runs) made for this prompt, retries included.")
+HTTP_STATUS = Column("http_status", "int32", "HTTP status of the last response; null for commands and network errors.")
+LATENCY_MS = Column("latency_ms", "float64", "Time of the last (successful) request or command run, ms.")
+BYTES = Column("bytes", "int64", "Size of the image returned, bytes.")
+SHA256 = Column("sha256", "string", "sha256 of the image bytes.")
+IMAGE = Column("image", "string", "The image file, relative to the capture folder.")
+CAPTURE_GPU_MS = Column(
+    "gpu_ms", "float64", "GPU time of the generation, ms; null where it is not metered (see the metadata)."
+)
+ENERGY_J = Column(
+    "energy_j", "float64", "GPU energy of the generation, J; null where it is not metered (see the metadata)."
+)
+CAPTURE_ERROR = Column("error", "string", "The last error when the prompt failed, else null.")
+CAPTURE_COLUMNS: Final[tuple[Column, ...]] = (
+    ID, PROMPT, SEED, CAPTURE_STATUS, ATTEMPTS, HTTP_STATUS, LATENCY_MS, BYTES, SHA256, IMAGE,
+    CAPTURE_GPU_MS, ENERGY_J, CAPTURE_ERROR,
+)  # fmt: skip
+
+# --- replay files (`pixgate replay`: DIR/replay.arrow, one row per prompt) ---
+RUNS = Column("runs", "int32", "Times the prompt was generated.")
+BYTE_IDENTICAL = Column("byte_identical", "bool", "Every run returned the same bytes.")
+MAX_PIXEL_DIFF = Column(
+    "max_pixel_diff", "int32", "Largest difference of any RGBA channel between the first run and any other, 0..255."
+)
+REPLAY_LPIPS = Column(
+    "lpips", "float64", "Largest LPIPS between the first run and any other; null without backbone weights."
+)
+REPLAY_COLUMNS: Final[tuple[Column, ...]] = (
+    ID, CAPTURE_STATUS, CAPTURE_ERROR, RUNS, BYTE_IDENTICAL, MAX_PIXEL_DIFF, REPLAY_LPIPS,
+)  # fmt: skip
+
+META_ENGINE: Final = "pixgate.engine"
+META_GPU_METERING: Final = "pixgate.gpu_metering"
+
+#: Every column, in file order.
+COLUMNS: Final[tuple[Column, ...]] = (
+    PAIR_ID, STATUS, ERROR, BASELINE_PATH, CANDIDATE_PATH,
+    BASELINE_FORMAT, CANDIDATE_FORMAT, BASELINE_MODE, CANDIDATE_MODE,
+    BASELINE_WIDTH, BASELINE_HEIGHT, CANDIDATE_WIDTH, CANDIDATE_HEIGHT,
+    SIZE_MATCH, ASPECT_RATIO_DELTA,
+    BASELINE_HAS_ALPHA, CANDIDATE_HAS_ALPHA, ALPHA_PARITY, ALPHA_MAE, ALPHA_IOU,
+    BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
+    DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
+    EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
+    TEXT_STATUS, TEXT_EXPECTED, TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
+    TEXT_CER_BASELINE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS,
+    COMPUTE_MS, GPU_MS, RUN_ENERGY_J, DECODE_MS,
+)  # fmt: skip
+
+COLUMN_NAMES: Final = tuple(c.name for c in COLUMNS)
+
+# Schema metadata keys (all values are UTF-8 strings in the Arrow schema metadata).
+META_PIXGATE_VERSION: Final = "pixgate.version"
+META_SCHEMA_VERSION: Final = "pixgate.schema_version"
+META_DEVICE: Final = "pixgate.device"
+META_DEVICE_NAME: Final = "pixgate.device_name"
+META_TORCH_VERSION: Final = "pixgate.torch_version"
+META_LPIPS_NET: Final = "pixgate.lpips_net"
+META_LPIPS_VERSION: Final = "pixgate.lpips_version"
+META_WEIGHTS_SHA256: Final = "pixgate.weights_sha256"
+META_WEIGHTS_SOURCE: Final = "pixgate.weights_source"
+META_LPIPS_NOTE: Final = "pixgate.lpips_note"
+META_GPU_NOTE: Final = "pixgate.gpu_note"
+META_BASELINE_ROOT: Final = "pixgate.baseline_root"
+META_CANDIDATE_ROOT: Final = "pixgate.candidate_root"
+META_STARTED_AT: Final = "pixgate.started_at"
+META_ENDED_AT: Final = "pixgate.ended_at"
+META_RESUMED_AT: Final = "pixgate.resumed_at"
+META_IGNORED_FILES: Final = "pixgate.ignored_files"
+META_SETTINGS: Final = "pixgate.settings"
+META_STATS: Final = "pixgate.stats"
+META_BACKEND: Final = "pixgate.backend"
+META_NVML: Final = "pixgate.nvml"
+META_PRECISION: Final = "pixgate.precision"
+META_DECODERS: Final = "pixgate.decoders"
+META_MANIFEST: Final = "pixgate.manifest"
+META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"
+META_OCR: Final = "pixgate.ocr"
+META_OCR_ENGINE: Final = "pixgate.ocr_engine"
+META_TYPOGRAPHY: Final = "pixgate.typography"
+META_MAX_PIXELS: Final = "pixgate.max_pixels"
+META_DEVICE_TYPE: Final = "pixgate.device_type"
+META_MASKS_SHA256: Final = "pixgate.masks_sha256"
+
+#: Metadata that must agree between a partial run and the command that resumes it: every
+#: setting that changes a row's values, so that one file never mixes rows scored two
+#: ways. The code that computes them (pixgate and schema versions, torch, the decoders and
+#: their versions); LPIPS (net, heads, weights, precision) and where it runs (CPU or
+#: CUDA: gpu_ms and energy_j are null on one and not the other); the inputs (both
+#: folders, the manifest's expected text and ignore regions, the ignore masks' bytes);
+#: the pixel limit (a pair over it is an error row); the OCR engine, its data and
+#: language, and whether typography is checked at all. Timing
+#: knobs (batch size, workers) change no value and are not listed.
+RESUME_KEYS: Final = (
+    META_PIXGATE_VERSION,
+    META_SCHEMA_VERSION,
+    META_TORCH_VERSION,
+    META_DECODERS,
+    META_LPIPS_NET,
+    META_LPIPS_VERSION,
+    META_WEIGHTS_SHA256,
+    META_PRECISION,
+    META_DEVICE_TYPE,
+    META_BASELINE_ROOT,
+    META_CANDIDATE_ROOT,
+    META_MANIFEST_SHA256,
+    META_MASKS_SHA256,
+    META_MAX_PIXELS,
+    META_TYPOGRAPHY,
+    META_OCR_ENGINE,
+)
+
+
+def column_types() -> dict[str, str]:
+    """Every column a pixgate file can carry, name -> Arrow type name (for policy checks)."""
+    types: dict[str, str] = {}
+    for column in (*COLUMNS, *CAPTURE_COLUMNS, *REPLAY_COLUMNS):
+        if types.setdefault(column.name, column.dtype) != column.dtype:
+            raise AssertionError(f"column {column.name!r} has two types")  # a schema bug, caught by the tests
+    return types
+
+
+def empty_row() -> dict[str, Any]:
+    """A row with every column present and null, to be filled by the pipeline."""
+    return dict.fromkeys(COLUMN_NAMES)
+
+
+def arrow_schema(metadata: dict[str, str] | None = None, columns: tuple[Column, ...] = COLUMNS) -> pa.Schema:
+    """An Arrow schema (the run's unless `columns` says otherwise), optionally with metadata.
+
+    The first column is the row key and is not nullable.
+    """
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+    }
+    fields = [pa.field(c.name, types[c.dtype], nullable=i > 0) for i, c in enumerate(columns)]
+    return pa.schema(fields, metadata=metadata)
+
+
+_NUMERIC_DTYPES: Final = ("int32", "int64", "float64")
+
+
+def dtype_kind(dtype: str) -> str:
+    """What a column's declared type holds: `number`, `bool` or `string`."""
+    return "number" if dtype in _NUMERIC_DTYPES else ("bool" if dtype == "bool" else "string")
+
+
+def arrow_kind(arrow_type: pa.DataType) -> str:
+    """What an Arrow type holds: `number`, `bool`, `string`, `null` (no value at all), or
+    the type's own name for anything else."""
+    import pyarrow as pa
+
+    if pa.types.is_null(arrow_type):
+        return "null"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "number"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    return str(arrow_type)
+
+
+#: A gate's verdicts, as verdict files (`pixgate gate --json`) write them.
+PASS: Final = "pass"  # noqa: S105 (a verdict, not a password)
+MARGINAL: Final = "marginal"
+FAIL: Final = "fail"
+VERDICTS: Final = (PASS, MARGINAL, FAIL)
+
+
+class TableError(ValueError):
+    """A file that is not a well-formed pixgate run, capture or replay file; the message
+    says what is wrong, in one line."""
+
+
+def check_table(table: pa.Table, source: object) -> tuple[Column, ...]:
+    """Check that a table read from a file is a well-formed pixgate file before using it.
+
+    A run file is recognised by its `pair_id` column, a capture or replay file by `id`.
+    Columns may be missing (a rule on one is "no data"), but every column present must
+    hold its declared kind of value (or only nulls), the key must be a non-null, unique
+    string, and `status` must hold a known status in every row (a run file must have it;
+    a capture or replay file read only for its timings may lack it).
+
+    Args:
+        table: The table.
+        source: Where it came from, for messages.
+
+    Returns:
+        The columns of its kind (`COLUMNS`, `CAPTURE_COLUMNS` or `REPLAY_COLUMNS`).
+
+    Raises:
+        TableError: Anything malformed.
+    """
+    import pyarrow.compute as pc
+
+    names = table.column_names
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TableError(f"{source}: columns appear more than once: {', '.join(map(repr, twice))}")
+    allowed: tuple[str, ...]
+    if PAIR_ID.name in names:
+        columns, key, status, allowed = COLUMNS, PAIR_ID, STATUS, STATUSES
+    elif ID.name in names:
+        columns = REPLAY_COLUMNS if BYTE_IDENTICAL.name in names else CAPTURE_COLUMNS
+        key, status, allowed = ID, CAPTURE_STATUS, (STATUS_OK, STATUS_ERROR)
+    else:
+        raise TableError(f"{source}: not a pixgate run, capture or replay file (no {PAIR_ID.name} or {ID.name} column)")
+    for col in columns:
+        if col.name not in names:
+            continue
+        found = table.schema.field(col.name).type
+        if arrow_kind(found) not in (dtype_kind(col.dtype), "null"):
+            raise TableError(f"{source}: column {col.name!r} holds {found}; a pixgate file has {col.dtype} there")
+    keys = table.column(key.name)
+    if arrow_kind(keys.type) != "string" or keys.null_count:
+        raise TableError(f"{source}: column {key.name!r} must be a string in every row ({keys.null_count} nulls)")
+    if pc.count_distinct(keys).as_py() != table.num_rows:
+        counts = pc.value_counts(keys)
+        twice = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:3]
+        raise TableError(f"{source}: {key.name} values appear more than once: {', '.join(map(repr, twice))}")
+    if status.name not in names:
+        if columns is not COLUMNS:
+            return columns  # a capture or replay file read for its timings alone
+        raise TableError(f"{source}: no {status.name!r} column")
+    values = table.column(status.name)
+    unknown = set(values.unique().to_pylist()) - set(allowed) if arrow_kind(values.type) == "string" else {None}
+    if values.null_count or unknown:
+        shown = ", ".join(sorted(repr(v) for v in unknown | ({None} if values.null_count else set())))
+        raise TableError(f"{source}: {status.name!r} holds {shown}; allowed: {', '.join(allowed)}")
+    return columns
+
+
+def markdown_table(columns: tuple[Column, ...] = COLUMNS) -> str:
+    """A column table of docs/ (the run's unless `columns` says otherwise)."""
+    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in columns]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CAPTURE_COLUMNS",
+    "COLUMNS",
+    "COLUMN_NAMES",
+    "REPLAY_COLUMNS",
+    "RESUME_KEYS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "Column",
+    "TableError",
+    "arrow_kind",
+    "arrow_schema",
+    "check_table",
+    "column_types",
+    "dtype_kind",
+    "empty_row",
+    "markdown_table",
+]
+
+
+if __name__ == "__main__":
+    for _title, _columns in (("run", COLUMNS), ("capture", CAPTURE_COLUMNS), ("replay", REPLAY_COLUMNS)):
+        print(f"{_title} file:\n\n{markdown_table(_columns)}\n")

@@ -1,0 +1,360 @@
+"""One run lifecycle for every backend: validate, pair, resume, metadata, journal,
+finalize, stats.
+
+A backend (`pixgate.scoring.local`, `pixgate.scoring.ray_backend`) only turns pairs into
+rows. Everything else a run does is here, once: the checks made before anything starts,
+the output's lock, what an earlier run left (its rows are carried over, its settings must
+match), the weights and the metadata, the crash-safe journal the rows stream into, and the
+run file written at the end with the run's statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pixgate import __version__
+from pixgate.config import JOURNAL_FLUSH_S, LPIPS_HEAD_VERSION
+from pixgate.locking import holding
+from pixgate.runs import schema
+from pixgate.runs.files import RunJournal, dumps_meta, journal_path, read_journal, read_run, run_metadata
+from pixgate.scoring.decode import decoders
+from pixgate.scoring.options import ScoreConfigError, ScoreOptions, ScoreResult, check_options
+from pixgate.scoring.pairing import Pair, Pairing
+from pixgate.scoring.scorer import resolve_lpips_weights
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+
+    from pixgate.scoring.weights import ResolvedWeights
+
+#: Called with each group of rows as they are written (progress display).
+OnRows = Callable[[list[dict[str, Any]]], None]
+#: Called once scoring starts with (total pairs, pairs already done).
+OnStart = Callable[[int, int], None]
+
+
+def now() -> str:
+    """The time stamps of a run's metadata: UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunContext:
+    """What the lifecycle knows of a run when a backend starts turning its pairs into rows.
+
+    Attributes:
+        opts: The run's options.
+        pairing: Every pair found, scorable or not.
+        todo: Scorable pairs not carried over from an earlier run.
+        unscorable: Pairs without a partner (or with a pairing problem), not carried over.
+        weights: The backbone weights (None with `no_lpips`).
+        started: `time.perf_counter()` when the run started.
+        cleanup: Closed when the run ends, however it ends.
+    """
+
+    opts: ScoreOptions
+    pairing: Pairing
+    todo: list[Pair]
+    unscorable: list[Pair]
+    weights: ResolvedWeights | None
+    started: float
+    cleanup: contextlib.ExitStack
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A backend, started: where it scores and what the metadata says of it.
+
+    Attributes:
+        device: The device the model runs on (for the Ray backend: its actors' kind).
+        meta: Metadata entries of the backend's (they override the common ones).
+        batch_size: Rows gathered before the journal is written to, at most.
+    """
+
+    device: torch.device
+    meta: dict[str, str]
+    batch_size: int
+
+
+class Backend(Protocol):
+    """Turns a run's pairs into rows; the lifecycle does the rest."""
+
+    def check(self, opts: ScoreOptions) -> None:
+        """The backend's own checks of the options, before the output is locked.
+
+        Raises:
+            ScoreConfigError: A usage problem.
+        """
+
+    def pair(self, opts: ScoreOptions) -> Pairing:
+        """Find the pairs of the run's two folders.
+
+        Raises:
+            ScoreConfigError: A folder that cannot be paired.
+        """
+
+    def open(self, run: RunContext) -> Opened:
+        """Start what scoring needs (workers, model, a cluster); register its shutdown
+        with `run.cleanup`. Usage problems found here (a missing OCR engine, a cluster
+        that cannot be reached) raise ScoreConfigError before any row is written."""
+
+    def rows(self, run: RunContext, sink: RowSink) -> dict[str, Any]:
+        """Turn every pair of `run.todo` and `run.unscorable` into a row in `sink`.
+
+        Returns:
+            The backend's statistics (merged into the run's).
+        """
+
+    def settings(self) -> dict[str, Any]:
+        """The backend's settings recorded in the metadata."""
+
+
+class RowSink:
+    """Rows on their way to the journal: written in groups of `batch_size`, or every
+    `JOURNAL_FLUSH_S` seconds, so a killed run loses little and the journal is not
+    appended to once per row."""
+
+    def __init__(self, journal: RunJournal, batch_size: int, on_rows: OnRows | None) -> None:
+        self.pending: list[dict[str, Any]] = []
+        self._journal = journal
+        self._batch_size = batch_size
+        self._on_rows = on_rows
+        self._last = time.perf_counter()
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        """Queue rows and write them if a group is due."""
+        self.pending.extend(rows)
+        self.flush()
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write the queued rows if a group is due (or now, with `force`)."""
+        if self.pending and (
+            force or len(self.pending) >= self._batch_size or time.perf_counter() - self._last >= JOURNAL_FLUSH_S
+        ):
+            self._journal.append(self.pending)
+            if self._on_rows is not None:
+                self._on_rows(self.pending)
+            self.pending, self._last = [], time.perf_counter()
+
+
+def check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None:
+    """An earlier run is continued only with the same settings (`schema.RESUME_KEYS`).
+
+    Raises:
+        ScoreConfigError: A setting differs.
+    """
+    for key in schema.RESUME_KEYS:
+        if old.get(key, "") != new.get(key, ""):
+            raise ScoreConfigError(
+                f"--resume: {source} was written with {key}={old.get(key, '')!r}, this run has "
+                f"{new.get(key, '')!r}; use the same settings, or drop --resume to start over"
+            )
+
+
+def _journal_rows(path: Path, option: str) -> tuple[pa.Table, dict[str, str]]:
+    try:
+        table, meta = read_journal(path)
+    except ValueError as exc:
+        raise ScoreConfigError(
+            f"{option}: {exc}; it is not a journal pixgate can read: move it away, or pass --overwrite to start over"
+        ) from None
+    return _checked(table, f"{option}: {path}"), meta
+
+
+def _checked(table: pa.Table, source: str) -> pa.Table:
+    """Rows to carry into this run, checked like any run file: carried unchecked, a file's
+    null or repeated pair ids would become this run's rows."""
+    try:
+        schema.check_table(table, source)
+    except schema.TableError as exc:
+        raise ScoreConfigError(f"{exc}; move it away, or pass --overwrite to start over") from None
+    return table
+
+
+def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
+    """Rows and metadata of an earlier run that this one continues, if any.
+
+    Without `resume`, an earlier run's files are an error unless `overwrite` is given; a
+    journal without rows (a run killed before its first batch) holds nothing to lose and
+    is started over. Call it while holding the output's lock (`owned_output`).
+
+    Raises:
+        ScoreConfigError: An earlier run would be replaced without `overwrite`, or its
+            journal or run file cannot be read.
+    """
+    jpath = journal_path(opts.output)
+    if not opts.resume:
+        if opts.overwrite:
+            return None, {}, None
+        if jpath.exists() or jpath.is_symlink():
+            table, _ = _journal_rows(jpath, "--output")
+            if table.num_rows:
+                raise ScoreConfigError(
+                    f"an interrupted run exists at {jpath} ({table.num_rows} rows): pass --resume to complete it, "
+                    "or --overwrite to start over"
+                )
+        if opts.output.exists() or opts.output.is_symlink():
+            raise ScoreConfigError(
+                f"--output: {opts.output} already exists: pass --overwrite to replace it, or --resume to score "
+                "only the pairs missing from it"
+            )
+        return None, {}, None
+    if jpath.exists() or jpath.is_symlink():
+        table, meta = _journal_rows(jpath, "--resume")
+        # No rows: killed before its first batch (or while the journal was created).
+        return (table, meta, jpath) if table.num_rows else (None, {}, None)
+    if opts.output.exists():
+        try:
+            table = read_run(opts.output)
+        except ValueError as exc:
+            raise ScoreConfigError(f"--resume: {opts.output} is not a readable run file: {exc}") from None
+        return _checked(table, f"--resume: {opts.output}"), run_metadata(table), opts.output
+    return None, {}, None
+
+
+@contextlib.contextmanager
+def owned_output(output: Path) -> Iterator[None]:
+    """Hold the exclusive lock on a run's output for the whole run.
+
+    Raises:
+        ScoreConfigError: Another command holds it (the message names the holder), or the
+            lock file cannot be created.
+    """
+    with holding(output, "--output", ScoreConfigError):
+        yield
+
+
+def start_metadata(
+    opts: ScoreOptions, device: torch.device, old_meta: dict[str, str], extra: dict[str, str]
+) -> dict[str, str]:
+    """The metadata a run starts with, before its end time and stats."""
+    import torch
+
+    from pixgate.telemetry import device_name
+
+    lpips_version = "" if opts.no_lpips else f"v{LPIPS_HEAD_VERSION} ({_lpips_package_version()})"
+    return {
+        schema.META_PIXGATE_VERSION: __version__,
+        schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
+        schema.META_DEVICE: str(device),
+        schema.META_DEVICE_NAME: device_name(device),
+        schema.META_TORCH_VERSION: str(torch.__version__),
+        schema.META_LPIPS_NET: "" if opts.no_lpips else opts.net,
+        schema.META_LPIPS_VERSION: lpips_version,
+        schema.META_PRECISION: "" if opts.no_lpips else opts.precision,
+        schema.META_DEVICE_TYPE: device.type,
+        schema.META_MAX_PIXELS: str(opts.max_pixels),
+        schema.META_DECODERS: decoders(),
+        schema.META_BASELINE_ROOT: _root(opts.baseline),
+        schema.META_CANDIDATE_ROOT: _root(opts.candidate),
+        schema.META_STARTED_AT: old_meta.get(schema.META_STARTED_AT, now()),
+        schema.META_GPU_NOTE: "" if device.type == "cuda" else "no CUDA device: gpu_ms is null, compute_ms is CPU time",
+        **extra,
+    }
+
+
+def _root(location: Path | str) -> str:
+    text = str(location)
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def _lpips_package_version() -> str:
+    from importlib.metadata import version
+
+    return f"lpips {version('lpips')}"
+
+
+def run(
+    opts: ScoreOptions,
+    backend: Backend,
+    on_rows: OnRows | None = None,
+    on_start: OnStart | None = None,
+) -> ScoreResult:
+    """Score every pair of two folders into `opts.output` with `backend`.
+
+    The run holds the output's lock from start to end (a second run on the same output
+    fails at once), and its journal is on disk, with its schema, before any pair is
+    scored: killed at any moment, the run can be completed with `resume`.
+
+    Raises:
+        ScoreConfigError: Bad folders, device, weights or resume state, an output in use
+            or that would be replaced without `overwrite`; nothing written.
+        pixgate.safe_io.OutputError: The journal or run file could not be written (a full
+            disk); the rows written so far stay in the journal.
+    """
+    started = time.perf_counter()
+    check_options(opts)
+    backend.check(opts)
+    with owned_output(opts.output), contextlib.ExitStack() as cleanup:
+        carried, old_meta, old_source = load_previous(opts)
+        done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
+        pairing = backend.pair(opts)
+        todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
+        unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
+        weights, weights_meta = resolve_lpips_weights(opts)
+        context = RunContext(opts, pairing, todo, unscorable, weights, started, cleanup)
+        opened = backend.open(context)
+        meta = start_metadata(opts, opened.device, old_meta, {**weights_meta, **opened.meta})
+        if old_source is not None:
+            check_resume(old_meta, meta, old_source)
+            resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
+            meta[schema.META_RESUMED_AT] = ",".join([*resumed, now()])
+        context.meta = meta
+        journal = RunJournal(opts.output, meta, carried)
+        cleanup.callback(journal.close)
+        sink = RowSink(journal, opened.batch_size, on_rows)
+        if on_start is not None:
+            on_start(len(pairing.pairs), len(done))
+        backend_stats = backend.rows(context, sink)
+        sink.flush(force=True)
+        wall = time.perf_counter() - started
+        stats: dict[str, Any] = {
+            "pairs": len(pairing.pairs),
+            "scored_now": len(todo),
+            "carried_over": len(done),
+            "wall_s": round(wall, 3),
+            "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
+            **backend_stats,
+        }
+        meta[schema.META_ENDED_AT] = now()
+        meta[schema.META_IGNORED_FILES] = str(len(pairing.ignored))
+        meta[schema.META_SETTINGS] = dumps_meta(
+            {
+                "device": opts.device,
+                "net": opts.net,
+                "max_pixels": opts.max_pixels,
+                "no_lpips": opts.no_lpips,
+                "manifest": str(opts.manifest) if opts.manifest else None,
+                "typography": opts.typography,
+                "ocr_lang": opts.ocr_lang if opts.typography else None,
+                **backend.settings(),
+            }
+        )
+        meta[schema.META_STATS] = dumps_meta(stats)
+        table = journal.finalize(meta)
+        stats["ignored_files"] = [str(p) for p in pairing.ignored]
+        return ScoreResult(table, stats, opts.output)
+
+
+__all__ = [
+    "Backend",
+    "OnRows",
+    "OnStart",
+    "Opened",
+    "RowSink",
+    "RunContext",
+    "check_resume",
+    "load_previous",
+    "now",
+    "owned_output",
+    "run",
+    "start_metadata",
+]

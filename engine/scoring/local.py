@@ -1,0 +1,308 @@
+"""The local backend: pairs -> decode workers -> device batches -> rows, in this process.
+
+Memory stays bounded whatever the number of pairs: at most `INFLIGHT_PER_WORKER` decode
+tasks per worker are in flight, and at most `PENDING_BATCHES` batches' worth of decoded
+pairs wait for the device. The main process never blocks on decoding while a decoded
+pair is waiting: it scores what it has, so the time it spends blocked
+(`decode_wait_s`) is time in which decoding really was the bottleneck.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixgate.config import (
+    DEFAULT_BATCH_SIZE_CPU,
+    DEFAULT_BATCH_SIZE_CUDA,
+    MAX_BATCH_PIXELS,
+    PENDING_BATCHES,
+    PENDING_PIXELS,
+)
+from pixgate.runs import schema
+from pixgate.runs.files import dumps_meta
+from pixgate.scoring.decode import DecodedPair
+from pixgate.scoring.lifecycle import Opened, RowSink, RunContext
+from pixgate.scoring.options import ScoreConfigError, ScoreOptions, check_folder
+from pixgate.scoring.pairing import Pair, Pairing, pair_directories
+from pixgate.scoring.rows import decoded_row, metric_rows, missing_row
+from pixgate.scoring.scorer import Scorer, build_model, default_workers
+from pixgate.scoring.text_checks import TextChecks, start_text_checks
+from pixgate.scoring.workers import DecodePool
+from pixgate.telemetry import NvmlSampler
+
+if TYPE_CHECKING:
+    import torch
+
+    from pixgate.scoring.manifest import Manifest
+
+
+@dataclass
+class _Buckets:
+    """Decoded pairs waiting for the device, grouped by baseline size."""
+
+    batch_size: int
+    by_size: dict[tuple[int, int], list[tuple[Pair, DecodedPair]]] = field(default_factory=dict)
+    count: int = 0
+    pixels: int = 0  # baseline pixels waiting, bounded by PENDING_PIXELS
+
+    def cap(self, key: tuple[int, int]) -> int:
+        return max(1, min(self.batch_size, MAX_BATCH_PIXELS // max(1, key[0] * key[1])))
+
+    def add(self, pair: Pair, dp: DecodedPair) -> None:
+        assert dp.baseline is not None
+        key = (dp.baseline.height, dp.baseline.width)
+        self.by_size.setdefault(key, []).append((pair, dp))
+        self.count += 1
+        self.pixels += key[0] * key[1]
+
+    def take(self, *, only_full: bool) -> list[tuple[Pair, DecodedPair]] | None:
+        """Pop a full bucket, or (when not `only_full`) the fullest one."""
+        if not self.by_size:
+            return None
+        key = max(self.by_size, key=lambda k: len(self.by_size[k]) / self.cap(k))
+        bucket = self.by_size[key]
+        cap = self.cap(key)
+        if only_full and len(bucket) < cap:
+            return None
+        taken, rest = bucket[:cap], bucket[cap:]
+        if rest:
+            self.by_size[key] = rest
+        else:
+            del self.by_size[key]
+        self.count -= len(taken)
+        self.pixels -= len(taken) * key[0] * key[1]
+        return taken
+
+
+def _load_manifest(opts: ScoreOptions) -> tuple[Manifest | None, dict[str, str]]:
+    if opts.manifest is None:
+        return None, {}
+    from pixgate.scoring.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(opts.manifest)
+    except ManifestError as exc:
+        raise ScoreConfigError(str(exc)) from None
+    meta = {
+        schema.META_MANIFEST: str(opts.manifest.resolve()),
+        schema.META_MANIFEST_SHA256: manifest.sha256,
+        schema.META_MASKS_SHA256: _masks_sha256(manifest, opts.max_pixels),
+    }
+    return manifest, meta
+
+
+def _masks_sha256(manifest: Manifest, max_pixels: int) -> str:
+    """One digest of every ignore mask's bytes (a resume must see the same masks); empty
+    without masks. A mask that cannot be read counts by its reason (its pairs are error
+    rows)."""
+    import hashlib
+
+    from pixgate.safe_io import UnsafeInputError, sha256_regular
+    from pixgate.scoring.decode import max_file_bytes
+
+    masks = sorted({str(e.ignore_mask) for e in manifest.entries.values() if e.ignore_mask is not None})
+    if not masks:
+        return ""
+    digest = hashlib.sha256()
+    for mask in masks:
+        try:
+            found = sha256_regular(Path(mask), max_file_bytes(max_pixels))
+        except UnsafeInputError as exc:
+            found = f"unreadable: {exc}"
+        digest.update(f"{mask}\0{found}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair, max_pixels: int) -> tuple[Any, str | None]:
+    """Apply the pair's ignore regions to its decoded pixels: (mask or None, error or None)."""
+    if manifest is None or dp.baseline is None or dp.candidate_aligned is None:
+        return None, None
+    entry = manifest.entries.get(pair.pair_id)
+    if entry is None or not entry.has_ignore:
+        return None, None
+    from pixgate.scoring.regions import IgnoreRegionError, apply_ignore, ignore_mask
+
+    try:
+        mask = ignore_mask(entry, dp.baseline.width, dp.baseline.height, max_pixels)
+    except IgnoreRegionError as exc:
+        return None, str(exc)
+    if mask is not None:
+        apply_ignore(dp.baseline.rgba, dp.candidate_aligned, mask)
+    return mask, None
+
+
+class LocalBackend:
+    """Scores on this machine: decode worker processes feed device batches."""
+
+    def __init__(self) -> None:
+        self._device: torch.device | None = None
+        self._cpu_started = time.process_time()
+
+    def check(self, opts: ScoreOptions) -> None:
+        from pixgate.telemetry import DeviceError, select_device
+
+        for label, location in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
+            if "://" in str(location):
+                raise ScoreConfigError(f"{label}: {location} is a URI; folders in object stores need --backend ray")
+            check_folder(label, location)
+        try:
+            self._device = select_device(opts.device)
+        except DeviceError as exc:
+            raise ScoreConfigError(str(exc)) from None
+
+    def pair(self, opts: ScoreOptions) -> Pairing:
+        return pair_directories(Path(opts.baseline), Path(opts.candidate))
+
+    def open(self, run: RunContext) -> Opened:
+        from pixgate.telemetry import cpu_count
+
+        assert self._device is not None, "check() runs first"
+        opts, device = run.opts, self._device
+        self._cores = cpu_count()
+        self._workers = opts.workers or default_workers(device.type, self._cores)
+        self._batch_size = opts.batch_size or (
+            DEFAULT_BATCH_SIZE_CUDA if device.type == "cuda" else DEFAULT_BATCH_SIZE_CPU
+        )
+        # The manifest and Tesseract are checked before anything starts: a usage error.
+        self._manifest, manifest_meta = _load_manifest(opts)
+        self._text, text_meta, self._cache_state = start_text_checks(self._manifest, opts, self._cores)
+        if self._text.checker is not None:
+            run.cleanup.callback(self._text.checker.close)
+        return Opened(device, {**manifest_meta, **text_meta}, self._batch_size)
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def rows(self, run: RunContext, sink: RowSink) -> dict[str, Any]:
+        assert self._device is not None
+        opts, device, text, batch_size = run.opts, self._device, self._text, self._batch_size
+        # No more workers than pairs: a resume with little left, or a run of unpaired
+        # names, should not pay for spawning idle processes.
+        decoder = DecodePool(run.todo, min(self._workers, len(run.todo)), opts.max_pixels)
+        run.cleanup.callback(decoder.close)
+        decoder.refill()  # decoding starts while the model loads
+        model = build_model(opts, run.weights, device)
+        nvml = NvmlSampler(device.index or 0).start() if device.type == "cuda" else None
+        scorer = Scorer(
+            model, device, opts.net, energy=nvml.energy_j if nvml is not None else None, precision=opts.precision
+        )
+        buckets = _Buckets(batch_size)
+        for p in run.unscorable:
+            text.route(missing_row(p), sink.pending)
+        compute_s = gpu_s = worker_rss = 0.0
+        batches = 0
+        ignored: dict[str, Any] = {}  # pair_id -> ignored pixels, until its bucket is scored
+        first_batch_at: float | None = None
+        sink.flush(force=True)
+        while decoder.busy or buckets.count or text.waiting:
+            if not decoder.busy and not buckets.count:
+                text.harvest(sink.pending, block=True)  # only text checks are left
+                sink.flush()
+                continue
+            # Block on decoding only when nothing decoded is waiting for the model.
+            finished = decoder.collect(block=buckets.count == 0)
+            for pair, dp in finished:
+                worker_rss = max(worker_rss, dp.peak_rss_mb)
+                mask, region_error = _ignore_regions(self._manifest, pair, dp, opts.max_pixels)
+                if region_error is not None:
+                    row = decoded_row(pair, dp)
+                    row[schema.STATUS.name], row[schema.ERROR.name] = schema.STATUS_ERROR, region_error
+                    text.route(row, sink.pending)
+                elif dp.error is None and dp.baseline is not None:
+                    if mask is not None:
+                        ignored[pair.pair_id] = mask
+                    text.start(pair.pair_id, dp, mask)
+                    buckets.add(pair, dp)
+                else:
+                    text.route(decoded_row(pair, dp), sink.pending)
+            # Score a full bucket if there is one; otherwise, rather than block on decoding,
+            # score the fullest partial bucket.
+            items = buckets.take(only_full=True)
+            crowded = buckets.count >= batch_size * PENDING_BATCHES or buckets.pixels >= PENDING_PIXELS
+            if items is None and (not finished or not decoder.busy or crowded):
+                items = buckets.take(only_full=False)
+            if items:
+                if first_batch_at is None:
+                    first_batch_at = time.perf_counter()
+                masks = [ignored.pop(pair.pair_id, None) for pair, _ in items]
+                metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items], masks)
+                compute_s += wall_ms / 1000.0
+                gpu_s += (gpu_ms or 0.0) / 1000.0
+                batches += 1
+                for row in metric_rows(items, metrics, masks, wall_ms, gpu_ms):
+                    text.route(row, sink.pending)
+            text.harvest(sink.pending, block=False)
+            sink.flush()
+        sink.flush(force=True)
+        return self._stats(run, decoder, scorer, text, nvml, first_batch_at, compute_s, gpu_s, worker_rss, batches)
+
+    def _stats(
+        self,
+        run: RunContext,
+        decoder: DecodePool,
+        scorer: Scorer,
+        text: TextChecks,
+        nvml: NvmlSampler | None,
+        first_batch_at: float | None,
+        compute_s: float,
+        gpu_s: float,
+        worker_rss: float,
+        batches: int,
+    ) -> dict[str, Any]:
+        import torch
+
+        from pixgate.telemetry import peak_rss_mb
+
+        todo = len(run.todo)
+        wall = time.perf_counter() - run.started
+        # Start-up: imports, weights, model and workers, until the first batch; the
+        # steady rate leaves it and the warm-up pass out (the first pairs' decoding
+        # overlaps the start-up, so it is a touch optimistic for very short runs).
+        startup = (first_batch_at - run.started) if first_batch_at is not None else wall
+        steady = wall - startup - scorer.warmup_ms / 1000.0
+        stats: dict[str, Any] = {
+            "batches": batches,
+            "compute_s": round(compute_s, 3),
+            # This process's CPU time, every thread (model, kernels, receiving and
+            # writing), the decode workers' apart: near wall_s times the threads it
+            # uses, the scoring process is the limit; on a GPU box, near wall_s alone,
+            # its one Python thread is.
+            "scorer_cpu_s": round(time.process_time() - self._cpu_started, 3),
+            "decode_wait_s": round(decoder.wait_s, 3),
+            "decode_wait_share": round(decoder.wait_s / wall, 4) if wall else 0.0,
+            "worker_restarts": decoder.restarts,
+            "startup_s": round(startup, 3),
+            "steady_pairs_per_s": round(todo / steady, 3) if todo and steady > 0 else None,
+            "peak_rss_mb": {"main": peak_rss_mb(), "decode_worker": round(worker_rss, 1)},
+            "workers": self._workers,
+            "batch_size": self._batch_size,
+            "torch_threads": torch.get_num_threads(),
+            "warmup_ms": round(scorer.warmup_ms, 1),
+        }
+        if nvml is not None:
+            summary = nvml.stop()
+            run.meta[schema.META_NVML] = dumps_meta(summary)
+            stats["gpu_s_per_1000_pairs"] = round(gpu_s * 1000.0 / max(1, todo), 3)
+            if summary["energy_j"] is not None and todo:
+                stats["energy_per_pair_j"] = round(summary["energy_j"] / todo, 4)
+        else:
+            run.meta[schema.META_NVML] = dumps_meta(
+                {"notes": ["no CUDA device: no GPU telemetry; compute_ms is CPU time"]}
+            )
+        if text.checker is not None:
+            stats["text_checked"] = text.checked
+            stats["text_not_applicable"] = text.not_applicable
+            stats["ocr_wait_s"] = round(text.wait_s, 3)
+            cache = text.checker.cache
+            stats["ocr_cache"] = cache.stats() if cache is not None else (self._cache_state or None)
+        if self._manifest is not None:
+            stats["manifest_ids_without_pair"] = sorted(
+                set(self._manifest.entries) - {p.pair_id for p in run.pairing.pairs}
+            )
+        return stats
+
+
+__all__ = ["LocalBackend"]

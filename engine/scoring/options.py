@@ -1,0 +1,183 @@
+"""What a scoring run is asked to do (`ScoreOptions`), what it produced (`ScoreResult`),
+and the checks every backend makes on the options before anything starts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixgate.config import DEFAULT_MAX_PIXELS, OCR_LANG, PRECISIONS
+from pixgate.runs import schema
+from pixgate.scoring.backbones import DEFAULT_NET
+from pixgate.scoring.decode import decoder_setting
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class ScoreConfigError(Exception):
+    """A usage or configuration problem (exit code 2); nothing was scored."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Everything `score` needs; mirrors the CLI's options.
+
+    Attributes:
+        baseline: Folder of reference images (a URI such as s3://bucket/run with the Ray
+            backend).
+        candidate: Folder of images to compare against them.
+        output: The run file to write (`RUN.arrow`).
+        device: `auto`, `cpu` or `cuda`.
+        batch_size: Pairs per device batch; None picks a default for the device.
+        workers: Decode worker processes; None picks a default for the machine.
+        weights: Explicit backbone weights file.
+        net: `alex`, `vgg` or `squeeze`.
+        resume: Complete an interrupted run instead of starting over.
+        no_lpips: Skip LPIPS (the `lpips` column is null; metadata says why).
+        precision: LPIPS arithmetic, `float32` or `bfloat16` (pixgate.config.PRECISIONS).
+        max_pixels: Decompression-bomb limit per image.
+        manifest: A golden manifest (JSONL): expected text and text boxes for the
+            typography checks, ignore regions.
+        typography: Check that each candidate's text reads as its baseline's
+            (pixgate.scoring.typography; needs Tesseract's language data). Off, every row's
+            typography is `not_checked`.
+        ocr_workers: Typography checks run at once; None picks one per core.
+        ocr_lang: Tesseract language(s).
+        ocr_cache: Folder of cached baseline readings; None: the user's cache folder
+            (pixgate.scoring.ocr_cache.default_cache_dir).
+        no_ocr_cache: Read every baseline anew and keep nothing.
+        overwrite: Start over even if `output` (a finished run) or its journal (an
+            interrupted one) exists; without it either is an error, so that no run is
+            replaced by accident.
+        download_progress: Called with (bytes, total) while weights download.
+    """
+
+    baseline: Path | str
+    candidate: Path | str
+    output: Path
+    device: str = "auto"
+    batch_size: int | None = None
+    workers: int | None = None
+    weights: Path | None = None
+    net: str = DEFAULT_NET
+    resume: bool = False
+    no_lpips: bool = False
+    precision: str = "float32"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    manifest: Path | None = None
+    ocr_workers: int | None = None
+    ocr_lang: str = OCR_LANG
+    typography: bool = True
+    ocr_cache: Path | None = None
+    no_ocr_cache: bool = False
+    overwrite: bool = False
+    download_progress: Callable[[int, int | None], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Paths given as text (the Python API) are paths; the folders may be URIs.
+        for name in ("output", "weights", "manifest", "ocr_cache"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a finished run produced.
+
+    Attributes:
+        table: The run file's rows (sorted by pair_id) with metadata.
+        stats: Run-level measurements (also stored in the metadata).
+        path: The run file written.
+    """
+
+    table: pa.Table
+    stats: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def all_ok(self) -> bool:
+        """Every row has status ok."""
+        return all(s == schema.STATUS_OK for s in self.table.column(schema.STATUS.name).to_pylist())
+
+
+def check_decoder_setting() -> None:
+    """Refuse a bad `PIXGATE_DECODER` before anything starts (both backends)."""
+    try:
+        decoder_setting()
+    except ValueError as exc:
+        raise ScoreConfigError(str(exc)) from None
+
+
+def check_options(opts: ScoreOptions) -> None:
+    """The checks every backend makes before anything starts: output, decoder,
+    precision and the OCR options.
+
+    Raises:
+        ScoreConfigError: The first problem found.
+    """
+    check_output(opts)
+    check_decoder_setting()
+    if opts.precision not in PRECISIONS:
+        raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
+    check_typography_options(opts)
+
+
+def check_folder(label: str, location: Path | str) -> Path:
+    """A local folder of images that exists.
+
+    Raises:
+        ScoreConfigError: It does not exist or is not a folder.
+    """
+    folder = Path(location)
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise ScoreConfigError(f"{label}: {folder} {why}")
+    return folder
+
+
+def check_typography_options(opts: ScoreOptions) -> None:
+    """OCR options that contradict each other or `--no-typography` (both backends)."""
+    if opts.ocr_cache is not None and opts.no_ocr_cache:
+        raise ScoreConfigError("--ocr-cache and --no-ocr-cache contradict each other: keep readings there, or nowhere")
+    if not opts.typography:
+        given = [
+            name
+            for name, value in (
+                ("--ocr-cache", opts.ocr_cache),
+                ("--no-ocr-cache", opts.no_ocr_cache or None),
+                ("--ocr-workers", opts.ocr_workers),
+                ("--ocr-lang", None if opts.ocr_lang == OCR_LANG else opts.ocr_lang),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ScoreConfigError(f"{', '.join(given)}: no effect with --no-typography (no OCR runs); drop one")
+
+
+def check_output(opts: ScoreOptions) -> None:
+    """The output's folder exists (created if need be), the output is not a folder, and
+    `resume` and `overwrite` are not both asked (both backends)."""
+    if opts.resume and opts.overwrite:
+        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
+    try:
+        opts.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
+    if opts.output.is_dir():
+        raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
+
+
+__all__ = [
+    "ScoreConfigError",
+    "ScoreOptions",
+    "ScoreResult",
+    "check_decoder_setting",
+    "check_folder",
+    "check_options",
+    "check_output",
+    "check_typography_options",
+]

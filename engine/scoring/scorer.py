@@ -1,0 +1,179 @@
+"""The device side of scoring: the model a run uses, and `Scorer`, which runs one device
+batch (LPIPS and the kernels) for every backend."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pixgate.runs import schema
+from pixgate.scoring.decode import DecodedPair
+from pixgate.scoring.options import ScoreConfigError, ScoreOptions
+
+if TYPE_CHECKING:
+    import torch
+
+    from pixgate.scoring.models import LpipsModule
+    from pixgate.scoring.weights import ResolvedWeights
+
+
+def default_workers(device_type: str, cores: int) -> int:
+    """Decode workers: one core is left to the main process on a GPU box. On a CPU the
+    model and kernels need the cores more than decoding does (decode is about a fifth of
+    a pair's CPU time), but at least two workers: with one, a batch's pairs are decoded one
+    after another whenever scoring waits for them. On the 2-core CI machine two workers
+    gave 11.4 pairs/s against 10.3 with one (bfloat16, 512x512 PNG, three runs each)."""
+    if device_type == "cuda":
+        return max(1, min(cores - 1, 32))
+    return max(2, cores // 4)
+
+
+def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, dict[str, str]]:
+    """The backbone weights a run uses (None with --no-lpips) and their metadata.
+
+    Raises:
+        ScoreConfigError: No weights can be found.
+    """
+    if opts.no_lpips:
+        return None, {schema.META_LPIPS_NOTE: "LPIPS disabled by --no-lpips", schema.META_WEIGHTS_SHA256: ""}
+    from pixgate.scoring.weights import WeightsError, resolve_weights
+
+    try:
+        resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
+    except WeightsError as exc:
+        raise ScoreConfigError(str(exc)) from None
+    meta = {
+        schema.META_WEIGHTS_SHA256: resolved.sha256,
+        schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
+    }
+    return resolved, meta
+
+
+def build_model(opts: ScoreOptions, resolved: ResolvedWeights | None, device: torch.device) -> LpipsModule | None:
+    """The LPIPS module on `device` (None with --no-lpips).
+
+    Raises:
+        ScoreConfigError: The weights file is not a matching torchvision state_dict.
+    """
+    if resolved is None:
+        return None
+    from pixgate.scoring.models import WeightsFormatError, load_lpips
+
+    if device.type == "cuda":
+        import torch
+
+        # Full float32: TF32 convolutions would move LPIPS by ~1e-3. Reduced precision is
+        # a separate, measured choice.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return load_lpips(opts.net, resolved.path).to(device)
+    except WeightsFormatError as exc:
+        raise ScoreConfigError(str(exc)) from None
+
+
+def load_model(opts: ScoreOptions, device: torch.device) -> tuple[LpipsModule | None, dict[str, str]]:
+    """Weights resolved and the model built on `device`, with the weights' metadata."""
+    resolved, meta = resolve_lpips_weights(opts)
+    return build_model(opts, resolved, device), meta
+
+
+@dataclass
+class Scorer:
+    """Runs device batches: LPIPS and the kernels on the pairs of one size bucket."""
+
+    model: LpipsModule | None  # None with --no-lpips
+    device: torch.device
+    net: str
+    energy: Callable[[], float | None] | None = None  # joules so far (pixgate.telemetry.NvmlSampler)
+    precision: str = "float32"
+    warmup_ms: float = 0.0
+    _warm: set[tuple[int, int]] = field(default_factory=set)
+
+    def _warm_up(self, h: int, w: int) -> None:
+        """One untimed pass, at the first batch's size, before the first batch.
+
+        The first call creates the CUDA context, loads kernels and allocates the caching
+        allocator's first blocks (on a CPU: oneDNN primitives and buffers); that one-off
+        cost would otherwise land on the first batch's pairs. It is reported as
+        `warmup_ms` instead. Once per run, not per size: runs of many distinct sizes
+        would otherwise pay a second pass for each (cudnn autotuning, the per-shape cost,
+        is off).
+        """
+        import numpy as np
+
+        if self._warm:
+            return
+        self._warm.add((h, w))
+        started = time.perf_counter()
+        blank = np.zeros((1, h, w, 4), np.uint8)
+        dummy = DecodedPair("warm-up", None, None, blank[0], None, 0.0)
+        self.score([dummy], None, _blank=blank)
+        self.warmup_ms += (time.perf_counter() - started) * 1000.0
+
+    def score(
+        self, items: list[DecodedPair], ignored: list[Any] | None = None, *, _blank: Any = None
+    ) -> tuple[list[dict[str, Any]], float, float | None]:
+        """Score one bucket: LPIPS and the kernels' metrics on one device batch.
+
+        Args:
+            items: Decoded pairs of one size.
+            ignored: Per pair, its ignored pixels (H x W bool) or None; None for none at all.
+
+        Returns:
+            Per pair, the metric columns; the batch's wall ms; its GPU ms (CUDA only).
+        """
+        import numpy as np
+        import torch
+
+        from pixgate.scoring.metrics import pixel_terms, reduce_terms
+        from pixgate.scoring.models import upscale_factor
+        from pixgate.telemetry import time_batch
+
+        if _blank is None:
+            base = [it.baseline.rgba for it in items if it.baseline is not None]
+            self._warm_up(*base[0].shape[:2])
+        else:
+            base = list(_blank)
+        cand = [it.candidate_aligned for it in items if it.candidate_aligned is not None]
+        both_alpha = [
+            bool(it.baseline and it.candidate and it.baseline.has_alpha and it.candidate.has_alpha) for it in items
+        ]
+        h, w = base[0].shape[:2]
+        factor = upscale_factor(self.net, h, w)
+        energy_before = self.energy() if self.energy is not None else None
+        with torch.inference_mode(), time_batch(self.device) as timing:
+            # Each image crosses to the device as uint8 (4x less than float) and the batch
+            # is stacked there: no copy of the whole batch on the host first.
+            tb = torch.stack([torch.from_numpy(a).to(self.device) for a in base])
+            tc = torch.stack([torch.from_numpy(a).to(self.device) for a in cand])
+            keep = None
+            if ignored is not None and any(m is not None for m in ignored):
+                from pixgate.scoring.regions import grow
+
+                out = np.stack([~grow(m) if m is not None else np.ones((h, w), bool) for m in ignored])
+                keep = torch.from_numpy(out).to(self.device)
+            rows = reduce_terms(pixel_terms(tb, tc), both_alpha, keep)
+            if self.model is not None:
+                size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1)) if factor > 1.0 else None
+                inputs = self.model.inputs(tb, tc, size)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                    distances = self.model.distances(inputs)
+                # Pixel-identical pairs are 0 by definition; computed, the two images'
+                # features can differ in the last bits depending on where they sit in the
+                # batch (~1e-13), and which batch a pair lands in depends on decode timing.
+                identical = (tb == tc).flatten(1).all(dim=1).tolist()
+                for row, value, same in zip(rows, distances.float().cpu().tolist(), identical, strict=True):
+                    row[schema.LPIPS.name] = 0.0 if same else value
+                    row[schema.LPIPS_UPSCALED.name] = factor > 1.0
+        energy_after = self.energy() if self.energy is not None else None
+        if energy_before is not None and energy_after is not None:
+            for row in rows:
+                row[schema.RUN_ENERGY_J.name] = (energy_after - energy_before) / len(rows)
+        return rows, timing.wall_ms, timing.gpu_ms
+
+
+__all__ = ["Scorer", "build_model", "default_workers", "load_model", "resolve_lpips_weights"]

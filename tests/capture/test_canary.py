@@ -1,0 +1,114 @@
+"""Canary end to end against two local demo engines: a degraded new engine fails the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pixgate.capture.canary import run_canary
+from pixgate.capture.capture import CaptureOptions
+from pixgate.capture.demo_engine import make_server
+from pixgate.cli import app
+from tests.capture.test_capture import _prompts, _serving
+
+runner = CliRunner()
+PROMPTS = [{"id": f"promo/{i:02d}", "prompt": f"promo poster number {i}", "seed": i} for i in range(8)]
+POLICY = """
+[[rule]]
+name = "alpha parity"
+column = "alpha_parity"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+
+[[rule]]
+name = "ICC match"
+column = "icc_match"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+
+[[rule]]
+name = "typography"
+column = "text_pass"
+stat = "each"
+op = "=="
+pass = true
+
+[[rule]]
+name = "edge preservation p05"
+column = "edge_preservation"
+stat = "p05"
+op = ">="
+pass = 0.9
+
+[[rule]]
+name = "latency"
+column = "latency_ms"
+stat = "median_change"
+op = "<="
+pass = 0.5
+allow_nodata = true
+"""
+
+
+def _policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    return path
+
+
+def test_canary_with_a_degraded_new_engine_fails(tmp_path: Path, alex_weights: Path) -> None:
+    with _serving(make_server(0)) as old, _serving(make_server(0, degrade=frozenset({"alpha", "icc", "mush"}))) as new:
+        result = runner.invoke(
+            app,
+            ["canary", "--old", old, "--new", new, "--prompts", str(_prompts(tmp_path, PROMPTS)),
+             "--policy", str(_policy(tmp_path)), "-o", str(tmp_path / "canary"), "--weights", str(alex_weights)],
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    out = tmp_path / "canary"
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["verdict"] == "fail"
+    failed = {r["name"] for r in verdict["rules"] if r["result"] == "fail"}
+    assert {"alpha parity", "ICC match", "typography"} <= failed  # the small print rasterised to mush
+    assert len(verdict["failing_pairs"]) == len(PROMPTS)
+    latency = next(r for r in verdict["rules"] if r["name"] == "latency")
+    assert latency["n"] == len(PROMPTS)  # judged on the captures, not the run
+    for name in ("old/capture.arrow", "new/capture.arrow", "run.arrow", "report.html"):
+        assert (out / name).exists(), name
+    assert "latency_ms (ECDF)" in (out / "report.html").read_text()
+
+
+def test_canary_with_the_same_engine_passes(tmp_path: Path, alex_weights: Path) -> None:
+    # A steady 40 ms service time, as a real engine has: the bare demo engine answers in a
+    # few ms, where scheduling noise on a busy 2-core machine alone can look like +50 %.
+    with _serving(make_server(0, latency_ms=40)) as old, _serving(make_server(0, latency_ms=40)) as new:
+        opts = CaptureOptions(_prompts(tmp_path, PROMPTS), tmp_path / "canary")
+        result = run_canary(opts, old, new, _policy(tmp_path), weights=alex_weights)
+    assert result.verdict.verdict == "pass", result.verdict.reason
+    assert result.old.all_ok and result.new.all_ok and result.score.all_ok
+
+
+def test_canary_against_a_slower_engine_fails_on_latency(tmp_path: Path) -> None:
+    with _serving(make_server(0)) as old, _serving(make_server(0, latency_ms=150)) as new:
+        opts = CaptureOptions(_prompts(tmp_path, PROMPTS), tmp_path / "canary", concurrency=2)
+        result = run_canary(opts, old, new, _policy(tmp_path), no_lpips=True)
+    latency = next(r for r in result.verdict.rules if r.rule.name == "latency")
+    assert latency.result == "fail" and latency.observed is not None and latency.observed > 0.5
+
+
+def test_missing_language_data_stops_the_canary_before_any_capture(tmp_path: Path) -> None:
+    out = tmp_path / "canary"
+    result = runner.invoke(
+        app,
+        ["canary", "--old", "http://127.0.0.1:9/", "--new", "http://127.0.0.1:9/", "--prompts",
+         str(_prompts(tmp_path, PROMPTS)), "--policy", str(_policy(tmp_path)), "-o", str(out), "--no-lpips",
+         "--ocr-lang", "xx"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "no Tesseract language data for 'xx'" in " ".join(result.output.split())
+    assert not (out / "old").exists()

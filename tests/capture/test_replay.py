@@ -1,0 +1,58 @@
+"""Replay: a deterministic command replays byte-identical; a noisy one is flagged."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pixgate.capture.capture import CaptureOptions
+from pixgate.capture.replay import run_replay
+from pixgate.runs import schema
+from tests.capture.test_capture import _prompts
+
+GENERATE = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} --out {{out}}"
+
+
+def test_deterministic_command_replays(tmp_path: Path, alex_weights: Path) -> None:
+    result = run_replay(CaptureOptions(_prompts(tmp_path), tmp_path / "r", command=GENERATE), 3, weights=alex_weights)
+    rows = result.table.to_pylist()
+    assert result.replayable and len(rows) == 3
+    assert all(r[schema.MAX_PIXEL_DIFF.name] == 0 and r[schema.REPLAY_LPIPS.name] == 0.0 for r in rows)
+    assert all(r[schema.RUNS.name] == 3 for r in rows)
+    assert (tmp_path / "r" / "replay.arrow").exists() and (tmp_path / "r" / "run3" / "sale.png").exists()
+
+
+def test_noisy_command_is_flagged(tmp_path: Path, alex_weights: Path) -> None:
+    noisy = GENERATE + " --degrade noise"
+    result = run_replay(CaptureOptions(_prompts(tmp_path), tmp_path / "r", command=noisy), 2, weights=alex_weights)
+    assert not result.replayable
+    for row in result.table.to_pylist():
+        assert row[schema.BYTE_IDENTICAL.name] is False
+        assert 0 < row[schema.MAX_PIXEL_DIFF.name] <= 12  # two runs, each within 6 levels of the clean image
+        assert row[schema.REPLAY_LPIPS.name] > 0.0
+
+
+def test_replay_without_weights_says_why_lpips_is_null(tmp_path: Path) -> None:
+    result = run_replay(CaptureOptions(_prompts(tmp_path), tmp_path / "r", command=GENERATE), 2)
+    assert result.note is not None and "no alex backbone weights" in result.note
+    assert result.table.column(schema.REPLAY_LPIPS.name).null_count == 3
+    assert result.replayable
+
+
+def test_gate_can_require_replayability(tmp_path: Path) -> None:
+    from pixgate.judging.gate import judge
+    from pixgate.judging.policy import parse_policy
+    from pixgate.runs.files import read_run
+
+    noisy = GENERATE + " --degrade noise"
+    run_replay(CaptureOptions(_prompts(tmp_path), tmp_path / "r", command=noisy), 2)
+    policy = parse_policy(
+        '[[rule]]\nname = "replays"\ncolumn = "byte_identical"\nstat = "each"\nop = "=="\npass = true\n'
+        "critical = true\n",
+        tmp_path / "p.toml",
+    )
+    verdict = judge(policy, read_run(tmp_path / "r" / "replay.arrow"))
+    assert verdict.verdict == "fail"
+    assert {p["pair_id"] for p in verdict.failing_pairs} == {"sale", "boots/winter", "coffee"}
+    json.dumps(verdict.to_dict())

@@ -1,0 +1,475 @@
+"""The gate's judge: statistics against NumPy, grading, no data, errors, and the golden set."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pixgate import config
+from pixgate.judging.gate import (
+    FAIL,
+    MARGINAL,
+    PASS,
+    SKIPPED,
+    GateInputError,
+    check_fits,
+    evaluate,
+    judge,
+)
+from pixgate.judging.policy import Policy, Rule, load_policy, parse_policy
+from pixgate.runs import schema
+from pixgate.runs.files import RunFileError, read_run
+from pixgate.scoring.score import ScoreOptions, run_score
+from tests.conftest import GOLDEN, write_run
+
+GOLDEN_POLICY = GOLDEN / "policy.toml"
+
+
+def _policy(text: str, tmp_path: Path) -> Policy:
+    return parse_policy(text, tmp_path / "policy.toml")
+
+
+def _rule(text: str, tmp_path: Path) -> Rule:
+    """The one explicit rule of a policy (after the implicit status rule, if any)."""
+    return _policy(text, tmp_path).rules[-1]
+
+
+def _run(tmp_path: Path, rows: list[dict[str, object]], name: str = "run.arrow") -> pa.Table:
+    """Rows written as a real run file and read back the way the gate reads it."""
+    return read_run(write_run(tmp_path / name, rows))
+
+
+def _ok_rows(n: int, **columns: list[object]) -> list[dict[str, object]]:
+    rows = [{schema.PAIR_ID.name: f"p{i:03d}", schema.STATUS.name: schema.STATUS_OK} for i in range(n)]
+    for name, values in columns.items():
+        for row, value in zip(rows, values, strict=True):
+            row[name] = value
+    return rows
+
+
+def _agg(column: str, stat: str, op: str, bound: float, marginal: float | None = None) -> str:
+    text = f'[[rule]]\ncolumn = "{column}"\nstat = "{stat}"\nop = "{op}"\npass = {bound}\n'
+    return text + (f"marginal = {marginal}\n" if marginal is not None else "")
+
+
+# --- aggregates, grading, per-pair rules ---
+
+
+@pytest.mark.parametrize("stat", ["mean", "median", "min", "max", "p95", "p05", "p50", "p99.5", "p0", "p100"])
+def test_aggregate_matches_numpy_over_non_null_values(stat: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    values: list[object] = [float(v) for v in rng.uniform(0, 0.4, 60)]
+    for i in (3, 17, 44):
+        values[i] = None
+    table = _run(tmp_path, _ok_rows(60, lpips=values))
+    res = evaluate(_rule(_agg("lpips", stat, "<=", 1.0), tmp_path), table)
+    present = np.array([v for v in values if v is not None], dtype=float)
+    if stat.startswith("p"):
+        expected = np.quantile(present, float(stat[1:]) / 100, method="inverted_cdf")
+    else:
+        expected = {"mean": np.mean, "median": np.median, "min": np.min, "max": np.max}[stat](present)
+    assert res.observed == pytest.approx(float(expected), rel=0, abs=0)
+    assert (res.n, res.n_rows) == (57, 60)
+    assert "3 of 60 rows have no value" in res.note
+
+
+def test_percentile_reads_as_share_of_pairs(tmp_path: Path) -> None:
+    # 19 pairs at 0.1 and one at 0.9: p95 is the 19th value (95 % of 20), not an interpolation.
+    table = _run(tmp_path, _ok_rows(20, lpips=[0.1] * 19 + [0.9]))
+    assert evaluate(_rule(_agg("lpips", "p95", "<=", 0.1), tmp_path), table).result == PASS
+    assert evaluate(_rule(_agg("lpips", "p96", "<=", 0.1), tmp_path), table).result == FAIL
+
+
+@pytest.mark.parametrize(
+    ("op", "bound", "marginal", "expected"),
+    [
+        ("<=", 0.2, None, PASS),  # exactly at an inclusive bound
+        ("<", 0.2, None, FAIL),
+        ("<", 0.2, 0.3, MARGINAL),
+        ("<=", 0.1, 0.2, MARGINAL),
+        ("<=", 0.1, 0.15, FAIL),
+        (">=", 0.2, None, PASS),
+        (">", 0.2, 0.1, MARGINAL),
+        (">=", 0.3, 0.25, FAIL),
+    ],
+)
+def test_grading_against_pass_and_marginal_bounds(
+    op: str, bound: float, marginal: float | None, expected: str, tmp_path: Path
+) -> None:
+    table = _run(tmp_path, _ok_rows(3, lpips=[0.2, 0.2, 0.2]))
+    # `max` keeps the value exactly 0.2 (a mean of three 0.2s is 0.2 plus a rounding error).
+    assert evaluate(_rule(_agg("lpips", "max", op, bound, marginal), tmp_path), table).result == expected
+
+
+def test_each_rule_grades_the_worst_pair(tmp_path: Path) -> None:
+    rule_text = _agg("aspect_ratio_delta", "each", "<=", 0.01, 0.05)
+    clean = _run(tmp_path, _ok_rows(3, aspect_ratio_delta=[0.0, 0.005, 0.01]), "a.arrow")
+    slight = _run(tmp_path, _ok_rows(3, aspect_ratio_delta=[0.0, 0.03, 0.01]), "b.arrow")
+    broken = _run(tmp_path, _ok_rows(3, aspect_ratio_delta=[0.2, 0.03, 0.0]), "c.arrow")
+    rule = _rule(rule_text, tmp_path)
+    assert evaluate(rule, clean).result == PASS
+    res = evaluate(rule, slight)
+    assert (res.result, res.observed, res.violations) == (MARGINAL, 1.0, {1: 0.03})
+    res = evaluate(rule, broken)
+    assert (res.result, res.observed, res.violations) == (FAIL, 2.0, {0: 0.2, 1: 0.03})
+
+
+def test_rate_rule_counts_true_and_lists_the_false_pairs(tmp_path: Path) -> None:
+    table = _run(tmp_path, _ok_rows(10, icc_match=[True] * 7 + [False, None, False]))
+    res = evaluate(_rule(_agg("icc_match", "rate", ">=", 0.9, 0.75), tmp_path), table)
+    assert res.observed == pytest.approx(7 / 9)
+    assert (res.result, res.n, sorted(res.violations)) == (MARGINAL, 9, [7, 9])
+
+
+def test_each_on_bool_and_string_columns(tmp_path: Path) -> None:
+    rows = _ok_rows(4, alpha_parity=[True, False, True, True])
+    rows[2][schema.STATUS.name] = schema.STATUS_ERROR
+    table = _run(tmp_path, rows)
+    parity = _rule('[[rule]]\ncolumn = "alpha_parity"\nstat = "each"\nop = "=="\npass = true\n', tmp_path)
+    status = _rule('[[rule]]\ncolumn = "status"\nstat = "each"\nop = "=="\npass = "ok"\n', tmp_path)
+    assert evaluate(parity, table).violations == {1: False}
+    res = evaluate(status, table)
+    assert (res.result, res.violations) == (FAIL, {2: schema.STATUS_ERROR})
+
+
+# --- no data, errors, verdicts ---
+
+
+def test_missing_column_is_no_data_and_fails(tmp_path: Path) -> None:
+    path = tmp_path / "other.arrow"
+    table = pa.table({schema.PAIR_ID.name: ["a", "b"], schema.STATUS.name: ["ok", "ok"]})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    res = evaluate(_rule(_agg("lpips", "p95", "<=", 0.2), tmp_path), read_run(path))
+    assert res.nodata and res.result == FAIL
+    assert "not in the run" in res.note and "allow_nodata" in res.note
+
+
+def test_all_null_column_fails_unless_allowed_and_then_carries_no_weight(tmp_path: Path) -> None:
+    table = _run(tmp_path, _ok_rows(4, lpips=[None] * 4, edge_preservation=[1.0] * 4))
+    strict = _policy(_agg("lpips", "p95", "<=", 0.2) + _agg("edge_preservation", "min", ">=", 0.9), tmp_path)
+    verdict = judge(strict, table)
+    lp = next(r for r in verdict.rules if r.rule.column == "lpips")
+    assert (lp.result, lp.nodata) == (FAIL, True)
+    assert lp.note.startswith("'lpips' is null in all 4 rows")
+    assert verdict.verdict == FAIL  # 2 of 3 rules pass: score 66.7 < 75
+    lenient = _policy(
+        _agg("lpips", "p95", "<=", 0.2) + "allow_nodata = true\n" + _agg("edge_preservation", "min", ">=", 0.9),
+        tmp_path,
+    )
+    verdict = judge(lenient, table)
+    assert [r.result for r in verdict.rules] == [PASS, SKIPPED, PASS]
+    assert (verdict.verdict, verdict.score) == (PASS, 100.0)
+
+
+def test_errored_rows_fail_the_implicit_status_rule_and_stay_visible(tmp_path: Path) -> None:
+    rows = _ok_rows(5, lpips=[0.01, 0.02, None, 0.01, 0.03])
+    rows[2].update({schema.STATUS.name: schema.STATUS_ERROR, schema.ERROR.name: "candidate: truncated PNG"})
+    policy = _policy(_agg("lpips", "max", "<=", 0.1), tmp_path)  # no status rule of its own
+    verdict = judge(policy, _run(tmp_path, rows))
+    status, lp = verdict.rules
+    assert status.rule.critical and status.result == FAIL
+    assert (lp.result, lp.n, lp.n_rows) == (PASS, 4, 5)  # the errored row shows up as n < n_rows
+    assert verdict.verdict == FAIL and "every pair scored" in verdict.reason
+    assert verdict.failing_pairs[0]["pair_id"] == "p002"
+    assert verdict.failing_pairs[0]["error"] == "candidate: truncated PNG"
+
+
+def test_empty_run_fails(tmp_path: Path) -> None:
+    verdict = judge(_policy(_agg("lpips", "max", "<=", 0.1), tmp_path), _run(tmp_path, []))
+    assert verdict.verdict == FAIL
+    assert all(r.nodata for r in verdict.rules)
+
+
+def test_score_is_the_weighted_mean_and_sets_the_verdict(tmp_path: Path) -> None:
+    table = _run(tmp_path, _ok_rows(3, lpips=[0.2] * 3, delta_e_mean=[1.0] * 3, edge_preservation=[0.5] * 3))
+    head = '[[rule]]\ncolumn = "status"\nstat = "each"\nop = "=="\npass = "ok"\nweight = 3\n'
+    good = _agg("delta_e_mean", "max", "<=", 2.0) + "weight = 2\n"
+    marginal = _agg("lpips", "p95", "<=", 0.1, 0.3)
+    failing = _agg("edge_preservation", "min", ">=", 0.9)
+    verdict = judge(_policy(head + good + marginal, tmp_path), table)
+    assert verdict.score == pytest.approx(100 * (3 + 2 + 0.5) / 6)
+    assert verdict.verdict == MARGINAL
+    verdict = judge(_policy(head + good + marginal + failing, tmp_path), table)
+    assert verdict.score == pytest.approx(100 * (3 + 2 + 0.5) / 7)
+    assert verdict.verdict == MARGINAL  # 78.6 >= 75
+    verdict = judge(_policy(head + marginal + failing + "weight = 3\n", tmp_path), table)
+    assert verdict.score == pytest.approx(100 * (3 + 0.5) / 7)
+    assert verdict.verdict == FAIL and "below marginal score" in verdict.reason
+    verdict = judge(_policy(head + good + failing + "critical = true\n", tmp_path), table)
+    assert verdict.score > 75 and verdict.verdict == FAIL
+    assert "critical rule failed: edge_preservation min" in verdict.reason
+
+
+def test_failing_pairs_put_critical_breaks_first(tmp_path: Path) -> None:
+    rows = _ok_rows(4, lpips=[0.9, 0.5, 0.05, 0.6], alpha_parity=[True, True, False, True])
+    text = (
+        _agg("lpips", "p95", "<=", 0.1)
+        + '[[rule]]\ncolumn = "alpha_parity"\nstat = "each"\nop = "=="\npass = true\ncritical = true\n'
+    )
+    verdict = judge(_policy(text, tmp_path), _run(tmp_path, rows))
+    ids = [p["pair_id"] for p in verdict.failing_pairs]
+    assert ids == ["p002", "p000", "p003", "p001"]  # critical, then by how far beyond the bound
+    assert verdict.failing_pairs[0]["critical"] and not verdict.failing_pairs[1]["critical"]
+    assert verdict.failing_pairs[1]["values"] == {"lpips": 0.9}
+
+
+# --- statistical rules ---
+
+# GPU time per pair modelled as log-normal run-to-run jitter around a median of 10 ms.
+STAT_PAIRS = 50  # pairs per run: small next to a real batch, so the rates below are conservative
+STAT_JITTER = 0.15  # log-sd of per-pair GPU time; H100/H200 runs show well under this
+STAT_REPEATS = 400
+STAT_BOUND = 0.10  # the rule: median GPU time may grow by at most 10 %
+REAL_SHIFT = 0.18
+# Expected false-fail rate is below the test's level alpha (a shift must be significant and
+# beyond the bound); twice alpha leaves room for the sampling error of STAT_REPEATS draws.
+FALSE_FAIL_MAX = 2 * config.GATE_ALPHA
+# Detection of a real +18 % at 50 pairs per side (0.975 measured); 0.9 leaves room for
+# the sampling error of STAT_REPEATS draws.
+DETECTION_MIN = 0.9
+
+
+def _gpu_rule(tmp_path: Path, op: str = "<=", bound: float = STAT_BOUND) -> Rule:
+    text = f'[[rule]]\ncolumn = "gpu_ms"\nstat = "median_change"\nop = "{op}"\npass = {bound}\n'
+    return _rule(text, tmp_path)
+
+
+def _judge_rate(rule: Rule, draw_new: object, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    fails = 0
+    for _ in range(STAT_REPEATS):
+        old = 10.0 * np.exp(rng.normal(0, STAT_JITTER, STAT_PAIRS))
+        new = draw_new(rng)  # type: ignore[operator]
+        res = evaluate(rule, pa.table({"gpu_ms": new}), pa.table({"gpu_ms": old}))
+        fails += res.result == FAIL
+    return fails / STAT_REPEATS
+
+
+def test_median_change_noise_passes_and_a_real_shift_fails(tmp_path: Path) -> None:
+    """Seeded repetitions of the GPU-time rule (+10 % bound, alpha 0.01, 50 pairs per run).
+
+    Measured on this suite's seeds (and printed with `pytest -s`): pure noise fails 1 of
+    400 runs (false-fail rate 0.25 %), noise in which 5 % of the new run's pairs take 3x as
+    long fails 2 of 400 (0.5 %), and a real +18 % shift is caught in 390 of 400 (97.5 %).
+    """
+    rule = _gpu_rule(tmp_path)
+
+    def noise(rng: np.random.Generator) -> np.ndarray:
+        return 10.0 * np.exp(rng.normal(0, STAT_JITTER, STAT_PAIRS))
+
+    def outliers(rng: np.random.Generator) -> np.ndarray:
+        times = noise(rng)
+        times[rng.random(STAT_PAIRS) < 0.05] *= 3.0
+        return times
+
+    def shifted(rng: np.random.Generator) -> np.ndarray:
+        return (1 + REAL_SHIFT) * noise(rng)
+
+    false_fail = _judge_rate(rule, noise, seed=1)
+    false_fail_outliers = _judge_rate(rule, outliers, seed=2)
+    detection = _judge_rate(rule, shifted, seed=3)
+    print(f"false-fail {false_fail:.4f}, with outliers {false_fail_outliers:.4f}, detection {detection:.4f}")
+    assert false_fail <= FALSE_FAIL_MAX
+    assert false_fail_outliers <= FALSE_FAIL_MAX
+    assert detection >= DETECTION_MIN
+
+
+def test_median_change_reports_change_and_direction(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    old = 10.0 * np.exp(rng.normal(0, 0.05, 200))
+    new = 1.3 * 10.0 * np.exp(rng.normal(0, 0.05, 200))
+    res = evaluate(_gpu_rule(tmp_path), pa.table({"gpu_ms": new}), pa.table({"gpu_ms": old}))
+    assert res.result == FAIL
+    assert res.observed == pytest.approx(np.median(new) / np.median(old) - 1)
+    assert res.p_value is not None and res.p_value < 1e-6
+    # A lower bound (e.g. "may drop by at most 10 %") is not broken by an increase ...
+    lower = _gpu_rule(tmp_path, ">=", -0.10)
+    assert evaluate(lower, pa.table({"gpu_ms": new}), pa.table({"gpu_ms": old})).result == PASS
+    # ... and is by a real drop.
+    assert evaluate(lower, pa.table({"gpu_ms": old * 0.7}), pa.table({"gpu_ms": old})).result == FAIL
+
+
+def test_median_change_without_enough_data_is_no_data(tmp_path: Path) -> None:
+    rule = _gpu_rule(tmp_path)
+    res = evaluate(rule, pa.table({"gpu_ms": [10.0, 30.0]}), None)
+    assert res.nodata and "gate --against" in res.note
+    # 3 against 3 values: the smallest possible one-sided p is 1/20 > alpha, so the
+    # rule could never fail; that is no data, not a pass.
+    res = evaluate(rule, pa.table({"gpu_ms": [30.0, 31.0, 32.0]}), pa.table({"gpu_ms": [10.0, 11.0, 12.0]}))
+    assert res.nodata and res.result == FAIL and "cannot reach significance" in res.note
+    res = evaluate(rule, pa.table({"gpu_ms": [None, None]}, schema=pa.schema([("gpu_ms", pa.float64())])), None)
+    assert res.nodata
+
+
+# --- reading and checking files ---
+
+
+def test_unreadable_files_are_input_errors(tmp_path: Path) -> None:
+    junk = tmp_path / "run.arrow"
+    junk.write_bytes(b"not arrow at all")
+    with pytest.raises(RunFileError, match="not an Arrow IPC file"):
+        read_run(junk)
+    with pytest.raises(RunFileError, match="no such file"):
+        read_run(tmp_path / "missing.arrow")
+    partial = tmp_path / "run.arrow.partial"
+    partial.write_bytes(b"\xff\xff\xff\xff")
+    with pytest.raises(RunFileError, match="--resume"):
+        read_run(partial)
+
+
+def test_schema_that_does_not_fit_is_an_input_error(tmp_path: Path) -> None:
+    policy = load_policy(GOLDEN_POLICY)
+    path = tmp_path / "bad.arrow"
+    table = pa.table({schema.PAIR_ID.name: ["a"], schema.STATUS.name: ["ok"], schema.LPIPS.name: ["0.1"]})
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    with pytest.raises(GateInputError, match=r"column 'lpips' holds string, rule 'LPIPS p95' \(policy line \d+\)"):
+        check_fits(table, policy, path)
+    with pytest.raises(RunFileError, match=r"column 'lpips' holds string; a pixgate file has float64 there"):
+        read_run(path)
+    future = write_run(tmp_path / "future.arrow", [], {schema.META_SCHEMA_VERSION: "3.0"})
+    with pytest.raises(GateInputError, match=r"run schema 3\.0"):
+        check_fits(read_run(future), policy, future)
+
+
+# --- the golden set ---
+
+
+def test_golden_candidates_fail_naming_the_alpha_and_icc_rules(golden_run: Path) -> None:
+    verdict = judge(load_policy(GOLDEN_POLICY), read_run(golden_run))
+    results = {r.rule.name: r for r in verdict.rules}
+    assert verdict.verdict == FAIL
+    for name in ("alpha parity", "ICC match"):
+        assert results[name].result == FAIL and results[name].rule.critical
+        assert name in verdict.reason
+    by_pair = {p["pair_id"]: p for p in verdict.failing_pairs}
+    assert results["typography"].result == FAIL
+    assert set(results["typography"].violations.values()) == {False}
+    assert "typography" in by_pair["small_text_mush"]["rules"]
+    assert "typography" not in by_pair.get("text_rerendered", {"rules": []})["rules"]
+    assert "alpha parity" in by_pair["alpha_dropped"]["rules"]
+    assert "ICC match" in by_pair["icc_swapped"]["rules"]
+    assert not any(pid.startswith("identical") for pid in by_pair)
+    assert results["GPU time per pair"].result == SKIPPED  # no --against, no GPU
+
+
+def _identical_golden(tmp_path: Path) -> tuple[Path, Path]:
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    for side, folder in (("baseline", base), ("candidate", cand)):
+        folder.mkdir()
+        for image in sorted((GOLDEN / side).glob("identical_*")):
+            shutil.copy(image, folder / image.name)
+    return base, cand
+
+
+def test_golden_identical_pairs_pass(alex_weights: Path, tmp_path: Path) -> None:
+    base, cand = _identical_golden(tmp_path)
+    out = tmp_path / "run.arrow"
+    opts = ScoreOptions(base, cand, out, device="cpu", weights=alex_weights, manifest=GOLDEN / "manifest.jsonl")
+    assert run_score(opts).all_ok
+    verdict = judge(load_policy(GOLDEN_POLICY), read_run(out))
+    assert verdict.verdict == PASS, verdict.reason
+    assert verdict.score == 100.0 and not verdict.failing_pairs
+    assert verdict.context["pairs"] == 2
+
+
+def _golden_subset(tmp_path: Path, names: list[str], *, identical: bool = False) -> tuple[Path, Path]:
+    """Golden pairs by name (the candidate a copy of the baseline when `identical`)."""
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    for folder in (base, cand):
+        folder.mkdir(parents=True)
+    for name in names:
+        shutil.copy(GOLDEN / "baseline" / f"{name}.png", base)
+        source = GOLDEN / "baseline" / f"{name}.png" if identical else next((GOLDEN / "candidate").glob(f"{name}.*"))
+        shutil.copy(source, cand / source.name)
+    return base, cand
+
+
+def _golden_verdict(alex_weights: Path, tmp_path: Path, names: list[str], *, identical: bool = False) -> object:
+    """The shipped policy's verdict on golden pairs scored as a new user would: no manifest."""
+    base, cand = _golden_subset(tmp_path, names, identical=identical)
+    out = tmp_path / "run.arrow"
+    assert run_score(ScoreOptions(base, cand, out, device="cpu", weights=alex_weights)).all_ok
+    return judge(load_policy(GOLDEN_POLICY), read_run(out))
+
+
+def test_shipped_policy_without_a_manifest(alex_weights: Path, tmp_path: Path) -> None:
+    # Every golden baseline against itself: pixel-identical pairs pass.
+    names = sorted(p.stem for p in (GOLDEN / "baseline").glob("*.png"))
+    same = _golden_verdict(alex_weights, tmp_path / "same", names, identical=True)
+    assert same.verdict == PASS and same.score == 100.0, same.reason  # type: ignore[attr-defined]
+    typography = next(r for r in same.rules if r.rule.column == schema.TEXT_PASS.name)  # type: ignore[attr-defined]
+    assert typography.result == PASS and typography.n == len(names)
+    # The same copy, antialiased by another renderer: passes.
+    aa = _golden_verdict(alex_weights, tmp_path / "aa", ["text_antialiased"])
+    assert aa.verdict == PASS, aa.reason  # type: ignore[attr-defined]
+    # Small print rasterised to mush: fails, and the typography rule says so.
+    mush = _golden_verdict(alex_weights, tmp_path / "mush", ["small_text_mush"])
+    assert mush.verdict == FAIL and "typography" in mush.reason  # type: ignore[attr-defined]
+    assert mush.failing_pairs[0]["pair_id"] == "small_text_mush"  # type: ignore[attr-defined]
+    assert "typography" in mush.failing_pairs[0]["rules"]  # type: ignore[attr-defined]
+
+
+def test_not_applicable_passes_and_not_checked_is_no_data(tmp_path: Path) -> None:
+    rule = _rule('[[rule]]\nname = "t"\ncolumn = "text_pass"\nstat = "each"\nop = "=="\npass = true\n', tmp_path)
+    rate = _rule('[[rule]]\nname = "r"\ncolumn = "text_pass"\nstat = "rate"\nop = ">="\npass = 0.9\n', tmp_path)
+    na = {schema.STATUS.name: "ok", schema.TEXT_STATUS.name: schema.TEXT_NOT_APPLICABLE}
+    checked = {schema.STATUS.name: "ok", schema.TEXT_STATUS.name: schema.TEXT_CHECKED}
+    off = {schema.STATUS.name: "ok", schema.TEXT_STATUS.name: schema.TEXT_NOT_CHECKED}
+
+    def table(rows: list[dict[str, object]]) -> pa.Table:
+        named = [{schema.PAIR_ID.name: f"p{i}", **row} for i, row in enumerate(rows)]
+        return read_run(write_run(tmp_path / "run.arrow", named))
+
+    only_na = evaluate(rule, table([na, na]))
+    assert only_na.result == PASS and not only_na.nodata and "2 of 2 rows not applicable" in only_na.note
+    assert evaluate(rate, table([na, na])).result == PASS
+    mixed = evaluate(rule, table([na, {**checked, schema.TEXT_PASS.name: False}]))
+    assert mixed.result == FAIL and mixed.violations == {1: False} and "1 of 2 rows not applicable" in mixed.note
+    assert evaluate(rate, table([na, na, {**checked, schema.TEXT_PASS.name: True}])).result == PASS
+    unchecked = evaluate(rule, table([off, off]))
+    assert unchecked.nodata and unchecked.result == FAIL and "null in all 2 rows" in unchecked.note
+    part = evaluate(rule, table([off, {**checked, schema.TEXT_PASS.name: True}]))
+    assert part.result == PASS and "1 of 2 rows have no value" in part.note
+    # A row that is not ok is the status rule's to judge, not a gap in this one.
+    error = {schema.STATUS.name: schema.STATUS_ERROR}
+    with_error = evaluate(rule, table([na, na, error]))
+    assert with_error.result == PASS and "1 not ok, judged by the status rule" in with_error.note
+    # Any other missing value keeps a rule without values "no data", and is counted.
+    gap = evaluate(rule, table([na, {**checked, schema.TEXT_PASS.name: None}, off]))
+    assert gap.nodata and gap.result == FAIL and "1 of 3 rows not applicable" in gap.note and "2 without" in gap.note
+    # A column without a "not applicable" marker keeps its nulls as missing data.
+    lp = _rule('[[rule]]\nname = "l"\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = 0.1\n', tmp_path)
+    assert evaluate(lp, table([na, na])).nodata
+
+
+def test_golden_run_without_lpips_fails_as_no_data(tmp_path: Path) -> None:
+    base, cand = _identical_golden(tmp_path)
+    out = tmp_path / "run.arrow"
+    opts = ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=GOLDEN / "manifest.jsonl")
+    assert run_score(opts).all_ok
+    verdict = judge(load_policy(GOLDEN_POLICY), read_run(out))
+    lp = next(r for r in verdict.rules if r.rule.column == schema.LPIPS.name)
+    assert lp.nodata and lp.result == FAIL and "null in all 2 rows" in lp.note
+    assert verdict.verdict == FAIL and "LPIPS p95" in verdict.reason
+
+
+def test_gate_imports_neither_torch_nor_numba(golden_run: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pixgate.cli import app\n"
+        f"try:\n    app(['gate', {str(golden_run)!r}, '--policy', {str(GOLDEN_POLICY)!r}, '-q'])\n"
+        "except SystemExit as exc:\n    print('exit', exc.code)\n"
+        "print('heavy', sorted(m for m in ('torch', 'torchvision', 'lpips', 'numba') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert "verdict: fail" in done.stdout, done.stdout + done.stderr
+    assert "exit 1" in done.stdout
+    assert "heavy []" in done.stdout, done.stdout

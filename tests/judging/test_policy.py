@@ -1,0 +1,172 @@
+"""Policy files: the shipped policy parses, and every kind of mistake names its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pixgate.judging.policy import EACH, IMPLICIT_STATUS_RULE, PolicyError, load_policy, parse_policy
+from pixgate.runs import schema
+from tests.conftest import GOLDEN
+
+GOOD_RULE = """
+[[rule]]
+column = "lpips"
+stat = "p95"
+op = "<="
+pass = 0.2
+"""
+
+# Each bad policy marks the line at fault with "# <-"; the test finds it, so the expected
+# line number is never typed by hand.
+BAD_POLICIES = {
+    "unknown column": (
+        GOOD_RULE + '\n[[rule]]\ncolumn = "lpip"  # <-\nstat = "mean"\nop = "<="\npass = 0.1\n',
+        ["unknown column 'lpip'", "did you mean 'lpips'"],
+    ),
+    "bad operator": (
+        GOOD_RULE + '\n[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "=<"  # <-\npass = 0.1\n',
+        ["op '=<'", "<, <=, >, >="],
+    ),
+    "equality on an aggregate": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "=="  # <-\npass = 0.1\n',
+        ["op '=='", "stat 'mean'"],
+    ),
+    "string bound for a number": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = "0.1"  # <-\n',
+        ["'pass' must be a finite number", "'0.1'"],
+    ),
+    "number bound for a bool each": (
+        '[[rule]]\ncolumn = "alpha_parity"\nstat = "each"\nop = "=="\npass = 1  # <-\n',
+        ["true or false", "alpha_parity"],
+    ),
+    "percentile of a bool": (
+        '[[rule]]\ncolumn = "alpha_parity"\nstat = "p95"  # <-\nop = ">="\npass = 0.5\n',
+        ["stat 'p95' does not apply to 'alpha_parity' (bool)", "rate, each"],
+    ),
+    "percentile past 100": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "p101"  # <-\nop = "<="\npass = 0.5\n',
+        ["stat 'p101'"],
+    ),
+    "unknown key": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = 0.1\nmarginl = 0.2  # <-\n',
+        ["unknown key 'marginl'", "did you mean 'marginal'"],
+    ),
+    "marginal tighter than pass": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = 0.2\nmarginal = 0.1  # <-\n',
+        ["'marginal' 0.1 must be at or above 'pass' 0.2"],
+    ),
+    "rate outside 0..1": (
+        '[[rule]]\ncolumn = "icc_match"\nstat = "rate"\nop = ">="\npass = 95  # <-\n',
+        ["0..1", "95"],
+    ),
+    "unknown status": (
+        '[[rule]]\ncolumn = "status"\nstat = "each"\nop = "=="\npass = "okay"  # <-\n',
+        ["'okay' is not a status", "ok, error"],
+    ),
+    "negative weight": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = 0.2\nweight = -1  # <-\n',
+        ["'weight' must be a positive number"],
+    ),
+    "alpha on an aggregate": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = 0.2\nalpha = 0.05  # <-\n',
+        ["'alpha' applies only to stat 'median_change'"],
+    ),
+    "critical not a bool": (
+        '[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = 0.2\ncritical = "yes"  # <-\n',
+        ["'critical' must be true or false"],
+    ),
+    "missing pass": (
+        '[[rule]]  # <-\ncolumn = "lpips"\nstat = "mean"\nop = "<="\n',
+        ["'pass' (the bound for a pass) is required"],
+    ),
+    "toml syntax": (
+        # The string left open on the marked line runs into its line end.
+        GOOD_RULE + '\n[[rule]]\ncolumn = "lpips  # <-\nstat = "mean"\n',
+        ["not valid TOML"],
+    ),
+    "marginal score above pass score": (
+        "[policy]\npass_score = 80\nmarginal_score = 90  # <-\n" + GOOD_RULE,
+        ["'marginal_score' 90.0 is above 'pass_score' 80.0"],
+    ),
+    "unknown policy key": (
+        '[policy]\nnmae = "x"  # <-\n' + GOOD_RULE,
+        ["unknown key 'nmae' in [policy]"],
+    ),
+}
+
+
+def _marked_line(text: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), start=1) if "# <-" in line)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_POLICIES))
+def test_bad_policy_names_its_line(case: str, tmp_path: Path) -> None:
+    text, phrases = BAD_POLICIES[case]
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert info.value.line == _marked_line(text), message
+    assert message.startswith(f"{path}:{info.value.line}: "), message
+    for phrase in phrases:
+        assert phrase in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("", "no [[rule]] tables"),
+        ('[rules]\nx = 1\n[[rule]]\ncolumn = "lpips"\nstat = "mean"\nop = "<="\npass = 1\n', "unknown table 'rules'"),
+    ],
+)
+def test_policy_level_mistakes(text: str, phrase: str, tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=phrase.replace("[", r"\[")):
+        parse_policy(text, tmp_path / "p.toml")
+
+
+def test_unreadable_policy_is_a_policy_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.toml")
+
+
+def test_golden_policy_parses_with_the_rules_the_golden_set_needs() -> None:
+    policy = load_policy(GOLDEN / "policy.toml")
+    by_column = {rule.column: rule for rule in policy.rules}
+    for column in (schema.ALPHA_PARITY, schema.ICC_MATCH, schema.SIZE_MATCH, schema.STATUS):
+        rule = by_column[column.name]
+        assert rule.stat == EACH and rule.critical, rule
+    assert by_column[schema.LPIPS.name].stat == "p95"
+    assert by_column[schema.EDGE_PRESERVATION.name].quantile == pytest.approx(0.05)
+    assert by_column[schema.DELTA_E_MEAN.name].op == "<="
+    assert IMPLICIT_STATUS_RULE not in policy.rules  # it has its own status rule
+    assert all(rule.line is not None for rule in policy.rules)
+
+
+def test_policy_without_status_rule_gets_the_implicit_one(tmp_path: Path) -> None:
+    policy = parse_policy(GOOD_RULE, tmp_path / "p.toml")
+    assert policy.rules[0] == IMPLICIT_STATUS_RULE
+    assert policy.rules[0].critical
+    assert len(policy.rules) == 2
+
+
+def test_rule_defaults_and_names(tmp_path: Path) -> None:
+    policy = parse_policy(GOOD_RULE, tmp_path / "p.toml")
+    rule = policy.rules[1]
+    assert rule.name == "lpips p95"
+    assert rule.weight == 1.0 and not rule.critical and not rule.allow_nodata
+    assert rule.quantile == pytest.approx(0.95)
+    assert rule.line == _marked_line(GOOD_RULE.replace("[[rule]]", "[[rule]]  # <-"))
+    assert policy.name == "p"
+
+
+@pytest.mark.timeout(30)
+def test_a_policy_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "policy.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(PolicyError, match="FIFO"):
+        load_policy(fifo)

@@ -1,0 +1,283 @@
+"""The HTML report: ranking, self-containment, headless Chromium, and 2,000-pair size."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pixgate.cli import app
+from pixgate.judging.gate import judge
+from pixgate.judging.policy import load_policy
+from pixgate.report.html import build_report, rank_worst
+from pixgate.runs import schema
+from pixgate.runs.files import read_run
+from tests.browser import Chromium, chromium_binary
+from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster, write_run
+
+runner = CliRunner()
+# A report of 2,000 pairs must stay attachable to a CI run.
+MAX_REPORT_BYTES = 30 * 1024 * 1024
+LARGE_RUN_PAIRS = 2000
+# A blank or failed render is one flat colour; the golden report has pictures and plots.
+MIN_SCREENSHOT_STD = 10.0
+MIN_SCREENSHOT_COLOURS = 500
+
+
+class _Refs(HTMLParser):
+    """Every src/href in a page, every <img>, and the all-pairs table's first cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.images: list[str] = []
+        self.cells: list[str] = []
+        self._in_td = False
+        self._first = False
+        self._in_pairs = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+        if tag == "img":
+            self.images.append(found.get("alt") or "")
+        if tag == "table":
+            self._in_pairs = "pairs" in (found.get("class") or "").split()
+        if tag == "tr":
+            self._first = self._in_pairs
+        if tag == "td":
+            self._in_td = self._first
+            self._first = False
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_pairs = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_td:
+            self.cells.append(data)
+            self._in_td = False
+
+
+def _parse(path: Path) -> _Refs:
+    refs = _Refs()
+    refs.feed(path.read_text(encoding="utf-8"))
+    return refs
+
+
+def _captures(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(1)
+    paths = []
+    for name, scale in (("old", 800.0), ("new", 950.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        table = pa.table(
+            {
+                "id": [f"p{i}" for i in range(40)],
+                schema.LATENCY_MS.name: scale * np.exp(rng.normal(0, 0.2, 40)),
+                schema.GPU_MS.name: scale / 10 * np.exp(rng.normal(0, 0.1, 40)),
+            }
+        )
+        with pa.OSFile(str(folder / "capture.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        paths.append(folder / "capture.arrow")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def golden_report(golden_run: Path, alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The golden set's report, with its verdict, two captures and LPIPS maps."""
+    folder = tmp_path_factory.mktemp("report")
+    verdict = judge(load_policy(GOLDEN / "policy.toml"), read_run(golden_run), run_path=golden_run)
+    (folder / "verdict.json").write_text(json.dumps(verdict.to_dict()))
+    out = folder / "report.html"
+    stats = build_report(
+        golden_run, out, verdict=folder / "verdict.json", captures=_captures(folder), weights=alex_weights,
+        files_under=GOLDEN,
+    )  # fmt: skip
+    assert stats.shown == stats.pairs == GOLDEN_PAIRS and not stats.notes
+    return out
+
+
+def test_ranking_puts_parity_failures_first() -> None:
+    base = {schema.STATUS.name: schema.STATUS_OK}
+    rows = [
+        {**base, schema.PAIR_ID.name: "mild", schema.LPIPS.name: 0.05},
+        {**base, schema.PAIR_ID.name: "blurry", schema.EDGE_PRESERVATION.name: 0.5},
+        {**base, schema.PAIR_ID.name: "alpha", schema.LPIPS.name: 0.01, schema.ALPHA_PARITY.name: False},
+        {**base, schema.PAIR_ID.name: "broken", schema.STATUS.name: schema.STATUS_ERROR,
+         schema.ICC_MATCH.name: False},
+        {**base, schema.PAIR_ID.name: "colour", schema.DELTA_E_MEAN.name: 6.9},
+    ]  # fmt: skip
+    assert [r[schema.PAIR_ID.name] for r in rank_worst(rows, 10)] == ["broken", "alpha", "blurry", "colour", "mild"]
+    assert len(rank_worst(rows, 2)) == 2
+
+
+def test_report_is_self_contained_and_shows_everything(golden_report: Path, golden_run: Path) -> None:
+    text = golden_report.read_text(encoding="utf-8")
+    refs = _parse(golden_report)
+    assert refs.refs and all(r.startswith(("data:", "#")) for r in refs.refs), [r[:40] for r in refs.refs]
+    # URLs only as XML namespace names (SVG's), which browsers never fetch.
+    urls = re.findall(r'(\w[\w:]*)="(https?://[^"]*)"', text)
+    assert all(attr.startswith("xmlns") for attr, _ in urls), urls
+    assert len(re.findall(r"https?://", text)) == len(urls)
+    assert 'class="banner fail"' in text and "critical rule failed" in text
+    pair_ids = read_run(golden_run).column(schema.PAIR_ID.name).to_pylist()
+    assert sorted(refs.cells) == sorted(pair_ids)  # the all-pairs table has every row
+    worst = [a for a in refs.images if a.startswith(("baseline of ", "baseline, text regions of "))]
+    assert len(worst) == GOLDEN_PAIRS
+    # A pair whose text is lost shows what OCR read on each side, and where.
+    assert "baseline, text regions of small_text_mush" in refs.images
+    assert "candidate, text regions of small_text_mush" in refs.images
+    card = text[text.index('id="pair-small_text_mush"') :]
+    card = card[: card.index('<div class="card">') if '<div class="card">' in card else len(card)]
+    assert "text read in each region" in card and "<td>Terms apply. See store for details.</td>" in card
+    assert "text regions of identical_sale" not in " ".join(refs.images)  # only where typography fails
+    for kind in ("candidate of", "LPIPS map", "edge loss of", "alpha difference of"):
+        assert any(a.startswith(kind) for a in refs.images), kind
+    assert "latency_ms (ECDF)" in text and "gpu_ms (ECDF)" in text
+    assert text.index("worst pairs") < text.index("Distributions") < text.index("All pairs")
+
+
+def test_report_without_weights_leaves_the_maps_out_with_a_note(golden_run: Path, tmp_path: Path) -> None:
+    stats = build_report(golden_run, tmp_path / "r.html", top=3, files_under=GOLDEN)
+    assert stats.shown == 3
+    assert any("LPIPS maps left out" in n for n in stats.notes)
+    refs = _parse(tmp_path / "r.html")
+    assert not any(a.startswith("LPIPS map") for a in refs.images)
+    assert any(a.startswith("edge loss of") for a in refs.images)
+
+
+def test_report_in_headless_chromium(golden_report: Path, tmp_path: Path) -> None:
+    if chromium_binary() is None:
+        pytest.fail("the report test needs Chromium (installed by .ci/run: apt-get install chromium)")
+    control = tmp_path / "control.html"
+    control.write_text('<html><body><img src="https://example.invalid/x.png"></body></html>')
+    shown = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
+    with Chromium() as browser:
+        # The check can fail: a page that fetches something is caught.
+        assert "https://example.invalid/x.png" in browser.load(control).requests
+        page = browser.load(golden_report, {"images": shown, "title": "document.title"})
+    assert page.requests[0] == golden_report.resolve().as_uri()
+    assert all(u.startswith(("file://", "data:")) for u in page.requests), [u[:60] for u in page.requests]
+    assert page.values["images"] >= 10 * 4  # baseline, candidate, LPIPS and edge maps per pair
+    assert str(page.values["title"]).startswith("pixgate report: ")
+    pixels = np.asarray(Image.open(io.BytesIO(page.screenshot)).convert("RGB"))
+    assert pixels.std() > MIN_SCREENSHOT_STD
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > MIN_SCREENSHOT_COLOURS
+
+
+def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
+    images = tmp_path / "img"
+    images.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(20):
+        Image.fromarray(poster(512, 512, seed=i)).save(images / f"b{i}.png")
+        Image.fromarray(poster(512, 512, seed=100 + i)).save(images / f"c{i}.png")
+    rows = [
+        {
+            schema.PAIR_ID.name: f"batch/{i:04d}",
+            schema.STATUS.name: schema.STATUS_OK,
+            schema.BASELINE_PATH.name: str(images / f"b{i % 20}.png"),
+            schema.CANDIDATE_PATH.name: str(images / f"c{i % 20}.png"),
+            schema.LPIPS.name: float(rng.uniform(0, 0.3)),
+            schema.DELTA_E_MEAN.name: float(rng.uniform(0, 4)),
+            schema.EDGE_PRESERVATION.name: float(rng.uniform(0.7, 1)),
+            schema.ALPHA_PARITY.name: bool(rng.random() > 0.01),
+        }
+        for i in range(LARGE_RUN_PAIRS)
+    ]
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    run = write_run(tmp_path / "run.arrow", rows, roots)
+    stats = build_report(run, tmp_path / "big.html", files_under=tmp_path)
+    assert stats.pairs == LARGE_RUN_PAIRS and stats.shown == 20
+    assert stats.bytes < MAX_REPORT_BYTES
+    assert len(_parse(tmp_path / "big.html").cells) == LARGE_RUN_PAIRS
+
+
+def test_report_cli(golden_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(golden_run), "-o", str(out), "--top", "2", "--files-under", str(GOLDEN)])
+    assert result.exit_code == 0, result.output
+    assert f"{GOLDEN_PAIRS} pairs, 2 with pictures" in " ".join(result.output.split())
+    missing = runner.invoke(app, ["report", str(tmp_path / "none.arrow"), "-o", str(out)])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def _picture_row(folder: Path, seed: int) -> dict[str, object]:
+    """An ok row of pair `p` whose baseline and candidate are one picture saved in `folder`."""
+    folder.mkdir()
+    Image.fromarray(poster(64, 64, seed=seed)).save(folder / "photo.png")
+    return {
+        schema.PAIR_ID.name: "p",
+        schema.STATUS.name: schema.STATUS_OK,
+        schema.BASELINE_PATH.name: str(folder / "photo.png"),
+        schema.CANDIDATE_PATH.name: str(folder / "photo.png"),
+    }
+
+
+def test_pictures_are_read_only_under_the_folder_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run file recording `/` as its folders could show any image of the machine in a
+    report that becomes a CI artifact: pictures come only from under --files-under."""
+    private = tmp_path / "private"
+    row = _picture_row(private, 1)
+    run = write_run(tmp_path / "run.arrow", [row], {schema.META_BASELINE_ROOT: "/", schema.META_CANDIDATE_ROOT: "/"})
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert build_report(run, tmp_path / "r.html").shown == 0
+    assert "(--files-under)" in (tmp_path / "r.html").read_text()
+    assert build_report(run, tmp_path / "r.html", files_under=private).shown == 1
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("workers_without_a_scan_limit")
+def test_a_picture_that_decodes_for_ever_costs_only_its_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixgate.scoring import workers
+    from tests.scoring.test_workers import scan_bomb_jpeg
+
+    images = tmp_path / "img"
+    images.mkdir()
+    (images / "bomb.jpg").write_bytes(scan_bomb_jpeg(5000))
+    Image.fromarray(poster(64, 64, seed=1)).save(images / "ok.png")
+    rows = [
+        {schema.PAIR_ID.name: "bomb", schema.STATUS.name: "error", schema.BASELINE_PATH.name: str(images / "bomb.jpg"),
+         schema.CANDIDATE_PATH.name: str(images / "bomb.jpg"), schema.ERROR.name: "decoding took too long"},
+        {schema.PAIR_ID.name: "ok", schema.STATUS.name: "ok", schema.BASELINE_PATH.name: str(images / "ok.png"),
+         schema.CANDIDATE_PATH.name: str(images / "ok.png")},
+    ]  # fmt: skip
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    run = write_run(tmp_path / "run.arrow", rows, roots)
+    # The report decodes with the pool's default time limit; a short one keeps the test short.
+    monkeypatch.setattr(workers.DecodePool.__init__, "__defaults__", (workers.SHARED_MEMORY_DIR, 3.0, 4))
+    stats = build_report(run, tmp_path / "r.html", files_under=tmp_path)
+    assert stats.shown == 1
+    assert "decoding took longer than 3 s" in (tmp_path / "r.html").read_text()
+
+
+def test_report_refuses_malformed_text_boxes(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    base = {
+        **_picture_row(images, 3),
+        schema.TEXT_PASS.name: False,
+        schema.OCR_BASELINE.name: "<b>SALE</b>",
+        schema.OCR_CANDIDATE.name: "S4LE",
+    }
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    for boxes in ("[[0, 0, " + "9" * 500 + ", 5]]", "[[0, 0, 10]]", "not json", '[[0, 0, 10, 10], "x"]'):
+        run = write_run(tmp_path / "run.arrow", [{**base, schema.TEXT_BOXES.name: boxes}], roots)
+        out = tmp_path / "r.html"
+        build_report(run, out, files_under=tmp_path)
+        text = out.read_text(encoding="utf-8")
+        assert "text regions of p" not in text and "&lt;b&gt;SALE&lt;/b&gt;" in text  # readings shown, escaped
+    run = write_run(tmp_path / "run.arrow", [{**base, schema.TEXT_BOXES.name: "[[2, 2, 40, 20]]"}], roots)
+    build_report(run, tmp_path / "r.html", files_under=tmp_path)
+    assert "baseline, text regions of p" in (tmp_path / "r.html").read_text(encoding="utf-8")

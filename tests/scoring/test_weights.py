@@ -1,0 +1,123 @@
+"""Weights resolution order, the cache under TORCH_HOME, and the download (local server)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pixgate.scoring.backbones import BACKBONES, NETS
+from pixgate.scoring.weights import (
+    ENV_WEIGHTS,
+    ENV_WEIGHTS_URL,
+    WeightsError,
+    cache_path,
+    resolve_weights,
+    sha256_file,
+    weights_url,
+)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on 127.0.0.1 serving tmp_path/www; yields (base URL, request log)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    log: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            log.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_explicit_path_wins(alex_weights: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"x")
+    monkeypatch.setenv(ENV_WEIGHTS, str(other))
+    got = resolve_weights("alex", alex_weights)
+    assert got.origin == "--weights" and got.path == alex_weights
+    assert got.sha256 == hashlib.sha256(alex_weights.read_bytes()).hexdigest()
+
+
+def test_env_then_cache(alex_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_WEIGHTS, str(alex_weights))
+    assert resolve_weights("alex").origin == ENV_WEIGHTS
+    monkeypatch.delenv(ENV_WEIGHTS)
+    cached = cache_path("alex")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(alex_weights, cached)
+    got = resolve_weights("alex", allow_download=False)
+    assert got.origin == "torchvision cache" and got.path == cached
+
+
+def test_missing_explicit_file_does_not_fall_through(alex_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_WEIGHTS, str(alex_weights))
+    with pytest.raises(WeightsError, match="--weights: no such file"):
+        resolve_weights("alex", Path("/nonexistent/alex.pth"))
+
+
+def test_nothing_found_offline_lists_every_way() -> None:
+    with pytest.raises(WeightsError) as info:
+        resolve_weights("alex")
+    message = str(info.value)
+    for way in ("--weights PATH", ENV_WEIGHTS, "torchvision's cache", "download", "--no-lpips", "failed"):
+        assert way in message
+
+
+def test_download_checks_hash_and_fills_the_cache(
+    alex_weights: Path, serve: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base, log = serve
+    prefix = sha256_file(alex_weights)[:8]
+    name = f"alexnet-owt-{prefix}.pth"
+    shutil.copy(alex_weights, tmp_path / "www" / name)
+    monkeypatch.setenv(ENV_WEIGHTS_URL, f"{base}/{name}")
+    seen: list[int] = []
+    got = resolve_weights("alex", progress=lambda done, total: seen.append(done))
+    assert got.origin == "download" and got.path == cache_path("alex") and got.path.name == name
+    assert seen[-1] == alex_weights.stat().st_size
+    assert len(log) == 1
+    # The next resolution uses the cache: no second request.
+    assert resolve_weights("alex").origin == "torchvision cache"
+    assert len(log) == 1
+
+
+def test_download_with_wrong_hash_is_rejected_and_not_cached(
+    serve: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base, _ = serve
+    name = "alexnet-owt-7be5be79.pth"  # torchvision's name; these bytes do not hash to it
+    (tmp_path / "www" / name).write_bytes(b"tampered" * 1000)
+    monkeypatch.setenv(ENV_WEIGHTS_URL, f"{base}/{name}")
+    with pytest.raises(WeightsError, match="corrupt"):
+        resolve_weights("alex")
+    assert not cache_path("alex").exists()
+    assert list(cache_path("alex").parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_download_urls_are_torchvisions(net: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision import models
+
+    monkeypatch.delenv(ENV_WEIGHTS_URL)  # set by the suite's offline guard; nothing is fetched here
+
+    enum = {"alex": models.AlexNet_Weights, "vgg": models.VGG16_Weights, "squeeze": models.SqueezeNet1_1_Weights}[net]
+    assert weights_url(net) == BACKBONES[net].weights_url == enum.IMAGENET1K_V1.url
+    assert cache_path(net).name == enum.IMAGENET1K_V1.url.rsplit("/", 1)[-1]

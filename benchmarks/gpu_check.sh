@@ -12,15 +12,19 @@ set -uo pipefail
 OUT=${OUT:-/tmp/pixgate-gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# pixgate is not installed there: its folders are put on the path under their import
+# names (engine/ is `pixgate`, kernels/ is `pixgate_kernels`), as `make lint` does for mypy.
+links=/tmp/pixgate-path
+mkdir -p "$links" && ln -sfn "$PWD/engine" "$links/pixgate" && ln -sfn "$PWD/kernels" "$links/pixgate_kernels"
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH="/tmp/site:$PWD"
+    export PYTHONPATH="$links:/tmp/site:$PWD"
 else
-    export PYTHONPATH="$PWD"
+    export PYTHONPATH="$links:$PWD"
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_score_cuda.py tests/test_kernels.py tests/test_metrics.py \
-    tests/test_telemetry.py \
+python3 -m pytest -q -p no:cacheprovider tests/scoring/test_score_cuda.py tests/kernels/test_kernels.py \
+    tests/scoring/test_metrics.py tests/test_telemetry.py \
     -rs 2>&1 | tee "$OUT/tests.log"
 tests=${PIPESTATUS[0]}
 python3 -m benchmarks.kernels --repeat 10 --batch 4 2>&1 | tee "$OUT/kernels.log"

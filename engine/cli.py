@@ -6,7 +6,11 @@ Heavy libraries (torch, numba, pyarrow) are imported inside the commands, so tha
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -112,9 +116,23 @@ def _console() -> Any:
     return Console(stderr=True)
 
 
-def _usage_error(message: str) -> typer.Exit:
+#: Options whose flag is not `--` and the field's name with dashes.
+_FLAG_SPELLING = {"baseline": "BASELINE_DIR", "candidate": "CANDIDATE_DIR", "backend_ray": "--backend ray"}
+
+
+def _flag(field: str) -> str:
+    """How the command line gives an option that a core error names by field."""
+    return _FLAG_SPELLING.get(field) or "--" + field.replace("_", "-")
+
+
+def _usage_error(error: str | BaseException) -> typer.Exit:
+    """Print a usage error (core errors name options by field: spelt here as flags) and
+    return the exit to raise."""
     from rich.text import Text
 
+    from pixgate.errors import UsageError
+
+    message = error.render(_flag) if isinstance(error, UsageError) else str(error)
     # The message is data (paths, ids, TOML): never read as markup.
     _console().print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
     return typer.Exit(code=EXIT_USAGE)
@@ -170,9 +188,15 @@ _NoOcrCacheOpt = Annotated[bool, typer.Option("--no-ocr-cache", help="Read every
 @app.command()
 def score(
     baseline: Annotated[
-        str, typer.Argument(help="Folder of baseline images (with --backend ray also a URI, e.g. s3://b/run).")
+        str,
+        typer.Argument(
+            metavar="BASELINE_DIR", help="Folder of baseline images (with --backend ray also a URI, e.g. s3://b/run)."
+        ),
     ],
-    candidate: Annotated[str, typer.Argument(help="Folder of candidate images (or a URI, with --backend ray).")],
+    candidate: Annotated[
+        str,
+        typer.Argument(metavar="CANDIDATE_DIR", help="Folder of candidate images (or a URI, with --backend ray)."),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run file to write (Arrow IPC).", dir_okay=False)],
     device: Annotated[Device, typer.Option(help="Where LPIPS runs.")] = Device.auto,
     batch_size: Annotated[
@@ -294,7 +318,7 @@ def score(
         with progress:
             result = run_score(opts, on_rows=on_rows, on_start=on_start, backend=backend.value, ray_address=ray_address)
     except ScoreConfigError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     except KeyboardInterrupt:
         from pixgate.runs.files import journal_path
 
@@ -440,7 +464,7 @@ def gate(
     try:
         verdict = judge_run(run, policy, against)
     except (PolicyError, GateInputError, RunFileError) as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     if quiet:
         typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {verdict.reason})")
     else:
@@ -500,7 +524,7 @@ def approve(
             run, golden, ids=chosen, verdict_path=verdict, force=force, by=by, on_staged=staged, files_under=files_under
         )
     except GoldenError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     except ApprovalRefused as exc:
         console.print(f"[bold red]refused:[/] {exc}", highlight=False)
         raise typer.Exit(code=1) from None
@@ -551,7 +575,7 @@ def report(
             files_under=files_under,
         )  # fmt: skip
     except ReportError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     console = _console()
     for note in stats.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
@@ -559,38 +583,6 @@ def report(
         f"{output}: {stats.bytes / 1e6:.1f} MB, {stats.pairs} pairs, {stats.shown} with pictures, "
         f"{stats.seconds:.1f} s",
         highlight=False,
-    )
-
-
-def _capture_options(
-    prompts: Path,
-    out: Path,
-    endpoint: str | None,
-    command: str | None,
-    max_attempts: int,
-    timeout: float,
-    deadline: float | None,
-    concurrency: int,
-    sample: float | None,
-    resume: bool,
-    backoff: float,
-    max_bytes: int = CAPTURE_MAX_BYTES,
-) -> Any:
-    from pixgate.capture.capture import CaptureOptions
-
-    return CaptureOptions(
-        prompts=prompts,
-        out=out,
-        endpoint=endpoint,
-        command=command,
-        max_attempts=max_attempts,
-        timeout_s=timeout,
-        deadline_s=deadline,
-        concurrency=concurrency,
-        sample=sample,
-        resume=resume,
-        backoff_s=backoff,
-        max_bytes=max_bytes,
     )
 
 
@@ -683,16 +675,17 @@ def capture(
     Exit codes: 0 every prompt captured; 1 some prompt failed (an error row each);
     2 usage error.
     """
-    from pixgate.capture.capture import CaptureConfigError, run_capture
+    from pixgate.capture.capture import CaptureConfigError, CaptureOptions, run_capture
 
-    opts = _capture_options(
-        prompts, out, endpoint, command, max_attempts, timeout, deadline, concurrency, sample, resume, backoff,
-        max_bytes,
+    opts = CaptureOptions(
+        prompts=prompts, out=out, endpoint=endpoint, command=command, max_attempts=max_attempts, timeout_s=timeout,
+        deadline_s=deadline, concurrency=concurrency, sample=sample, resume=resume, backoff_s=backoff,
+        max_bytes=max_bytes,
     )  # fmt: skip
     try:
         result = run_capture(opts)
     except CaptureConfigError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     _capture_summary(f"pixgate capture -> {out}", result)
     raise typer.Exit(code=0 if result.all_ok else 1)
 
@@ -716,16 +709,18 @@ def replay(
 
     Exit codes: 0 every prompt byte-identical in every run; 1 otherwise; 2 usage error.
     """
-    from pixgate.capture.capture import CaptureConfigError
+    from pixgate.capture.capture import CaptureConfigError, CaptureOptions
     from pixgate.capture.replay import REPLAY_FILE, run_replay
     from pixgate.runs import schema
 
-    opts = _capture_options(prompts, out, endpoint, command, max_attempts, timeout, None, concurrency, None, False,
-                            CAPTURE_BACKOFF_S, max_bytes)  # fmt: skip
+    opts = CaptureOptions(
+        prompts=prompts, out=out, endpoint=endpoint, command=command, max_attempts=max_attempts, timeout_s=timeout,
+        concurrency=concurrency, max_bytes=max_bytes,
+    )  # fmt: skip
     try:
         result = run_replay(opts, runs, weights=weights)
     except CaptureConfigError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     console = _console()
     if result.note:
         console.print(f"note: {result.note}", highlight=False, markup=False)
@@ -772,16 +767,16 @@ def canary(
     Exit codes as `gate`: 0 pass (and marginal unless --strict); 1 fail; 2 usage error.
     """
     from pixgate.capture.canary import run_canary
-    from pixgate.capture.capture import CaptureConfigError
+    from pixgate.capture.capture import CaptureConfigError, CaptureOptions
     from pixgate.judging.gate import GateInputError
     from pixgate.judging.policy import PolicyError
     from pixgate.runs.files import RunFileError
     from pixgate.scoring.score import ScoreConfigError
 
     console = _console()
-    opts = _capture_options(
-        prompts, out, None, None, max_attempts, timeout, deadline, concurrency, sample, False, CAPTURE_BACKOFF_S,
-        max_bytes,
+    opts = CaptureOptions(
+        prompts=prompts, out=out, max_attempts=max_attempts, timeout_s=timeout, deadline_s=deadline,
+        concurrency=concurrency, sample=sample, max_bytes=max_bytes,
     )  # fmt: skip
     try:
         result = run_canary(
@@ -790,7 +785,7 @@ def canary(
             on_stage=lambda text: console.print(f"canary: {text}", highlight=False, markup=False),
         )  # fmt: skip
     except (CaptureConfigError, PolicyError, ScoreConfigError, GateInputError, RunFileError) as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     _gate_report(result.verdict, GATE_MAX_LISTED_PAIRS)
     console.print(f"report: {result.files['report']}", highlight=False)
     raise typer.Exit(code=1 if result.verdict.blocks(strict=strict) else 0)
@@ -875,7 +870,7 @@ def golden_verify(
     try:
         report = verify(golden)
     except GoldenError as exc:
-        raise _usage_error(str(exc)) from None
+        raise _usage_error(exc) from None
     if report.recovered:
         console.print(f"note: {report.recovered}", highlight=False)
     problems = Table(title=f"golden set {golden}")
@@ -899,10 +894,6 @@ def golden_verify(
 
 def _save_traceback(exc: BaseException) -> Path | None:
     """Write the traceback of an unexpected error to a file; its path, or None."""
-    import os
-    import tempfile
-    import traceback
-    from datetime import UTC, datetime
 
     folder = Path(os.environ.get("PIXGATE_CRASH_DIR") or tempfile.gettempdir())
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -957,8 +948,6 @@ def _internal_error(exc: BaseException) -> NoReturn:
         file=sys.stderr,
     )
     if saved is None:
-        import traceback
-
         traceback.print_exception(exc, file=sys.stderr)
     sys.exit(EXIT_INTERNAL)
 

@@ -115,7 +115,7 @@ LPIPS_PARITY_ATOL: Final = 1e-4
 PRECISIONS: Final = ("float32", "bfloat16")
 
 #: |LPIPS in bfloat16 - LPIPS in float32| allowed: the bound reduced precision must stay
-#: within to be offered at all (tests/test_models.py measures it on varied pairs).
+#: within to be offered at all (tests/scoring/test_models.py measures it on varied pairs).
 REDUCED_PRECISION_ATOL: Final = 2e-3
 
 #: Same pair, different batch sizes. Convolution kernels may pick other blockings for other
@@ -152,7 +152,7 @@ GATE_MARGINAL_SCORE: Final = 75.0
 
 #: Significance level of the one-sided Mann-Whitney U test behind `median_change` rules: a
 #: change is graded against its bounds only when the test is this confident that the run
-#: shifted at all, so run-to-run noise does not block a release. tests/test_gate.py
+#: shifted at all, so run-to-run noise does not block a release. tests/judging/test_gate.py
 #: measures the resulting false-fail and detection rates.
 GATE_ALPHA: Final = 0.01
 
@@ -178,7 +178,7 @@ TEXT_CER_MARGIN: Final = 0.10
 #: reference when no expected text is given) for its text to count as kept. Identical
 #: pixels read identically (0); a re-rendering with other antialiasing or a sub-pixel
 #: shift costs a character or two per line; small print blurred into mush loses most of
-#: its characters (tests/test_typography.py measures all three).
+#: its characters (tests/scoring/test_typography.py measures all three).
 TEXT_CER_MAX: Final = 0.10
 
 #: Lowest `text_sharpness` (candidate's RMS edge strength over the baseline's inside the

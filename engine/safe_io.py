@@ -27,11 +27,10 @@ import errno
 import hashlib
 import json
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pixgate.config import TEXT_INPUT_MAX_BYTES
 
@@ -188,31 +187,63 @@ def write_new(path: Path, data: bytes, *, sync: bool = False) -> None:
             os.fsync(fh.fileno())
 
 
+#: Folder fsyncs that a file system may refuse (some network and FUSE mounts, a folder
+#: without read permission): the rename is done by then, only its durability is unknown.
+_DIR_FSYNC_REFUSED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES, errno.EPERM})
+
+
 def fsync_dir(path: Path) -> None:
-    """Make a folder's entries (a rename into it, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make a folder's entries (a rename into it, a new file) durable, where the file
+    system allows it.
+
+    Raises:
+        OSError: The fsync failed for another reason than the file system refusing it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno in _DIR_FSYNC_REFUSED:
+            return
+        raise
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_REFUSED:
+            raise
     finally:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Replace `path` with `data`, atomically and durably: the one way pixgate writes a
     whole file (run files, verdicts, reports, golden manifests, captured images).
 
-    The bytes go to a new file beside `path` (created exclusively, never through a
-    link), are fsynced, renamed over `path` (a link at `path` is replaced, not written
-    through), and the folder is fsynced: a crash leaves the old file or the new one,
-    never a torn one, and no temporary file is left behind on failure.
+    The bytes go to `path` + `.tmp` beside it (whatever is there is removed first, and
+    the file is created exclusively, never through a link), are fsynced, renamed over
+    `path` (a link at `path` is replaced, not written through), and the folder is
+    fsynced: a crash leaves the old file or the new one, never a torn one, and no
+    temporary file is left behind on failure.
+
+    Args:
+        path: The file.
+        data: Its bytes, or a function that writes them to the open file (a large file
+            is then never held in memory whole).
 
     Raises:
         OSError: The file could not be written (`writing` turns it into an
             `OutputError` naming the file, where the caller wants that).
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        write_new(tmp, data, sync=True)
+        if callable(data):
+            tmp.unlink(missing_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                data(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            write_new(tmp, data, sync=True)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

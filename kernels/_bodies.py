@@ -36,7 +36,7 @@ _COS63, _SIN63 = math.cos(math.radians(63.0)), math.sin(math.radians(63.0))
 # Polynomial stand-ins for atan2, exp and sin: the CPU compiler cannot vectorise a loop
 # that calls libm (pip's LLVM has no SVML), and with them the whole per-pixel body runs on
 # SIMD lanes. Each series is cut where its first dropped term is below 1e-10, far beyond
-# the float32 the terms are stored in; tests/test_kernels.py compares the result with the
+# the float32 the terms are stored in; tests/kernels/test_kernels.py compares the result with the
 # libm form and with scikit-image.
 _TAN_PI_8 = math.tan(math.pi / 8.0)
 # The rotation term exp(-arg) is taken as 0 at and beyond this argument (~2e-22).

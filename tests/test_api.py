@@ -49,7 +49,7 @@ def test_score_read_judge_and_write_a_verdict(
 
 
 def test_usage_errors_and_bad_files_are_the_documented_exceptions(tmp_path: Path) -> None:
-    with pytest.raises(pixgate.ScoreConfigError, match="BASELINE_DIR"):
+    with pytest.raises(pixgate.ScoreConfigError, match=r"^baseline: "):
         pixgate.score(tmp_path / "nowhere", tmp_path, tmp_path / "run.arrow")
     with pytest.raises(TypeError, match="no_such_option"):
         pixgate.score(tmp_path, tmp_path, tmp_path / "run.arrow", no_such_option=True)
@@ -68,7 +68,7 @@ def test_usage_errors_and_bad_files_are_the_documented_exceptions(tmp_path: Path
 def test_every_name_in_all_resolves() -> None:
     for name in pixgate.__all__:
         assert getattr(pixgate, name) is not None, name
-    assert sorted(dir(pixgate)) == sorted(pixgate.__all__)
+    assert set(pixgate.__all__) <= set(dir(pixgate))
 
 
 def test_judging_a_run_never_imports_torch(golden_run: Path, tmp_path: Path) -> None:

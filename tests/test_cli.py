@@ -657,3 +657,22 @@ def test_metadata_that_is_not_utf8_is_shown_not_fatal(tmp_path: Path) -> None:
     assert pa.ipc.open_file(str(odd)).schema.metadata[b"pixgate.started_at"] == b"\xff\xfe not UTF-8"
     assert runner.invoke(app, ["gate", str(odd), "--policy", str(policy)]).exit_code == 0
     assert runner.invoke(app, ["report", str(odd), "-o", str(tmp_path / "r.html")]).exit_code == 0
+
+
+def test_every_option_a_score_error_names_is_a_flag_of_score() -> None:
+    """Core errors name ScoreOptions fields; the CLI spells each as one of `score`'s
+    options (or arguments), so no message points at a flag that does not exist."""
+    import dataclasses
+
+    import typer.main
+
+    from pixgate.cli import _flag
+    from pixgate.scoring.options import ScoreOptions
+
+    command = typer.main.get_command(app).commands["score"]  # type: ignore[attr-defined]
+    given = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    given |= {param.metavar for param in command.params if param.param_type_name == "argument"}
+    named = [f.name for f in dataclasses.fields(ScoreOptions) if f.name != "download_progress"]
+    for field in [*named, "no_typography", "ray_address", "backend"]:
+        assert _flag(field) in given, (field, _flag(field))
+    assert _flag("backend_ray") == "--backend ray"

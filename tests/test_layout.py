@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 ENGINE, KERNELS = ROOT / "engine", ROOT / "kernels"
 #: Top-level modules of pixgate that every part stands on.
-BASE = {"config", "safe_io", "locking", "telemetry"}
+BASE = {"config", "errors", "safe_io", "locking", "telemetry"}
 #: part -> the parts it may import (itself included).
 ALLOWED: dict[str, set[str]] = {
     "kernels": {"kernels"},
@@ -143,9 +143,9 @@ def test_the_package_list_is_the_folders() -> None:
     a folder missing there would be left out of a wheel."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"] == {"pixgate": "engine", "pixgate_kernels": "kernels"}
-    folders = {".".join(("pixgate", *p.parent.relative_to(ENGINE).parts)) for p in ENGINE.rglob("__init__.py")} | {
-        "pixgate_kernels"
-    }
+    folders = {".".join(("pixgate", *p.parent.relative_to(ENGINE).parts)) for p in ENGINE.rglob("__init__.py")}
+    # data: the ICC profile the demo engine embeds, a package of data files.
+    folders |= {"pixgate_kernels", "pixgate.data"}
     assert set(config["packages"]) == folders
 
 

@@ -20,10 +20,9 @@ from typing import Any
 
 from pixgate.capture.capture import CaptureOptions, CaptureResult, run_capture
 from pixgate.config import OCR_LANG
-from pixgate.judging.decision import judge_run
+from pixgate.judging.decision import decide, judge_run
 from pixgate.judging.gate import Verdict
 from pixgate.judging.policy import load_policy
-from pixgate.runs.files import write_verdict
 from pixgate.scoring.score import ScoreOptions, ScoreResult, run_score
 from pixgate.scoring.text_checks import check_typography
 
@@ -95,7 +94,7 @@ def run_canary(
     verdict = judge_run(run_path, policy, comparisons=(new_capture.table, old_capture.table))
     verdict_path = out / "verdict.json"
     captures = {"old": str(out / "old" / "capture.arrow"), "new": str(out / "new" / "capture.arrow")}
-    write_verdict({**verdict.to_dict(), "captures": captures}, verdict_path)
+    decide(verdict, json_path=verdict_path, extra={"captures": captures})
     stage("writing the report")
     report_path = out / "report.html"
     build_report(

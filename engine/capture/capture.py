@@ -459,7 +459,7 @@ def _previous(out: Path, resume: bool) -> tuple[Any, set[str]]:
                     f"{journal_path(path)} to start over"
                 )
         elif path.exists() and resume:
-            table = read_run(path)
+            table = read_run(path, check=False)  # checked just below, like the journal
         if table is not None:
             schema.check_table(table, path)  # carried rows must not repeat an id
     except (OSError, ValueError) as exc:  # schema.TableError too

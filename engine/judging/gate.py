@@ -11,7 +11,7 @@ Each rule of the policy (pixgate.judging.policy) is evaluated on the run's Arrow
   one-sided Mann-Whitney U test first asks whether this run is shifted at all in the
   direction the bound guards (up for `<=`, down for `>=`); only when it is, at the rule's
   significance level, is the change graded against the bounds. Noise alone therefore does
-  not fail a gate while a real shift beyond the bound does (tests/test_gate.py measures
+  not fail a gate while a real shift beyond the bound does (tests/judging/test_gate.py measures
   both rates), and a rule is "no data" when its samples are too small to ever reach that
   significance.
 
@@ -75,7 +75,8 @@ _RUN_META: Final = (
 
 
 class GateInputError(ValueError):
-    """A run file that cannot be judged: unreadable, or its schema does not fit the policy."""
+    """A run that cannot be judged by a policy: its schema does not fit it (a file that
+    cannot be read at all is a `pixgate.runs.files.RunFileError`)."""
 
 
 @dataclass

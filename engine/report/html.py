@@ -20,7 +20,9 @@ import html
 import io
 import math
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,7 +262,6 @@ def _cards(
     not the report. Each card is built as its pair arrives and its pixels dropped, with one
     pair in flight per worker, so memory stays a few pairs' worth however large `--top`.
     """
-    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     from pixgate.scoring.pairing import Pair
     from pixgate.scoring.workers import DecodePool
@@ -401,7 +402,6 @@ def _regions(thumb: Any, boxes: list[tuple[int, int, int, int]], base: np.ndarra
 def _text_readings(row: dict[str, Any]) -> str:
     """What OCR read in each region, baseline beside candidate (as many regions and
     characters as a run can hold: a run file from elsewhere cannot bloat the page)."""
-    from itertools import zip_longest
 
     from pixgate.config import OCR_MAX_READ_CHARS, OCR_MAX_REGIONS
 

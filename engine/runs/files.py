@@ -24,7 +24,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pixgate.runs.ipc import UnsafeIpcError, read_file, read_stream
 from pixgate.runs.schema import COLUMNS, VERDICTS, Column, TableError, arrow_schema, check_table
@@ -304,11 +304,12 @@ def _write_ipc_file(path: Path, table: pa.Table) -> None:
     """Write an Arrow IPC file durably and atomically (`pixgate.safe_io.atomic_write`)."""
     import pyarrow as pa
 
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    def write(fh: BinaryIO) -> None:
+        with pa.ipc.new_file(pa.PythonFile(fh, mode="w"), table.schema) as writer:
+            writer.write_table(table)
+
     with writing(path):
-        atomic_write(path, sink.getvalue().to_pybytes())
+        atomic_write(path, write)
 
 
 def write_file(

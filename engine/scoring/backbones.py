@@ -4,7 +4,7 @@ feature extractors (AlexNet, VGG16, SqueezeNet 1.1) built without torchvision.
 Importing `torchvision` costs about 1.3 s of every run's start-up on a CI-class CPU (its
 `ops` package imports `torch._dynamo`), more than loading the model itself, and pixgate
 needs only three `features` stacks from it. These are the same layers under the same
-names, so torchvision's state_dicts load unchanged; tests/test_backbones.py checks every
+names, so torchvision's state_dicts load unchanged; tests/scoring/test_backbones.py checks every
 layer, parameter name and shape, and the outputs, against torchvision's own modules.
 """
 

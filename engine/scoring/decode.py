@@ -331,7 +331,7 @@ def _fast_rgba(im: Image.Image, data: bytes, chunks: set[bytes] | None) -> np.nd
     Pillow has parsed the header (mode, size, ICC, EXIF) without inflating anything; the
     pixels come from the faster library only where they are exactly Pillow's: 8-bit RGB
     or RGBA PNG without a transparency key or an eXIf chunk, and RGB JPEG displayed
-    upright and ending in its end-of-image marker. tests/test_decode.py checks that both
+    upright and ending in its end-of-image marker. tests/scoring/test_decode.py checks that both
     paths give the same pixels and the same errors. Anything else, or any failure, goes to
     Pillow, which also words the errors.
     """

@@ -1,4 +1,4 @@
-"""One run lifecycle for every backend: validate, pair, resume, metadata, journal,
+"""One run lifecycle for every backend: validate, lock, resume, pair, metadata, journal,
 finalize, stats.
 
 A backend (`pixgate.scoring.local`, `pixgate.scoring.ray_backend`) only turns pairs into
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,7 +25,13 @@ from pixgate.locking import holding
 from pixgate.runs import schema
 from pixgate.runs.files import RunJournal, dumps_meta, journal_path, read_journal, read_run, run_metadata
 from pixgate.scoring.decode import decoders
-from pixgate.scoring.options import ScoreConfigError, ScoreOptions, ScoreResult, check_options
+from pixgate.scoring.options import (
+    ScoreConfigError,
+    ScoreOptions,
+    ScoreResult,
+    check_decoder_setting,
+    check_options,
+)
 from pixgate.scoring.pairing import Pair, Pairing
 from pixgate.scoring.scorer import resolve_lpips_weights
 
@@ -54,19 +61,32 @@ class RunContext:
         pairing: Every pair found, scorable or not.
         todo: Scorable pairs not carried over from an earlier run.
         unscorable: Pairs without a partner (or with a pairing problem), not carried over.
-        weights: The backbone weights (None with `no_lpips`).
         started: `time.perf_counter()` when the run started.
         cleanup: Closed when the run ends, however it ends.
+        carried: Pairs already done (carried over from an earlier run).
+        on_start: Called once scoring starts (`begin`).
+        weights: The backbone weights (None with `no_lpips`), once resolved.
+        meta: The run's metadata, which a backend may add to until the run ends.
     """
 
     opts: ScoreOptions
     pairing: Pairing
     todo: list[Pair]
     unscorable: list[Pair]
-    weights: ResolvedWeights | None
     started: float
     cleanup: contextlib.ExitStack
+    carried: int = 0
+    on_start: OnStart | None = None
+    weights: ResolvedWeights | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    _begun: bool = False
+
+    def begin(self) -> None:
+        """Say that scoring starts (model and workers ready): `on_start` runs once."""
+        if not self._begun:
+            self._begun = True
+            if self.on_start is not None:
+                self.on_start(len(self.pairing.pairs), self.carried)
 
 
 @dataclass(frozen=True)
@@ -102,16 +122,17 @@ class Backend(Protocol):
         """
 
     def open(self, run: RunContext) -> Opened:
-        """Start what scoring needs (workers, model, a cluster); register its shutdown
-        with `run.cleanup`. Usage problems found here (a missing OCR engine, a cluster
-        that cannot be reached) raise ScoreConfigError before any row is written."""
+        """Check and start what scoring needs before the weights are resolved (a
+        manifest, an OCR engine, a cluster); register its shutdown with `run.cleanup`.
+        Usage problems found here raise ScoreConfigError before any row is written."""
 
-    def rows(self, run: RunContext, sink: RowSink) -> dict[str, Any]:
-        """Turn every pair of `run.todo` and `run.unscorable` into a row in `sink`.
+    def rows(self, run: RunContext, sink: RowSink) -> None:
+        """Turn every pair of `run.todo` and `run.unscorable` into a row in `sink`,
+        calling `run.begin()` once scoring starts."""
 
-        Returns:
-            The backend's statistics (merged into the run's).
-        """
+    def stats(self, run: RunContext, wall: float) -> dict[str, Any]:
+        """The backend's statistics (merged into the run's), `wall` seconds after the
+        run started."""
 
     def settings(self) -> dict[str, Any]:
         """The backend's settings recorded in the metadata."""
@@ -153,9 +174,13 @@ def check_resume(old: dict[str, str], new: dict[str, str], source: Path) -> None
     """
     for key in schema.RESUME_KEYS:
         if old.get(key, "") != new.get(key, ""):
-            raise ScoreConfigError(
-                f"--resume: {source} was written with {key}={old.get(key, '')!r}, this run has "
-                f"{new.get(key, '')!r}; use the same settings, or drop --resume to start over"
+            raise ScoreConfigError.about(
+                "{resume}: {source} was written with {key}={was!r}, this run has {now!r}; use the same "
+                "settings, or drop {resume} to start over",
+                source=source,
+                key=key,
+                was=old.get(key, ""),
+                now=new.get(key, ""),
             )
 
 
@@ -163,19 +188,23 @@ def _journal_rows(path: Path, option: str) -> tuple[pa.Table, dict[str, str]]:
     try:
         table, meta = read_journal(path)
     except ValueError as exc:
-        raise ScoreConfigError(
-            f"{option}: {exc}; it is not a journal pixgate can read: move it away, or pass --overwrite to start over"
+        raise ScoreConfigError.about(
+            "{" + option + "}: {problem}; it is not a journal pixgate can read: move it away, or pass {overwrite} "
+            "to start over",
+            problem=str(exc),
         ) from None
-    return _checked(table, f"{option}: {path}"), meta
+    return _checked(table, option, path), meta
 
 
-def _checked(table: pa.Table, source: str) -> pa.Table:
+def _checked(table: pa.Table, option: str, path: Path) -> pa.Table:
     """Rows to carry into this run, checked like any run file: carried unchecked, a file's
     null or repeated pair ids would become this run's rows."""
     try:
-        schema.check_table(table, source)
+        schema.check_table(table, path)
     except schema.TableError as exc:
-        raise ScoreConfigError(f"{exc}; move it away, or pass --overwrite to start over") from None
+        raise ScoreConfigError.about(
+            "{" + option + "}: {problem}; move it away, or pass {overwrite} to start over", problem=str(exc)
+        ) from None
     return table
 
 
@@ -195,28 +224,33 @@ def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], 
         if opts.overwrite:
             return None, {}, None
         if jpath.exists() or jpath.is_symlink():
-            table, _ = _journal_rows(jpath, "--output")
+            table, _ = _journal_rows(jpath, "output")
             if table.num_rows:
-                raise ScoreConfigError(
-                    f"an interrupted run exists at {jpath} ({table.num_rows} rows): pass --resume to complete it, "
-                    "or --overwrite to start over"
+                raise ScoreConfigError.about(
+                    "an interrupted run exists at {journal} ({rows} rows): pass {resume} to complete it, "
+                    "or {overwrite} to start over",
+                    journal=jpath,
+                    rows=table.num_rows,
                 )
         if opts.output.exists() or opts.output.is_symlink():
-            raise ScoreConfigError(
-                f"--output: {opts.output} already exists: pass --overwrite to replace it, or --resume to score "
-                "only the pairs missing from it"
+            raise ScoreConfigError.about(
+                "{output}: {path} already exists: pass {overwrite} to replace it, or {resume} to score only the "
+                "pairs missing from it",
+                path=opts.output,
             )
         return None, {}, None
     if jpath.exists() or jpath.is_symlink():
-        table, meta = _journal_rows(jpath, "--resume")
+        table, meta = _journal_rows(jpath, "resume")
         # No rows: killed before its first batch (or while the journal was created).
         return (table, meta, jpath) if table.num_rows else (None, {}, None)
     if opts.output.exists():
         try:
-            table = read_run(opts.output)
+            table = read_run(opts.output, check=False)  # checked below, with what to do about it
         except ValueError as exc:
-            raise ScoreConfigError(f"--resume: {opts.output} is not a readable run file: {exc}") from None
-        return _checked(table, f"--resume: {opts.output}"), run_metadata(table), opts.output
+            raise ScoreConfigError.about(
+                "{resume}: {path} is not a readable run file: {problem}", path=opts.output, problem=str(exc)
+            ) from None
+        return _checked(table, "resume", opts.output), run_metadata(table), opts.output
     return None, {}, None
 
 
@@ -267,7 +301,6 @@ def _root(location: Path | str) -> str:
 
 
 def _lpips_package_version() -> str:
-    from importlib.metadata import version
 
     return f"lpips {version('lpips')}"
 
@@ -291,17 +324,22 @@ def run(
             disk); the rows written so far stay in the journal.
     """
     started = time.perf_counter()
-    check_options(opts)
+    # The environment first, then the backend's checks: its folders are checked before
+    # the output's folder is created, so a mistyped folder leaves nothing behind.
+    check_decoder_setting()
     backend.check(opts)
+    check_options(opts)
     with owned_output(opts.output), contextlib.ExitStack() as cleanup:
         carried, old_meta, old_source = load_previous(opts)
         done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
         pairing = backend.pair(opts)
         todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
         unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
-        weights, weights_meta = resolve_lpips_weights(opts)
-        context = RunContext(opts, pairing, todo, unscorable, weights, started, cleanup)
+        context = RunContext(opts, pairing, todo, unscorable, started, cleanup, len(done), on_start)
+        # The backend's usage checks (manifest, OCR engine, cluster) before the weights,
+        # which may have to be downloaded.
         opened = backend.open(context)
+        context.weights, weights_meta = resolve_lpips_weights(opts)
         meta = start_metadata(opts, opened.device, old_meta, {**weights_meta, **opened.meta})
         if old_source is not None:
             check_resume(old_meta, meta, old_source)
@@ -311,9 +349,8 @@ def run(
         journal = RunJournal(opts.output, meta, carried)
         cleanup.callback(journal.close)
         sink = RowSink(journal, opened.batch_size, on_rows)
-        if on_start is not None:
-            on_start(len(pairing.pairs), len(done))
-        backend_stats = backend.rows(context, sink)
+        backend.rows(context, sink)
+        context.begin()  # a backend with nothing to score may not have said so
         sink.flush(force=True)
         wall = time.perf_counter() - started
         stats: dict[str, Any] = {
@@ -322,7 +359,7 @@ def run(
             "carried_over": len(done),
             "wall_s": round(wall, 3),
             "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
-            **backend_stats,
+            **backend.stats(context, wall),
         }
         meta[schema.META_ENDED_AT] = now()
         meta[schema.META_IGNORED_FILES] = str(len(pairing.ignored))

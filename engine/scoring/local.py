@@ -9,6 +9,7 @@ pair is waiting: it scores what it has, so the time it spends blocked
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from pixgate.scoring.options import ScoreConfigError, ScoreOptions, check_folder
 from pixgate.scoring.pairing import Pair, Pairing, pair_directories
 from pixgate.scoring.rows import decoded_row, metric_rows, missing_row
 from pixgate.scoring.scorer import Scorer, build_model, default_workers
-from pixgate.scoring.text_checks import TextChecks, start_text_checks
+from pixgate.scoring.text_checks import start_text_checks
 from pixgate.scoring.workers import DecodePool
 from pixgate.telemetry import NvmlSampler
 
@@ -98,7 +99,6 @@ def _masks_sha256(manifest: Manifest, max_pixels: int) -> str:
     """One digest of every ignore mask's bytes (a resume must see the same masks); empty
     without masks. A mask that cannot be read counts by its reason (its pairs are error
     rows)."""
-    import hashlib
 
     from pixgate.safe_io import UnsafeInputError, sha256_regular
     from pixgate.scoring.decode import max_file_bytes
@@ -134,6 +134,20 @@ def _ignore_regions(manifest: Manifest | None, pair: Pair, dp: DecodedPair, max_
     return mask, None
 
 
+@dataclass(frozen=True)
+class _Done:
+    """What the scoring loop leaves for the run's statistics."""
+
+    decoder: DecodePool
+    scorer: Scorer
+    nvml: NvmlSampler | None
+    first_batch_at: float | None
+    compute_s: float
+    gpu_s: float
+    worker_rss: float
+    batches: int
+
+
 class LocalBackend:
     """Scores on this machine: decode worker processes feed device batches."""
 
@@ -144,9 +158,12 @@ class LocalBackend:
     def check(self, opts: ScoreOptions) -> None:
         from pixgate.telemetry import DeviceError, select_device
 
-        for label, location in (("BASELINE_DIR", opts.baseline), ("CANDIDATE_DIR", opts.candidate)):
+        for label, location in (("baseline", opts.baseline), ("candidate", opts.candidate)):
             if "://" in str(location):
-                raise ScoreConfigError(f"{label}: {location} is a URI; folders in object stores need --backend ray")
+                raise ScoreConfigError.about(
+                    "{" + label + "}: {location} is a URI; folders in object stores need {backend_ray}",
+                    location=location,
+                )
             check_folder(label, location)
         try:
             self._device = select_device(opts.device)
@@ -171,12 +188,13 @@ class LocalBackend:
         self._text, text_meta, self._cache_state = start_text_checks(self._manifest, opts, self._cores)
         if self._text.checker is not None:
             run.cleanup.callback(self._text.checker.close)
-        return Opened(device, {**manifest_meta, **text_meta}, self._batch_size)
+        meta = {schema.META_BACKEND: "local", **manifest_meta, **text_meta}
+        return Opened(device, meta, self._batch_size)
 
     def settings(self) -> dict[str, Any]:
-        return {}
+        return {"backend": "local"}
 
-    def rows(self, run: RunContext, sink: RowSink) -> dict[str, Any]:
+    def rows(self, run: RunContext, sink: RowSink) -> None:
         assert self._device is not None
         opts, device, text, batch_size = run.opts, self._device, self._text, self._batch_size
         # No more workers than pairs: a resume with little left, or a run of unpaired
@@ -190,6 +208,7 @@ class LocalBackend:
             model, device, opts.net, energy=nvml.energy_j if nvml is not None else None, precision=opts.precision
         )
         buckets = _Buckets(batch_size)
+        run.begin()
         for p in run.unscorable:
             text.route(missing_row(p), sink.pending)
         compute_s = gpu_s = worker_rss = 0.0
@@ -237,27 +256,16 @@ class LocalBackend:
             text.harvest(sink.pending, block=False)
             sink.flush()
         sink.flush(force=True)
-        return self._stats(run, decoder, scorer, text, nvml, first_batch_at, compute_s, gpu_s, worker_rss, batches)
+        self._done = _Done(decoder, scorer, nvml, first_batch_at, compute_s, gpu_s, worker_rss, batches)
 
-    def _stats(
-        self,
-        run: RunContext,
-        decoder: DecodePool,
-        scorer: Scorer,
-        text: TextChecks,
-        nvml: NvmlSampler | None,
-        first_batch_at: float | None,
-        compute_s: float,
-        gpu_s: float,
-        worker_rss: float,
-        batches: int,
-    ) -> dict[str, Any]:
+    def stats(self, run: RunContext, wall: float) -> dict[str, Any]:
         import torch
 
         from pixgate.telemetry import peak_rss_mb
 
-        todo = len(run.todo)
-        wall = time.perf_counter() - run.started
+        done, text, todo = self._done, self._text, len(run.todo)
+        decoder, scorer, nvml, first_batch_at = done.decoder, done.scorer, done.nvml, done.first_batch_at
+        compute_s, gpu_s, worker_rss, batches = done.compute_s, done.gpu_s, done.worker_rss, done.batches
         # Start-up: imports, weights, model and workers, until the first batch; the
         # steady rate leaves it and the warm-up pass out (the first pairs' decoding
         # overlaps the start-up, so it is a touch optimistic for very short runs).

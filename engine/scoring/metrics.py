@@ -12,7 +12,7 @@ Why `edge_preservation` = sum(min(Gb, Gc)) / sum(Gb), G the Sobel magnitude of l
   - `min` means edges the candidate adds (noise, ringing, JPEG blocks) cannot pay for
     edges it lost, unlike a ratio of total gradient energy;
   - a Gaussian blur lowers every gradient's peak, so stronger blur gives strictly lower
-    values (tests/test_metrics.py checks the ranking).
+    values (tests/scoring/test_metrics.py checks the ranking).
 """
 
 from __future__ import annotations

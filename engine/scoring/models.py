@@ -9,6 +9,8 @@ as a weighted channel sum. Parity with the package is tested to `LPIPS_PARITY_AT
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +76,6 @@ def _load_features(net: str, weights: Path) -> nn.Sequential:
 
 def _head_weights(net: str) -> list[torch.Tensor]:
     """The `lpips` package's calibrated linear heads, shipped inside the package."""
-    import importlib.util
 
     # Located, not imported: importing `lpips` imports torchvision (see pixgate.scoring.backbones).
     spec = importlib.util.find_spec("lpips")
@@ -247,7 +248,6 @@ def reference_lpips(net: str, weights: Path, *, spatial: bool = False) -> nn.Mod
     The reference pixgate is checked against (tests) and measured against (benchmarks):
     the package's graph, untouched, with the same backbone as `load_lpips`.
     """
-    import warnings
 
     import lpips
 

@@ -4,11 +4,12 @@ and the checks every backend makes on the options before anything starts."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixgate.config import DEFAULT_MAX_PIXELS, OCR_LANG, PRECISIONS
+from pixgate.errors import UsageError
 from pixgate.runs import schema
 from pixgate.scoring.backbones import DEFAULT_NET
 from pixgate.scoring.decode import decoder_setting
@@ -17,8 +18,17 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class ScoreConfigError(Exception):
-    """A usage or configuration problem (exit code 2); nothing was scored."""
+class ScoreConfigError(UsageError):
+    """A usage or configuration problem (exit code 2); nothing was scored.
+
+    Its message names `ScoreOptions` fields (see `pixgate.errors`): `str()` spells them as
+    the Python API's keywords, the command line as its flags.
+    """
+
+    def spell(self, field: str) -> str:
+        if field in _API_SPELLING:
+            return _API_SPELLING[field]
+        return f"{field}=True" if field in _FLAGS else field
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,15 @@ class ScoreResult:
         return all(s == schema.STATUS_OK for s in self.table.column(schema.STATUS.name).to_pylist())
 
 
+#: Options that are switches: the Python API turns them on with `name=True`.
+_FLAGS = frozenset(f.name for f in fields(ScoreOptions) if isinstance(f.default, bool))
+#: How the Python API gives what a message names that is not one field set to True.
+_API_SPELLING = {"no_typography": "typography=False", "backend_ray": "backend='ray'"}
+ScoreConfigError.options = frozenset(
+    {f.name for f in fields(ScoreOptions)} | set(_API_SPELLING) | {"backend", "ray_address"}
+)
+
+
 def check_decoder_setting() -> None:
     """Refuse a bad `PIXGATE_DECODER` before anything starts (both backends)."""
     try:
@@ -122,53 +141,68 @@ def check_options(opts: ScoreOptions) -> None:
     check_output(opts)
     check_decoder_setting()
     if opts.precision not in PRECISIONS:
-        raise ScoreConfigError(f"--precision must be one of {', '.join(PRECISIONS)}; got {opts.precision!r}")
+        raise ScoreConfigError.about(
+            "{precision} must be one of {allowed}; got {got!r}", allowed=", ".join(PRECISIONS), got=opts.precision
+        )
     check_typography_options(opts)
 
 
 def check_folder(label: str, location: Path | str) -> Path:
     """A local folder of images that exists.
 
+    Args:
+        label: The option that gave it: `baseline` or `candidate`.
+        location: The folder.
+
     Raises:
         ScoreConfigError: It does not exist or is not a folder.
     """
+    if label not in ("baseline", "candidate"):
+        raise ValueError(f"label must be one of baseline, candidate; got {label!r}")
     folder = Path(location)
     if not folder.is_dir():
         why = "is not a folder" if folder.exists() else "does not exist"
-        raise ScoreConfigError(f"{label}: {folder} {why}")
+        raise ScoreConfigError.about("{" + label + "}: {folder} {why}", folder=folder, why=why)
     return folder
 
 
 def check_typography_options(opts: ScoreOptions) -> None:
     """OCR options that contradict each other or `--no-typography` (both backends)."""
     if opts.ocr_cache is not None and opts.no_ocr_cache:
-        raise ScoreConfigError("--ocr-cache and --no-ocr-cache contradict each other: keep readings there, or nowhere")
+        raise ScoreConfigError.about(
+            "{ocr_cache} and {no_ocr_cache} contradict each other: keep readings there, or nowhere"
+        )
     if not opts.typography:
         given = [
             name
             for name, value in (
-                ("--ocr-cache", opts.ocr_cache),
-                ("--no-ocr-cache", opts.no_ocr_cache or None),
-                ("--ocr-workers", opts.ocr_workers),
-                ("--ocr-lang", None if opts.ocr_lang == OCR_LANG else opts.ocr_lang),
+                ("ocr_cache", opts.ocr_cache),
+                ("no_ocr_cache", opts.no_ocr_cache or None),
+                ("ocr_workers", opts.ocr_workers),
+                ("ocr_lang", None if opts.ocr_lang == OCR_LANG else opts.ocr_lang),
             )
             if value is not None
         ]
         if given:
-            raise ScoreConfigError(f"{', '.join(given)}: no effect with --no-typography (no OCR runs); drop one")
+            named = ", ".join("{" + name + "}" for name in given)
+            raise ScoreConfigError.about(named + ": no effect with {no_typography} (no OCR runs); drop one")
 
 
 def check_output(opts: ScoreOptions) -> None:
     """The output's folder exists (created if need be), the output is not a folder, and
     `resume` and `overwrite` are not both asked (both backends)."""
     if opts.resume and opts.overwrite:
-        raise ScoreConfigError("--resume and --overwrite contradict each other: complete the run, or start over")
+        raise ScoreConfigError.about("{resume} and {overwrite} contradict each other: complete the run, or start over")
     try:
         opts.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ScoreConfigError(f"--output: cannot create the folder {opts.output.parent}: {exc.strerror}") from None
+        raise ScoreConfigError.about(
+            "{output}: cannot create the folder {folder}: {why}", folder=opts.output.parent, why=exc.strerror
+        ) from None
     if opts.output.is_dir():
-        raise ScoreConfigError(f"--output: {opts.output} is a folder; give a file name such as run.arrow")
+        raise ScoreConfigError.about(
+            "{output}: {path} is a folder; give a file name such as run.arrow", path=opts.output
+        )
 
 
 __all__ = [

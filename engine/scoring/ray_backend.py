@@ -36,9 +36,8 @@ from typing import Any
 
 from pixgate.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA, MAX_BATCH_PIXELS
 from pixgate.runs import schema
-from pixgate.scoring import lifecycle
-from pixgate.scoring.lifecycle import OnRows, OnStart, Opened, RowSink, RunContext
-from pixgate.scoring.options import ScoreConfigError, ScoreOptions, ScoreResult, check_folder
+from pixgate.scoring.lifecycle import Opened, RowSink, RunContext
+from pixgate.scoring.options import ScoreConfigError, ScoreOptions, check_folder
 from pixgate.scoring.pairing import Pair, Pairing
 from pixgate.scoring.rows import missing_row
 
@@ -123,7 +122,7 @@ def _pairing(opts: ScoreOptions) -> tuple[Pairing, Any, Any]:
             return pair_uris(base, cand)
         except ValueError as exc:
             raise ScoreConfigError(str(exc)) from None
-    return pair_directories(check_folder("BASELINE_DIR", base), check_folder("CANDIDATE_DIR", cand)), None, None
+    return pair_directories(check_folder("baseline", base), check_folder("candidate", cand)), None, None
 
 
 def _as_uri(location: str, path: str | None) -> str | None:
@@ -148,12 +147,14 @@ class RayBackend:
 
     def check(self, opts: ScoreOptions) -> None:
         if importlib.util.find_spec("ray") is None:
-            raise ScoreConfigError("--backend ray needs Ray: pip install 'pixgate[ray]'")
+            raise ScoreConfigError.about("{backend_ray} needs Ray: pip install 'pixgate[ray]'")
         if opts.manifest is not None:
-            raise ScoreConfigError("--manifest (typography checks, ignore regions) runs on the local backend only")
+            raise ScoreConfigError.about(
+                "{manifest} (typography checks, ignore regions) runs on the local backend only"
+            )
         if opts.typography:
-            raise ScoreConfigError(
-                "--backend ray: typography checks run on the local backend only; pass --no-typography to score on "
+            raise ScoreConfigError.about(
+                "{backend_ray}: typography checks run on the local backend only; pass {no_typography} to score on "
                 "Ray without them (every row's typography is then 'not_checked', which a gate sees as no data)"
             )
 
@@ -171,10 +172,14 @@ class RayBackend:
             ray.init(address=self.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ScoreConfigError(f"--ray-address: cannot reach a Ray cluster at {self.address!r}: {exc}") from None
+            raise ScoreConfigError.about(
+                "{ray_address}: cannot reach a Ray cluster at {address!r}: {problem}",
+                address=self.address,
+                problem=str(exc),
+            ) from None
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if opts.device == "cuda" and not gpus:
-            raise ScoreConfigError("--device cuda: the Ray cluster has no GPUs; use --device auto or cpu")
+            raise ScoreConfigError.about("the Ray cluster has no GPUs: {device} must be auto or cpu")
         self._device = "cuda" if gpus and opts.device != "cpu" else "cpu"
         self._batch_size = opts.batch_size or (
             DEFAULT_BATCH_SIZE_CUDA if self._device == "cuda" else DEFAULT_BATCH_SIZE_CPU
@@ -192,7 +197,7 @@ class RayBackend:
     def settings(self) -> dict[str, Any]:
         return {"backend": "ray", "address": self.address}
 
-    def rows(self, run: RunContext, sink: RowSink) -> dict[str, Any]:
+    def rows(self, run: RunContext, sink: RowSink) -> None:
         import ray
         import ray.data
 
@@ -201,6 +206,7 @@ class RayBackend:
         seen: set[str] = set()
         duplicates = 0
         compute_ms = 0.0
+        run.begin()
         sink.add([_uri_paths(missing_row(p), opts) for p in run.unscorable])
         sink.flush(force=True)
         if run.todo:
@@ -259,7 +265,7 @@ class RayBackend:
                     compute_ms += row[schema.COMPUTE_MS.name] or 0.0
                     rows.append(row)
                 sink.add(rows)
-        return {
+        self._stats = {
             "backend": "ray",
             "compute_s": round(compute_ms / 1000.0, 3),
             "actors": self._actors,
@@ -269,19 +275,8 @@ class RayBackend:
             "decode_wait_share": 0.0,
         }
 
-
-def run_score_ray(
-    opts: ScoreOptions,
-    address: str | None = None,
-    on_rows: OnRows | None = None,
-    on_start: OnStart | None = None,
-) -> ScoreResult:
-    """Score on a Ray cluster (a local Ray instance without `address`); see the module.
-
-    Raises:
-        ScoreConfigError: Ray missing, an unreachable cluster, bad inputs or weights.
-    """
-    return lifecycle.run(opts, RayBackend(address), on_rows, on_start)
+    def stats(self, run: RunContext, wall: float) -> dict[str, Any]:
+        return self._stats
 
 
-__all__ = ["RayBackend", "run_score_ray"]
+__all__ = ["RayBackend"]

@@ -43,9 +43,9 @@ def run_score(
 
         return run(opts, RayBackend(ray_address), on_rows, on_start)
     if backend != "local":
-        raise ScoreConfigError(f"--backend must be one of local, ray; got {backend!r}")
+        raise ScoreConfigError.about("{backend} must be one of local, ray; got {got!r}", got=backend)
     if ray_address is not None:
-        raise ScoreConfigError(f"--ray-address {ray_address!r} needs --backend ray")
+        raise ScoreConfigError.about("{ray_address} {address!r} needs {backend_ray}", address=ray_address)
     return run(opts, LocalBackend(), on_rows, on_start)
 
 

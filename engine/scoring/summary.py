@@ -1,7 +1,7 @@
 """What a finished run says in a few lines: counts, LPIPS percentiles, findings, timings.
 
 The command line prints it as a table; the Python API returns it. Computed from the
-run's table and statistics only, so it says the same for a fresh run and a resumed one.
+run's table (every row, carried over or not) and this run's statistics.
 """
 
 from __future__ import annotations

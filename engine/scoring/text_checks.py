@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +96,6 @@ class TextChecks:
         """Start a pair's check once fewer than `capacity` checks are running and the
         pixels they hold, with this pair's, are within `OCR_INFLIGHT_PIXELS` (a pair
         larger than that runs alone)."""
-        from concurrent.futures import FIRST_COMPLETED, wait
 
         if self.checker is None or dp.baseline is None or dp.candidate is None or dp.candidate_aligned is None:
             return
@@ -132,7 +131,6 @@ class TextChecks:
 
     def harvest(self, out: list[dict[str, Any]], *, block: bool) -> None:
         """Move rows whose checks are done to `out` (waiting for one first if `block`)."""
-        from concurrent.futures import FIRST_COMPLETED, wait
 
         from pixgate.scoring.ocr import TextCheckError
 

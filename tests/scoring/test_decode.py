@@ -352,3 +352,26 @@ def test_a_jpeg_of_too_many_scans_is_refused_before_decoding() -> None:
     buf = io.BytesIO()
     Image.fromarray(poster(64, 64, seed=2)).save(buf, format="JPEG", progressive=True, quality=90)
     assert decode_bytes(buf.getvalue()).width == 64  # a real progressive JPEG is fine
+
+
+def test_importing_and_decoding_leave_pillow_settings_as_they_were(tmp_path: Path) -> None:
+    """Pillow's process-wide settings belong to whoever embeds pixgate: pixgate applies
+    its own limits where it opens images, and changes none of them."""
+    import subprocess
+    import sys
+
+    Image.fromarray(poster(32, 32, seed=1)).save(tmp_path / "a.png")
+    code = (
+        "from PIL import Image, ImageFile, PngImagePlugin\n"
+        "def settings():\n"
+        "    return (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, PngImagePlugin.MAX_TEXT_CHUNK,\n"
+        "            PngImagePlugin.MAX_TEXT_MEMORY, ImageFile.MAXBLOCK, ImageFile.SAFEBLOCK)\n"
+        "before = settings()\n"
+        "from pathlib import Path\n"
+        "from pixgate.scoring.decode import decode_bytes, read_image_file\n"
+        f"assert decode_bytes(read_image_file(Path({str(tmp_path / 'a.png')!r}))).width == 32\n"
+        "print(before == settings())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"

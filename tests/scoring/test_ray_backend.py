@@ -22,7 +22,6 @@ from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster
 
 ray = pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'pixgate[ray]'")
 
-from pixgate.scoring.ray_backend import run_score_ray  # noqa: E402 (only once Ray is known to be there)
 
 # Columns that measure time, not images: they differ run to run by nature.
 TIMING = {schema.COMPUTE_MS.name, schema.GPU_MS.name, schema.DECODE_MS.name}
@@ -76,7 +75,7 @@ def test_golden_set_matches_the_local_backend(local_ray: None, alex_weights: Pat
     opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", tmp_path / "local.arrow", device="cpu",
                         weights=alex_weights, typography=False)  # fmt: skip
     local = run_score(opts).table
-    remote = run_score_ray(ScoreOptions(**{**opts.__dict__, "output": tmp_path / "ray.arrow"}))
+    remote = run_score(ScoreOptions(**{**opts.__dict__, "output": tmp_path / "ray.arrow"}), backend="ray")
     _compare(local.to_pylist(), remote.table.to_pylist())
     meta = run_metadata(remote.table)
     assert meta[schema.META_BACKEND].startswith("ray ")
@@ -92,7 +91,7 @@ def test_synthetic_set_with_errors_matches_and_reads_uris(local_ray: None, alex_
     opts = ScoreOptions(
         base.as_uri(), cand.as_uri(), tmp_path / "ray.arrow", device="cpu", weights=alex_weights, typography=False
     )
-    remote = run_score_ray(opts).table.to_pylist()
+    remote = run_score(opts, backend="ray").table.to_pylist()
     rows = local.to_pylist()
     # Paths are recorded as the URIs the run was given.
     for r in remote:
@@ -111,13 +110,13 @@ def test_manifest_is_refused_on_ray(tmp_path: Path) -> None:
     opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", tmp_path / "r.arrow", no_lpips=True,
                         manifest=GOLDEN / "manifest.jsonl")  # fmt: skip
     with pytest.raises(ScoreConfigError, match="local backend only"):
-        run_score_ray(opts)
+        run_score(opts, backend="ray")
 
 
 def test_typography_must_be_switched_off_on_ray(tmp_path: Path) -> None:
     opts = ScoreOptions(GOLDEN / "baseline", GOLDEN / "candidate", tmp_path / "r.arrow", no_lpips=True)
-    with pytest.raises(ScoreConfigError, match=r"typography checks run on the local backend only.*--no-typography"):
-        run_score_ray(opts)
+    with pytest.raises(ScoreConfigError, match=r"typography checks run on the local backend only.*typography=False"):
+        run_score(opts, backend="ray")
     assert not (tmp_path / "r.arrow").exists()
 
 

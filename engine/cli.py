@@ -125,14 +125,18 @@ def _flag(field: str) -> str:
     return _FLAG_SPELLING.get(field) or "--" + field.replace("_", "-")
 
 
-def _usage_error(error: str | BaseException) -> typer.Exit:
-    """Print a usage error (core errors name options by field: spelt here as flags) and
-    return the exit to raise."""
+def _usage_error(error: str | BaseException, **spelling: str) -> typer.Exit:
+    """Print a usage error and return the exit to raise. Core errors name options by
+    field: spelt here as flags, or as `spelling` says (a command whose argument is
+    another command's option)."""
     from rich.text import Text
 
     from pixgate.errors import UsageError
 
-    message = error.render(_flag) if isinstance(error, UsageError) else str(error)
+    def spell(field: str) -> str:
+        return spelling.get(field) or _flag(field)
+
+    message = error.render(spell) if isinstance(error, UsageError) else str(error)
     # The message is data (paths, ids, TOML): never read as markup.
     _console().print(Text.assemble(("error:", "bold red"), " ", message), highlight=False)
     return typer.Exit(code=EXIT_USAGE)
@@ -510,8 +514,8 @@ def approve(
     """
     from rich.table import Table
 
+    from pixgate.golden.approval import approve as run_approval
     from pixgate.golden.golden_set import ApprovalRefused, GoldenError
-    from pixgate.golden.golden_set import approve as run_approval
 
     console = _console()
     chosen = [i for value in ids or [] for i in value.split(",") if i.strip()] or None
@@ -526,7 +530,10 @@ def approve(
     except GoldenError as exc:
         raise _usage_error(exc) from None
     except ApprovalRefused as exc:
-        console.print(f"[bold red]refused:[/] {exc}", highlight=False)
+        from rich.text import Text
+
+        # The message is data (ids, paths, a verdict's reason): never read as markup.
+        console.print(Text.assemble(("refused:", "bold red"), " ", exc.render(_flag)), highlight=False)
         raise typer.Exit(code=1) from None
     table = Table(title=f"approved into {golden}")
     for col in ("pair_id", "baseline", "sha256", "replaced"):
@@ -785,7 +792,7 @@ def canary(
             on_stage=lambda text: console.print(f"canary: {text}", highlight=False, markup=False),
         )  # fmt: skip
     except (CaptureConfigError, PolicyError, ScoreConfigError, GateInputError, RunFileError) as exc:
-        raise _usage_error(exc) from None
+        raise _usage_error(exc, out="--output") from None
     _gate_report(result.verdict, GATE_MAX_LISTED_PAIRS)
     console.print(f"report: {result.files['report']}", highlight=False)
     raise typer.Exit(code=1 if result.verdict.blocks(strict=strict) else 0)
@@ -855,7 +862,7 @@ app.add_typer(golden_app, name="golden")
 
 @golden_app.command("verify")
 def golden_verify(
-    golden: Annotated[Path, typer.Argument(help="The golden set's folder.", file_okay=False)],
+    golden: Annotated[Path, typer.Argument(metavar="GOLDEN_DIR", help="The golden set's folder.", file_okay=False)],
 ) -> None:
     """Check every baseline file against the manifest's sha256.
 
@@ -870,7 +877,7 @@ def golden_verify(
     try:
         report = verify(golden)
     except GoldenError as exc:
-        raise _usage_error(exc) from None
+        raise _usage_error(exc, golden="GOLDEN_DIR") from None
     if report.recovered:
         console.print(f"note: {report.recovered}", highlight=False)
     problems = Table(title=f"golden set {golden}")

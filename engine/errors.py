@@ -14,6 +14,20 @@ import string
 from collections.abc import Callable
 from typing import Any, Self
 
+#: How the Python API gives an option a message names, where that is not its keyword
+#: alone: switches are turned on (or off) by a value, and a flag that takes a value
+#: is named with it. Every other option is spelt as its field name.
+API_SPELLING: dict[str, str] = {
+    "backend_ray": "backend='ray'",
+    "force": "force=True",
+    "no_lpips": "no_lpips=True",
+    "no_ocr_cache": "no_ocr_cache=True",
+    "no_typography": "typography=False",
+    "overwrite": "overwrite=True",
+    "resume": "resume=True",
+    "typography": "typography=True",
+}
+
 
 class _Spelled(dict[str, Any]):
     """The values of a message, with every other name spelt as an option."""
@@ -62,6 +76,17 @@ class UsageError(Exception):
         error.args = (str(error),)  # repr() and args read as str() does
         return error
 
+    @classmethod
+    def from_error(cls, exc: BaseException) -> Self:
+        """`exc`'s message as this class of error, its options still named by field when
+        `exc` is a `UsageError` (a lower layer's error re-raised as a command's)."""
+        if not isinstance(exc, UsageError) or exc.template is None:
+            return cls(str(exc))
+        error = cls(exc.template)
+        error.template, error.values = exc.template, dict(exc.values)
+        error.args = (str(error),)
+        return error
+
     @property
     def fields(self) -> tuple[str, ...]:
         """The options the message names, in order."""
@@ -77,11 +102,11 @@ class UsageError(Exception):
         return string.Formatter().vformat(self.template, (), _Spelled(self.values, spell))
 
     def spell(self, field: str) -> str:
-        """How the Python API gives an option: its keyword."""
-        return field
+        """How the Python API gives an option: its keyword (`API_SPELLING`)."""
+        return API_SPELLING.get(field, field)
 
     def __str__(self) -> str:
         return self.render(self.spell)
 
 
-__all__ = ["UsageError"]
+__all__ = ["API_SPELLING", "UsageError"]

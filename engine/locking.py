@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from pixgate.errors import UsageError
+
 
 class LockBusy(Exception):
     """Another process holds the lock; the message names it."""
@@ -131,10 +133,20 @@ class OutputLock:
 @contextlib.contextmanager
 def holding(path: Path, what: str, error: type[Exception]) -> Iterator[OutputLock]:
     """Hold the lock on `path` for a `with` block; a lock that cannot be taken raises
-    `error` (the command's usage error) with the message naming the holder."""
+    `error` (the command's usage error) with the message naming the holder.
+
+    Args:
+        path: The file (or folder) to own.
+        what: How messages name it: an option's field name (`output`), which a
+            `UsageError` names as an option, or words (`golden set DIR`).
+        error: The exception to raise.
+    """
     try:
         lock = OutputLock(path, what).acquire()
     except (LockBusy, LockUnavailable) as exc:
+        if issubclass(error, UsageError) and what.isidentifier():
+            detail = str(exc).removeprefix(f"{what}: ")
+            raise error.about("{" + what + "}: {detail}", detail=detail) from None
         raise error(str(exc)) from None
     try:
         yield lock

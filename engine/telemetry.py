@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pixgate.errors import UsageError
+
 if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class DeviceError(Exception):
+class DeviceError(UsageError):
     """The requested device cannot be used."""
 
 
@@ -39,15 +41,18 @@ def select_device(choice: str) -> torch.device:
     import torch
 
     if choice not in DEVICES:
-        raise DeviceError(f"--device must be one of {', '.join(DEVICES)}; got {choice!r}")
+        raise DeviceError.about(
+            "{device} must be one of {allowed}; got {got!r}", allowed=", ".join(DEVICES), got=choice
+        )
     if choice == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
         return torch.device("cuda")
     if choice == "cuda":
-        raise DeviceError(
-            f"--device cuda: no usable CUDA device (torch {torch.__version__}, built for CUDA "
-            f"{torch.version.cuda or 'none'}); use --device cpu or --device auto"
+        raise DeviceError.about(
+            "no usable CUDA device (torch {torch}, built for CUDA {cuda}): {device} must be cpu or auto here",
+            torch=torch.__version__,
+            cuda=torch.version.cuda or "none",
         )
     return torch.device("cpu")
 

@@ -13,7 +13,7 @@ from pixgate.scoring.options import ScoreConfigError, ScoreOptions
 def test_options_are_spelt_where_the_error_is_shown() -> None:
     error = UsageError.about("{output}: {path} exists; pass {overwrite}", path="/tmp/a{b}.arrow")
     assert error.fields == ("output", "overwrite")
-    assert str(error) == "output: /tmp/a{b}.arrow exists; pass overwrite"
+    assert str(error) == "output: /tmp/a{b}.arrow exists; pass overwrite=True"
     assert error.render(lambda f: "--" + f) == "--output: /tmp/a{b}.arrow exists; pass --overwrite"
 
 
@@ -26,6 +26,26 @@ def test_plain_messages_are_never_read_as_templates() -> None:
 def test_score_errors_spell_the_python_keywords() -> None:
     error = ScoreConfigError.about("{resume} and {overwrite} contradict; {precision}, {no_typography}, {backend_ray}")
     assert str(error) == "resume=True and overwrite=True contradict; precision, typography=False, backend='ray'"
+
+
+def test_every_switch_the_api_takes_is_spelt_with_its_value() -> None:
+    """A message tells a Python caller `overwrite=True`, not a bare `overwrite`."""
+    from pixgate.capture.capture import CaptureOptions
+    from pixgate.errors import API_SPELLING
+
+    switches = {
+        f.name
+        for options in (ScoreOptions, CaptureOptions)
+        for f in dataclasses.fields(options)
+        if isinstance(f.default, bool)
+    }
+    assert switches <= set(API_SPELLING), switches - set(API_SPELLING)
+    assert API_SPELLING["typography"] == "typography=True"
+
+
+def test_a_misspelt_name_in_a_template_is_caught_at_once() -> None:
+    with pytest.raises(ValueError, match="adress"):
+        ScoreConfigError.about("{ray_address} {adress!r} needs {backend_ray}", address="x")
 
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(ScoreOptions)])

@@ -34,33 +34,26 @@ One capture at a time per folder: `capture.arrow.lock` is held while it runs.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
 import hashlib
 import json
-import os
 import random
-import shlex
-import signal
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from pixgate import __version__
+from pixgate.capture.generators import Attempt, Command, Http
+from pixgate.capture.prompts import CaptureConfigError, Prompt, in_sample, load_prompts
 from pixgate.config import (
     CAPTURE_BACKOFF_MAX_S,
     CAPTURE_BACKOFF_S,
     CAPTURE_CONCURRENCY,
-    CAPTURE_ERROR_TAIL_BYTES,
     CAPTURE_MAX_ATTEMPTS,
     CAPTURE_MAX_BYTES,
     CAPTURE_RETRY_AFTER_MAX_S,
@@ -72,10 +65,6 @@ from pixgate.safe_io import (
     UnsafeInputError,
     atomic_write,
     contained,
-    loads_json,
-    printable,
-    read_regular,
-    read_text,
     safe_file_name,
 )
 
@@ -84,74 +73,6 @@ CAPTURE_FILE = "capture.arrow"
 STAGING_DIR = ".pixgate-staging"
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 _HTTP_GPU_NOTE = "HTTP generators: gpu_ms and energy_j as reported in X-GPU-Ms and X-Energy-J response headers"
-
-
-class CaptureConfigError(ValueError):
-    """A usage problem (exit 2): bad prompts file, template, endpoint or options."""
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One line of the prompts file.
-
-    Attributes:
-        id: Unique id; the image is saved as `<id>.<ext>`.
-        prompt: The prompt text.
-        seed: The seed, or None.
-        extra: Other keys, passed through to the generator.
-    """
-
-    id: str
-    prompt: str
-    seed: int | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def load_prompts(path: Path) -> list[Prompt]:
-    """Read a prompts file (JSONL: `id`, `prompt`, optional `seed`, extra keys).
-
-    Raises:
-        CaptureConfigError: Unreadable file, a bad line (named), or an id given twice.
-    """
-    try:
-        lines = read_text(path).splitlines()
-    except UnsafeInputError as exc:
-        raise CaptureConfigError(f"--prompts: cannot read {path}: {exc}") from None
-    prompts: list[Prompt] = []
-    seen: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            raw = loads_json(line)
-        except json.JSONDecodeError as exc:
-            raise CaptureConfigError(f"{where}: not valid JSON: {exc.msg}") from None
-        except ValueError as exc:
-            raise CaptureConfigError(f"{where}: not usable JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise CaptureConfigError(f"{where}: each line must be a JSON object")
-        pid, text, seed = raw.pop("id", None), raw.pop("prompt", None), raw.pop("seed", None)
-        if not isinstance(pid, str) or not pid:
-            raise CaptureConfigError(f"{where}: 'id' must be a non-empty string such as 'promo/001', got {pid!r}")
-        # JSON can spell lone surrogates, which no file can hold: the id is kept in the
-        # printable form its row will hold, so that --resume finds it again.
-        pid = printable(pid)
-        if not isinstance(text, str):
-            raise CaptureConfigError(f"{where}: 'prompt' must be a string, got {text!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise CaptureConfigError(f"{where}: 'seed' must be a whole number, got {seed!r}")
-        if pid in seen:
-            raise CaptureConfigError(f"{where}: id {pid!r} appears twice (first on line {seen[pid]})")
-        seen[pid] = number
-        prompts.append(Prompt(pid, text, seed, raw))
-    return prompts
-
-
-def in_sample(prompt_id: str, fraction: float) -> bool:
-    """Whether a prompt belongs to the deterministic `fraction` subset (by hash of its id)."""
-    value = int.from_bytes(hashlib.sha256(prompt_id.encode("utf-8", "surrogatepass")).digest()[:8], "big")
-    return value < fraction * 2**64
 
 
 @dataclass(frozen=True)
@@ -188,240 +109,6 @@ class CaptureOptions:
 
 
 @dataclass
-class _Attempt:
-    ok: bool
-    retry: bool
-    error: str | None = None
-    http_status: int | None = None
-    retry_after: float | None = None
-    image: bytes | None = None
-    latency_ms: float = 0.0
-    gpu_ms: float | None = None
-    energy_j: float | None = None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _header_float(headers: Any, name: str) -> float | None:
-    try:
-        return float(headers[name]) if name in headers else None
-    except ValueError:
-        return None
-
-
-class _TooLarge(Exception):
-    """An answer beyond the size cap."""
-
-
-async def _read_capped(resp: Any, cap: int) -> bytes:
-    """At most `cap` bytes of a streamed body, as sent (never inflated); `_TooLarge` beyond."""
-    chunks, total = [], 0
-    async for chunk in resp.aiter_raw():
-        total += len(chunk)
-        if total > cap:
-            raise _TooLarge(total)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _head(resp: Any, size: int) -> str:
-    """The first `size` bytes of a body, for an error message; the rest is not read."""
-    data = b""
-    async for chunk in resp.aiter_raw():
-        data += chunk
-        if len(data) >= size:
-            break
-    return repr(data[:size].decode("utf-8", "replace"))
-
-
-# Uncompressed answers: a compressed one could expand far past the size cap (and the
-# time limit: inflating blocks the event loop) before a byte of it is counted.
-_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-
-
-class _Http:
-    """POSTs a prompt; each attempt is one asyncio task under one time limit, so the
-    limit covers connecting and every read, and a dripping server is cut off on time."""
-
-    def __init__(self, url: str, max_bytes: int) -> None:
-        import httpx
-
-        self.url = url
-        self._httpx = httpx
-        self.max_bytes = max_bytes
-
-    def close(self) -> None:
-        """Nothing to release: each attempt has its own connection."""
-
-    def attempt(self, prompt: Prompt, out: Path, limit_s: float) -> _Attempt:
-        del out
-        payload = {
-            "id": prompt.id,
-            "prompt": prompt.prompt,
-            **({"seed": prompt.seed} if prompt.seed is not None else {}),
-        }
-        payload.update(prompt.extra)
-        started = time.perf_counter()
-        # A loop of its own rather than asyncio.run, which would wait at its end for the
-        # resolver thread of a name lookup that the time limit cut short.
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(self._attempt(payload, limit_s, started))
-        except TimeoutError:
-            return _Attempt(False, True, f"no complete answer within {limit_s:g} s (timeout)")
-        finally:
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()  # the executor is shut down without waiting for it
-
-    async def _attempt(self, payload: dict[str, Any], limit_s: float, started: float) -> _Attempt:
-        httpx = self._httpx
-        # ASCII JSON: text the prompts file spelled with lone surrogates reaches the
-        # generator as the same escapes, where UTF-8 could not carry it.
-        body = json.dumps(payload, ensure_ascii=True).encode("ascii")
-        async with asyncio.timeout(limit_s):
-            try:
-                async with (
-                    httpx.AsyncClient(timeout=limit_s) as client,
-                    client.stream("POST", self.url, content=body, headers=_HEADERS) as resp,
-                ):
-                    return await self._answer(resp, started)
-            except httpx.TimeoutException:
-                return _Attempt(False, True, f"no complete answer within {limit_s:g} s (timeout)")
-            except httpx.TransportError as exc:
-                return _Attempt(False, True, f"connection error: {type(exc).__name__}: {exc}")
-
-    async def _answer(self, resp: Any, started: float) -> _Attempt:
-        code = resp.status_code
-        if code == 429 or code >= 500:
-            after = _retry_after(resp.headers.get("Retry-After"))
-            head = await _head(resp, CAPTURE_ERROR_TAIL_BYTES)
-            latency = (time.perf_counter() - started) * 1000.0
-            return _Attempt(False, True, f"HTTP {code}: {head}", code, after, latency_ms=latency)
-        if code != 200:
-            head = await _head(resp, CAPTURE_ERROR_TAIL_BYTES)
-            latency = (time.perf_counter() - started) * 1000.0
-            return _Attempt(False, False, f"HTTP {code} (not retried): {head}", code, latency_ms=latency)
-        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            # Asked for identity; inflating what arrives instead could exceed any limit.
-            return _Attempt(False, False, f"a compressed answer (Content-Encoding: {encoding}) is not read", code)
-        declared = resp.headers.get("content-length", "")
-        too_large = f"the answer is larger than the {self.max_bytes:,}-byte limit (--max-bytes; not retried)"
-        if declared.isdigit() and len(declared) < 20 and int(declared) > self.max_bytes:
-            return _Attempt(False, False, too_large, code)
-        try:
-            body = await _read_capped(resp, self.max_bytes)
-        except _TooLarge:
-            return _Attempt(False, False, too_large, code)
-        latency = (time.perf_counter() - started) * 1000.0
-        if resp.headers.get("content-type", "").startswith("application/json"):
-            try:
-                body = base64.b64decode(loads_json(body)["image"], validate=True)
-            except (ValueError, KeyError, TypeError) as exc:
-                return _Attempt(False, False, f"JSON answer without a base64 'image' field ({exc})", code)
-        return _Attempt(
-            True,
-            False,
-            http_status=code,
-            image=body,
-            latency_ms=latency,
-            gpu_ms=_header_float(resp.headers, "X-GPU-Ms"),
-            energy_j=_header_float(resp.headers, "X-Energy-J"),
-        )
-
-
-def _tail(fh: Any, size: int) -> str:
-    fh.seek(0, os.SEEK_END)
-    fh.seek(max(0, fh.tell() - size))
-    return repr(fh.read().decode("utf-8", "replace"))
-
-
-class _Command:
-    def __init__(self, template: str, concurrency: int, max_bytes: int) -> None:
-        from pixgate.telemetry import NvmlSampler
-
-        # NVML's device energy counter around each command run: the command's own energy
-        # when it runs alone on the GPU (--concurrency 1), a share of the device's otherwise.
-        self.nvml = NvmlSampler()
-        if self.nvml.available:
-            shared = "" if concurrency == 1 else f" (shared by up to {concurrency} commands running at once)"
-            self.gpu_note = (
-                f"local command: energy_j is the device's energy during the command{shared}, from NVML on "
-                f"{self.nvml.device}; gpu_ms is not metered (it needs NVML per-process accounting)"
-            )
-        else:
-            self.gpu_note = f"local command: gpu_ms and energy_j not metered: {'; '.join(self.nvml.notes)}"
-        try:
-            self.argv = shlex.split(template)
-        except ValueError as exc:
-            raise CaptureConfigError(f"--command: cannot split {template!r}: {exc}") from None
-        if not self.argv or "{out}" not in template:
-            raise CaptureConfigError(f"--command: the template must write to {{out}}; got {template!r}")
-        self.max_bytes = max_bytes
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def attempt(self, prompt: Prompt, out: Path, limit_s: float) -> _Attempt:
-        values = {"id": prompt.id, "prompt": prompt.prompt, "seed": "" if prompt.seed is None else prompt.seed,
-                  "out": str(out), **prompt.extra}  # fmt: skip
-        try:
-            argv = [arg.format_map(values) for arg in self.argv]
-        except (KeyError, IndexError, ValueError) as exc:
-            return _Attempt(False, False, f"--command: the template names {exc} that this prompt does not give")
-        out.unlink(missing_ok=True)
-        started = time.perf_counter()
-        # stderr goes to a file (only its tail is kept), stdout nowhere: a chatty command
-        # cannot fill memory. Its own session, so a timeout kills its children too.
-        with tempfile.TemporaryFile() as err:
-            energy_before = self.nvml.energy_j()
-            try:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
-                )
-            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
-                return _Attempt(False, False, f"command could not start: {exc}")
-            try:
-                code = proc.wait(timeout=limit_s)
-            except subprocess.TimeoutExpired:
-                code = None
-            finally:
-                # Its whole session, whatever happened: no child of one attempt outlives it
-                # (a child that starts a session of its own is beyond reach).
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            if code is None:
-                return _Attempt(False, True, f"command ran past its {limit_s:g} s time limit (timeout)")
-            energy_after = self.nvml.energy_j()
-            latency = (time.perf_counter() - started) * 1000.0
-            if code != 0:
-                tail = _tail(err, CAPTURE_ERROR_TAIL_BYTES)
-                return _Attempt(False, True, f"command exited {code}: {tail}", latency_ms=latency)
-        if not out.exists() and not out.is_symlink():
-            return _Attempt(False, False, f"command exited 0 but wrote no {out.name}", latency_ms=latency)
-        try:
-            image = read_regular(out, self.max_bytes)
-        except UnsafeInputError as exc:
-            return _Attempt(False, False, f"the command's output {out.name}: {exc} (not retried)", latency_ms=latency)
-        energy = None if energy_before is None or energy_after is None else energy_after - energy_before
-        return _Attempt(True, False, image=image, latency_ms=latency, energy_j=energy)
-
-
-@dataclass
 class CaptureResult:
     """A finished capture.
 
@@ -454,16 +141,20 @@ def _previous(out: Path, resume: bool) -> tuple[Any, set[str]]:
         if journal_path(path).exists():
             table, _ = read_journal(journal_path(path), schema.CAPTURE_COLUMNS)
             if not resume and table.num_rows:
-                raise CaptureConfigError(
-                    f"an interrupted capture exists in {out}: pass --resume to complete it, or delete "
-                    f"{journal_path(path)} to start over"
+                raise CaptureConfigError.about(
+                    "an interrupted capture exists in {out_folder}: pass {resume} to complete it, or delete "
+                    "{journal} to start over",
+                    out_folder=out,
+                    journal=journal_path(path),
                 )
         elif path.exists() and resume:
             table = read_run(path, check=False)  # checked just below, like the journal
         if table is not None:
             schema.check_table(table, path)  # carried rows must not repeat an id
     except (OSError, ValueError) as exc:  # schema.TableError too
-        raise CaptureConfigError(f"--resume: cannot read the earlier capture in {out}: {exc}") from None
+        raise CaptureConfigError.about(
+            "{resume}: cannot read the earlier capture in {out_folder}: {problem}", out_folder=out, problem=exc
+        ) from None
     if table is None or not resume:
         return None, set()
     ok = table.filter(table.column(schema.CAPTURE_STATUS.name).to_numpy(zero_copy_only=False) == schema.STATUS_OK)
@@ -476,21 +167,21 @@ def _backoff(attempt: int, base: float, rng: random.Random) -> float:
 
 def _check_options(opts: CaptureOptions) -> None:
     if (opts.endpoint is None) == (opts.command is None):
-        raise CaptureConfigError("give exactly one generator: --endpoint URL or --command TEMPLATE")
+        raise CaptureConfigError.about("give exactly one generator: {endpoint} URL or {command} TEMPLATE")
     if opts.max_attempts < 1:
-        raise CaptureConfigError(f"--max-attempts: got {opts.max_attempts}; use 1 or more")
+        raise CaptureConfigError.about("{max_attempts}: got {got}; use 1 or more", got=opts.max_attempts)
     if opts.sample is not None and not 0.0 < opts.sample <= 1.0:
-        raise CaptureConfigError(f"--sample: got {opts.sample}; use a fraction in (0, 1]")
+        raise CaptureConfigError.about("{sample}: got {got}; use a fraction in (0, 1]", got=opts.sample)
     if opts.max_bytes < 1:
-        raise CaptureConfigError(f"--max-bytes: got {opts.max_bytes}; use 1 or more")
+        raise CaptureConfigError.about("{max_bytes}: got {got}; use 1 or more", got=opts.max_bytes)
     if opts.endpoint is not None and not opts.endpoint.startswith(("http://", "https://")):
-        raise CaptureConfigError(f"--endpoint: got {opts.endpoint!r}; use an http:// or https:// URL")
+        raise CaptureConfigError.about("{endpoint}: got {got!r}; use an http:// or https:// URL", got=opts.endpoint)
 
 
 class _Capturer:
     """Captures one prompt at a time (from several threads) into an output folder."""
 
-    def __init__(self, opts: CaptureOptions, engine: _Http | _Command, started: float) -> None:
+    def __init__(self, opts: CaptureOptions, engine: Http | Command, started: float) -> None:
         self.opts = opts
         self.engine = engine
         self.deadline = started + opts.deadline_s if opts.deadline_s is not None else None
@@ -506,14 +197,14 @@ class _Capturer:
         left = max(0.0, self.deadline - time.monotonic())
         return min(self.opts.timeout_s, left), left < self.opts.timeout_s
 
-    def _attempts(self, prompt: Prompt, staging: Path) -> tuple[_Attempt, int, str | None]:
+    def _attempts(self, prompt: Prompt, staging: Path) -> tuple[Attempt, int, str | None]:
         """Attempts until an image, a failure not worth retrying, or the limits; returns
         the last attempt, the attempts made and the decoded image's format."""
         from pixgate.scoring.decode import DecodeError, decode_bytes
 
         opts = self.opts
         rng = random.Random(f"{prompt.id}\0backoff")  # noqa: S311 (jitter, not secrets)
-        result = _Attempt(False, False, "deadline reached before this prompt was tried")
+        result = Attempt(False, False, "deadline reached before this prompt was tried")
         attempts = 0
         for attempt in range(1, opts.max_attempts + 1):
             limit, by_deadline = self._limit()
@@ -527,14 +218,14 @@ class _Capturer:
             try:
                 result = self.engine.attempt(prompt, staging, limit)
             except Exception as exc:  # one prompt's unexpected failure is its error row, not the run's end
-                result = _Attempt(False, False, f"internal error: {type(exc).__name__}: {exc}")
+                result = Attempt(False, False, f"internal error: {type(exc).__name__}: {exc}")
             if by_deadline and result.error is not None and "(timeout)" in result.error:
                 result.error += "; cut by --deadline"
             if result.ok:
                 try:
                     return result, attempts, decode_bytes(result.image or b"").format
                 except DecodeError as exc:
-                    result = _Attempt(False, False, f"the answer is not a decodable image: {exc}", result.http_status)
+                    result = Attempt(False, False, f"the answer is not a decodable image: {exc}", result.http_status)
             if not result.retry or attempt == opts.max_attempts:
                 break
             wait = result.retry_after if result.retry_after is not None else _backoff(attempt, opts.backoff_s, rng)
@@ -614,8 +305,10 @@ def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] |
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CaptureConfigError(f"--out: cannot create {opts.out}: {exc.strerror}") from None
-    with holding(opts.out / CAPTURE_FILE, "--out", CaptureConfigError):
+        raise CaptureConfigError.about(
+            "{out}: cannot create {folder}: {why}", folder=opts.out, why=exc.strerror
+        ) from None
+    with holding(opts.out / CAPTURE_FILE, "out", CaptureConfigError):
         return _capture_locked(opts, prompts, on_row)
 
 
@@ -626,16 +319,16 @@ def _capture_locked(
 
     carried, done_ids = _previous(opts.out, opts.resume)
     todo = [p for p in prompts if p.id not in done_ids]
-    engine: _Http | _Command = (
-        _Http(opts.endpoint, opts.max_bytes)
+    engine: Http | Command = (
+        Http(opts.endpoint, opts.max_bytes)
         if opts.endpoint is not None
-        else _Command(str(opts.command), opts.concurrency, opts.max_bytes)
+        else Command(str(opts.command), opts.concurrency, opts.max_bytes)
     )
     meta = {
         schema.META_PIXGATE_VERSION: __version__,
         schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION,
         schema.META_ENGINE: opts.endpoint or f"command: {opts.command}",
-        schema.META_GPU_METERING: engine.gpu_note if isinstance(engine, _Command) else _HTTP_GPU_NOTE,
+        schema.META_GPU_METERING: engine.gpu_note if isinstance(engine, Command) else _HTTP_GPU_NOTE,
         schema.META_STARTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
         schema.META_SETTINGS: json.dumps(
             {

@@ -62,7 +62,7 @@ def run_replay(opts: CaptureOptions, runs: int, *, weights: Path | None = None, 
     from pixgate.runs.files import write_file
 
     if runs < 2:
-        raise CaptureConfigError(f"--runs: got {runs}; a replay needs at least 2")
+        raise CaptureConfigError.about("{runs}: got {got}; a replay needs at least 2", got=runs)
     tables = []
     for k in range(1, runs + 1):
         tables.append(run_capture(dataclasses.replace(opts, out=opts.out / f"run{k}", resume=False)).table)

@@ -1,4 +1,5 @@
-"""Golden set management: reviewed approval of new baselines, and verification.
+"""Golden sets: their layout, verification, and the staging an approval goes through
+(`pixgate.golden.approval` approves).
 
 A golden set is a folder with `manifest.jsonl` (one entry per pair, pixgate.scoring.manifest)
 and `baseline/`, the approved images. Each entry records its baseline file and sha256
@@ -33,54 +34,47 @@ are regular files. Approvals and recoveries hold a lock on the golden folder
 from __future__ import annotations
 
 import contextlib
-import getpass
-import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pixgate.config import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, TEXT_INPUT_MAX_BYTES
-from pixgate.locking import LockBusy, LockUnavailable, OutputLock, holding
-from pixgate.runs import schema
+from pixgate.config import IMAGE_EXTENSIONS
+from pixgate.errors import UsageError
+from pixgate.locking import LockBusy, LockUnavailable, OutputLock
 from pixgate.safe_io import (
     WRITE_ERRNOS,
     UnsafeInputError,
-    atomic_write,
     contained,
     fsync_dir,
     inside,
     loads_json,
     printable,
-    read_regular,
     read_text,
     remove_tree,
     sha256_regular,
     walk,
-    write_new,
 )
 
 MANIFEST: str = "manifest.jsonl"
 BASELINE: str = "baseline"
 CHANGELOG: str = "changelog.jsonl"
 STAGING: str = ".pixgate-approve"
-_PLAN = "plan.json"
-_BACKUP = "backup"  # inside the staging folder: the files an approval replaces
+PLAN = "plan.json"
+BACKUP = "backup"  # inside the staging folder: the files an approval replaces
 
 
-def _lock_name(golden: Path) -> str:
+def lock_name(golden: Path) -> str:
     return f"golden set {golden}"
 
 
-class GoldenError(ValueError):
+class GoldenError(UsageError, ValueError):
     """A usage problem: missing or malformed golden set, run, verdict, or unknown ids."""
 
 
-class ApprovalRefused(Exception):
+class ApprovalRefused(UsageError):
     """The approval is not allowed as asked (failed verdict, error rows, no verdict)."""
 
 
@@ -88,7 +82,7 @@ class ApprovalRefused(Exception):
 file_sha256 = sha256_regular
 
 
-def _own_file(folder: Path, name: str) -> Path:
+def own_file(folder: Path, name: str) -> Path:
     """One of the golden set's own files (manifest, changelog, plan), refused when it is a
     link that leads out of its folder: it would be read, and written back into the set."""
     try:
@@ -97,7 +91,7 @@ def _own_file(folder: Path, name: str) -> Path:
         raise GoldenError(f"{folder}: {exc}; left untouched") from None
 
 
-def _inside_golden(golden: Path, rel: object, what: str) -> Path:
+def inside_golden(golden: Path, rel: object, what: str) -> Path:
     """`golden / rel` for a path under `baseline/` read from data, or a GoldenError."""
     if not isinstance(rel, str) or not rel.startswith(BASELINE + "/"):
         raise GoldenError(f"{golden}: {what} {rel!r} is not a path under {BASELINE}/")
@@ -107,10 +101,10 @@ def _inside_golden(golden: Path, rel: object, what: str) -> Path:
         raise GoldenError(f"{golden}: {what} {exc}") from None
 
 
-def _read_entries(golden: Path) -> list[dict[str, Any]]:
+def read_entries(golden: Path) -> list[dict[str, Any]]:
     if not golden.is_dir():
-        raise GoldenError(f"--golden: {golden} is not a folder")
-    path = _own_file(golden, MANIFEST)
+        raise GoldenError.about("{golden}: {folder} is not a folder", folder=golden)
+    path = own_file(golden, MANIFEST)
     if not path.is_file():
         raise GoldenError(f"{golden}: no {MANIFEST}; a golden set is a folder with {MANIFEST} and {BASELINE}/")
     try:
@@ -155,7 +149,7 @@ def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
         GoldenError: An unreadable plan, or one whose paths lead elsewhere, repeat, or
             nest one inside another.
     """
-    path = _own_file(stage, _PLAN)
+    path = own_file(stage, PLAN)
     try:
         plan = loads_json(read_text(path))
     except ValueError as exc:  # UnsafeInputError too
@@ -177,22 +171,22 @@ def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
         raise GoldenError(f"{path}: not a staging plan written by `pixgate approve`{untouched}")
     try:
         for final, staged in zip(finals, stageds, strict=True):
-            _inside_golden(golden, final, "the plan moves a file to")
+            inside_golden(golden, final, "the plan moves a file to")
             contained(stage, staged)
         for rel in backups:
-            _inside_golden(golden, rel, "the plan backs up")
-            contained(stage, f"{_BACKUP}/{rel}")  # from the stage: `backup` itself may be a link
+            inside_golden(golden, rel, "the plan backs up")
+            contained(stage, f"{BACKUP}/{rel}")  # from the stage: `backup` itself may be a link
     except (GoldenError, UnsafeInputError) as exc:
         raise GoldenError(f"{path}: {exc}{untouched}") from None
     # Golden-side paths (new files, backed-up files) and stage-side paths may not repeat
     # or nest: the moves are done one file at a time.
-    problem = _clash(finals, backups) or _clash(stageds + [f"{_BACKUP}/{rel}" for rel in backups], [])
+    problem = clash(finals, backups) or clash(stageds + [f"{BACKUP}/{rel}" for rel in backups], [])
     if problem:
         raise GoldenError(f"{path}: {problem} in the staging plan{untouched}")
     return plan
 
 
-def _clash(finals: list[str], backups: list[str]) -> str | None:
+def clash(finals: list[str], backups: list[str]) -> str | None:
     """Why a set of file moves cannot be done one file at a time, or None: a file named
     twice, or a file that is also a folder of another."""
     if len(set(finals)) != len(finals) or len(set(backups)) != len(backups):
@@ -226,32 +220,32 @@ def _recover(golden: Path) -> str | None:
     if not stage.exists() and not stage.is_symlink():
         return None
     stage = _check_stage(golden)
-    plan_path = stage / _PLAN
+    plan_path = stage / PLAN
     if not plan_path.exists() and not plan_path.is_symlink():
         remove_tree(stage)
         return "discarded an approval interrupted before it changed anything"
     plan = _read_plan(golden, stage)
-    manifest = _own_file(golden, MANIFEST)
+    manifest = own_file(golden, MANIFEST)
     try:
         committed = manifest.is_file() and file_sha256(manifest) == plan["manifest_sha256"]
     except UnsafeInputError:
         committed = False
     if committed:
-        _move_file(stage, CHANGELOG, golden, CHANGELOG)
+        move_file(stage, CHANGELOG, golden, CHANGELOG)
         remove_tree(stage)
         fsync_dir(golden)
         return "completed an approval interrupted after its commit"
     for move in reversed(plan["moves"]):
         if not _lexists(stage / move["staged"]):
-            _move_file(golden, move["final"], stage, move["staged"])
+            move_file(golden, move["final"], stage, move["staged"])
     for rel in plan["backups"]:
-        _move_file(stage, f"{_BACKUP}/{rel}", golden, rel)
+        move_file(stage, f"{BACKUP}/{rel}", golden, rel)
     remove_tree(stage)
     fsync_dir(golden / BASELINE)
     return "rolled back an approval interrupted before its commit"
 
 
-def _remove_quietly(stage: Path) -> None:
+def remove_quietly(stage: Path) -> None:
     with contextlib.suppress(OSError):
         remove_tree(stage)
 
@@ -260,7 +254,7 @@ def _lexists(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def _move_file(src_root: Path, src_rel: str, dst_root: Path, dst_rel: str) -> bool:
+def move_file(src_root: Path, src_rel: str, dst_root: Path, dst_rel: str) -> bool:
     """Move one regular file within the golden set; False when it is not there.
 
     Both paths are checked at the moment of use, not only when the plan is read: an
@@ -327,7 +321,7 @@ def verify(golden: Path) -> VerifyReport:
     lock = None
     if golden.is_dir():
         try:  # an approval in progress holds it: do not read its half-moved files
-            lock = OutputLock(golden / STAGING, _lock_name(golden)).acquire()
+            lock = OutputLock(golden / STAGING, lock_name(golden)).acquire()
         except LockBusy as exc:
             raise GoldenError(str(exc)) from None
         except LockUnavailable as exc:
@@ -345,14 +339,14 @@ def verify(golden: Path) -> VerifyReport:
 
 
 def _verify_files(golden: Path, report: VerifyReport) -> None:
-    entries = _read_entries(golden)
+    entries = read_entries(golden)
     recorded = set()
     for entry in entries:
         rel, sha = entry.get("baseline"), entry.get("sha256")
         if not isinstance(rel, str) or not isinstance(sha, str):
             report.unrecorded.append(entry["id"])
             continue
-        path = _inside_golden(golden, rel, f"{MANIFEST}: entry {entry['id']!r} records")
+        path = inside_golden(golden, rel, f"{MANIFEST}: entry {entry['id']!r} records")
         recorded.add(rel)
         if not path.exists() and not path.is_symlink():
             report.missing.append((entry["id"], rel))
@@ -376,284 +370,24 @@ def _verify_files(golden: Path, report: VerifyReport) -> None:
                 report.extra.append(printable(rel))
 
 
-@dataclass
-class Approval:
-    """One approved image.
-
-    Attributes:
-        pair_id: The pair.
-        baseline: New baseline file, relative to the golden folder.
-        sha256: Its sha256.
-        previous: The replaced baseline file (relative), or None for a new entry.
-        previous_sha256: Its sha256 as the manifest recorded it, or None.
-    """
-
-    pair_id: str
-    baseline: str
-    sha256: str
-    previous: str | None
-    previous_sha256: str | None
-
-
-def _load_verdict(path: Path, run: Path, force: bool) -> dict[str, Any] | None:
-    from pixgate.runs.files import RunFileError, read_verdict
-
-    try:
-        verdict = read_verdict(path)
-    except RunFileError as exc:
-        raise GoldenError(f"--verdict: {exc}") from None
-    judged = verdict.get("run")
-    if not force and judged and not _same_file(judged, run):
-        raise ApprovalRefused(f"--verdict: {path} judged {judged}, not {run}; judge this run, or pass --force")
-    if verdict["verdict"] == "fail" and not force:
-        raise ApprovalRefused(
-            f"the run's verdict is fail ({verdict.get('reason', 'see the verdict')}); "
-            "review it and pass --force to approve anyway"
-        )
-    return verdict
-
-
-def _same_file(recorded: str, run: Path) -> bool:
-    try:
-        return Path(recorded).resolve() == run.resolve()
-    except (OSError, RuntimeError, ValueError):  # a loop, a NUL byte: not this run
-        return False
-
-
-def _existing_baseline(golden: Path, entry: dict[str, Any] | None, pair_id: str) -> str | None:
-    if entry is not None and isinstance(entry.get("baseline"), str):
-        recorded = _inside_golden(golden, entry["baseline"], f"{MANIFEST}: entry {pair_id!r} records")
-        if recorded.is_file():
-            return str(entry["baseline"])
-    folder = (golden / BASELINE / pair_id).parent
-    stem = Path(pair_id).name
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            if path.stem == stem and path.suffix.lower() in IMAGE_EXTENSIONS:
-                return path.relative_to(golden).as_posix()
-    return None
-
-
-def _candidate_file(
-    golden: Path, pid: str, row: dict[str, Any], root: str | None, files_under: Path
-) -> tuple[Path, str]:
-    """The candidate of a run's row and where it goes in the golden set, both checked.
-
-    Raises:
-        GoldenError: A pair id that would write outside `baseline/`, or a candidate path
-            outside the candidate folder the run recorded or outside `files_under` (the
-            run file is data: its recorded folder alone could name any folder).
-    """
-    source_text = row.get(schema.CANDIDATE_PATH.name)
-    if not isinstance(source_text, str) or not source_text:
-        raise GoldenError(f"{pid}: the run records no candidate file")
-    source = Path(source_text)
-    if root is None or "://" in root or not inside(source, Path(root)):
-        raise GoldenError(
-            f"{pid}: the candidate {source} is not inside the candidate folder the run recorded ({root}); "
-            "approve only runs written by `pixgate score` on local folders"
-        )
-    if not inside(source, files_under):
-        raise GoldenError(
-            f"{pid}: the candidate {source} is not under {files_under}: approve reads candidates only under "
-            "--files-under (default: the current folder); name the folder that holds them"
-        )
-    if source.suffix.lower() not in IMAGE_EXTENSIONS:
-        known = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise GoldenError(f"{pid}: the candidate {source} has no image extension ({known})")
-    final = f"{BASELINE}/{pid}{source.suffix.lower()}"
-    _inside_golden(golden, final, f"pair id {pid!r} would write")
-    return source, final
-
-
-def approve(
-    run: Path,
-    golden: Path,
-    *,
-    ids: list[str] | None = None,
-    verdict_path: Path | None = None,
-    force: bool = False,
-    by: str | None = None,
-    on_staged: Callable[[int, int, str], None] | None = None,
-    files_under: Path | None = None,
-) -> list[Approval]:
-    """Make a run's candidates the golden baselines of their pairs (see the module).
-
-    Args:
-        run: The run file whose candidates are approved.
-        golden: The golden set's folder.
-        ids: Pairs to approve; every pair of the run when None.
-        verdict_path: The run's verdict from `pixgate gate --json`.
-        force: Approve without a verdict, or despite a failed one.
-        by: Who approves; else `PIXGATE_APPROVER`, else the login name.
-        on_staged: Called with (done, total, pair_id) as each image is staged.
-        files_under: Candidates are read only under this folder (default: the current
-            folder), and only inside the candidate folder the run recorded.
-
-    Returns:
-        One entry per approved image.
-
-    Raises:
-        GoldenError: Unreadable run, verdict or golden set; unknown ids.
-        ApprovalRefused: Failed or missing verdict without `force`; rows that are not ok.
-    """
-    if not golden.is_dir():
-        raise GoldenError(f"--golden: {golden} is not a folder")
-    with holding(golden / STAGING, _lock_name(golden), GoldenError):
-        return _approve_locked(run, golden, ids, verdict_path, force, by, on_staged, files_under or Path.cwd())
-
-
-def _approve_locked(
-    run: Path,
-    golden: Path,
-    ids: list[str] | None,
-    verdict_path: Path | None,
-    force: bool,
-    by: str | None,
-    on_staged: Callable[[int, int, str], None] | None,
-    files_under: Path,
-) -> list[Approval]:
-    """`approve` once the golden folder's lock is held."""
-    from pixgate.runs.files import RunFileError, read_run, run_metadata
-    from pixgate.scoring.decode import DecodeError, decode_bytes, max_file_bytes, read_image_file
-
-    recover(golden)
-    try:
-        table = read_run(run)
-    except RunFileError as exc:
-        raise GoldenError(f"{exc}") from None
-    if schema.PAIR_ID.name not in table.column_names:
-        raise GoldenError(f"{run}: not a run file from `pixgate score` (no {schema.PAIR_ID.name} column)")
-    rows = {r[schema.PAIR_ID.name]: {**schema.empty_row(), **r} for r in table.to_pylist()}
-    meta = run_metadata(table)
-    candidate_root = meta.get(schema.META_CANDIDATE_ROOT)
-    # The run's own limit, but never above the default: the run file is data, and its
-    # metadata could otherwise lift the bound on what approve reads into memory.
-    recorded = meta.get(schema.META_MAX_PIXELS, "")
-    max_pixels = DEFAULT_MAX_PIXELS
-    if recorded.isdigit() and len(recorded) < 19:
-        max_pixels = min(int(recorded), DEFAULT_MAX_PIXELS)
-    chosen = ids if ids else sorted(rows)
-    unknown = [pid for pid in chosen if pid not in rows]
-    if unknown:
-        raise GoldenError(f"--ids: not in {run}: {', '.join(unknown)}")
-    bad = [pid for pid in chosen if rows[pid][schema.STATUS.name] != schema.STATUS_OK]
-    if bad:
-        listing = "; ".join(f"{pid}: {rows[pid][schema.STATUS.name]} ({rows[pid][schema.ERROR.name]})" for pid in bad)
-        raise ApprovalRefused(f"rows that are not ok cannot be approved: {listing}; leave them out with --ids")
-    verdict = _load_verdict(verdict_path, run, force) if verdict_path is not None else None
-    if verdict is None and not force:
-        raise ApprovalRefused("no verdict: pass --verdict VERDICT.json from `pixgate gate --json`, or --force")
-    entries = _read_entries(golden)
-    by_id = {e["id"]: e for e in entries}
-    files = {pid: _candidate_file(golden, pid, rows[pid], candidate_root, files_under) for pid in chosen}
-    previous = {pid: _existing_baseline(golden, by_id.get(pid), pid) for pid in chosen}
-    problem = _clash([final for _, final in files.values()], [p for p in previous.values() if p is not None])
-    if problem:
-        raise GoldenError(f"{run}: the chosen pairs cannot be approved together: {problem}")
-    who = by or os.environ.get("PIXGATE_APPROVER") or getpass.getuser()
-    when = datetime.now(UTC).isoformat(timespec="seconds")
-
-    stage = golden / STAGING
-    stage.mkdir()
-    try:
-        approvals: list[Approval] = []
-        moves, backups = [], []
-        for done, pid in enumerate(chosen, start=1):
-            source, final = files[pid]
-            try:
-                data = read_image_file(source, max_pixels)
-                decode_bytes(data, max_pixels=max_pixels)  # only images become baselines
-            except DecodeError as exc:
-                raise GoldenError(
-                    f"{pid}: the candidate {source}: {exc}; rescore or leave it out with --ids "
-                    f"(at most {max_file_bytes(max_pixels):,} bytes)"
-                ) from None
-            staged = stage / "files" / final
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            write_new(staged, data, sync=True)
-            replaced = previous[pid]
-            if replaced is not None:
-                backups.append(replaced)
-            entry = by_id.get(pid)
-            approvals.append(
-                Approval(pid, final, hashlib.sha256(data).hexdigest(), replaced, entry.get("sha256") if entry else None)
-            )
-            moves.append({"final": final, "staged": f"files/{final}"})
-            if on_staged is not None:
-                on_staged(done, len(chosen), pid)
-
-        source_run = str(run.resolve())
-        for a in approvals:
-            record: dict[str, Any] = {
-                "run": source_run,
-                "date": when,
-                "by": who,
-                "previous_sha256": a.previous_sha256,
-            }
-            if verdict is not None:
-                record["verdict"] = verdict["verdict"]
-            if force:
-                record["forced"] = True
-            entry = by_id.get(a.pair_id)
-            if entry is None:
-                entry = {"id": a.pair_id}
-                entries.append(entry)
-            entry.update({"baseline": a.baseline, "sha256": a.sha256, "approved": record})
-        manifest_bytes = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
-        atomic_write(stage / MANIFEST, manifest_bytes)
-        changelog = _own_file(golden, CHANGELOG)
-        try:
-            log = read_regular(changelog, TEXT_INPUT_MAX_BYTES) if changelog.exists() or changelog.is_symlink() else b""
-        except UnsafeInputError as exc:
-            raise GoldenError(f"{changelog}: cannot read it: {exc}") from None
-        for a in approvals:
-            line = {
-                "date": when,
-                "id": a.pair_id,
-                "by": who,
-                "run": source_run,
-                "verdict": verdict["verdict"] if verdict is not None else None,
-                "forced": force,
-                "baseline": a.baseline,
-                "sha256": a.sha256,
-                "previous": a.previous,
-                "previous_sha256": a.previous_sha256,
-            }
-            log += (json.dumps(line, sort_keys=True) + "\n").encode()
-        atomic_write(stage / CHANGELOG, log)
-        plan = {"moves": moves, "backups": backups, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
-        atomic_write(stage / _PLAN, json.dumps(plan, indent=1).encode())
-    except BaseException:
-        _remove_quietly(stage)  # nothing outside the staging folder changed yet
-        raise
-    try:
-        for rel in backups:
-            _move_file(golden, rel, stage, f"{_BACKUP}/{rel}")
-        for move in moves:
-            _move_file(stage, move["staged"], golden, move["final"])
-        fsync_dir(golden / BASELINE)
-        os.replace(stage / MANIFEST, golden / MANIFEST)  # the commit point
-        fsync_dir(golden)
-        os.replace(stage / CHANGELOG, golden / CHANGELOG)
-        remove_tree(stage)
-    except BaseException:
-        recover(golden)  # before the commit this rolls back; after it, it completes
-        raise
-    return approvals
-
-
 __all__ = [
+    "BACKUP",
     "BASELINE",
     "CHANGELOG",
     "MANIFEST",
+    "PLAN",
     "STAGING",
-    "Approval",
     "ApprovalRefused",
     "GoldenError",
     "VerifyReport",
-    "approve",
+    "clash",
     "file_sha256",
+    "inside_golden",
+    "lock_name",
+    "move_file",
+    "own_file",
+    "read_entries",
     "recover",
+    "remove_quietly",
     "verify",
 ]

@@ -36,6 +36,7 @@ from pixgate.config import (
     REPORT_THUMB_SIDE,
     REPORT_TOP,
 )
+from pixgate.errors import UsageError
 from pixgate.runs import schema
 from pixgate.runs.files import run_metadata
 from pixgate.safe_io import atomic_write
@@ -82,7 +83,7 @@ _META_SHOWN = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(UsageError, ValueError):
     """A report that cannot be built: unreadable run, verdict or capture file."""
 
 
@@ -205,7 +206,7 @@ def _capture_plots(captures: list[Path]) -> list[tuple[str, str]]:
         try:
             table = read_run(path)
         except RunFileError as exc:
-            raise ReportError(f"--capture: {exc}") from None
+            raise ReportError.about("{capture}: {problem}", problem=exc) from None
         label = path.parent.name if path.stem == "capture" else path.stem
         for name, found in series.items():
             if name in table.column_names:

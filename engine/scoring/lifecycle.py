@@ -262,7 +262,7 @@ def owned_output(output: Path) -> Iterator[None]:
         ScoreConfigError: Another command holds it (the message names the holder), or the
             lock file cannot be created.
     """
-    with holding(output, "--output", ScoreConfigError):
+    with holding(output, "output", ScoreConfigError):
         yield
 
 

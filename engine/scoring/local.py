@@ -86,7 +86,7 @@ def _load_manifest(opts: ScoreOptions) -> tuple[Manifest | None, dict[str, str]]
     try:
         manifest = load_manifest(opts.manifest)
     except ManifestError as exc:
-        raise ScoreConfigError(str(exc)) from None
+        raise ScoreConfigError.from_error(exc) from None
     meta = {
         schema.META_MANIFEST: str(opts.manifest.resolve()),
         schema.META_MANIFEST_SHA256: manifest.sha256,
@@ -168,7 +168,7 @@ class LocalBackend:
         try:
             self._device = select_device(opts.device)
         except DeviceError as exc:
-            raise ScoreConfigError(str(exc)) from None
+            raise ScoreConfigError.from_error(exc) from None
 
     def pair(self, opts: ScoreOptions) -> Pairing:
         return pair_directories(Path(opts.baseline), Path(opts.candidate))

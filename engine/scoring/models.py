@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pixgate.config import ALPHA_BACKGROUND, LPIPS_HEAD_VERSION
+from pixgate.errors import UsageError
 from pixgate.scoring.backbones import backbone
 
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -25,7 +26,7 @@ _SCALE = (0.458, 0.448, 0.450)
 _EPS = 1e-10
 
 
-class WeightsFormatError(ValueError):
+class WeightsFormatError(UsageError, ValueError):
     """A weights file that is not a torchvision state_dict for the requested network."""
 
 
@@ -52,22 +53,36 @@ def _load_features(net: str, weights: Path) -> nn.Sequential:
     try:
         state = _read_state(weights)
     except Exception as exc:
-        raise WeightsFormatError(f"--weights {weights}: not a readable torch file ({exc})") from None
+        raise WeightsFormatError.about(
+            "{weights} {path}: not a readable torch file ({problem})", path=weights, problem=exc
+        ) from None
     if not isinstance(state, dict):
-        raise WeightsFormatError(f"--weights {weights}: expected a state_dict, found {type(state).__name__}")
+        raise WeightsFormatError.about(
+            "{weights} {path}: expected a state_dict, found {kind}", path=weights, kind=type(state).__name__
+        )
     features = _meta_features(net)
     wanted = {f"features.{k}": v for k, v in features.state_dict().items()}
     missing = sorted(set(wanted) - set(state))
     if missing:
         some = ", ".join(sorted(state)[:4]) or "none"
-        raise WeightsFormatError(
-            f"--weights {weights}: not a torchvision {net} state_dict: missing {missing[0]} "
-            f"({len(missing)} keys missing; the file has keys like {some})"
+        raise WeightsFormatError.about(
+            "{weights} {path}: not a torchvision {net} state_dict: missing {first} ({n} keys missing; the file has "
+            "keys like {some})",
+            path=weights,
+            net=net,
+            first=missing[0],
+            n=len(missing),
+            some=some,
         )
     for key, ref in wanted.items():
         if tuple(state[key].shape) != tuple(ref.shape):
-            raise WeightsFormatError(
-                f"--weights {weights}: {key} has shape {tuple(state[key].shape)}, {net} needs {tuple(ref.shape)}"
+            raise WeightsFormatError.about(
+                "{weights} {path}: {key} has shape {found}, {net} needs {needed}",
+                path=weights,
+                key=key,
+                found=tuple(state[key].shape),
+                net=net,
+                needed=tuple(ref.shape),
             )
     # clone(): own memory instead of pages of the mapped file, which may change later.
     features.load_state_dict({k.removeprefix("features."): state[k].float().clone() for k in wanted}, assign=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixgate.config import OCR_MAX_READ_CHARS, OCR_PAIR_TIMEOUT_S, OCR_TIMEOUT_S, TESSDATA_DIRS
+from pixgate.errors import UsageError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from pixgate.scoring.manifest import Box
 
 
-class OcrUnavailable(RuntimeError):
+class OcrUnavailable(UsageError, RuntimeError):
     """Tesseract (or the requested language data) is not installed."""
 
 
@@ -84,13 +85,16 @@ def find_tesseract(lang: str) -> OcrSettings:
     try:
         import tesserocr
     except ImportError as exc:
-        raise OcrUnavailable(
-            f"--typography: the text checks need tesserocr ({exc}); install pixgate's dependencies, or pass "
-            "--no-typography to score without them"
+        raise OcrUnavailable.about(
+            "{typography}: the text checks need tesserocr ({problem}); install pixgate's dependencies, or pass "
+            "{no_typography} to score without them",
+            problem=exc,
         ) from None
     codes = [c for c in lang.split("+") if c]
     if not codes or any(not c.replace("_", "").replace("-", "").isalnum() for c in codes):
-        raise OcrUnavailable(f"--ocr-lang: expected Tesseract language codes such as eng or eng+deu, got {lang!r}")
+        raise OcrUnavailable.about(
+            "{ocr_lang}: expected Tesseract language codes such as eng or eng+deu, got {got!r}", got=lang
+        )
     tried = []
     for folder in _tessdata_candidates():
         if not all((folder / f"{code}.traineddata").is_file() for code in codes):
@@ -105,10 +109,12 @@ def find_tesseract(lang: str) -> OcrSettings:
         engine = tesserocr.tesseract_version().split()[1]
         version = f"tesseract {engine} (tesserocr {tesserocr.__version__}), {lang} {_data_digest(folder, codes)}"
         return OcrSettings(str(folder), lang, version)
-    raise OcrUnavailable(
-        f"--ocr-lang: no Tesseract language data for {lang!r} in {', '.join(tried)}. Install it "
+    raise OcrUnavailable.about(
+        "{ocr_lang}: no Tesseract language data for {got!r} in {tried}. Install it "
         "(Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-<code>; macOS: brew install tesseract), set "
-        "TESSDATA_PREFIX to the folder holding <code>.traineddata, or pass --no-typography"
+        "TESSDATA_PREFIX to the folder holding <code>.traineddata, or pass {no_typography}",
+        got=lang,
+        tried=", ".join(tried),
     )
 
 

@@ -38,13 +38,14 @@ from pixgate.config import (
     OCR_MAX_READ_CHARS,
     OCR_MAX_REGIONS,
 )
+from pixgate.errors import UsageError
 from pixgate.safe_io import UnsafeInputError, loads_json, read_regular
 
 if TYPE_CHECKING:
     from pixgate.scoring.manifest import Box
 
 
-class OcrCacheError(OSError):
+class OcrCacheError(UsageError, OSError):
     """The cache folder given cannot be used."""
 
 
@@ -130,16 +131,20 @@ class OcrCache:
         OcrCacheError: `root` is not a folder that can be created and written.
     """
 
-    def __init__(self, root: Path, source: str = "--ocr-cache") -> None:
+    def __init__(self, root: Path, source: str = "ocr_cache") -> None:
         try:
             root.mkdir(parents=True, exist_ok=True)
             probe = root / f".probe-{secrets.token_hex(8)}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise OcrCacheError(
-                f"{source}: cannot use {root} as the OCR cache ({exc.strerror or exc}); give a writable "
-                "folder, or pass --no-ocr-cache"
+            # `source` is the option that named the folder, or where else it came from.
+            named = "{" + source + "}" if source.isidentifier() and source.islower() else "{source}"
+            raise OcrCacheError.about(
+                named + ": cannot use {root} as the OCR cache ({why}); give a writable folder, or pass {no_ocr_cache}",
+                source=source,
+                root=root,
+                why=exc.strerror or exc,
             ) from None
         self.root = root
         self.hits = 0

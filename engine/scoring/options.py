@@ -25,11 +25,6 @@ class ScoreConfigError(UsageError):
     the Python API's keywords, the command line as its flags.
     """
 
-    def spell(self, field: str) -> str:
-        if field in _API_SPELLING:
-            return _API_SPELLING[field]
-        return f"{field}=True" if field in _FLAGS else field
-
 
 @dataclass(frozen=True)
 class ScoreOptions:
@@ -114,12 +109,9 @@ class ScoreResult:
         return all(s == schema.STATUS_OK for s in self.table.column(schema.STATUS.name).to_pylist())
 
 
-#: Options that are switches: the Python API turns them on with `name=True`.
-_FLAGS = frozenset(f.name for f in fields(ScoreOptions) if isinstance(f.default, bool))
-#: How the Python API gives what a message names that is not one field set to True.
-_API_SPELLING = {"no_typography": "typography=False", "backend_ray": "backend='ray'"}
+#: What a scoring error may name: the options, and the flags that stand for a value of one.
 ScoreConfigError.options = frozenset(
-    {f.name for f in fields(ScoreOptions)} | set(_API_SPELLING) | {"backend", "ray_address"}
+    {f.name for f in fields(ScoreOptions)} | {"no_typography", "backend", "backend_ray", "ray_address"}
 )
 
 
@@ -128,7 +120,7 @@ def check_decoder_setting() -> None:
     try:
         decoder_setting()
     except ValueError as exc:
-        raise ScoreConfigError(str(exc)) from None
+        raise ScoreConfigError.from_error(exc) from None
 
 
 def check_options(opts: ScoreOptions) -> None:

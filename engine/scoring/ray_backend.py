@@ -121,7 +121,7 @@ def _pairing(opts: ScoreOptions) -> tuple[Pairing, Any, Any]:
         try:
             return pair_uris(base, cand)
         except ValueError as exc:
-            raise ScoreConfigError(str(exc)) from None
+            raise ScoreConfigError.from_error(exc) from None
     return pair_directories(check_folder("baseline", base), check_folder("candidate", cand)), None, None
 
 

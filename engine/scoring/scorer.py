@@ -44,7 +44,7 @@ def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, d
     try:
         resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
     except WeightsError as exc:
-        raise ScoreConfigError(str(exc)) from None
+        raise ScoreConfigError.from_error(exc) from None
     meta = {
         schema.META_WEIGHTS_SHA256: resolved.sha256,
         schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
@@ -72,7 +72,7 @@ def build_model(opts: ScoreOptions, resolved: ResolvedWeights | None, device: to
     try:
         return load_lpips(opts.net, resolved.path).to(device)
     except WeightsFormatError as exc:
-        raise ScoreConfigError(str(exc)) from None
+        raise ScoreConfigError.from_error(exc) from None
 
 
 def load_model(opts: ScoreOptions, device: torch.device) -> tuple[LpipsModule | None, dict[str, str]]:

@@ -169,7 +169,7 @@ def ocr_settings(opts: ScoreOptions) -> OcrSettings:
     try:
         return find_tesseract(opts.ocr_lang)
     except OcrUnavailable as exc:
-        raise ScoreConfigError(str(exc)) from None
+        raise ScoreConfigError.from_error(exc) from None
 
 
 def ocr_cache(opts: ScoreOptions) -> tuple[OcrCache | None, dict[str, Any]]:
@@ -185,9 +185,9 @@ def ocr_cache(opts: ScoreOptions) -> tuple[OcrCache | None, dict[str, Any]]:
         return None, {}
     if opts.ocr_cache is not None or named:
         try:
-            return OcrCache(opts.ocr_cache or Path(named or ""), "--ocr-cache" if opts.ocr_cache else OCR_CACHE_ENV), {}
+            return OcrCache(opts.ocr_cache or Path(named or ""), "ocr_cache" if opts.ocr_cache else OCR_CACHE_ENV), {}
         except OcrCacheError as exc:
-            raise ScoreConfigError(str(exc)) from None
+            raise ScoreConfigError.from_error(exc) from None
     folder = default_cache_dir()
     try:
         if folder is None:

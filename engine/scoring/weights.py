@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixgate.config import DOWNLOAD_TIMEOUT_S
+from pixgate.errors import UsageError
 from pixgate.scoring.backbones import backbone
 
 #: Environment variable naming a weights file (a torchvision state_dict).
@@ -30,7 +31,7 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,64})\.")
 _CHUNK = 1 << 20
 
 
-class WeightsError(Exception):
+class WeightsError(UsageError):
     """No usable weights; the message lists every way to provide them."""
 
 
@@ -100,15 +101,19 @@ def candidates(net: str, explicit: Path | None) -> list[WeightsCandidate]:
     return out
 
 
-def _how_to(net: str) -> str:
-    return (
-        f"Provide {net} backbone weights (a torchvision state_dict) in one of these ways:\n"
-        f"  1. pass --weights PATH\n"
-        f"  2. set {ENV_WEIGHTS}=PATH\n"
-        f"  3. put the file at {cache_path(net)} (torchvision's cache; TORCH_HOME moves it)\n"
-        f"  4. be online so pixgate can download {weights_url(net)}\n"
-        f"  or run with --no-lpips to score everything but LPIPS."
-    )
+#: Every way to provide weights, as a `WeightsError` template (`_how_to` fills its values).
+_HOW_TO = (
+    "Provide {net} backbone weights (a torchvision state_dict) in one of these ways:\n"
+    "  1. pass {weights} PATH\n"
+    "  2. set {env}=PATH\n"
+    "  3. put the file at {cache} (torchvision's cache; TORCH_HOME moves it)\n"
+    "  4. be online so pixgate can download {url}\n"
+    "  or run with {no_lpips} to score everything but LPIPS."
+)
+
+
+def _how_to(net: str) -> dict[str, object]:
+    return {"net": net, "env": ENV_WEIGHTS, "cache": cache_path(net), "url": weights_url(net)}
 
 
 def download(url: str, dest: Path, *, progress: Callable[[int, int | None], None] | None = None) -> Path:
@@ -173,16 +178,20 @@ def resolve_weights(
     steps = candidates(net, explicit)
     for step in steps:
         if step.origin in ("--weights", ENV_WEIGHTS) and step.path is not None and not step.found:
-            raise WeightsError(f"{step.origin}: no such file: {step.path}\n{_how_to(net)}")
+            raise WeightsError.about(
+                "{origin}: no such file: {path}\n" + _HOW_TO, origin=step.origin, path=step.path, **_how_to(net)
+            )
         if step.found and step.path is not None:
             return ResolvedWeights(step.path, step.origin, sha256_file(step.path))
     if allow_download:
         try:
             path = download(weights_url(net), cache_path(net), progress=progress)
         except WeightsError as exc:
-            raise WeightsError(f"no {net} weights found locally; {exc}\n{_how_to(net)}") from None
+            raise WeightsError.about(
+                "no {net} weights found locally; {problem}\n" + _HOW_TO, problem=exc, **_how_to(net)
+            ) from None
         return ResolvedWeights(path, "download", sha256_file(path))
-    raise WeightsError(f"no {net} weights found locally (download not attempted)\n{_how_to(net)}")
+    raise WeightsError.about("no {net} weights found locally (download not attempted)\n" + _HOW_TO, **_how_to(net))
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pixgate.cli import app
+from pixgate.golden import approval
 from pixgate.golden import golden_set as gold
 from pixgate.runs import schema
 from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster, write_run
@@ -168,7 +169,7 @@ def test_refusals_leave_the_golden_set_unchanged(case: str, golden_copy: Path, t
 def test_force_overrides_a_failed_verdict_and_is_recorded(golden_copy: Path, tmp_path: Path) -> None:
     run = _run_of_golden(tmp_path)
     verdict = _verdict(tmp_path, run, "fail")
-    approvals = gold.approve(run, golden_copy, ids=["stretched"], verdict_path=verdict, force=True, by="me")
+    approvals = approval.approve(run, golden_copy, ids=["stretched"], verdict_path=verdict, force=True, by="me")
     assert [a.pair_id for a in approvals] == ["stretched"]
     log = json.loads((golden_copy / "changelog.jsonl").read_text())
     assert log["forced"] is True and log["verdict"] == "fail"
@@ -178,7 +179,7 @@ def test_force_overrides_a_failed_verdict_and_is_recorded(golden_copy: Path, tmp
 def test_approver_from_the_environment(golden_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIXGATE_APPROVER", "release-bot")
     run = _run_of_golden(tmp_path)
-    gold.approve(run, golden_copy, ids=["stretched"], force=True)
+    approval.approve(run, golden_copy, ids=["stretched"], force=True)
     assert json.loads((golden_copy / "changelog.jsonl").read_text())["by"] == "release-bot"
 
 
@@ -191,7 +192,7 @@ def test_failure_at_every_step_of_the_swap_leaves_old_or_new(
     before = _tree(golden_copy)
     finished = tmp_path / "finished"
     shutil.copytree(golden_copy, finished)
-    gold.approve(run, finished, ids=APPROVED, force=True, by="me")
+    approval.approve(run, finished, ids=APPROVED, force=True, by="me")
     after = _tree(finished)
     real_replace = os.replace
     outcomes = {"rolled back": 0, "completed": 0}
@@ -208,13 +209,13 @@ def test_failure_at_every_step_of_the_swap_leaves_old_or_new(
                 raise OSError(28, "No space left on device")
             real_replace(src, dst)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(gold.os, "replace", failing)
+        monkeypatch.setattr(approval.os, "replace", failing)
         try:
-            gold.approve(run, golden_copy, ids=APPROVED, force=True, by="me")
+            approval.approve(run, golden_copy, ids=APPROVED, force=True, by="me")
             failed = False
         except OSError:
             failed = True
-        monkeypatch.setattr(gold.os, "replace", real_replace)
+        monkeypatch.setattr(approval.os, "replace", real_replace)
         state = _tree(golden_copy)
         # The changelog's dates differ between runs; compare everything else exactly.
         strip = {p: h for p, h in state.items() if p not in ("manifest.jsonl", "changelog.jsonl")}

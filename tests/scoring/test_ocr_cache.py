@@ -177,7 +177,7 @@ def test_entries_are_bound_to_their_key_and_boxes(tmp_path: Path, ocr: OcrSettin
 
 def test_unusable_folder(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    with pytest.raises(OcrCacheError, match=r"--ocr-cache: cannot use .*file.*--no-ocr-cache"):
+    with pytest.raises(OcrCacheError, match=r"ocr_cache: cannot use .*file.*no_ocr_cache"):
         OcrCache(tmp_path / "file")
     cache = OcrCache(tmp_path / "ok")
     cache.put("ab" + "0" * 62, BaselineText(((0, 0, 1, 1),), ("x",)))

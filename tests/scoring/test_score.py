@@ -178,7 +178,7 @@ def test_no_lpips(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) 
 
 def test_no_weights_is_a_config_error(make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path) -> None:
     base, cand = make_pairs(SIZES[:1])
-    with pytest.raises(ScoreConfigError, match="--weights PATH"):
+    with pytest.raises(ScoreConfigError, match="pass weights PATH"):
         run_score(_opts(base, cand, tmp_path / "run.arrow", None))
     assert not (tmp_path / "run.arrow").exists() and not journal_path(tmp_path / "run.arrow").exists()
 
@@ -376,7 +376,7 @@ def test_unusable_ocr_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     base, cand = _promo_pairs(tmp_path)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with pytest.raises(ScoreConfigError, match="--ocr-cache: cannot use"):
+    with pytest.raises(ScoreConfigError, match="ocr_cache: cannot use"):
         run_score(ScoreOptions(base, cand, tmp_path / "a.arrow", device="cpu", no_lpips=True, ocr_cache=blocker))
     assert not (tmp_path / "a.arrow").exists()
     # The default folder only saves time: a run goes on without it, and says so.

@@ -215,12 +215,12 @@ def test_bad_boxes_and_missing_expected_text_are_errors(ocr: OcrSettings) -> Non
 def test_missing_language_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(OcrUnavailable, match=r"no Tesseract language data for 'eng\+xx'"):
         find_tesseract("eng+xx")
-    with pytest.raises(OcrUnavailable, match=r"--ocr-lang: expected Tesseract language codes.*got '../eng'"):
+    with pytest.raises(OcrUnavailable, match=r"ocr_lang: expected Tesseract language codes.*got '../eng'"):
         find_tesseract("../eng")
     # TESSDATA_PREFIX, when set, is the only place looked in: the system's data is not
     # taken instead of the data asked for.
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
-    with pytest.raises(OcrUnavailable, match=r"apt-get install tesseract-ocr.*--no-typography"):
+    with pytest.raises(OcrUnavailable, match=r"apt-get install tesseract-ocr.*typography=False"):
         find_tesseract("eng")
 
 

@@ -76,9 +76,12 @@ def test_missing_explicit_file_does_not_fall_through(alex_weights: Path, monkeyp
 def test_nothing_found_offline_lists_every_way() -> None:
     with pytest.raises(WeightsError) as info:
         resolve_weights("alex")
-    message = str(info.value)
+    from pixgate.cli import _flag
+
+    message = info.value.render(_flag)  # as the command line shows it
     for way in ("--weights PATH", ENV_WEIGHTS, "torchvision's cache", "download", "--no-lpips", "failed"):
         assert way in message
+    assert "no_lpips=True" in str(info.value)  # as the Python API takes it
 
 
 def test_download_checks_hash_and_fills_the_cache(

@@ -28,6 +28,7 @@ from pixgate.config import (
     EXIT_INTERNAL,
     EXIT_USAGE,
     GATE_MAX_LISTED_PAIRS,
+    NO_TTY_WIDTH,
     OCR_CACHE_ENV,
     OCR_LANG,
     REPORT_TOP,
@@ -110,10 +111,32 @@ def _whole_number(option: str, low: int, high: int | None = None) -> Any:
     return check
 
 
-def _console() -> Any:
+def _console(*, stderr: bool = True) -> Any:
+    """A console for messages (standard error) or reports (`stderr=False`). Without a
+    terminal (a CI log) it is as wide as its widest line: a table never folds a pair id."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=NO_TTY_WIDTH)
+
+
+def _output_folder(option: str, path: Path | None) -> None:
+    """A file option's folder must exist ('-' is standard output): a typo is an error,
+    not a new folder."""
+    if path is not None and str(path) != "-" and not path.parent.is_dir():
+        raise _usage_error(f"{option}: the folder {path.parent} does not exist; create it, or write elsewhere")
+
+
+def _emit(path: Path, text: str) -> None:
+    """Write `text` to a file option's file, or to standard output for '-'."""
+    from pixgate.safe_io import atomic_write, writing
+
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with writing(path):
+        atomic_write(path, text.encode("utf-8"))
 
 
 #: Options whose flag is not `--` and the field's name with dashes.
@@ -385,13 +408,12 @@ def weights_cmd(
 _RESULT_STYLE = {"pass": "green", "marginal": "yellow", "fail": "bold red", "skipped": "dim"}
 
 
-def _gate_report(verdict: Verdict, top: int) -> None:
-    from rich.console import Console
+def _gate_report(verdict: Verdict, top: int, *, stderr: bool = False) -> None:
     from rich.table import Table
 
     from pixgate.judging.gate import format_bound, format_observed
 
-    console = Console()
+    console = _console(stderr=stderr)
     rules = Table(title=f"pixgate gate: {verdict.context['policy']['name']}")
     rules.add_column("rule", overflow="fold")
     rules.add_column("observed", justify="right", overflow="fold")
@@ -439,7 +461,24 @@ def gate(
         typer.Option(help="Earlier run to compare with, for median_change rules (e.g. GPU time).", dir_okay=False),
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the verdict as JSON here.", dir_okay=False)
+        Path | None,
+        typer.Option("--json", help="Write the verdict as JSON here ('-': standard output).", dir_okay=False),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="Write JUnit XML here, a test case per rule ('-': standard output).", dir_okay=False),
+    ] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a Markdown summary here, e.g. $GITHUB_STEP_SUMMARY ('-': standard output).", dir_okay=False
+        ),
+    ] = None,
+    annotations: Annotated[
+        str | None,
+        typer.Option(
+            help="Print one error annotation per failed critical rule for this CI system's log: github.",
+        ),
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="A marginal verdict exits 1 too.")] = False,
     on_fail: Annotated[
@@ -461,26 +500,46 @@ def gate(
     or unreadable file, or a run whose schema does not fit the policy.
     """
     from pixgate.judging.decision import decide, judge_run
+    from pixgate.judging.formats import ANNOTATIONS, junit_xml, markdown_summary
     from pixgate.judging.gate import GateInputError
     from pixgate.judging.policy import PolicyError
-    from pixgate.runs.files import RunFileError
+    from pixgate.runs.files import RunFileError, verdict_json
 
+    if annotations is not None and annotations not in ANNOTATIONS:
+        raise _usage_error(f"--annotations must be one of {', '.join(ANNOTATIONS)}; got {annotations!r}")
+    files = {"--json": json_out, "--junit": junit, "--markdown": markdown}
+    for option, path in files.items():
+        _output_folder(option, path)
+    to_stdout = [option for option, path in files.items() if path is not None and str(path) == "-"]
+    to_stdout += ["--annotations"] if annotations is not None else []
+    if len(to_stdout) > 1:
+        raise _usage_error(f"{' and '.join(to_stdout)}: only one of them can write to standard output")
     try:
         verdict = judge_run(run, policy, against)
     except (PolicyError, GateInputError, RunFileError) as exc:
         raise _usage_error(exc) from None
+    # A format on standard output owns it: the tables go to standard error.
+    machine = bool(to_stdout)
     if quiet:
-        typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {verdict.reason})")
+        typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {verdict.reason})", err=machine)
     else:
-        _gate_report(verdict, top)
+        _gate_report(verdict, top, stderr=machine)
     console = _console()
     decision = decide(
         verdict,
         strict=strict,
-        json_path=json_out,
+        json_path=json_out if json_out is not None and str(json_out) != "-" else None,
         on_fail=on_fail,
         say=lambda text: console.print(text, highlight=False, markup=False),
     )
+    if json_out is not None and str(json_out) == "-":
+        _emit(json_out, verdict_json(decision.document))
+    if junit is not None:
+        _emit(junit, junit_xml(verdict, strict=strict))
+    if markdown is not None:
+        _emit(markdown, markdown_summary(verdict, top=top))
+    if annotations is not None:
+        _emit(Path("-"), ANNOTATIONS[annotations](verdict))
     raise typer.Exit(code=1 if decision.blocked else 0)
 
 
@@ -762,6 +821,13 @@ def canary(
     ocr_cache: _OcrCacheOpt = None,
     no_ocr_cache: _NoOcrCacheOpt = False,
     strict: Annotated[bool, typer.Option("--strict", help="A marginal verdict exits 1 too.")] = False,
+    on_fail: Annotated[
+        str | None,
+        typer.Option(
+            help="Shell command to run when the canary fails (e.g. a rollback), as `gate --on-fail` runs it; the "
+            "verdict goes to OUT/verdict.json."
+        ),
+    ] = None,
     max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
     timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
     deadline: _DeadlineOpt = None,
@@ -789,13 +855,14 @@ def canary(
         result = run_canary(
             opts, old, new, policy, weights=weights, manifest=manifest, no_lpips=no_lpips,
             typography=typography, ocr_lang=ocr_lang, ocr_cache=ocr_cache, no_ocr_cache=no_ocr_cache,
+            strict=strict, on_fail=on_fail,
             on_stage=lambda text: console.print(f"canary: {text}", highlight=False, markup=False),
         )  # fmt: skip
     except (CaptureConfigError, PolicyError, ScoreConfigError, GateInputError, RunFileError) as exc:
         raise _usage_error(exc, out="--output") from None
     _gate_report(result.verdict, GATE_MAX_LISTED_PAIRS)
     console.print(f"report: {result.files['report']}", highlight=False)
-    raise typer.Exit(code=1 if result.verdict.blocks(strict=strict) else 0)
+    raise typer.Exit(code=1 if result.decision.blocked else 0)
 
 
 demo_app = typer.Typer(help="The demo generator: deterministic posters, with switchable failure modes.")

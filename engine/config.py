@@ -162,6 +162,11 @@ GATE_QUANTILE_METHOD: Final = "inverted_cdf"
 
 #: Failing pairs listed in the gate's table (the JSON verdict lists all of them).
 GATE_MAX_LISTED_PAIRS: Final = 20
+#: Failing pairs listed under each rule in `gate --junit`, and in `--markdown`'s table.
+GATE_FORMAT_MAX_PAIRS: Final = 20
+#: Console width when output is not a terminal (a CI log): wide enough that no table folds
+#: a pair id (ids are at most `SAFE_PATH_BYTES`) or an error message.
+NO_TTY_WIDTH: Final = 2000
 
 #: Longest time an --on-fail command may run before it is stopped, seconds.
 GATE_ON_FAIL_TIMEOUT_S: Final = 900.0

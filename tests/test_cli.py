@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from pixgate.cli import app
 from pixgate.runs import schema
 from pixgate.runs.files import journal_path, read_journal, read_run
+from tests.conftest import GOLDEN, write_run
 
 runner = CliRunner()
 
@@ -676,3 +677,72 @@ def test_every_option_a_score_error_names_is_a_flag_of_score() -> None:
     for field in [*named, "no_typography", "ray_address", "backend"]:
         assert _flag(field) in given, (field, _flag(field))
     assert _flag("backend_ray") == "--backend ray"
+
+
+def test_gate_writes_junit_markdown_and_json_for_ci(golden_run: Path, tmp_path: Path) -> None:
+    """The CI formats from one gate call; `-` is standard output, and then the tables go
+    to standard error so the format stays parseable."""
+    import json as json_module
+    from xml.etree import ElementTree as ET
+
+    policy = str(GOLDEN / "policy.toml")
+    junit, markdown = tmp_path / "gate.xml", tmp_path / "summary.md"
+    result = runner.invoke(
+        app,
+        [
+            "gate",
+            str(golden_run),
+            "--policy",
+            policy,
+            "--json",
+            "-",
+            "--junit",
+            str(junit),
+            "--markdown",
+            str(markdown),
+        ],
+    )
+    assert result.exit_code == 1, result.output  # the golden candidates break the policy by design
+    verdict = json_module.loads(result.stdout)
+    assert verdict["verdict"] == "fail" and not (tmp_path / "-").exists()
+    assert "pixgate gate: golden set" in result.stderr  # the tables, on standard error
+    cases = ET.parse(junit).getroot().findall("testsuite/testcase")
+    assert [c.get("name") for c in cases] == [r["name"] for r in verdict["rules"]]
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert failed == {r["name"] for r in verdict["rules"] if r["result"] == "fail"}
+    summary = markdown.read_text()
+    assert summary.startswith("## pixgate gate: FAIL") and all(
+        p["pair_id"].replace("_", "\\_") in summary
+        for p in verdict["failing_pairs"][:3]  # escaped for Markdown
+    )
+    annotated = runner.invoke(app, ["gate", str(golden_run), "--policy", policy, "--annotations", "github"])
+    errors = [line for line in annotated.stdout.splitlines() if line.startswith("::error ")]
+    critical = [r for r in verdict["rules"] if r["critical"] and r["result"] == "fail"]
+    assert len(errors) == len(critical) > 0
+
+
+def test_gate_file_options_are_checked_before_judging(golden_run: Path, tmp_path: Path) -> None:
+    policy = str(GOLDEN / "policy.toml")
+    both = runner.invoke(app, ["gate", str(golden_run), "-p", policy, "--json", "-", "--junit", "-"])
+    assert both.exit_code == 2 and "only one of them can write to standard output" in _flat(both.output)
+    missing = runner.invoke(app, ["gate", str(golden_run), "-p", policy, "--junit", str(tmp_path / "no" / "x.xml")])
+    assert missing.exit_code == 2 and "does not exist" in _flat(missing.output)
+    assert not (tmp_path / "no").exists()
+    bad = runner.invoke(app, ["gate", str(golden_run), "-p", policy, "--annotations", "jenkins"])
+    assert bad.exit_code == 2 and "--annotations must be one of github; got 'jenkins'" in _flat(bad.output)
+
+
+def test_tables_never_fold_a_pair_id_without_a_terminal(tmp_path: Path) -> None:
+    """In a CI log (no terminal) the gate's table is as wide as it needs: a long pair id
+    stays on one line, whole."""
+    from pixgate.runs import schema
+
+    long_id = "campaign-2026/very/long/path/to/a/promo/image/" + "x" * 120
+    rows = [
+        {schema.PAIR_ID.name: long_id, schema.STATUS.name: schema.STATUS_OK, schema.ALPHA_PARITY.name: False},
+        {schema.PAIR_ID.name: "short", schema.STATUS.name: schema.STATUS_OK, schema.ALPHA_PARITY.name: True},
+    ]
+    run = write_run(tmp_path / "run.arrow", rows)
+    result = runner.invoke(app, ["gate", str(run), "--policy", str(GOLDEN / "policy.toml")])
+    assert result.exit_code == 1
+    assert any(long_id in line for line in result.output.splitlines()), result.output

@@ -20,7 +20,7 @@ from typing import Any
 
 from pixgate.capture.capture import CaptureOptions, CaptureResult, run_capture
 from pixgate.config import OCR_LANG
-from pixgate.judging.decision import decide, judge_run
+from pixgate.judging.decision import Decision, decide, judge_run
 from pixgate.judging.gate import Verdict
 from pixgate.judging.policy import load_policy
 from pixgate.scoring.score import ScoreOptions, ScoreResult, run_score
@@ -32,6 +32,7 @@ class CanaryResult:
     """What a canary produced."""
 
     verdict: Verdict
+    decision: Decision
     old: CaptureResult
     new: CaptureResult
     score: ScoreResult
@@ -52,9 +53,13 @@ def run_canary(
     ocr_lang: str = OCR_LANG,
     ocr_cache: Path | None = None,
     no_ocr_cache: bool = False,
+    strict: bool = False,
+    on_fail: str | None = None,
     on_stage: Any = None,
 ) -> CanaryResult:
-    """Run the staged check (see the module) with `capture`'s settings for both engines.
+    """Run the staged check (see the module) with `capture`'s settings for both engines;
+    when the verdict blocks (a fail, or a marginal one with `strict`), run `on_fail` as
+    `gate --on-fail` does, once the report is written.
 
     Raises:
         pixgate.judging.policy.PolicyError, pixgate.capture.capture.CaptureConfigError,
@@ -94,7 +99,7 @@ def run_canary(
     verdict = judge_run(run_path, policy, comparisons=(new_capture.table, old_capture.table))
     verdict_path = out / "verdict.json"
     captures = {"old": str(out / "old" / "capture.arrow"), "new": str(out / "new" / "capture.arrow")}
-    decide(verdict, json_path=verdict_path, extra={"captures": captures})
+    decision = decide(verdict, strict=strict, json_path=verdict_path, extra={"captures": captures})
     stage("writing the report")
     report_path = out / "report.html"
     build_report(
@@ -105,8 +110,14 @@ def run_canary(
         weights=weights,
         files_under=out,
     )
+    if decision.blocked and on_fail:
+        # After the report, so that a rollback can attach it; the verdict file then
+        # records what the command did.
+        decision = decide(
+            verdict, strict=strict, json_path=verdict_path, on_fail=on_fail, extra={"captures": captures}, say=stage
+        )
     files = {"run": run_path, "verdict": verdict_path, "report": report_path}
-    return CanaryResult(verdict, old_capture, new_capture, scored, files)
+    return CanaryResult(verdict, decision, old_capture, new_capture, scored, files)
 
 
 __all__ = ["CanaryResult", "run_canary"]

@@ -63,16 +63,25 @@ def _policy(tmp_path: Path) -> Path:
 
 
 def test_canary_with_a_degraded_new_engine_fails(tmp_path: Path, alex_weights: Path) -> None:
+    rolled_back = tmp_path / "rolled-back"
+    # The rollback sees the verdict file and the report the canary wrote before it.
+    rollback = (
+        'test -f "$PIXGATE_VERDICT_JSON" && test -f "$(dirname "$PIXGATE_VERDICT_JSON")/report.html" '
+        f'&& echo "$PIXGATE_VERDICT" > {rolled_back}'
+    )
     with _serving(make_server(0)) as old, _serving(make_server(0, degrade=frozenset({"alpha", "icc", "mush"}))) as new:
         result = runner.invoke(
             app,
             ["canary", "--old", old, "--new", new, "--prompts", str(_prompts(tmp_path, PROMPTS)),
-             "--policy", str(_policy(tmp_path)), "-o", str(tmp_path / "canary"), "--weights", str(alex_weights)],
+             "--policy", str(_policy(tmp_path)), "-o", str(tmp_path / "canary"), "--weights", str(alex_weights),
+             "--on-fail", rollback],
         )  # fmt: skip
     assert result.exit_code == 1, result.output
     out = tmp_path / "canary"
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["verdict"] == "fail"
+    assert rolled_back.read_text().strip() == "fail"
+    assert verdict["on_fail"] == {"command": rollback, "exit_code": 0, "timed_out": False}
     failed = {r["name"] for r in verdict["rules"] if r["result"] == "fail"}
     assert {"alpha parity", "ICC match", "typography"} <= failed  # the small print rasterised to mush
     assert len(verdict["failing_pairs"]) == len(PROMPTS)

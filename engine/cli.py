@@ -31,6 +31,7 @@ from pixgate.config import (
     NO_TTY_WIDTH,
     OCR_CACHE_ENV,
     OCR_LANG,
+    PROGRESS_INTERVAL_S,
     REPORT_TOP,
     SUMMARY_MAX_PROBLEMS,
 )
@@ -282,7 +283,13 @@ def score(
         bool,
         typer.Option("--overwrite", help="Replace an existing run file, or start an interrupted run over."),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Seconds between progress lines when there is no terminal (a CI log); 0: one per batch."
+        ),
+    ] = PROGRESS_INTERVAL_S,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Score every image pair of two folders into an Arrow run file.
 
@@ -292,10 +299,15 @@ def score(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from pixgate.scoring.progress import ProgressLog
     from pixgate.scoring.score import ScoreConfigError, ScoreOptions, run_score
 
     console = _console()
     show = not quiet and console.is_terminal
+    # Without a terminal (a CI log) the bar draws nothing: lines every few seconds instead.
+    log = (
+        None if quiet or show else ProgressLog(lambda line: print(line, file=sys.stderr, flush=True), progress_interval)
+    )
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -308,13 +320,24 @@ def score(
     task = progress.add_task("starting", total=None, rate="")
     download = progress.add_task("downloading weights", total=None, visible=False, rate="")
 
+    def on_pairs(total: int, done: int) -> None:
+        # The total from the start, while the model and workers start.
+        progress.update(task, total=total, completed=done)
+        if log is not None:
+            log.pairs(total, done)
+
     def on_start(total: int, done: int) -> None:
-        progress.update(task, description="scoring", total=total, completed=done)
+        # The rate and time left count from here: start-up is not scoring.
+        progress.reset(task, description="scoring", total=total, completed=done, rate="")
+        if log is not None:
+            log.begin()
 
     def on_rows(rows: list[dict[str, Any]]) -> None:
         progress.advance(task, len(rows))
         speed = progress.tasks[task].speed
         progress.update(task, rate=f"{speed:.1f} pairs/s" if speed else "")
+        if log is not None:
+            log.advance(len(rows))
 
     def on_download(done: int, total: int | None) -> None:
         progress.update(download, completed=done, total=total, visible=True)
@@ -343,7 +366,14 @@ def score(
     )
     try:
         with progress:
-            result = run_score(opts, on_rows=on_rows, on_start=on_start, backend=backend.value, ray_address=ray_address)
+            result = run_score(
+                opts,
+                on_rows=on_rows,
+                on_start=on_start,
+                backend=backend.value,
+                ray_address=ray_address,
+                on_pairs=on_pairs,
+            )
     except ScoreConfigError as exc:
         raise _usage_error(exc) from None
     except KeyboardInterrupt:
@@ -351,6 +381,8 @@ def score(
 
         console.print(f"interrupted: finished pairs are kept in {journal_path(output)}; rerun with --resume")
         raise typer.Exit(code=130) from None
+    if log is not None:
+        log.finish()
     if not quiet:
         _summary(result, output)
     raise typer.Exit(code=0 if result.all_ok else 1)

@@ -164,6 +164,9 @@ GATE_QUANTILE_METHOD: Final = "inverted_cdf"
 GATE_MAX_LISTED_PAIRS: Final = 20
 #: Failing pairs listed under each rule in `gate --junit`, and in `--markdown`'s table.
 GATE_FORMAT_MAX_PAIRS: Final = 20
+#: Seconds between two progress lines of `score` without a terminal (a CI log): often
+#: enough for CI services that stop a silent job, rare enough to keep the log short.
+PROGRESS_INTERVAL_S: Final = 10.0
 #: Console width when output is not a terminal (a CI log): wide enough that no table folds
 #: a pair id (ids are at most `SAFE_PATH_BYTES`) or an error message.
 NO_TTY_WIDTH: Final = 2000

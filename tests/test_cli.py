@@ -746,3 +746,21 @@ def test_tables_never_fold_a_pair_id_without_a_terminal(tmp_path: Path) -> None:
     result = runner.invoke(app, ["gate", str(run), "--policy", str(GOLDEN / "policy.toml")])
     assert result.exit_code == 1
     assert any(long_id in line for line in result.output.splitlines()), result.output
+
+
+def test_score_without_a_terminal_logs_progress_lines(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """A CI log sees the pairs at once, then progress lines (here one per batch), then
+    the last line, on standard error."""
+    base, cand = make_pairs(SIZES)
+    out = tmp_path / "run.arrow"
+    args = ["score", str(base), str(cand), "-o", str(out), "--no-lpips", "--no-typography", "--progress-interval", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pixgate score: ")]
+    assert lines[0] == f"pixgate score: {len(SIZES)} pairs"
+    assert lines[-1].startswith(f"pixgate score: {len(SIZES)}/{len(SIZES)} pairs (100 %), ")
+    assert len(lines) >= 3 and all("pairs/s" in line for line in lines[1:])
+    quiet = runner.invoke(app, [*args[:-2], "--overwrite", "-q"])
+    assert quiet.exit_code == 0 and "pixgate score: " not in quiet.stderr

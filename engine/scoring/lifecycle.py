@@ -310,8 +310,12 @@ def run(
     backend: Backend,
     on_rows: OnRows | None = None,
     on_start: OnStart | None = None,
+    on_pairs: OnStart | None = None,
 ) -> ScoreResult:
     """Score every pair of two folders into `opts.output` with `backend`.
+
+    `on_pairs(total, done)` is called once the pairs are known (before the model loads),
+    `on_start(total, done)` once scoring starts, `on_rows(rows)` as rows are written.
 
     The run holds the output's lock from start to end (a second run on the same output
     fails at once), and its journal is on disk, with its schema, before any pair is
@@ -335,6 +339,8 @@ def run(
         pairing = backend.pair(opts)
         todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
         unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
+        if on_pairs is not None:
+            on_pairs(len(pairing.pairs), len(done))
         context = RunContext(opts, pairing, todo, unscorable, started, cleanup, len(done), on_start)
         # The backend's usage checks (manifest, OCR engine, cluster) before the weights,
         # which may have to be downloaded.

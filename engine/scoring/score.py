@@ -19,6 +19,7 @@ def run_score(
     *,
     backend: str = "local",
     ray_address: str | None = None,
+    on_pairs: OnStart | None = None,
 ) -> ScoreResult:
     """Score every pair of two folders into `opts.output`.
 
@@ -28,6 +29,8 @@ def run_score(
         on_start: Called once scoring starts with (total pairs, pairs already done).
         backend: `local`, or `ray` (`pip install 'pixgate[ray]'`).
         ray_address: The Ray cluster to use; None starts a local Ray instance.
+        on_pairs: Called once the pairs are known, before the model loads, with (total
+            pairs, pairs already done).
 
     Returns:
         The final table, the run's statistics and the run file's path.
@@ -41,12 +44,12 @@ def run_score(
     if backend == "ray":
         from pixgate.scoring.ray_backend import RayBackend
 
-        return run(opts, RayBackend(ray_address), on_rows, on_start)
+        return run(opts, RayBackend(ray_address), on_rows, on_start, on_pairs)
     if backend != "local":
         raise ScoreConfigError.about("{backend} must be one of local, ray; got {got!r}", got=backend)
     if ray_address is not None:
         raise ScoreConfigError.about("{ray_address} {address!r} needs {backend_ray}", address=ray_address)
-    return run(opts, LocalBackend(), on_rows, on_start)
+    return run(opts, LocalBackend(), on_rows, on_start, on_pairs)
 
 
 __all__ = ["ScoreConfigError", "ScoreOptions", "ScoreResult", "run_score"]

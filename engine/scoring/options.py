@@ -124,14 +124,14 @@ def check_decoder_setting() -> None:
 
 
 def check_options(opts: ScoreOptions) -> None:
-    """The checks every backend makes before anything starts: output, decoder,
-    precision and the OCR options.
+    """The checks every backend makes on the options before anything starts: output,
+    precision and the OCR options (the decoder setting, from the environment, is checked
+    before the backend's own checks: `pixgate.scoring.lifecycle.run`).
 
     Raises:
         ScoreConfigError: The first problem found.
     """
     check_output(opts)
-    check_decoder_setting()
     if opts.precision not in PRECISIONS:
         raise ScoreConfigError.about(
             "{precision} must be one of {allowed}; got {got!r}", allowed=", ".join(PRECISIONS), got=opts.precision

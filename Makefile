@@ -12,7 +12,7 @@ NEW_PORT ?= 8772
 # The golden manifest adds expected text to the typography checks.
 MANIFEST = --manifest golden/manifest.jsonl
 
-.PHONY: setup system-deps demo test test-fast lint golden bench clean
+.PHONY: setup system-deps demo test test-fast lint golden bench screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# docs/report.png, the README's picture of the golden report, from the Chromium test.
+screenshot: $(STAMP)
+	PIXGATE_WRITE_SCREENSHOT=1 $(BIN)/python -m pytest tests/report/test_html.py -k chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine kernels tests benchmarks golden

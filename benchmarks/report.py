@@ -3,8 +3,9 @@
     python -m benchmarks.report [--pairs 2000] [--size 1024] [--top 20]
 
 Uses (and caches) `--top` distinct 1024x1024 PNG pairs from the throughput benchmark, a run of `--pairs` rows over
-them, and builds the report twice: as shipped (thumbnails and maps) and, for reference
-in the same run, the size the shown pictures would take inlined as their original PNGs.
+them, and builds the report as shipped (full-resolution views of the first cards,
+thumbnails after them, maps), against, for reference in the same run, the size the
+shown pictures would take inlined as their original PNGs.
 Reports build seconds, MB, and the size ratio. Writes `benchmarks/results/report.json`.
 Seeded random AlexNet weights stand in for the LPIPS maps when none are installed.
 """
@@ -52,9 +53,13 @@ def main() -> None:
         }
         for i in range(args.pairs)
     ]
-    run = write_run(cache / "run.arrow", rows)
+    # The run records its folders: a report reads pictures only inside them.
+    roots = {schema.META_BASELINE_ROOT: str(base), schema.META_CANDIDATE_ROOT: str(cand)}
+    run = write_run(cache / "run.arrow", rows, roots)
     started = time.perf_counter()
-    stats = build_report(run, cache / "report.html", top=args.top, weights=_weights())
+    stats = build_report(run, cache / "report.html", top=args.top, weights=_weights(), files_under=ROOT)
+    if stats.shown != args.top:
+        raise SystemExit(f"only {stats.shown} of {args.top} pairs had pictures: {stats.notes}")
     wall = time.perf_counter() - started
     originals = sum(len(base64.b64encode(p.read_bytes())) for pair in pairs for p in pair)
     result = {

@@ -307,6 +307,30 @@ REPORT_THUMB_SIDE: Final = 256
 #: 20 pairs to seconds on a CPU. The numbers shown come from the run, at full size.
 REPORT_MAP_SIDE: Final = 384
 
+#: The value at which each kind of report map reaches the top of its colour bar: one
+#: scale per kind for the whole report (and every report), so a map's brightness means
+#: the same on every card and a pixel-identical pair's maps are black. LPIPS: 1.0, the
+#: distance of unrelated pictures for AlexNet LPIPS. Edge loss, in the Sobel magnitude
+#: of luma on 0..1 that the edge kernel computes: 4.0 is a black-on-white edge lost
+#: entirely. Alpha: 1.0, opaque against transparent.
+REPORT_MAP_PEAKS: Final = {"lpips": 1.0, "edge_loss": 4.0, "alpha": 1.0}
+
+#: Worst pairs whose before/after view (slider, blink, full size) is embedded at full
+#: resolution, up to `REPORT_VIEW_MAX_PIXELS` each; the cards after them compare
+#: thumbnails. With the thumbnails' side, this bounds a report's size whatever --top is.
+REPORT_FULL_PAIRS: Final = 20
+
+#: Largest picture (width * height) a full-resolution view embeds; larger pictures are
+#: scaled down to it (1024 x 1024: small print stays readable).
+REPORT_VIEW_MAX_PIXELS: Final = 1024 * 1024
+
+#: Characters a report shows of a value that comes from a run or verdict file (an error,
+#: a rule's name or bound); the file keeps the rest.
+REPORT_MAX_FIELD_CHARS: Final = 300
+
+#: Rules of the verdict a report's card lists for one pair.
+REPORT_MAX_RULE_LINES: Final = 20
+
 #: The worst pairs are ranked first by the parity checks they break (status, alpha, ICC,
 #: size, typography), then by the largest of these ratios: LPIPS over 0.1 (a clearly
 #: visible change for AlexNet LPIPS), mean Delta E over 2.3 (a just-noticeable

@@ -264,8 +264,13 @@ def sha256_regular(path: Path, max_bytes: int | None = None) -> str:
     if max_bytes is not None and size > max_bytes:
         os.close(fd)
         raise UnsafeInputError(f"{size:,} bytes, over the {max_bytes:,}-byte limit for this file")
+    read = 0
     try:
         while chunk := os.read(fd, _CHUNK):
+            read += len(chunk)
+            # A file can hold more than its size says (/proc files say 0): the read stops.
+            if max_bytes is not None and read > max_bytes:
+                raise UnsafeInputError(f"more than the {max_bytes:,}-byte limit for this file")
             digest.update(chunk)
     except OSError as exc:
         raise UnsafeInputError(_describe(exc)) from None

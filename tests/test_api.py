@@ -101,6 +101,8 @@ def test_the_readme_example_runs(alex_weights: Path, tmp_path: Path, monkeypatch
     monkeypatch.setenv("PIXGATE_WEIGHTS", str(alex_weights))
     namespace: dict[str, object] = {}
     exec(compile(code, "README.md (Python API)", "exec"), namespace)
+    frame = namespace["frame"]
+    assert str(frame["text_pass"].dtype) == "bool[pyarrow]"  # type: ignore[index]
     verdict = pixgate.read_verdict(tmp_path / "out" / "verdict.json")
     assert verdict["verdict"] == namespace["verdict"].verdict  # type: ignore[attr-defined]
     assert pixgate.read_run(tmp_path / "out" / "golden.arrow").num_rows == len(list((GOLDEN / "baseline").iterdir()))

@@ -559,7 +559,8 @@ def test_a_failed_write_is_one_line_naming_the_file_and_the_journal_resumes(
                           preexec_fn=limit_size)  # fmt: skip
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {journal_path(out)}: "), lines
+    assert len(lines) == 2 and lines[0].startswith(f"error: cannot write {journal_path(out)}: "), lines
+    assert lines[1].startswith("hint: ")
     assert {"full-disk": "No space left on device", "file-size-limit": "File too large"}[how] in lines[0]
     assert sorted(p.name for p in folder.iterdir()) == ["run.arrow.partial"]  # nothing torn, no lock left
     kept, _ = read_journal(journal_path(out))
@@ -667,7 +668,7 @@ def test_every_option_a_score_error_names_is_a_flag_of_score() -> None:
 
     import typer.main
 
-    from pixgate.cli import _flag
+    from pixgate.cli.common import flag as _flag
     from pixgate.scoring.options import ScoreOptions
 
     command = typer.main.get_command(app).commands["score"]  # type: ignore[attr-defined]

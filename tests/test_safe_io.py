@@ -174,3 +174,11 @@ def test_walk_matches_os_walk(tmp_path: Path) -> None:
         return sorted((d, sorted(ds), sorted(fs)) for d, ds, fs in walker)  # type: ignore[attr-defined]
 
     assert normal(walk(tmp_path)) == normal(os.walk(tmp_path))
+
+
+def test_a_hash_stops_at_its_limit_whatever_the_size_says() -> None:
+    """/proc files say they hold 0 bytes and read without end: the limit counts what is read."""
+    from pixgate.safe_io import UnsafeInputError, sha256_regular
+
+    with pytest.raises(UnsafeInputError, match="more than the 1,048,576-byte limit"):
+        sha256_regular(Path("/proc/self/pagemap"), 1 << 20)

@@ -69,7 +69,7 @@ from pixgate.safe_io import (
 )
 
 CAPTURE_FILE = "capture.arrow"
-#: Where a command writes each attempt's image before it is checked (inside --out).
+#: Where a command writes each attempt's image before it is checked (inside --output).
 STAGING_DIR = ".pixgate-staging"
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 _HTTP_GPU_NOTE = "HTTP generators: gpu_ms and energy_j as reported in X-GPU-Ms and X-Energy-J response headers"

@@ -15,7 +15,7 @@ reproduces the failure modes of a bad engine upgrade:
 
 It runs as an HTTP server (`serve`: POST JSON `{"prompt", "seed", ...}`, answered with
 PNG bytes, or JSON with a base64 `image` field) that can also add latency and fail a set
-share of requests with 503 and `Retry-After`, and as a command (`generate --out FILE`).
+share of requests with 503 and `Retry-After`, and as a command (`generate -o FILE`).
 """
 
 from __future__ import annotations

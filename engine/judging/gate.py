@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from pixgate import __version__, config
-from pixgate.judging.policy import EACH, MEDIAN_CHANGE, RATE, Policy, Rule
+from pixgate.judging.policy import EACH, KNOWN_WEIGHTS_RULE, MEDIAN_CHANGE, RATE, Policy, Rule
 from pixgate.runs import schema
 from pixgate.runs.files import run_metadata
 
@@ -70,6 +70,7 @@ _RUN_META: Final = (
     schema.META_DEVICE_NAME,
     schema.META_LPIPS_NET,
     schema.META_WEIGHTS_SHA256,
+    schema.META_WEIGHTS_KNOWN,
     schema.META_STARTED_AT,
 )
 
@@ -183,6 +184,13 @@ def _finite(value: Any) -> Any:
 
 
 def format_observed(res: RuleResult) -> str:
+    """The observed value as people read it (in tables and the JSON verdict's `shown`)."""
+    if res.rule is KNOWN_WEIGHTS_RULE:  # judged on metadata: no pairs to count
+        return "no LPIPS" if res.nodata else "published file" if res.result == PASS else "not the published file"
+    return _observed(res)
+
+
+def _observed(res: RuleResult) -> str:
     """The observed value as shown in tables and reports."""
     rule = res.rule
     if res.nodata:
@@ -446,6 +454,24 @@ def _failing_pairs(table: pa.Table, results: list[RuleResult]) -> list[dict[str,
     return ranked
 
 
+def _known_weights(table: pa.Table) -> RuleResult:
+    """`require_known_weights`: LPIPS from weights other than torchvision's published file
+    fails, and so does a run that does not say (made before runs recorded it)."""
+    meta, rule, n = run_metadata(table), KNOWN_WEIGHTS_RULE, table.num_rows
+    known = meta.get(schema.META_WEIGHTS_KNOWN)
+    if known == "":
+        return RuleResult(rule, SKIPPED, None, 0, n, note="no LPIPS in this run", nodata=True)
+    if known == "true":
+        return RuleResult(rule, PASS, 0.0, n, n, note=f"torchvision's {meta.get(schema.META_LPIPS_NET, '')}")
+    sha = meta.get(schema.META_WEIGHTS_SHA256, "")[:12]
+    note = (
+        f"weights sha256 {sha}... are not torchvision's {meta.get(schema.META_LPIPS_NET, '')} file"
+        if known == "false"
+        else "the run does not record whether its weights are known"
+    )
+    return RuleResult(rule, FAIL, float(n), n, n, note=note)
+
+
 def judge(
     policy: Policy,
     table: pa.Table,
@@ -478,6 +504,9 @@ def judge(
 
     results = [evaluate(rule, *tables(rule)) for rule in policy.rules]
     judged = [r for r in results if r.result != SKIPPED]
+    if policy.require_known_weights:
+        # Critical and weightless: it can fail a verdict, never score one.
+        results.append(_known_weights(table))
     total = sum(r.rule.weight for r in judged)
     score = 100.0 * sum(r.rule.weight * _SCORE[r.result] for r in judged) / total if total else 0.0
     critical = [r.rule.name for r in results if r.rule.critical and r.result == FAIL]

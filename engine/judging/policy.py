@@ -6,6 +6,8 @@ A policy is a `[policy]` table and one `[[rule]]` table per rule::
     name = "golden set"
     pass_score = 100          # optional, see pixgate.config.GATE_PASS_SCORE
     marginal_score = 75       # optional, see pixgate.config.GATE_MARGINAL_SCORE
+    require_known_weights = true  # optional: LPIPS from any weights but torchvision's
+                                  # published file fails the verdict
 
     [[rule]]
     name = "LPIPS p95"        # optional; defaults to "<column> <stat>"
@@ -62,7 +64,7 @@ _RULE_KEYS: Final = (
     "allow_nodata",
     "alpha",
 )
-_POLICY_KEYS: Final = ("name", "description", "pass_score", "marginal_score")
+_POLICY_KEYS: Final = ("name", "description", "pass_score", "marginal_score", "require_known_weights")
 
 
 class PolicyError(ValueError):
@@ -130,6 +132,8 @@ class Policy:
         marginal_score: Weighted score at or above which the verdict is marginal.
         rules: The rules, in file order, after any implicit rule.
         path: The file it was read from.
+        require_known_weights: A run whose LPIPS used weights other than torchvision's
+            published file fails (the critical rule `KNOWN_WEIGHTS_RULE`).
     """
 
     name: str
@@ -138,6 +142,7 @@ class Policy:
     marginal_score: float
     rules: tuple[Rule, ...]
     path: Path
+    require_known_weights: bool = False
 
 
 class _Lines:
@@ -317,22 +322,31 @@ def _parse_rule(raw: object, index: int, lines: _Lines, path: Path, types: dict[
     )
 
 
+def _implicit(name: str, column: str, dtype: str, value: bool | str, weight: float = 1.0) -> Rule:
+    """A critical rule a policy gets without writing it: every pair's `column` == `value`."""
+    return Rule(
+        name=name,
+        column=column,
+        dtype=dtype,
+        stat=EACH,
+        op="==",
+        pass_bound=value,
+        marginal_bound=None,
+        weight=weight,
+        critical=True,
+        allow_nodata=False,
+        alpha=config.GATE_ALPHA,
+        line=None,
+    )
+
+
 #: Added in front of a policy's rules when none of them reads `status`, so that an errored
 #: or missing pair can never pass a gate unseen.
-IMPLICIT_STATUS_RULE: Final = Rule(
-    name="every pair scored",
-    column=schema.STATUS.name,
-    dtype=schema.STATUS.dtype,
-    stat=EACH,
-    op="==",
-    pass_bound=schema.STATUS_OK,
-    marginal_bound=None,
-    weight=1.0,
-    critical=True,
-    allow_nodata=False,
-    alpha=config.GATE_ALPHA,
-    line=None,
-)
+IMPLICIT_STATUS_RULE: Final = _implicit("every pair scored", schema.STATUS.name, schema.STATUS.dtype, schema.STATUS_OK)
+#: The rule `require_known_weights = true` adds: judged on the run's metadata
+#: (pixgate.runs.schema.META_WEIGHTS_KNOWN), not on a column.
+#: It only blocks: it carries no weight, so turning it on never moves a score.
+KNOWN_WEIGHTS_RULE: Final = _implicit("known backbone weights", schema.META_WEIGHTS_KNOWN, "bool", True, weight=0.0)
 
 
 def parse_policy(text: str, path: Path) -> Policy:
@@ -375,11 +389,28 @@ def parse_policy(text: str, path: Path) -> Policy:
             f"'marginal_score' {scores['marginal_score']} is above 'pass_score' {scores['pass_score']}",
             lines.top("policy", "marginal_score"),
         )
+    known = head.get("require_known_weights", False)
+    if not isinstance(known, bool):
+        raise PolicyError(
+            path,
+            f"'require_known_weights' must be true or false, got {known!r}",
+            lines.top("policy", "require_known_weights"),
+        )
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list) or not raw_rules:
         raise PolicyError(path, "no [[rule]] tables: a policy without rules cannot fail anything")
     types = schema.column_types()
     rules = [_parse_rule(raw, i, lines, path, types) for i, raw in enumerate(raw_rules)]
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.name in seen:
+            raise PolicyError(
+                path,
+                f"two rules are named {rule.name!r} (lines {seen[rule.name].line} and {rule.line}); a verdict names "
+                "the rules a pair broke by name: give each its own `name`",
+                rule.line,
+            )
+        seen[rule.name] = rule
     if not any(rule.column == schema.STATUS.name for rule in rules):
         rules.insert(0, IMPLICIT_STATUS_RULE)
     return Policy(
@@ -389,6 +420,7 @@ def parse_policy(text: str, path: Path) -> Policy:
         marginal_score=scores["marginal_score"],
         rules=tuple(rules),
         path=path,
+        require_known_weights=known,
     )
 
 
@@ -412,6 +444,7 @@ __all__ = [
     "EACH",
     "EQUALITY_OPS",
     "IMPLICIT_STATUS_RULE",
+    "KNOWN_WEIGHTS_RULE",
     "MEDIAN_CHANGE",
     "ORDER_OPS",
     "RATE",

@@ -131,7 +131,8 @@ def read_verdict(path: Path) -> dict[str, Any]:
     Raises:
         RunFileError: Unreadable, not JSON, or not shaped like a verdict (`verdict` one
             of pass/marginal/fail, a finite `score`, a `reason`, `rules` as a list of
-            objects with a `name` and a `result`, and a `run` path or null).
+            objects with a `name` and a `result`, `failing_pairs` as a list of objects
+            with a `pair_id`, rule names and values, and a `run` path or null).
     """
     from pixgate.safe_io import loads_json, read_text
 
@@ -157,6 +158,17 @@ def read_verdict(path: Path) -> dict[str, Any]:
         isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("result"), str) for r in rules
     ):
         raise bad("'rules' must be a list of objects with a string 'name' and 'result'")
+    pairs = doc.get("failing_pairs", [])
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, dict)
+        and isinstance(p.get("pair_id"), str)
+        and isinstance(p.get("rules"), list)
+        and all(isinstance(name, str) for name in p["rules"])
+        and isinstance(p.get("values", {}), dict)
+        for p in pairs
+    ):
+        raise bad("'failing_pairs' must be a list of objects with a string 'pair_id', a list of rule names 'rules' "
+                  "and an object 'values'")  # fmt: skip
     return doc
 
 

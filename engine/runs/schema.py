@@ -30,11 +30,14 @@ class Column:
         name: Column name in the Arrow file.
         dtype: Arrow type name: ``string``, ``int32``, ``float64`` or ``bool``.
         doc: What the value means, with its unit or range.
+        unit: The unit of a number (`ms`, `px`, `fraction` for 0..1, ...); "" for
+            columns that have none.
     """
 
     name: str
     dtype: str
     doc: str
+    unit: str = ""
 
 
 # Statuses a row can carry. Anything but OK makes `score` exit 1.
@@ -53,17 +56,20 @@ BASELINE_FORMAT = Column("baseline_format", "string", "Decoded container format 
 CANDIDATE_FORMAT = Column("candidate_format", "string", "Decoded container format of the candidate.")
 BASELINE_MODE = Column("baseline_mode", "string", "Pixel mode as stored (e.g. `RGBA`, `P`, `I;16`, `CMYK`).")
 CANDIDATE_MODE = Column("candidate_mode", "string", "Pixel mode of the candidate as stored.")
-BASELINE_WIDTH = Column("baseline_width", "int32", "Baseline width in pixels, after EXIF orientation.")
-BASELINE_HEIGHT = Column("baseline_height", "int32", "Baseline height in pixels, after EXIF orientation.")
-CANDIDATE_WIDTH = Column("candidate_width", "int32", "Candidate width in pixels, after EXIF orientation.")
-CANDIDATE_HEIGHT = Column("candidate_height", "int32", "Candidate height in pixels, after EXIF orientation.")
+BASELINE_WIDTH = Column("baseline_width", "int32", "Baseline width in pixels, after EXIF orientation.", unit="px")
+BASELINE_HEIGHT = Column("baseline_height", "int32", "Baseline height in pixels, after EXIF orientation.", unit="px")
+CANDIDATE_WIDTH = Column("candidate_width", "int32", "Candidate width in pixels, after EXIF orientation.", unit="px")
+CANDIDATE_HEIGHT = Column("candidate_height", "int32", "Candidate height in pixels, after EXIF orientation.", unit="px")
 SIZE_MATCH = Column(
     "size_match",
     "bool",
     "Same width and height. If not, the candidate is resampled to the baseline's size for the metrics.",
 )
 ASPECT_RATIO_DELTA = Column(
-    "aspect_ratio_delta", "float64", "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch."
+    "aspect_ratio_delta",
+    "float64",
+    "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch.",
+    unit="ratio",
 )
 BASELINE_HAS_ALPHA = Column("baseline_has_alpha", "bool", "Baseline carries transparency (alpha channel or tRNS).")
 CANDIDATE_HAS_ALPHA = Column("candidate_has_alpha", "bool", "Candidate carries transparency (alpha channel or tRNS).")
@@ -71,12 +77,16 @@ ALPHA_PARITY = Column(
     "alpha_parity", "bool", "Both have alpha or neither: false is the 'expected alpha channel, found none' failure."
 )
 ALPHA_MAE = Column(
-    "alpha_mae", "float64", "Mean absolute alpha difference over all pixels, 0..1; null unless both have alpha."
+    "alpha_mae",
+    "float64",
+    "Mean absolute alpha difference over all pixels, 0..1; null unless both have alpha.",
+    unit="fraction",
 )
 ALPHA_IOU = Column(
     "alpha_iou",
     "float64",
     "Intersection over union of the opaque masks (alpha >= 128), 0..1; null unless both have alpha.",
+    unit="fraction",
 )
 BASELINE_ICC = Column("baseline_icc", "string", "Embedded ICC profile description; null when untagged (read as sRGB).")
 CANDIDATE_ICC = Column(
@@ -92,26 +102,35 @@ DELTA_E_MEAN = Column(
     "delta_e_mean",
     "float64",
     "Mean CIEDE2000 over pixels opaque (alpha >= 128) in both, after conversion to sRGB; null when none are.",
+    unit="CIEDE2000",
 )
-DELTA_E_P95 = Column("delta_e_p95", "float64", "95th percentile (inverted CDF) of CIEDE2000 over the same pixels.")
+DELTA_E_P95 = Column(
+    "delta_e_p95", "float64", "95th percentile (inverted CDF) of CIEDE2000 over the same pixels.", unit="CIEDE2000"
+)
 CHROMA_SHIFT = Column(
     "chroma_shift",
     "float64",
     "Mean candidate C* minus baseline C* (CIELAB, D65), same pixels: positive means more saturated.",
+    unit="CIELAB C*",
 )
 LIGHTNESS_SHIFT = Column(
     "lightness_shift",
     "float64",
     "Mean candidate L* minus baseline L* (CIELAB, D65), same pixels: positive means lighter.",
+    unit="CIELAB L*",
 )
 EDGE_PRESERVATION = Column(
     "edge_preservation",
     "float64",
     "Share of the baseline's edge strength kept: sum of min(Gb, Gc) / sum of Gb, G the Sobel "
     "magnitude of luma over white; 0..1, 1 when the baseline has no edges.",
+    unit="fraction",
 )
 LPIPS = Column(
-    "lpips", "float64", "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`."
+    "lpips",
+    "float64",
+    "LPIPS distance (0 = identical); alpha composited over white; null with `--no-lpips`.",
+    unit="LPIPS distance",
 )
 LPIPS_UPSCALED = Column("lpips_upscaled", "bool", "The pair was upsampled to the backbone's minimum side before LPIPS.")
 IGNORED_FRACTION = Column(
@@ -119,6 +138,7 @@ IGNORED_FRACTION = Column(
     "float64",
     "Share of the baseline's pixels in the manifest's `ignore` regions, left out of every metric; "
     "null without regions.",
+    unit="fraction",
 )
 # What became of a pair's typography check (`text_status`).
 TEXT_CHECKED: Final = "checked"
@@ -145,13 +165,17 @@ TEXT_BOXES = Column(
 OCR_BASELINE = Column("ocr_baseline", "string", "Tesseract's reading of the baseline's text regions, one per line.")
 OCR_CANDIDATE = Column("ocr_candidate", "string", "Tesseract's reading of the same regions of the candidate.")
 TEXT_REGIONS = Column(
-    "text_regions", "int32", "Text regions read (outside the manifest's ignore regions); 0 when OCR finds no text."
+    "text_regions",
+    "int32",
+    "Text regions read (outside the manifest's ignore regions); 0 when OCR finds no text.",
+    unit="count",
 )
 TEXT_CER_BASELINE = Column(
     "text_cer_baseline",
     "float64",
     "Character error rate of the baseline's reading against the manifest's `expected_text`; null without it "
     "(the baseline is then the reference).",
+    unit="fraction",
 )
 TEXT_CER = Column(
     "text_cer",
@@ -159,12 +183,14 @@ TEXT_CER = Column(
     "Character error rate of the candidate's text: for each region, the edit distance of the baseline's "
     "reading to its best match in the candidate's reading of the same region, summed, over the baseline "
     "readings' length (with `expected_text`: of each expected string to its best match in all the text read).",
+    unit="fraction",
 )
 TEXT_SHARPNESS = Column(
     "text_sharpness",
     "float64",
     "RMS Sobel magnitude (luma over white) of the candidate over the baseline's, inside the text regions, "
     "the lowest region: 1 = as crisp, lower = blurred or faded.",
+    unit="ratio",
 )
 TEXT_PASS = Column(
     "text_pass",
@@ -182,19 +208,20 @@ NOT_APPLICABLE: Final = {
     for column in (TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS)
 }
 COMPUTE_MS = Column(
-    "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms."
+    "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms.", unit="ms"
 )
 GPU_MS = Column(
-    "gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA."
+    "gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA.", unit="ms"
 )
 RUN_ENERGY_J = Column(
     "energy_j",
     "float64",
     "GPU energy of the pair's share of its batch (NVML energy counter, else integrated power), J; "
     "null without NVML (the `pixgate.nvml` metadata says why).",
+    unit="J",
 )
 DECODE_MS = Column(
-    "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms."
+    "decode_ms", "float64", "Time to read, check and decode both files (and resample the candidate), ms.", unit="ms"
 )
 
 # --- capture files (`pixgate capture`: DIR/capture.arrow, one row per prompt) ---
@@ -202,17 +229,19 @@ ID = Column("id", "string", "Prompt id from the prompts file; the image is saved
 PROMPT = Column("prompt", "string", "The prompt sent to the generator.")
 SEED = Column("seed", "int64", "The seed sent (null when the prompts file gives none).")
 CAPTURE_STATUS = Column("status", "string", "`ok`, or `error` when no decodable image came back.")
-ATTEMPTS = Column("attempts", "int32", "Requests (or command runs) made for this prompt, retries included.")
+ATTEMPTS = Column(
+    "attempts", "int32", "Requests (or command runs) made for this prompt, retries included.", unit="count"
+)
 HTTP_STATUS = Column("http_status", "int32", "HTTP status of the last response; null for commands and network errors.")
-LATENCY_MS = Column("latency_ms", "float64", "Time of the last (successful) request or command run, ms.")
-BYTES = Column("bytes", "int64", "Size of the image returned, bytes.")
+LATENCY_MS = Column("latency_ms", "float64", "Time of the last (successful) request or command run, ms.", unit="ms")
+BYTES = Column("bytes", "int64", "Size of the image returned, bytes.", unit="bytes")
 SHA256 = Column("sha256", "string", "sha256 of the image bytes.")
 IMAGE = Column("image", "string", "The image file, relative to the capture folder.")
 CAPTURE_GPU_MS = Column(
-    "gpu_ms", "float64", "GPU time of the generation, ms; null where it is not metered (see the metadata)."
+    "gpu_ms", "float64", "GPU time of the generation, ms; null where it is not metered (see the metadata).", unit="ms"
 )
 ENERGY_J = Column(
-    "energy_j", "float64", "GPU energy of the generation, J; null where it is not metered (see the metadata)."
+    "energy_j", "float64", "GPU energy of the generation, J; null where it is not metered (see the metadata).", unit="J"
 )
 CAPTURE_ERROR = Column("error", "string", "The last error when the prompt failed, else null.")
 CAPTURE_COLUMNS: Final[tuple[Column, ...]] = (
@@ -221,13 +250,19 @@ CAPTURE_COLUMNS: Final[tuple[Column, ...]] = (
 )  # fmt: skip
 
 # --- replay files (`pixgate replay`: DIR/replay.arrow, one row per prompt) ---
-RUNS = Column("runs", "int32", "Times the prompt was generated.")
+RUNS = Column("runs", "int32", "Times the prompt was generated.", unit="count")
 BYTE_IDENTICAL = Column("byte_identical", "bool", "Every run returned the same bytes.")
 MAX_PIXEL_DIFF = Column(
-    "max_pixel_diff", "int32", "Largest difference of any RGBA channel between the first run and any other, 0..255."
+    "max_pixel_diff",
+    "int32",
+    "Largest difference of any RGBA channel between the first run and any other, 0..255.",
+    unit="8-bit level",
 )
 REPLAY_LPIPS = Column(
-    "lpips", "float64", "Largest LPIPS between the first run and any other; null without backbone weights."
+    "lpips",
+    "float64",
+    "Largest LPIPS between the first run and any other; null without backbone weights.",
+    unit="LPIPS distance",
 )
 REPLAY_COLUMNS: Final[tuple[Column, ...]] = (
     ID, CAPTURE_STATUS, CAPTURE_ERROR, RUNS, BYTE_IDENTICAL, MAX_PIXEL_DIFF, REPLAY_LPIPS,
@@ -263,6 +298,9 @@ META_LPIPS_NET: Final = "pixgate.lpips_net"
 META_LPIPS_VERSION: Final = "pixgate.lpips_version"
 META_WEIGHTS_SHA256: Final = "pixgate.weights_sha256"
 META_WEIGHTS_SOURCE: Final = "pixgate.weights_source"
+#: "true" when the weights are torchvision's published file for the net
+#: (pixgate.scoring.backbones), "false" for any other file, "" without LPIPS.
+META_WEIGHTS_KNOWN: Final = "pixgate.weights_known"
 META_LPIPS_NOTE: Final = "pixgate.lpips_note"
 META_GPU_NOTE: Final = "pixgate.gpu_note"
 META_BASELINE_ROOT: Final = "pixgate.baseline_root"
@@ -329,6 +367,11 @@ def empty_row() -> dict[str, Any]:
     return dict.fromkeys(COLUMN_NAMES)
 
 
+#: Keys of each Arrow field's metadata.
+FIELD_DESCRIPTION: Final = "description"
+FIELD_UNIT: Final = "unit"
+
+
 def arrow_schema(metadata: dict[str, str] | None = None, columns: tuple[Column, ...] = COLUMNS) -> pa.Schema:
     """An Arrow schema (the run's unless `columns` says otherwise), optionally with metadata.
 
@@ -343,8 +386,16 @@ def arrow_schema(metadata: dict[str, str] | None = None, columns: tuple[Column, 
         "float64": pa.float64(),
         "bool": pa.bool_(),
     }
-    fields = [pa.field(c.name, types[c.dtype], nullable=i > 0) for i, c in enumerate(columns)]
+    fields = [
+        pa.field(c.name, types[c.dtype], nullable=i > 0, metadata=field_metadata(c)) for i, c in enumerate(columns)
+    ]
     return pa.schema(fields, metadata=metadata)
+
+
+def field_metadata(column: Column) -> dict[str, str]:
+    """What a column's Arrow field carries besides its type: its description and unit,
+    so that a run file explains itself to any Arrow reader."""
+    return {FIELD_DESCRIPTION: column.doc, FIELD_UNIT: column.unit}
 
 
 _NUMERIC_DTYPES: Final = ("int32", "int64", "float64")
@@ -443,8 +494,8 @@ def check_table(table: pa.Table, source: object) -> tuple[Column, ...]:
 
 def markdown_table(columns: tuple[Column, ...] = COLUMNS) -> str:
     """A column table of docs/ (the run's unless `columns` says otherwise)."""
-    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
-    lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in columns]
+    lines = ["| column | type | unit | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{c.name}` | {c.dtype} | {c.unit} | {c.doc} |" for c in columns]
     return "\n".join(lines)
 
 
@@ -452,6 +503,8 @@ __all__ = [
     "CAPTURE_COLUMNS",
     "COLUMNS",
     "COLUMN_NAMES",
+    "FIELD_DESCRIPTION",
+    "FIELD_UNIT",
     "REPLAY_COLUMNS",
     "RESUME_KEYS",
     "SCHEMA_VERSION",
@@ -464,6 +517,7 @@ __all__ = [
     "column_types",
     "dtype_kind",
     "empty_row",
+    "field_metadata",
     "markdown_table",
 ]
 

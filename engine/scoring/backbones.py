@@ -110,6 +110,9 @@ class Backbone:
             the file name carries the sha256 prefix a download is checked against. Written
             out because importing torchvision to read them costs seconds per run;
             tests/scoring/test_weights.py checks them against torchvision.
+        weights_sha256: The full sha256 of that file, as published with it (its first
+            digits are the name's prefix): weights with another hash are not the ones
+            LPIPS was calibrated on, and a run records that they are unknown.
         min_side: Smallest side (pixels) it accepts: smaller inputs make a pooling layer's
             output empty. Measured against the `lpips` package; tests/scoring/test_models.py
             re-checks it.
@@ -120,6 +123,7 @@ class Backbone:
 
     name: str
     weights_url: str
+    weights_sha256: str
     min_side: int
     slices: tuple[tuple[int, int], ...]
     build: Callable[[], nn.Sequential]
@@ -132,6 +136,7 @@ BACKBONES: Final[dict[str, Backbone]] = {
         Backbone(
             "alex",
             "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
             31,
             ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
             _alexnet,
@@ -139,6 +144,7 @@ BACKBONES: Final[dict[str, Backbone]] = {
         Backbone(
             "vgg",
             "https://download.pytorch.org/models/vgg16-397923af.pth",
+            "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
             16,
             ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)),
             _vgg16,
@@ -146,6 +152,7 @@ BACKBONES: Final[dict[str, Backbone]] = {
         Backbone(
             "squeeze",
             "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+            "b8a52dc049b60e4b6ab68ad0df457362afab8b6304b2febdc1650a5dab4d7e7b",
             17,
             ((0, 2), (2, 5), (5, 8), (8, 10), (10, 11), (11, 12), (12, 13)),
             _squeezenet1_1,

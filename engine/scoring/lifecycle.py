@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pixgate import __version__
-from pixgate.config import JOURNAL_FLUSH_S, LPIPS_HEAD_VERSION
+from pixgate.config import IMAGE_EXTENSIONS, JOURNAL_FLUSH_S, LPIPS_HEAD_VERSION
 from pixgate.locking import holding
 from pixgate.runs import schema
 from pixgate.runs.files import RunJournal, dumps_meta, journal_path, read_journal, read_run, run_metadata
@@ -295,6 +295,19 @@ def start_metadata(
     }
 
 
+def _no_pairs(opts: ScoreOptions, pairing: Pairing) -> ScoreConfigError:
+    """Two folders without an image: a usage error, not a run of 0 pairs that passes."""
+    count = len(pairing.ignored)
+    ignored = f"; {count} other file{'s' if count != 1 else ''} ignored" if count else ""
+    return ScoreConfigError.about(
+        "no image pairs: neither {baseline} ({base}) nor {candidate} ({cand}) holds an image file ({exts}){ignored}",
+        base=str(opts.baseline),
+        cand=str(opts.candidate),
+        exts=", ".join(sorted(IMAGE_EXTENSIONS)),
+        ignored=ignored,
+    )
+
+
 def _root(location: Path | str) -> str:
     text = str(location)
     return text if "://" in text else str(Path(text).resolve())
@@ -337,6 +350,8 @@ def run(
         carried, old_meta, old_source = load_previous(opts)
         done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
         pairing = backend.pair(opts)
+        if not pairing.pairs:
+            raise _no_pairs(opts, pairing)
         todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
         unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
         if on_pairs is not None:

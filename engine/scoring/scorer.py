@@ -38,8 +38,12 @@ def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, d
         ScoreConfigError: No weights can be found.
     """
     if opts.no_lpips:
-        return None, {schema.META_LPIPS_NOTE: "LPIPS disabled by --no-lpips", schema.META_WEIGHTS_SHA256: ""}
-    from pixgate.scoring.weights import WeightsError, resolve_weights
+        return None, {
+            schema.META_LPIPS_NOTE: "LPIPS disabled by --no-lpips",
+            schema.META_WEIGHTS_SHA256: "",
+            schema.META_WEIGHTS_KNOWN: "",
+        }
+    from pixgate.scoring.weights import WeightsError, published, resolve_weights
 
     try:
         resolved = resolve_weights(opts.net, opts.weights, progress=opts.download_progress)
@@ -48,6 +52,7 @@ def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, d
     meta = {
         schema.META_WEIGHTS_SHA256: resolved.sha256,
         schema.META_WEIGHTS_SOURCE: f"{resolved.origin}: {resolved.path}",
+        schema.META_WEIGHTS_KNOWN: "true" if published(opts.net, resolved.sha256) else "false",
     }
     return resolved, meta
 

@@ -65,6 +65,7 @@ def summarize(result: ScoreResult) -> RunSummary:
         lines.append(SummaryLine("LPIPS p50 / p95 / max", f"{p50:.4f} / {p95:.4f} / {lp.max():.4f}"))
     else:
         lines.append(SummaryLine("LPIPS", run_metadata(table).get(schema.META_LPIPS_NOTE) or "no scored pairs"))
+    lines += _weights(run_metadata(table))
     for label, column in (
         ("size changed", schema.SIZE_MATCH),
         ("alpha parity broken", schema.ALPHA_PARITY),
@@ -90,6 +91,18 @@ def summarize(result: ScoreResult) -> RunSummary:
         lines.append(SummaryLine("manifest ids without a pair", str(len(stats["manifest_ids_without_pair"])), NOTICE))
     lines += _timings(stats)
     return RunSummary(lines, _problems(table, status))
+
+
+def _weights(meta: dict[str, str]) -> list[SummaryLine]:
+    """Whether LPIPS ran on the published weights: other weights are worth one warning."""
+    known, net = meta.get(schema.META_WEIGHTS_KNOWN, ""), meta.get(schema.META_LPIPS_NET, "")
+    if known == "true":
+        return [SummaryLine("backbone weights", f"torchvision's {net}")]
+    if known == "false":
+        sha = meta.get(schema.META_WEIGHTS_SHA256, "")[:12]
+        why = f"unknown file (sha256 {sha}...), not torchvision's {net}: LPIPS is not comparable with other runs"
+        return [SummaryLine("backbone weights", why, PROBLEM)]
+    return []
 
 
 def _typography(table: Any, stats: dict[str, Any]) -> list[SummaryLine]:

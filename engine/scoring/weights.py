@@ -61,6 +61,13 @@ class WeightsCandidate:
     detail: str
 
 
+def published(net: str, sha256: str) -> bool:
+    """Whether `sha256` is the hash of torchvision's published weights for `net`: the
+    file LPIPS's heads were calibrated on. Other weights load, but their LPIPS values
+    mean nothing next to anyone else's."""
+    return sha256 == backbone(net).weights_sha256
+
+
 def weights_url(net: str) -> str:
     """The URL weights are downloaded from: `PIXGATE_WEIGHTS_URL` or torchvision's."""
     return os.environ.get(ENV_WEIGHTS_URL) or backbone(net).weights_url
@@ -203,6 +210,7 @@ __all__ = [
     "cache_path",
     "candidates",
     "download",
+    "published",
     "resolve_weights",
     "sha256_file",
     "weights_url",

@@ -154,7 +154,7 @@ def test_client_errors_are_not_retried_and_json_answers_are_read(tmp_path: Path)
 
 
 def test_command_generator_and_its_failures(tmp_path: Path) -> None:
-    template = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} --out {{out}}"
+    template = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} -o {{out}}"
     result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", command=template, concurrency=2))
     assert result.all_ok
     assert (tmp_path / "out" / "coffee.png").read_bytes() == generate("coffee beans", 3)
@@ -222,14 +222,14 @@ def test_capture_cli_exit_codes(tmp_path: Path) -> None:
     from pixgate.cli import app
 
     with _serving(make_server(0)) as url:
-        ok = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "o"),
+        ok = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "-o", str(tmp_path / "o"),
                                  "--endpoint", url])  # fmt: skip
     assert ok.exit_code == 0, ok.output
     with _custom(lambda h, _: _reply(h, 503, b"down")) as (url, _):
-        bad = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "b"),
+        bad = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "-o", str(tmp_path / "b"),
                                   "--endpoint", url, "--max-attempts", "1"])  # fmt: skip
     assert bad.exit_code == 1
-    usage = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "--out", str(tmp_path / "c"),
+    usage = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path)), "-o", str(tmp_path / "c"),
                                 "--sample", "2"])  # fmt: skip
     assert usage.exit_code == 2 and "--sample" in usage.output
 

@@ -11,7 +11,7 @@ from pixgate.capture.replay import run_replay
 from pixgate.runs import schema
 from tests.capture.test_capture import _prompts
 
-GENERATE = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} --out {{out}}"
+GENERATE = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} -o {{out}}"
 
 
 def test_deterministic_command_replays(tmp_path: Path, alex_weights: Path) -> None:

@@ -473,3 +473,37 @@ def test_gate_imports_neither_torch_nor_numba(golden_run: Path) -> None:
     assert "verdict: fail" in done.stdout, done.stdout + done.stderr
     assert "exit 1" in done.stdout
     assert "heavy []" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("known", "result"),
+    [("true", "pass"), ("false", "fail"), (None, "fail"), ("", "skipped")],
+    ids=["published", "unknown", "not recorded", "no LPIPS"],
+)
+def test_a_policy_can_require_the_published_weights(known: str | None, result: str, tmp_path: Path) -> None:
+    meta = {schema.META_LPIPS_NET: "alex", schema.META_WEIGHTS_SHA256: "ab" * 32}
+    if known is not None:
+        meta[schema.META_WEIGHTS_KNOWN] = known
+    run = read_run(write_run(tmp_path / "run.arrow", [{"pair_id": "a", "status": "ok", "lpips": 0.01}], meta))
+    rules = '[[rule]]\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = 0.1\n'
+    strict = _policy("[policy]\nrequire_known_weights = true\n" + rules, tmp_path)
+    verdict = judge(strict, run)
+    found = [r for r in verdict.rules if r.rule.name == "known backbone weights"]
+    assert len(found) == 1 and found[0].result == result, [(r.rule.name, r.result, r.note) for r in verdict.rules]
+    assert verdict.verdict == ("fail" if result == "fail" else "pass")
+    if result == "fail" and known == "false":
+        assert "not torchvision's alex file" in found[0].note and "abababababab" in found[0].note
+    # Without the key, weights are not judged.
+    assert [r.rule.name for r in judge(_policy(rules, tmp_path), run).rules] == ["every pair scored", "lpips max"]
+
+
+def test_requiring_known_weights_never_moves_the_score(tmp_path: Path) -> None:
+    meta = {schema.META_LPIPS_NET: "alex", schema.META_WEIGHTS_KNOWN: "true"}
+    rows = [{"pair_id": "a", "status": "ok", "lpips": 0.3, "delta_e_mean": 1.0}]
+    run = read_run(write_run(tmp_path / "run.arrow", rows, meta))
+    rules = ('[[rule]]\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = 0.1\nweight = 1\n'
+             '[[rule]]\ncolumn = "delta_e_mean"\nstat = "max"\nop = "<="\npass = 2.0\nweight = 2\n')  # fmt: skip
+    plain = judge(_policy(rules, tmp_path), run)
+    required = judge(_policy("[policy]\nrequire_known_weights = true\n" + rules, tmp_path), run)
+    assert required.score == plain.score and required.verdict == plain.verdict
+    assert required.rules[-1].rule.weight == 0 and required.rules[-1].result == "pass"

@@ -170,3 +170,20 @@ def test_a_policy_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(PolicyError, match="FIFO"):
         load_policy(fifo)
+
+
+def test_require_known_weights_is_a_boolean(tmp_path: Path) -> None:
+    rule = '[[rule]]\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = 0.1\n'
+    assert parse_policy("[policy]\nrequire_known_weights = true\n" + rule, tmp_path / "p.toml").require_known_weights
+    assert not parse_policy(rule, tmp_path / "p.toml").require_known_weights
+    with pytest.raises(PolicyError, match="'require_known_weights' must be true or false, got 'yes'") as info:
+        parse_policy('[policy]\nrequire_known_weights = "yes"\n' + rule, tmp_path / "p.toml")
+    assert info.value.line == 2
+
+
+def test_two_rules_of_one_name_are_refused(tmp_path: Path) -> None:
+    """A verdict names the rules a pair broke by name: two of one name would be confused."""
+    rule = '[[rule]]\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = {}\n'
+    with pytest.raises(PolicyError, match="two rules are named 'lpips max' \\(lines 1 and 6\\)") as info:
+        parse_policy(rule.format(0.1) + rule.format(0.2), tmp_path / "p.toml")
+    assert info.value.line == 6

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,9 +23,28 @@ from pixgate.report.html import build_report, rank_worst
 from pixgate.runs import schema
 from pixgate.runs.files import read_run
 from tests.browser import Chromium, chromium_binary
-from tests.conftest import GOLDEN, GOLDEN_PAIRS, poster, write_run
+from tests.conftest import GOLDEN, GOLDEN_PAIRS, ROOT, poster, write_run
 
 runner = CliRunner()
+#: The README's picture of the report, and the variable that makes the Chromium test write it.
+SCREENSHOT = "docs/report.png"
+SCREENSHOT_ENV = "PIXGATE_WRITE_SCREENSHOT"
+SCREENSHOT_SIZE = (1280, 1600)  # the test browser's window
+# A map pixel this bright or less reads as black (lossy WebP may shift black by a level).
+MAX_BLACK = 8
+# The alt text, brightest channel and width of each map of a pair's card, as drawn.
+_MAP_BRIGHTNESS = """[...document.querySelector('[data-pair="%s"]').closest('.card').querySelectorAll('figure.map img')]
+  .map(img => { const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext('2d'); g.drawImage(img, 0, 0); let m = 0;
+    if (c.width) { const d = g.getImageData(0, 0, c.width, c.height).data;
+      for (let i = 0; i < d.length; i += 4) m = Math.max(m, d[i], d[i + 1], d[i + 2]); }
+    return [img.alt, m, img.naturalWidth]; })"""
+# Moves the first card's slider, opens full size, starts blinking: what each did.
+_COMPARE = """(() => { const f = document.querySelector('figure.compare'), r = f.querySelector('input');
+  r.value = 10; r.dispatchEvent(new Event('input')); const clip = f.querySelector('img.c').style.clipPath;
+  f.querySelector('.full').click(); const o = document.getElementById('overlay');
+  const opened = o.hidden ? 0 : o.querySelectorAll('img').length;
+  f.querySelector('.blink').click(); return [clip, opened, f.querySelector('.blink').textContent]; })()"""
 # A report of 2,000 pairs must stay attachable to a CI run.
 MAX_REPORT_BYTES = 30 * 1024 * 1024
 LARGE_RUN_PAIRS = 2000
@@ -137,18 +158,96 @@ def test_report_is_self_contained_and_shows_everything(golden_report: Path, gold
     # A pair whose text is lost shows what OCR read on each side, and where.
     assert "baseline, text regions of small_text_mush" in refs.images
     assert "candidate, text regions of small_text_mush" in refs.images
-    card = text[text.index('id="pair-small_text_mush"') :]
+    card = text[text.index('data-pair="small_text_mush"') :]
     card = card[: card.index('<div class="card">') if '<div class="card">' in card else len(card)]
     assert "text read in each region" in card and "<td>Terms apply. See store for details.</td>" in card
     assert "text regions of identical_sale" not in " ".join(refs.images)  # only where typography fails
     for kind in ("candidate of", "LPIPS map", "edge loss of", "alpha difference of"):
         assert any(a.startswith(kind) for a in refs.images), kind
     assert "latency_ms (ECDF)" in text and "gpu_ms (ECDF)" in text
-    assert text.index("worst pairs") < text.index("Distributions") < text.index("All pairs")
+    # Quality apart from timing: no timing column is plotted among the quality plots.
+    quality = text[text.index("Quality distributions") : text.index("Timing and cost")]
+    assert "lpips (LPIPS distance)" in quality and "decode_ms" not in quality and "ECDF" not in quality
+    assert "decode_ms (ms)" in text[text.index("Timing and cost") :]
+    assert text.index("worst pairs") < text.index("Quality distributions") < text.index("Timing and cost")
+    assert text.index("Timing and cost") < text.index("All pairs")
 
 
-def test_report_without_weights_leaves_the_maps_out_with_a_note(golden_run: Path, tmp_path: Path) -> None:
+def _card(text: str, pair_id: str) -> str:
+    start = text.index(f'data-pair="{pair_id}"')
+    end = text.find('<div class="card">', start)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def test_every_card_names_the_rules_its_pair_broke_against_the_bounds(golden_report: Path) -> None:
+    text = golden_report.read_text(encoding="utf-8")
+    verdict = json.loads((golden_report.parent / "verdict.json").read_text())
+    rules = {r["name"]: r for r in verdict["rules"]}
+    assert verdict["failing_pairs"]
+    for pair in verdict["failing_pairs"]:
+        card = _card(text, pair["pair_id"])
+        for name in pair["rules"]:
+            rule = rules[name]
+            value = pair["values"][rule["column"]]
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value).lower()
+            line = f"{name}{' (critical)' if rule['critical'] else ''}: {rule['column']} {shown}; pass {rule['op']}"
+            assert html.escape(line) in card, (pair["pair_id"], line)
+    # A pair that broke no rule says so in its parity line and lists no rule.
+    assert '<ul class="broken">' not in _card(text, "identical_sale")
+
+
+def test_worst_pairs_that_broke_rules_come_first(golden_report: Path) -> None:
+    text = golden_report.read_text(encoding="utf-8")
+    verdict = json.loads((golden_report.parent / "verdict.json").read_text())
+    order = re.findall(r'data-pair="([^"]+)"', text)
+    failing = {p["pair_id"] for p in verdict["failing_pairs"]}
+    assert set(order[: len(failing)]) == failing
+
+
+def test_the_table_links_every_shown_pair_to_its_card(golden_report: Path) -> None:
+    text = golden_report.read_text(encoding="utf-8")
+    links = dict(re.findall(r'<td><a href="#(card-\d+)">([^<]+)</a></td>', text))
+    assert len(links) == GOLDEN_PAIRS
+    for anchor, pair_id in links.items():
+        assert f'id="{anchor}" data-pair="{html.escape(pair_id)}"' in text
+
+
+def test_maps_share_one_scale_with_a_colour_bar_and_a_legend(golden_report: Path) -> None:
+    from pixgate.report.maps import LEGEND, MAP_KINDS
+
+    text = golden_report.read_text(encoding="utf-8")
+    assert html.escape(LEGEND) in text
+    for kind in MAP_KINDS:
+        # One bar per map, each with the kind's fixed peak, in the legend and on every card.
+        bars = re.findall(rf'<div class="bar bar-{kind.key}"></div><div class="ticks"><span>0</span>'
+                          rf"<span>[^<]+</span><span>&ge;([^<]+)</span>", text)  # fmt: skip
+        assert bars and set(bars) == {f"{kind.peak:g}"}, kind.key
+    maps = re.findall(r'<figure class="map map-(\w+)">', text)
+    assert len(re.findall(r'<div class="bar bar-', text)) == len(maps) + len(MAP_KINDS)
+
+
+def test_report_takes_the_published_weights_the_run_recorded(
+    golden_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run scored with torchvision's published file names where it was: the report reads
+    it there, once its sha256 is the published one. (The suite's random weights stand in
+    for the published file; any other file a run names is never read.)"""
+    from pixgate.scoring import weights
+
+    recorded = read_run(golden_run).schema.metadata[schema.META_WEIGHTS_SHA256.encode()].decode()
+    assert build_report(golden_run, tmp_path / "r.html", top=3, files_under=GOLDEN).notes  # not published: unread
+    monkeypatch.setattr(weights, "published", lambda net, sha256: sha256 == recorded)
     stats = build_report(golden_run, tmp_path / "r.html", top=3, files_under=GOLDEN)
+    assert stats.shown == 3 and not stats.notes
+    assert any(a.startswith("LPIPS map") for a in _parse(tmp_path / "r.html").images)
+
+
+def test_report_without_the_runs_weights_leaves_the_maps_out_with_a_note(golden_run: Path, tmp_path: Path) -> None:
+    table = read_run(golden_run)
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    moved = {**meta, schema.META_WEIGHTS_SOURCE: f"--weights: {tmp_path / 'gone.pth'}"}
+    run = write_run(tmp_path / "run.arrow", table.to_pylist(), moved)
+    stats = build_report(run, tmp_path / "r.html", top=3, files_under=GOLDEN)
     assert stats.shown == 3
     assert any("LPIPS maps left out" in n for n in stats.notes)
     refs = _parse(tmp_path / "r.html")
@@ -162,10 +261,30 @@ def test_report_in_headless_chromium(golden_report: Path, tmp_path: Path) -> Non
     control = tmp_path / "control.html"
     control.write_text('<html><body><img src="https://example.invalid/x.png"></body></html>')
     shown = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
-    with Chromium() as browser:
+    expressions = {
+        "identical": _MAP_BRIGHTNESS % "identical_sale",
+        "cutout": _MAP_BRIGHTNESS % "identical_cutout",
+        "changed": _MAP_BRIGHTNESS % "edges_lost",
+        "compare": _COMPARE,
+    }
+    with Chromium(*SCREENSHOT_SIZE) as browser:
         # The check can fail: a page that fetches something is caught.
         assert "https://example.invalid/x.png" in browser.load(control).requests
         page = browser.load(golden_report, {"images": shown, "title": "document.title"})
+        # Then, on a page of its own: the maps as drawn, and the slider, full size and blink at work.
+        drawn = browser.load(golden_report, expressions).values
+    if os.environ.get(SCREENSHOT_ENV):
+        (ROOT / SCREENSHOT).write_bytes(page.screenshot)
+    # A pixel-identical pair's maps render black, every kind of them; a changed pair's do not.
+    for pair in ("identical", "cutout"):
+        maps = drawn[pair]
+        assert {m[0].split(" of ")[0] for m in maps} >= {"LPIPS map", "edge loss"}, maps
+        assert all(width > 0 and brightest <= MAX_BLACK for _, brightest, width in maps), maps
+    assert any(m[0].startswith("alpha difference") for m in drawn["cutout"])
+    assert all(brightest > 10 * MAX_BLACK for _, brightest, _ in drawn["changed"][:2]), drawn["changed"]
+    # The slider moves the candidate's edge, full size opens both pictures, blink starts.
+    clip, opened, blink = drawn["compare"]
+    assert clip == "inset(0px 0px 0px 10%)" and opened == 2 and blink == "stop", drawn["compare"]
     assert page.requests[0] == golden_report.resolve().as_uri()
     assert all(u.startswith(("file://", "data:")) for u in page.requests), [u[:60] for u in page.requests]
     assert page.values["images"] >= 10 * 4  # baseline, candidate, LPIPS and edge maps per pair
@@ -173,6 +292,14 @@ def test_report_in_headless_chromium(golden_report: Path, tmp_path: Path) -> Non
     pixels = np.asarray(Image.open(io.BytesIO(page.screenshot)).convert("RGB"))
     assert pixels.std() > MIN_SCREENSHOT_STD
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > MIN_SCREENSHOT_COLOURS
+
+
+def test_the_readme_shows_a_screenshot_of_the_golden_report() -> None:
+    """docs/report.png is the golden set's report as the Chromium test sees it (written
+    by that test when $PIXGATE_WRITE_SCREENSHOT is set: `make screenshot`)."""
+    assert f"]({SCREENSHOT})" in (ROOT / "README.md").read_text(encoding="utf-8")
+    with Image.open(ROOT / SCREENSHOT) as shot:
+        assert shot.format == "PNG" and shot.size == (SCREENSHOT_SIZE)
 
 
 def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
@@ -281,3 +408,64 @@ def test_report_refuses_malformed_text_boxes(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run.arrow", [{**base, schema.TEXT_BOXES.name: "[[2, 2, 40, 20]]"}], roots)
     build_report(run, tmp_path / "r.html", files_under=tmp_path)
     assert "baseline, text regions of p" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_only_the_first_cards_embed_full_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size bound: full-resolution views (at most REPORT_VIEW_MAX_PIXELS) for the first
+    REPORT_FULL_PAIRS cards, thumbnails after them."""
+    from pixgate.report import cards
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rows = []
+    for i in range(3):
+        Image.fromarray(poster(600, 900, seed=i)).save(images / f"b{i}.png")
+        Image.fromarray(poster(600, 900, seed=50 + i)).save(images / f"c{i}.png")
+        rows.append({schema.PAIR_ID.name: f"p{i}", schema.STATUS.name: schema.STATUS_OK,
+                     schema.LPIPS.name: 0.3 - i / 10, schema.BASELINE_PATH.name: str(images / f"b{i}.png"),
+                     schema.CANDIDATE_PATH.name: str(images / f"c{i}.png")})  # fmt: skip
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    run = write_run(tmp_path / "run.arrow", rows, roots)
+    monkeypatch.setattr(cards, "REPORT_FULL_PAIRS", 1)
+    monkeypatch.setattr(cards, "REPORT_VIEW_MAX_PIXELS", 400 * 600)
+    build_report(run, tmp_path / "r.html", files_under=tmp_path)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert re.findall(r'data-full="(\d)"', text) == ["1", "0", "0"]
+    # 900x600 scaled to 400*600 pixels keeps its shape; the thumbnails are 256 px long.
+    assert re.findall(r"baseline \| candidate, (\d+x\d+)", text) == ["600x400", "256x171", "256x171"]
+
+
+def test_a_hostile_verdict_cannot_bloat_a_card() -> None:
+    from pixgate.config import REPORT_MAX_FIELD_CHARS, REPORT_MAX_RULE_LINES
+    from pixgate.report.html import broken_rules, rules_broken
+
+    long = "x" * 1_000_000
+    rules = [{"name": f"r{i}", "result": "fail", "column": long, "op": "<=", "pass": long} for i in range(50)]
+    doc = {"rules": rules, "failing_pairs": [{"pair_id": "p", "rules": [f"r{i % 50}" for i in range(100_000)],
+                                              "values": {long: 1.0}}]}  # fmt: skip
+    assert rules_broken(doc) == {"p": 50}
+    lines = broken_rules(doc, {"p"})["p"]
+    assert len(lines) == REPORT_MAX_RULE_LINES
+    assert all(len(line) < 4 * REPORT_MAX_FIELD_CHARS for line in lines)
+    assert broken_rules(doc, {"q"}) == {}  # lines only for the pairs shown
+
+
+def test_pictures_of_any_shape_cost_at_most_their_own_maps(alex_weights: Path, tmp_path: Path) -> None:
+    """A banner wider than WebP holds and an icon under the backbone's smallest side each
+    get a card; neither ends the report."""
+    images = tmp_path / "img"
+    images.mkdir()
+    shapes = {"banner": (40, 20000), "icon": (16, 16)}
+    rows = []
+    for name, (h, w) in shapes.items():
+        Image.fromarray(np.full((h, w, 3), 200, np.uint8)).save(images / f"{name}.png")
+        rows.append({schema.PAIR_ID.name: name, schema.STATUS.name: schema.STATUS_OK,
+                     schema.BASELINE_PATH.name: str(images / f"{name}.png"),
+                     schema.CANDIDATE_PATH.name: str(images / f"{name}.png")})  # fmt: skip
+    roots = {schema.META_BASELINE_ROOT: str(images), schema.META_CANDIDATE_ROOT: str(images)}
+    run = write_run(tmp_path / "run.arrow", rows, roots)
+    stats = build_report(run, tmp_path / "r.html", files_under=tmp_path, weights=alex_weights)
+    assert stats.shown == 2, (tmp_path / "r.html").read_text()[:2000]
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "LPIPS map left out: the picture is under 31 px on a side" in text
+    assert re.findall(r"baseline \| candidate, (\d+x\d+)", text) == ["16383x33", "16x16"]

@@ -110,6 +110,11 @@ def test_doc_reader_opens_a_real_run(library: str, code: str, golden_run: Path, 
     namespace: dict[str, object] = {}
     exec(compile(code, f"docs/run-files.md ({library})", "exec"), namespace)
     assert namespace["worst"] == expected
+    if library == "pandas":
+        # The pyarrow dtype backend: an int column with nulls stays int, a bool one bool.
+        frame = namespace["df"]
+        assert str(frame[schema.TEXT_REGIONS.name].dtype) == "int32[pyarrow]"  # type: ignore[index]
+        assert str(frame[schema.SIZE_MATCH.name].dtype) == "bool[pyarrow]"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("codec", ["zstd", "lz4"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -76,7 +77,7 @@ def test_missing_explicit_file_does_not_fall_through(alex_weights: Path, monkeyp
 def test_nothing_found_offline_lists_every_way() -> None:
     with pytest.raises(WeightsError) as info:
         resolve_weights("alex")
-    from pixgate.cli import _flag
+    from pixgate.cli.common import flag as _flag
 
     message = info.value.render(_flag)  # as the command line shows it
     for way in ("--weights PATH", ENV_WEIGHTS, "torchvision's cache", "download", "--no-lpips", "failed"):
@@ -124,3 +125,37 @@ def test_download_urls_are_torchvisions(net: str, monkeypatch: pytest.MonkeyPatc
     enum = {"alex": models.AlexNet_Weights, "vgg": models.VGG16_Weights, "squeeze": models.SqueezeNet1_1_Weights}[net]
     assert weights_url(net) == BACKBONES[net].weights_url == enum.IMAGENET1K_V1.url
     assert cache_path(net).name == enum.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_published_hashes_agree_with_the_file_names(net: str) -> None:
+    """torchvision's file names carry the first digits of the sha256 each download is
+    checked against; the full hashes the registry holds begin with them."""
+    import re
+
+    prefix = re.search(r"-([0-9a-f]{8,})\.pth$", BACKBONES[net].weights_url)
+    assert prefix is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", BACKBONES[net].weights_sha256)
+    assert BACKBONES[net].weights_sha256.startswith(prefix.group(1))
+
+
+def test_only_the_published_file_is_known(alex_weights: Path) -> None:
+    from pixgate.scoring.weights import published, sha256_file
+
+    assert published("alex", BACKBONES["alex"].weights_sha256)
+    assert not published("alex", BACKBONES["vgg"].weights_sha256)  # another backbone's file
+    assert not published("alex", sha256_file(alex_weights))  # the suite's random weights
+
+
+def test_a_run_records_unknown_weights_and_warns_once(golden_run: Path) -> None:
+    from pixgate.runs import schema
+    from pixgate.runs.files import read_run, run_metadata
+    from pixgate.scoring.options import ScoreResult
+    from pixgate.scoring.summary import PROBLEM, summarize
+
+    table = read_run(golden_run)
+    assert run_metadata(table)[schema.META_WEIGHTS_KNOWN] == "false"
+    stats = {**json.loads(run_metadata(table)[schema.META_STATS]), "ignored_files": []}
+    summary = summarize(ScoreResult(table, stats, golden_run))
+    lines = [line for line in summary.lines if line.label == "backbone weights"]
+    assert len(lines) == 1 and lines[0].level == PROBLEM and "not torchvision's alex" in lines[0].value

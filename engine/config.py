@@ -109,10 +109,17 @@ SUMMARY_MAX_PROBLEMS: Final = 20
 #: backbone passes), which stays orders of magnitude below this.
 LPIPS_PARITY_ATOL: Final = 1e-4
 
-#: LPIPS precisions: float32 (the default, bit-for-bit comparable runs) or bfloat16
-#: autocast for the backbone and heads (kernels stay float32): forward passes about 3.6x
-#: faster on CPUs with AMX (benchmarks/RESULTS.md), and on GPUs with tensor cores.
-PRECISIONS: Final = ("float32", "bfloat16")
+#: LPIPS precisions: `auto` (the default) picks bfloat16 where the hardware runs it
+#: natively and float32 elsewhere (pixgate.scoring.scorer.choose_precision); `float32`
+#: gives bit-for-bit comparable runs anywhere; `bfloat16` autocasts the backbone and
+#: heads (kernels stay float32). bfloat16 is several times faster on CPUs with AMX and on
+#: GPUs with tensor cores, and several times slower on CPUs that only emulate it (AVX2).
+PRECISIONS: Final = ("auto", "float32", "bfloat16")
+DEFAULT_PRECISION: Final = "auto"
+
+#: CPU feature flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic: AMX tiles, or
+#: AVX-512 BF16 instructions.
+BF16_CPU_FLAGS: Final = ("amx_bf16", "avx512_bf16")
 
 #: |LPIPS in bfloat16 - LPIPS in float32| allowed: the bound reduced precision must stay
 #: within to be offered at all (tests/scoring/test_models.py measures it on varied pairs).

@@ -73,6 +73,49 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({cpu_count()} cores)"
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc, to the clock tick), imports and
+    all; None where it cannot be read."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            # Fields after the command name (which may hold spaces): the 20th is the start
+            # time, in clock ticks since boot.
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bfloat16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` runs bfloat16 arithmetic natively, and why in a few words."""
+    import torch
+
+    from pixgate.config import BF16_CPU_FLAGS
+
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return True, f"{torch.cuda.get_device_name(device)} runs bfloat16 natively"
+        return False, f"{torch.cuda.get_device_name(device)} has no native bfloat16"
+    found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+    if found:
+        return True, f"the CPU has {' and '.join(found)}"
+    return False, f"the CPU has none of {', '.join(BF16_CPU_FLAGS)} (bfloat16 would be emulated)"
+
+
 @dataclass
 class BatchTiming:
     """Times of one device batch, in milliseconds."""

@@ -6,6 +6,9 @@ import numba
 import numpy as np
 
 from pixgate_kernels._bodies import N_PLANES, build, lookup_table
+from pixgate_kernels._cache import use_kernel_cache
+
+use_kernel_cache()
 
 # error_model="numpy": a division by zero gives inf or NaN (then selected away) instead of
 # a Python exception, whose check would stop the row loop from vectorising; the GPU

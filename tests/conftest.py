@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import pixgate.telemetry
+
 #: The tests' own data (PngSuite, ICC profiles), inside the checkout: a fresh clone
 #: carries everything its tests read (tests/test_data.py holds every test to it).
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,6 +42,19 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     # Baseline readings are cached where the tests clean up, never in the user's cache.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
     monkeypatch.delenv("PIXGATE_OCR_CACHE", raising=False)
+    # The compiled kernels, though, are kept between test sessions (in the checkout, ignored
+    # by git): compiling them takes longer than most tests.
+    monkeypatch.setenv("PIXGATE_KERNEL_CACHE", str(KERNEL_CACHE))
+    # `--precision auto` chooses as an AVX2 CPU does, whatever CPU runs the tests: the
+    # parity tests compare float32 LPIPS with the reference's (tests/scoring/test_scorer.py
+    # covers the choice itself).
+    monkeypatch.setattr(pixgate.telemetry, "cpu_flags", lambda: frozenset({"avx2"}))
+
+
+#: The machine's own CPU flags (the suite stands an AVX2 CPU in for it, see `_offline`).
+MACHINE_CPU_FLAGS = pixgate.telemetry.cpu_flags
+#: Where the tests keep numba's compiled kernels between sessions.
+KERNEL_CACHE = ROOT / ".cache" / "numba"
 
 
 @pytest.fixture(scope="session")

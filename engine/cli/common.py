@@ -32,6 +32,7 @@ ENVIRONMENT = {
     "PIXGATE_WEIGHTS_URL": "where `weights --download` fetches weights from",
     DECODER_ENV: f"image decoders: {' or '.join(DECODERS)}",
     OCR_CACHE_ENV: "folder of cached baseline readings",
+    "PIXGATE_KERNEL_CACHE": "folder of the compiled kernels (default $XDG_CACHE_HOME/pixgate/numba)",
     "PIXGATE_APPROVER": "who approves, when approve --by is not given",
     "PIXGATE_CRASH_DIR": "where an internal error's traceback is saved",
 }
@@ -154,6 +155,7 @@ class Backend(StrEnum):
 class Precision(StrEnum):
     """LPIPS arithmetic."""
 
+    auto = "auto"
     float32 = "float32"
     bfloat16 = "bfloat16"
 

@@ -89,8 +89,12 @@ def score(
     resume: Annotated[bool, typer.Option("--resume", help="Complete an interrupted run.")] = False,
     no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS; score everything else.")] = False,
     precision: Annotated[
-        Precision, typer.Option(help="LPIPS arithmetic: bfloat16 is ~2x faster on AMX CPUs and tensor-core GPUs.")
-    ] = Precision.float32,
+        Precision,
+        typer.Option(
+            help="LPIPS arithmetic: auto picks bfloat16 where the hardware runs it natively (CUDA with bfloat16, "
+            "CPUs with AMX or AVX-512 BF16) and float32 elsewhere; the run records the choice."
+        ),
+    ] = Precision.auto,
     max_pixels: Annotated[
         int,
         typer.Option(

@@ -314,6 +314,8 @@ META_STATS: Final = "pixgate.stats"
 META_BACKEND: Final = "pixgate.backend"
 META_NVML: Final = "pixgate.nvml"
 META_PRECISION: Final = "pixgate.precision"
+#: Why the run uses its precision (`auto`'s choice and what decided it, or "as asked").
+META_PRECISION_CHOICE: Final = "pixgate.precision_choice"
 META_DECODERS: Final = "pixgate.decoders"
 META_MANIFEST: Final = "pixgate.manifest"
 META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -33,7 +33,8 @@ from pixgate.scoring.options import (
     check_options,
 )
 from pixgate.scoring.pairing import Pair, Pairing
-from pixgate.scoring.scorer import resolve_lpips_weights
+from pixgate.scoring.scorer import choose_precision, resolve_lpips_weights
+from pixgate.telemetry import process_age_s
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -67,6 +68,8 @@ class RunContext:
         on_start: Called once scoring starts (`begin`).
         weights: The backbone weights (None with `no_lpips`), once resolved.
         meta: The run's metadata, which a backend may add to until the run ends.
+        phases: Seconds each start-up phase took (pairing, weights, and the backend's:
+            workers, model, kernels), for the stats.
     """
 
     opts: ScoreOptions
@@ -79,6 +82,7 @@ class RunContext:
     on_start: OnStart | None = None
     weights: ResolvedWeights | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
     _begun: bool = False
 
     def begin(self) -> None:
@@ -341,6 +345,7 @@ def run(
             disk); the rows written so far stay in the journal.
     """
     started = time.perf_counter()
+    before = process_age_s()  # imports, and the command line's parsing, before the run
     # The environment first, then the backend's checks: its folders are checked before
     # the output's folder is created, so a mistyped folder leaves nothing behind.
     check_decoder_setting()
@@ -359,8 +364,15 @@ def run(
         context = RunContext(opts, pairing, todo, unscorable, started, cleanup, len(done), on_start)
         # The backend's usage checks (manifest, OCR engine, cluster) before the weights,
         # which may have to be downloaded.
+        context.phases["checks_and_pairing_s"] = time.perf_counter() - started  # torch loads here
         opened = backend.open(context)
+        # `auto` becomes what this device runs natively; the run records the choice.
+        precision, why = choose_precision(opts.precision, opened.device)
+        context.opts = opts = replace(opts, precision=precision)
+        weights_started = time.perf_counter()
         context.weights, weights_meta = resolve_lpips_weights(opts)
+        context.phases["weights_s"] = time.perf_counter() - weights_started
+        weights_meta[schema.META_PRECISION_CHOICE] = "" if opts.no_lpips else why
         meta = start_metadata(opts, opened.device, old_meta, {**weights_meta, **opened.meta})
         if old_source is not None:
             check_resume(old_meta, meta, old_source)
@@ -374,12 +386,18 @@ def run(
         context.begin()  # a backend with nothing to score may not have said so
         sink.flush(force=True)
         wall = time.perf_counter() - started
+        process = process_age_s()
         stats: dict[str, Any] = {
             "pairs": len(pairing.pairs),
             "scored_now": len(todo),
             "carried_over": len(done),
             "wall_s": round(wall, 3),
             "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
+            # The whole process so far, imports included: what a user waits for at a
+            # command line (in a long-lived Python process it also counts what ran before).
+            "process_s": round(process, 3) if process is not None else None,
+            "before_run_s": round(before, 3) if before is not None else None,
+            "startup_phases_s": {name: round(value, 3) for name, value in context.phases.items()},
             **backend.stats(context, wall),
         }
         meta[schema.META_ENDED_AT] = now()

@@ -10,6 +10,7 @@ pair is waiting: it scores what it has, so the time it spends blocked
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,36 @@ class _Done:
     batches: int
 
 
+class _KernelWarmer(threading.Thread):
+    """Loads the CPU kernels a run needs (from numba's cache, or compiling them) in the
+    background; on CUDA there is nothing to load ahead (its kernels compile per launch
+    shape). An error here surfaces where the kernel is first used, as it would have."""
+
+    def __init__(self, device: torch.device, *, lpips: bool, edges: bool) -> None:
+        super().__init__(name="pixgate-kernels", daemon=True)
+        self.seconds = 0.0
+        self._wanted = device.type == "cpu", lpips, edges
+
+    def run(self) -> None:
+        import numpy as np
+
+        started = time.perf_counter()
+        cpu, lpips, edges = self._wanted
+        try:
+            if cpu:
+                from pixgate_kernels import cpu as kernels
+
+                blank = np.zeros((1, 2, 2, 4), np.uint8)
+                kernels.pixel_terms_cpu(blank, blank, 128)
+                if lpips:
+                    kernels.network_input_cpu(blank, blank, np.ones(3), np.zeros(3), np.ones(3))
+                if edges:
+                    kernels.edge_magnitudes_cpu(blank, blank)
+        except Exception:  # noqa: S110 (the first real use raises it, with its context)
+            pass
+        self.seconds = time.perf_counter() - started
+
+
 class LocalBackend:
     """Scores on this machine: decode worker processes feed device batches."""
 
@@ -199,10 +230,21 @@ class LocalBackend:
         opts, device, text, batch_size = run.opts, self._device, self._text, self._batch_size
         # No more workers than pairs: a resume with little left, or a run of unpaired
         # names, should not pay for spawning idle processes.
+        # The kernels load (or, the first time on a machine, compile) beside the rest of
+        # the start-up: workers spawning, decoding, the model loading.
+        kernels = _KernelWarmer(device, lpips=not opts.no_lpips, edges=text.checker is not None)
+        kernels.start()
+        phase = time.perf_counter()
         decoder = DecodePool(run.todo, min(self._workers, len(run.todo)), opts.max_pixels)
         run.cleanup.callback(decoder.close)
         decoder.refill()  # decoding starts while the model loads
+        run.phases["workers_s"] = time.perf_counter() - phase
+        phase = time.perf_counter()
         model = build_model(opts, run.weights, device)
+        run.phases["model_s"] = time.perf_counter() - phase
+        kernels.join()
+        run.phases["kernels_s"] = kernels.seconds
+        run.phases["kernels_wait_s"] = time.perf_counter() - phase - run.phases["model_s"]
         nvml = NvmlSampler(device.index or 0).start() if device.type == "cuda" else None
         scorer = Scorer(
             model, device, opts.net, energy=nvml.energy_j if nvml is not None else None, precision=opts.precision

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixgate.config import DEFAULT_MAX_PIXELS, OCR_LANG, PRECISIONS
+from pixgate.config import DEFAULT_MAX_PIXELS, DEFAULT_PRECISION, OCR_LANG, PRECISIONS
 from pixgate.errors import UsageError
 from pixgate.runs import schema
 from pixgate.scoring.backbones import DEFAULT_NET
@@ -42,7 +42,8 @@ class ScoreOptions:
         net: `alex`, `vgg` or `squeeze`.
         resume: Complete an interrupted run instead of starting over.
         no_lpips: Skip LPIPS (the `lpips` column is null; metadata says why).
-        precision: LPIPS arithmetic, `float32` or `bfloat16` (pixgate.config.PRECISIONS).
+        precision: LPIPS arithmetic: `auto` (bfloat16 where the hardware runs it natively),
+            `float32` or `bfloat16` (pixgate.config.PRECISIONS).
         max_pixels: Decompression-bomb limit per image.
         manifest: A golden manifest (JSONL): expected text and text boxes for the
             typography checks, ignore regions.
@@ -70,7 +71,7 @@ class ScoreOptions:
     net: str = DEFAULT_NET
     resume: bool = False
     no_lpips: bool = False
-    precision: str = "float32"
+    precision: str = DEFAULT_PRECISION
     max_pixels: int = DEFAULT_MAX_PIXELS
     manifest: Path | None = None
     ocr_workers: int | None = None

@@ -57,6 +57,18 @@ def resolve_lpips_weights(opts: ScoreOptions) -> tuple[ResolvedWeights | None, d
     return resolved, meta
 
 
+def choose_precision(requested: str, device: torch.device) -> tuple[str, str]:
+    """The LPIPS precision a run uses, and why: `auto` is bfloat16 where `device` runs
+    it natively (pixgate.telemetry.native_bfloat16), float32 elsewhere; an explicit
+    choice stands."""
+    if requested != "auto":
+        return requested, f"{requested}, as asked"
+    from pixgate.telemetry import native_bfloat16
+
+    native, why = native_bfloat16(device)
+    return ("bfloat16" if native else "float32"), f"auto: {why}"
+
+
 def build_model(opts: ScoreOptions, resolved: ResolvedWeights | None, device: torch.device) -> LpipsModule | None:
     """The LPIPS module on `device` (None with --no-lpips).
 
@@ -181,4 +193,4 @@ class Scorer:
         return rows, timing.wall_ms, timing.gpu_ms
 
 
-__all__ = ["Scorer", "build_model", "default_workers", "load_model", "resolve_lpips_weights"]
+__all__ = ["Scorer", "build_model", "choose_precision", "default_workers", "load_model", "resolve_lpips_weights"]

@@ -132,8 +132,20 @@ def _timings(stats: dict[str, Any]) -> list[SummaryLine]:
         lines.append(SummaryLine("GPU energy per pair", f"{stats['energy_per_pair_j']:.3f} J"))
     if stats.get("warmup_ms"):
         lines.append(SummaryLine("warm-up (not in per-pair times)", f"{stats['warmup_ms']:.0f} ms"))
-    lines.append(SummaryLine("wall time", f"{stats['wall_s']:.2f} s"))
+    process, before = stats.get("process_s"), stats.get("before_run_s")
+    if process:
+        # What the user waited for: from the process's start, imports included.
+        split = f" ({before:.1f} s before the run: imports, options)" if before is not None else ""
+        lines.append(SummaryLine("wall time, whole process", f"{process:.2f} s{split}"))
+        lines.append(SummaryLine("pairs/s, whole process", f"{stats['scored_now'] / process:.2f}"))
+    lines.append(SummaryLine("wall time of the run", f"{stats['wall_s']:.2f} s"))
     lines.append(SummaryLine("pairs/s (this run)", f"{stats['pairs_per_s']:.2f}"))
+    phases = stats.get("startup_phases_s") or {}
+    if phases:
+        shown = " · ".join(
+            f"{name.removesuffix('_s').replace('_', ' ')} {value:.2f} s" for name, value in phases.items()
+        )
+        lines.append(SummaryLine("start-up", shown))
     if stats.get("steady_pairs_per_s"):
         steady = f"{stats['steady_pairs_per_s']:.2f} ({stats['startup_s']:.1f} s start-up)"
         lines.append(SummaryLine("pairs/s (after start-up)", steady))

@@ -506,7 +506,7 @@ def test_bfloat16_run_is_recorded_and_close_to_float32(
     a = np.array(exact.column(schema.LPIPS.name).to_pylist())
     b = np.array(reduced.column(schema.LPIPS.name).to_pylist())
     np.testing.assert_allclose(b, a, atol=REDUCED_PRECISION_ATOL)
-    with pytest.raises(ScoreConfigError, match=r"^precision must be one of float32, bfloat16"):
+    with pytest.raises(ScoreConfigError, match=r"^precision must be one of auto, float32, bfloat16"):
         run_score(ScoreOptions(base, cand, tmp_path / "x.arrow", device="cpu", no_lpips=True, precision="fp8"))
 
 

@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--sides", type=int, nargs="+", default=[512, 3000, 6000])
     args = parser.parse_args()
+    if len(set(args.sides)) < 2:
+        parser.error("--sides needs two different sides at least: the growth per pixel is taken between them")
     small, large = args.pairs
     weights = _weights()
     base, cand = _dataset(large, args.size)

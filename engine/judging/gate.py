@@ -97,6 +97,8 @@ class RuleResult:
         against_median: Median of the other run (`median_change`).
         median: Median of this run (`median_change`).
         violations: Row index -> value for rows beyond the pass bound (per-pair rules).
+        shown: What was observed, in words, for a rule judged on something other than a
+            column's values (the run's metadata); "" to show `observed`.
     """
 
     rule: Rule
@@ -110,6 +112,7 @@ class RuleResult:
     against_median: float | None = None
     median: float | None = None
     violations: dict[int, Any] = field(default_factory=dict)
+    shown: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the result."""
@@ -185,9 +188,7 @@ def _finite(value: Any) -> Any:
 
 def format_observed(res: RuleResult) -> str:
     """The observed value as people read it (in tables and the JSON verdict's `shown`)."""
-    if res.rule is KNOWN_WEIGHTS_RULE:  # judged on metadata: no pairs to count
-        return "no LPIPS" if res.nodata else "published file" if res.result == PASS else "not the published file"
-    return _observed(res)
+    return res.shown or _observed(res)
 
 
 def _observed(res: RuleResult) -> str:
@@ -460,16 +461,17 @@ def _known_weights(table: pa.Table) -> RuleResult:
     meta, rule, n = run_metadata(table), KNOWN_WEIGHTS_RULE, table.num_rows
     known = meta.get(schema.META_WEIGHTS_KNOWN)
     if known == "":
-        return RuleResult(rule, SKIPPED, None, 0, n, note="no LPIPS in this run", nodata=True)
+        return RuleResult(rule, SKIPPED, None, 0, n, note="no LPIPS in this run", nodata=True, shown="no LPIPS")
     if known == "true":
-        return RuleResult(rule, PASS, 0.0, n, n, note=f"torchvision's {meta.get(schema.META_LPIPS_NET, '')}")
+        net = meta.get(schema.META_LPIPS_NET, "")
+        return RuleResult(rule, PASS, 0.0, n, n, note=f"torchvision's {net}", shown="published file")
     sha = meta.get(schema.META_WEIGHTS_SHA256, "")[:12]
     note = (
         f"weights sha256 {sha}... are not torchvision's {meta.get(schema.META_LPIPS_NET, '')} file"
         if known == "false"
         else "the run does not record whether its weights are known"
     )
-    return RuleResult(rule, FAIL, float(n), n, n, note=note)
+    return RuleResult(rule, FAIL, float(n), n, n, note=note, shown="not the published file")
 
 
 def judge(

@@ -145,13 +145,15 @@ def broken_rules(doc: dict[str, Any] | None, pair_ids: set[str]) -> dict[str, li
         lines = found.setdefault(pair["pair_id"], [])
         for name in list(dict.fromkeys(pair["rules"]))[:REPORT_MAX_RULE_LINES]:
             rule = rules.get(name, {})
-            column, op = _short(rule.get("column", "")), _short(rule.get("op", ""))
-            value = pair.get("values", {}).get(rule.get("column", ""))
+            key = rule.get("column") if isinstance(rule.get("column"), str) else ""
+            column, op = _short(key), _short(rule.get("op", ""))
+            value = pair.get("values", {}).get(key)
             bound = f"pass {op} {_short(rule.get('pass'))}"
             if rule.get("marginal") is not None:
                 bound += f", marginal {op} {_short(rule.get('marginal'))}"
             critical = " (critical)" if rule.get("critical") is True else ""
-            lines.append(f"{_short(name)}{critical}: {column} {_short(value)}; {bound}")
+            observed = " ".join(part for part in (column, _short(value)) if part)
+            lines.append(f"{_short(name)}{critical}: {observed}; {bound}")
     return found
 
 
@@ -390,10 +392,10 @@ def build_report(
         f'<h2>The {len(worst)} worst pairs</h2><p class="note">{html.escape(ranking)}</p>{_legend()}'
         + "".join(card for card, _ in built),
     ]
-    quality = histograms(table, QUALITY)
+    quality = histograms(table, QUALITY, notes)
     if quality:
         parts.append(_plots("Quality distributions", quality))
-    timing = histograms(table, TIMING) + (capture_plots(captures, ReportError) if captures else [])
+    timing = histograms(table, TIMING, notes) + (capture_plots(captures, ReportError, notes) if captures else [])
     if captures and not any(title.endswith("(ECDF)") for title, _ in timing):
         notes.append("the capture files hold no latency_ms or gpu_ms values")
     if timing:

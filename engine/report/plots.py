@@ -59,8 +59,9 @@ def _readable(ax: Any) -> None:
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def histograms(table: pa.Table, columns: tuple[schema.Column, ...]) -> list[tuple[str, str]]:
-    """(column, SVG) of each of `columns` that holds finite values."""
+def histograms(table: pa.Table, columns: tuple[schema.Column, ...], notes: list[str]) -> list[tuple[str, str]]:
+    """(column, SVG) of each of `columns` that holds finite values; a column no histogram
+    can bin is left out with a line in `notes`."""
     plt = _pyplot()
     out = []
     for col in columns:
@@ -75,20 +76,23 @@ def histograms(table: pa.Table, columns: tuple[schema.Column, ...]) -> list[tupl
         # One value: a bin around it, so the bar has a width and the axis a scale.
         span = (low - 0.5, high + 0.5) if low == high else None
         try:
-            ax.hist(values, bins=min(40, max(5, int(math.sqrt(values.size)))), range=span, color="#4c72b0")
+            with np.errstate(over="ignore", invalid="ignore"):  # such spans raise below; no stray warnings
+                ax.hist(values, bins=min(40, max(5, int(math.sqrt(values.size)))), range=span, color="#4c72b0")
             ax.set_xlabel(f"{col.name} ({col.unit})" if col.unit else col.name)
             ax.set_ylabel("pairs")
             _readable(ax)
             out.append((col.name, _svg(fig)))
-        except (ValueError, OverflowError):
-            pass  # values no histogram can bin (a span beyond floats): the table still has them
+        except (ValueError, OverflowError) as exc:
+            # A span beyond floats: the plot is left out, said, and the table has the values.
+            notes.append(f"no histogram of {col.name}: its values cannot be binned ({exc})")
         finally:
             plt.close(fig)
     return out
 
 
-def capture_plots(captures: list[Path], error: type[UsageError]) -> list[tuple[str, str]]:
-    """(title, SVG) of the latency and GPU time ECDFs of capture files, one line each.
+def capture_plots(captures: list[Path], error: type[UsageError], notes: list[str]) -> list[tuple[str, str]]:
+    """(title, SVG) of the latency and GPU time ECDFs of capture files, one line each; a
+    plot that cannot be drawn is left out with a line in `notes`.
 
     Raises:
         error: A capture file that cannot be read (named by the field `capture`).
@@ -124,8 +128,8 @@ def capture_plots(captures: list[Path], error: type[UsageError]) -> list[tuple[s
         try:
             _readable(ax)
             out.append((f"{name} (ECDF)", _svg(fig)))
-        except (ValueError, OverflowError):
-            pass  # values beyond what a plot can draw
+        except (ValueError, OverflowError) as exc:
+            notes.append(f"no ECDF of {name}: its values cannot be drawn ({exc})")
         finally:
             plt.close(fig)
     return out

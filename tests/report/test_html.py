@@ -469,3 +469,19 @@ def test_pictures_of_any_shape_cost_at_most_their_own_maps(alex_weights: Path, t
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "LPIPS map left out: the picture is under 31 px on a side" in text
     assert re.findall(r"baseline \| candidate, (\d+x\d+)", text) == ["16383x33", "16x16"]
+
+
+def test_a_plot_that_cannot_be_drawn_is_left_out_with_a_note(tmp_path: Path) -> None:
+    rows = [{schema.PAIR_ID.name: f"p{i}", schema.STATUS.name: schema.STATUS_OK, schema.DELTA_E_MEAN.name: v}
+            for i, v in enumerate((-1.7e308, 1.7e308))]  # fmt: skip
+    stats = build_report(write_run(tmp_path / "run.arrow", rows), tmp_path / "r.html", top=0)
+    assert any(n.startswith("no histogram of delta_e_mean") for n in stats.notes), stats.notes
+    assert "no histogram of delta_e_mean" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_a_verdict_whose_rule_names_no_column_still_reads() -> None:
+    from pixgate.report.html import broken_rules
+
+    doc = {"rules": [{"name": "r", "result": "fail", "column": ["not", "a", "name"], "op": "<=", "pass": 1}],
+           "failing_pairs": [{"pair_id": "p", "rules": ["r"], "values": {"x": 1.0}}]}  # fmt: skip
+    assert broken_rules(doc, {"p"}) == {"p": ["r: None; pass <= 1"]}

@@ -7,8 +7,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -118,33 +117,77 @@ def native_bfloat16(device: torch.device) -> tuple[bool, str]:
 
 @dataclass
 class BatchTiming:
-    """Times of one device batch, in milliseconds."""
+    """Times of one device batch, in milliseconds.
+
+    `wall_ms` is the host's time on the batch: staging and queuing it, then waiting for
+    its results (on a CPU, the whole computation). `gpu_ms` (CUDA only) is the time on
+    the GPU between `start_device()` and `stop_device()`, CUDA events on the batch's
+    stream: the scorer marks them after the upload is queued and after its last kernel,
+    with no host synchronisation between, so inside that span the GPU waits on the host
+    only for launch latency (kernels queued more slowly than they run).
+    """
 
     wall_ms: float = 0.0
     gpu_ms: float | None = None
+    _events: tuple[Any, Any] | None = None
+
+    @classmethod
+    def on(cls, device: torch.device) -> BatchTiming:
+        """A timing for a batch on `device` (CUDA events only on a GPU)."""
+        import torch
+
+        timing = cls()
+        if device.type == "cuda":
+            timing._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        return timing
+
+    def start_device(self) -> None:
+        """Mark the start of the device work on the current stream (a no-op off CUDA)."""
+        if self._events is not None:
+            self._events[0].record()
+
+    def stop_device(self) -> None:
+        """Mark the end of the device work on the current stream (a no-op off CUDA)."""
+        if self._events is not None:
+            self._events[1].record()
+
+    def add_host(self, seconds: float) -> None:
+        """Count host time spent on the batch."""
+        self.wall_ms += seconds * 1000.0
+
+    def finish(self) -> None:
+        """Read the GPU span, once the device has passed `stop_device()`."""
+        if self._events is not None and self.gpu_ms is None:
+            start_evt, end_evt = self._events
+            end_evt.synchronize()
+            self.gpu_ms = float(start_evt.elapsed_time(end_evt))
 
 
-@contextmanager
-def time_batch(device: torch.device) -> Iterator[BatchTiming]:
-    """Time a block of device work: wall clock always, CUDA events on a GPU.
+def cuda_identity(device: torch.device) -> dict[str, str]:
+    """How NVML can find `device`: its UUID and PCI bus id as CUDA reports them.
 
-    The caller must synchronise (e.g. copy the result to the host) inside the block.
+    NVML numbers GPUs in PCI order and ignores `CUDA_VISIBLE_DEVICES`, while CUDA's
+    index is relative to the visible devices (fastest first by default), so an index can
+    name another GPU; a UUID cannot.
     """
     import torch
 
-    timing = BatchTiming()
-    start_evt = end_evt = None
-    if device.type == "cuda":
-        start_evt = torch.cuda.Event(enable_timing=True)
-        end_evt = torch.cuda.Event(enable_timing=True)
-        start_evt.record()
-    t0 = time.perf_counter()
-    yield timing
-    if start_evt is not None and end_evt is not None:
-        end_evt.record()
-        end_evt.synchronize()
-        timing.gpu_ms = float(start_evt.elapsed_time(end_evt))
-    timing.wall_ms = (time.perf_counter() - t0) * 1000.0
+    props: Any = torch.cuda.get_device_properties(device)  # its PCI fields are missing from torch's stubs
+    found: dict[str, str] = {}
+    uuid = getattr(props, "uuid", None)
+    if uuid is not None:
+        found["uuid"] = str(uuid)
+    if all(hasattr(props, k) for k in ("pci_domain_id", "pci_bus_id", "pci_device_id")):
+        found["pci_bus_id"] = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+    return found
+
+
+def nvml_uuids(uuid: str) -> list[str]:
+    """The NVML spellings of a UUID as CUDA (torch) prints it: NVML prefixes a GPU's with
+    `GPU-` and a MIG instance's with `MIG-`."""
+    if uuid.startswith(("GPU-", "MIG-")):
+        return [uuid]
+    return [f"GPU-{uuid}", f"MIG-{uuid}"]
 
 
 class NvmlSampler:
@@ -155,22 +198,32 @@ class NvmlSampler:
     and the SM clock are sampled every `interval_s`. Every NVML failure (no library, no
     permission, an unsupported counter) costs one field and adds a note; none stops a run.
 
+    The device is found by its UUID (`cuda_identity`), else its PCI bus id, else (no
+    identity given: a generator's GPU, say) NVML's `index`. On a MIG instance, memory
+    is the instance's; utilisation is not reported per instance (null, with a note), and
+    energy and the SM clock are the whole GPU's, which the instances share (a note says so).
+
     Args:
-        index: CUDA device index.
+        identity: `cuda_identity(device)` of the CUDA device to watch.
+        index: NVML's index of the GPU, used when `identity` is None.
         interval_s: Sampling period.
     """
 
-    def __init__(self, index: int = 0, interval_s: float = 0.05) -> None:
+    def __init__(self, identity: dict[str, str] | None = None, *, index: int = 0, interval_s: float = 0.05) -> None:
         self.notes: list[str] = []
         self.available = False
         self._interval = interval_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._summary: dict[str, Any] | None = None
         self._samples: dict[str, list[float]] = {"util": [], "mem_mb": [], "sm_mhz": []}
+        self._ticks = 0
+        self._start_energy: float | None = None
+        self._mig = False
         self._power_j = 0.0
         self._last_power: tuple[float, float] | None = None
-        self.device = self.driver = ""
+        self.device = self.driver = self.found_by = ""
         try:
             import pynvml
 
@@ -179,17 +232,47 @@ class NvmlSampler:
         except Exception as exc:  # ImportError or any NVMLError: NVML is simply not there
             self.notes.append(f"NVML unavailable ({type(exc).__name__}: {exc}): GPU energy and utilisation are null")
             return
-        try:
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        except pynvml.NVMLError as exc:
-            self.notes.append(f"NVML has no device {index} ({exc})")
+        found = self._find(identity, index)
+        if found is None:
             return
+        self._handle, self.found_by = found
+        self._whole = self._handle  # the physical GPU: its energy counter and clocks
+        self._mig = bool(self._read("MIG check", lambda: pynvml.nvmlDeviceIsMigDeviceHandle(self._handle)))
+        if self._mig:
+            parent = self._read("MIG parent", lambda: pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self._handle))
+            self._whole = parent if parent is not None else self._handle
+            self.notes.append(
+                "MIG instance: NVML reports no utilisation per instance (null); energy and the SM clock are the "
+                "whole GPU's, shared with any other instance's work"
+            )
         self.available = True
         self.device = self._read("device name", lambda: str(pynvml.nvmlDeviceGetName(self._handle))) or ""
         self.driver = self._read("driver version", lambda: str(pynvml.nvmlSystemGetDriverVersion())) or ""
         self._counter = self._read("energy counter", self._counter_mj) is not None
         if not self._counter:
             self.notes.append("no total-energy counter on this device: energy is power integrated over time")
+
+    def _find(self, identity: dict[str, str] | None, index: int) -> tuple[Any, str] | None:
+        nvml = self._nvml
+        tried = []
+        if identity is None:
+            try:
+                return nvml.nvmlDeviceGetHandleByIndex(index), f"NVML index {index}"
+            except nvml.NVMLError as exc:
+                self.notes.append(f"NVML has no device {index} ({exc})")
+                return None
+        for uuid in nvml_uuids(identity["uuid"]) if identity.get("uuid") else []:
+            try:
+                return nvml.nvmlDeviceGetHandleByUUID(uuid), f"UUID {uuid}"
+            except nvml.NVMLError as exc:
+                tried.append(f"UUID {uuid}: {exc}")
+        if identity.get("pci_bus_id"):
+            try:
+                return nvml.nvmlDeviceGetHandleByPciBusId(identity["pci_bus_id"]), f"PCI bus {identity['pci_bus_id']}"
+            except nvml.NVMLError as exc:
+                tried.append(f"PCI bus {identity['pci_bus_id']}: {exc}")
+        self.notes.append(f"NVML found no device for the CUDA device ({'; '.join(tried) or 'no UUID or PCI id'})")
+        return None
 
     def _read(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
@@ -201,16 +284,17 @@ class NvmlSampler:
             return None
 
     def _counter_mj(self) -> float:
-        return float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+        return float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._whole))
 
     def _sample(self) -> None:
-        nvml, handle = self._nvml, self._handle
-        util = self._read("utilisation", lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        nvml, handle, whole = self._nvml, self._handle, self._whole
+        util = None if self._mig else self._read("utilisation", lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
         mem = self._read("memory", lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20)
-        clock = self._read("SM clock", lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
-        power = None if self._counter else self._read("power", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+        clock = self._read("SM clock", lambda: nvml.nvmlDeviceGetClockInfo(whole, nvml.NVML_CLOCK_SM))
+        power = None if self._counter else self._read("power", lambda: nvml.nvmlDeviceGetPowerUsage(whole) / 1000.0)
         now = time.perf_counter()
         with self._lock:
+            self._ticks += 1
             for key, value in (("util", util), ("mem_mb", mem), ("sm_mhz", clock)):
                 if value is not None:
                     self._samples[key].append(float(value))
@@ -244,10 +328,16 @@ class NvmlSampler:
         return self
 
     def stop(self) -> dict[str, Any]:
-        """Stop sampling; the run-level summary (null fields where NVML could not say)."""
+        """Stop sampling; the run-level summary (null fields where NVML could not say).
+        Safe to call more than once (a run's clean-up calls it whatever happened): later
+        calls return the first summary."""
+        if self._summary is not None:
+            return self._summary
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        if self._thread is not None:
+            self._sample()  # a last reading: a run shorter than the period still has one
         summary: dict[str, Any] = {"device": self.device or None, "driver": self.driver or None}
         energy = None
         if self.available:
@@ -263,10 +353,13 @@ class NvmlSampler:
                     "utilisation_mean_pct": round(sum(util) / len(util), 1) if util else None,
                     "memory_used_peak_mb": round(max(mem), 1) if mem else None,
                     "sm_clock_mean_mhz": round(sum(clock) / len(clock)) if clock else None,
-                    "samples": len(util),
+                    "samples": self._ticks,
+                    "found_by": self.found_by or None,
+                    "mig": self._mig,
                 }
             )
         summary["notes"] = list(self.notes)
+        self._summary = summary
         return summary
 
 
@@ -294,8 +387,9 @@ __all__ = [
     "DeviceError",
     "NvmlSampler",
     "cpu_count",
+    "cuda_identity",
     "device_name",
+    "nvml_uuids",
     "peak_rss_mb",
     "select_device",
-    "time_batch",
 ]

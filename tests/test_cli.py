@@ -484,7 +484,7 @@ def test_a_kill_at_any_moment_of_start_up_leaves_a_run_that_resume_completes(
 _FAULT = """
 import sys
 import pixgate.scoring.scorer
-real = pixgate.scoring.scorer.Scorer.score
+real = pixgate.scoring.scorer.Scorer.submit
 calls = 0
 def faulty(self, items, ignored=None, **kw):
     global calls
@@ -492,7 +492,7 @@ def faulty(self, items, ignored=None, **kw):
     if calls == 4:  # the warm-up, then two batches, then a bug
         raise ZeroDivisionError("a bug\\nover two lines")
     return real(self, items, ignored, **kw)
-pixgate.scoring.scorer.Scorer.score = faulty
+pixgate.scoring.scorer.Scorer.submit = faulty
 sys.argv[0] = "pixgate"
 from pixgate.cli import main
 main()

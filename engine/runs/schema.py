@@ -208,15 +208,25 @@ NOT_APPLICABLE: Final = {
     for column in (TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS)
 }
 COMPUTE_MS = Column(
-    "compute_ms", "float64", "Wall time of the pair's share of its metric batch on the scoring device, ms.", unit="ms"
+    "compute_ms",
+    "float64",
+    "Host time of the pair's share of its metric batch, ms: staging and queuing it, then waiting for its results "
+    "(on a CPU, the whole computation). On a GPU the next batch is staged while this one runs.",
+    unit="ms",
 )
 GPU_MS = Column(
-    "gpu_ms", "float64", "Device time of the pair's share of its batch (CUDA events), ms; null without CUDA.", unit="ms"
+    "gpu_ms",
+    "float64",
+    "GPU time of the pair's share of its batch's metric work, ms: CUDA events on the batch's stream after its upload "
+    "and before its results' copy back (kernels, LPIPS, reductions), with no host wait between them; null without "
+    "CUDA.",
+    unit="ms",
 )
 RUN_ENERGY_J = Column(
     "energy_j",
     "float64",
-    "GPU energy of the pair's share of its batch (NVML energy counter, else integrated power), J; "
+    "GPU energy since the previous batch was collected, shared out over the pairs of its batch (NVML energy "
+    "counter, else integrated power), J: batches overlap on a GPU, so each takes the energy between collections; "
     "null without NVML (the `pixgate.nvml` metadata says why).",
     unit="J",
 )

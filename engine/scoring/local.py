@@ -30,10 +30,10 @@ from pixgate.scoring.lifecycle import Opened, RowSink, RunContext
 from pixgate.scoring.options import ScoreConfigError, ScoreOptions, check_folder
 from pixgate.scoring.pairing import Pair, Pairing, pair_directories
 from pixgate.scoring.rows import decoded_row, metric_rows, missing_row
-from pixgate.scoring.scorer import Scorer, build_model, default_workers
+from pixgate.scoring.scorer import Scorer, Submitted, build_model, default_workers
 from pixgate.scoring.text_checks import start_text_checks
 from pixgate.scoring.workers import DecodePool
-from pixgate.telemetry import NvmlSampler
+from pixgate.telemetry import NvmlSampler, cuda_identity
 
 if TYPE_CHECKING:
     import torch
@@ -150,30 +150,42 @@ class _Done:
 
 
 class _KernelWarmer(threading.Thread):
-    """Loads the CPU kernels a run needs (from numba's cache, or compiling them) in the
-    background; on CUDA there is nothing to load ahead (its kernels compile per launch
-    shape). An error here surfaces where the kernel is first used, as it would have."""
+    """Loads the kernels a run needs (from numba's cache, or compiling them) in the
+    background, beside worker spawning and model loading: on a CPU the ones the run
+    uses; on a GPU the CUDA kernels, through the scorer's own launch path on a tiny
+    batch, so the launch types (and so the compiled kernel) are the real ones. An error
+    here surfaces where the kernel is first used, as it would have."""
 
     def __init__(self, device: torch.device, *, lpips: bool, edges: bool) -> None:
         super().__init__(name="pixgate-kernels", daemon=True)
         self.seconds = 0.0
-        self._wanted = device.type == "cpu", lpips, edges
+        self._device, self._lpips, self._edges = device, lpips, edges
 
     def run(self) -> None:
         import numpy as np
 
         started = time.perf_counter()
-        cpu, lpips, edges = self._wanted
         try:
-            if cpu:
+            if self._device.type == "cuda":
+                import torch
+
+                from pixgate.scoring.metrics import pixel_terms
+
+                blank = torch.zeros((1, 2, 2, 4), dtype=torch.uint8, device=self._device)
+                pixel_terms(blank, blank)
+                torch.cuda.synchronize(self._device)
+            else:
                 from pixgate_kernels import cpu as kernels
 
-                blank = np.zeros((1, 2, 2, 4), np.uint8)
-                kernels.pixel_terms_cpu(blank, blank, 128)
-                if lpips:
-                    kernels.network_input_cpu(blank, blank, np.ones(3), np.zeros(3), np.ones(3))
-                if edges:
-                    kernels.edge_magnitudes_cpu(blank, blank)
+                tiny = np.zeros((1, 2, 2, 4), np.uint8)
+                kernels.pixel_terms_cpu(tiny, tiny, 128)
+                if self._lpips:
+                    kernels.network_input_cpu(tiny, tiny, np.ones(3), np.zeros(3), np.ones(3))
+            if self._edges:
+                from pixgate_kernels import cpu as kernels
+
+                tiny = np.zeros((1, 2, 2, 4), np.uint8)
+                kernels.edge_magnitudes_cpu(tiny, tiny)
         except Exception:  # noqa: S110 (the first real use raises it, with its context)
             pass
         self.seconds = time.perf_counter() - started
@@ -245,7 +257,9 @@ class LocalBackend:
         kernels.join()
         run.phases["kernels_s"] = kernels.seconds
         run.phases["kernels_wait_s"] = time.perf_counter() - phase - run.phases["model_s"]
-        nvml = NvmlSampler(device.index or 0).start() if device.type == "cuda" else None
+        nvml = NvmlSampler(cuda_identity(device)).start() if device.type == "cuda" else None
+        if nvml is not None:
+            run.cleanup.callback(nvml.stop)  # its thread ends however the run does
         scorer = Scorer(
             model, device, opts.net, energy=nvml.energy_j if nvml is not None else None, precision=opts.precision
         )
@@ -258,11 +272,33 @@ class LocalBackend:
         ignored: dict[str, Any] = {}  # pair_id -> ignored pixels, until its bucket is scored
         first_batch_at: float | None = None
         sink.flush(force=True)
-        while decoder.busy or buckets.count or text.waiting:
+        # At most one batch is in flight: on a GPU the host stages and queues the next
+        # batch while the device runs this one, and collects it only then.
+        in_flight: tuple[list[tuple[Pair, DecodedPair]], list[Any], Submitted] | None = None
+
+        def collect(batch: tuple[list[tuple[Pair, DecodedPair]], list[Any], Submitted]) -> None:
+            nonlocal compute_s, gpu_s
+            items, masks, submitted = batch
+            metrics, wall_ms, gpu_ms = submitted.result()
+            compute_s += wall_ms / 1000.0
+            gpu_s += (gpu_ms or 0.0) / 1000.0
+            for row in metric_rows(items, metrics, masks, wall_ms, gpu_ms):
+                text.route(row, sink.pending)
+
+        while decoder.busy or buckets.count or text.waiting or in_flight is not None:
             if not decoder.busy and not buckets.count:
+                if in_flight is not None:
+                    collect(in_flight)
+                    in_flight = None
+                    continue
                 text.harvest(sink.pending, block=True)  # only text checks are left
                 sink.flush()
                 continue
+            if in_flight is not None and buckets.count == 0:
+                # About to wait for decoding: the batch in flight is written out first,
+                # not held until the next pair arrives.
+                collect(in_flight)
+                in_flight = None
             # Block on decoding only when nothing decoded is waiting for the model.
             finished = decoder.collect(block=buckets.count == 0)
             for pair, dp in finished:
@@ -289,12 +325,17 @@ class LocalBackend:
                 if first_batch_at is None:
                     first_batch_at = time.perf_counter()
                 masks = [ignored.pop(pair.pair_id, None) for pair, _ in items]
-                metrics, wall_ms, gpu_ms = scorer.score([dp for _, dp in items], masks)
-                compute_s += wall_ms / 1000.0
-                gpu_s += (gpu_ms or 0.0) / 1000.0
+                try:
+                    submitted = scorer.submit([dp for _, dp in items], masks)
+                finally:  # the batch before is written out even if this one fails
+                    if in_flight is not None:
+                        collect(in_flight)
+                        in_flight = None
                 batches += 1
-                for row in metric_rows(items, metrics, masks, wall_ms, gpu_ms):
-                    text.route(row, sink.pending)
+                in_flight = items, masks, submitted
+                if submitted.done is None:  # done already (a CPU): nothing to overlap
+                    collect(in_flight)
+                    in_flight = None
             text.harvest(sink.pending, block=False)
             sink.flush()
         sink.flush(force=True)

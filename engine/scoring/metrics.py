@@ -45,19 +45,17 @@ def pixel_terms(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
 
     out = torch.empty((kernels.N_PLANES, *base.shape[:3]), dtype=torch.float32, device=base.device)
     if base.device.type == "cuda":
-        from numba import cuda
+        from pixgate_kernels.cuda import launch
 
-        from pixgate_kernels.cuda import pixel_terms_cuda
-
-        # Launch on torch's current stream so the kernels are ordered after the upload
-        # and before the reductions, with no synchronisation in between.
-        stream = cuda.external_stream(torch.cuda.current_stream(base.device).cuda_stream)
-        pixel_terms_cuda(
-            cuda.as_cuda_array(base.contiguous()),
-            cuda.as_cuda_array(cand.contiguous()),
+        # Queued on torch's current stream: ordered after the upload and before the
+        # reductions, with no synchronisation in between.
+        launch(
+            base.contiguous(),
+            cand.contiguous(),
             OPAQUE_ALPHA,
-            cuda.as_cuda_array(out),
-            stream=stream,
+            out,
+            stream_handle=torch.cuda.current_stream(base.device).cuda_stream,
+            device_index=base.device.index if base.device.index is not None else torch.cuda.current_device(),
         )
     else:
         from pixgate_kernels.cpu import pixel_terms_cpu
@@ -66,28 +64,40 @@ def pixel_terms(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _quantiles(de: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Per row, the `DELTA_E_QUANTILE` quantile (inverted CDF) of the non-NaN values."""
+def _quantiles(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Per row, the `DELTA_E_QUANTILE` quantile (inverted CDF: the k-th smallest, k =
+    ceil(q * count)) of the non-NaN values; NaN for a row without any.
+
+    On a GPU every row at once, with no host synchronisation: one batched sort (NaN sorts
+    last) and a gather. On a CPU a selection per row.
+    """
     import torch
 
-    p95 = torch.full((de.shape[0],), math.nan, dtype=torch.float64, device=de.device)
-    for i, count in enumerate(counts):
-        if not count:
-            continue
-        k = max(1, math.ceil(DELTA_E_QUANTILE * count))
-        if de.device.type == "cpu":
-            # NumPy's selection sorts NaN last, so the k-th value needs no masked copy;
-            # about 3x faster than torch.kthvalue on the opaque pixels.
-            p95[i] = float(np.partition(de[i].numpy(), k - 1)[k - 1])
-        else:
-            p95[i] = torch.kthvalue(de[i][~torch.isnan(de[i])], k).values.to(torch.float64)
-    return p95
+    if de.device.type == "cpu":
+        p95 = torch.full((de.shape[0],), math.nan, dtype=torch.float64)
+        for i, n in enumerate(count.tolist()):
+            if n:
+                k = max(1, math.ceil(DELTA_E_QUANTILE * n))
+                # NumPy's selection sorts NaN last, so the k-th value needs no masked
+                # copy; about 3x faster than torch.kthvalue on the opaque pixels.
+                p95[i] = float(np.partition(de[i].numpy(), k - 1)[k - 1])
+        return p95
+    return _quantiles_batched(de, count)
 
 
-def reduce_terms(
-    terms: torch.Tensor, both_alpha: Sequence[bool], keep: torch.Tensor | None = None
-) -> list[dict[str, Any]]:
-    """Per-pair column values from per-pixel terms.
+def _quantiles_batched(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """`_quantiles` for every row at once, on any device (tested on the CPU against the
+    per-row selection)."""
+    import torch
+
+    k = torch.ceil(DELTA_E_QUANTILE * count).clamp(min=1.0, max=float(de.shape[1])).long() - 1
+    kth = torch.sort(de, dim=1).values.gather(1, k.unsqueeze(1)).squeeze(1).to(torch.float64)
+    return torch.where(count > 0, kth, math.nan)
+
+
+def reduce_table(terms: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair values from per-pixel terms, where the terms live: an N x `len(TABLE)`
+    float64 tensor on their device, queued with no host synchronisation.
 
     Definitions (docs/run-files.md's column table says the same):
       - `delta_e_mean`, `delta_e_p95`: mean and `DELTA_E_QUANTILE` quantile (inverted CDF)
@@ -99,12 +109,8 @@ def reduce_terms(
 
     Args:
         terms: kernels.N_PLANES x N x H x W float32 tensor (any device).
-        both_alpha: Per pair, whether both images carry alpha.
         keep: Optional N x H x W bool tensor on the same device: only these pixels count
             (ignore regions, see pixgate.scoring.regions); every pixel when None.
-
-    Returns:
-        One dict per pair, keyed by column name.
     """
     import torch
 
@@ -112,29 +118,29 @@ def reduce_terms(
     flat = terms[: kernels.N_TERMS].reshape(kernels.N_TERMS, n, -1)
     pixels: torch.Tensor | int = flat.shape[2]
     if keep is not None:
-        kept = keep.reshape(1, n, -1)
-        colour = torch.tensor([kernels.DE, kernels.L_SHIFT, kernels.C_SHIFT], device=flat.device)
-        nan_outside = torch.where(kept, flat[colour], math.nan)
-        flat = torch.where(kept, flat, 0.0)
-        flat[colour] = nan_outside  # colour terms outside count as "not opaque": left out
-        pixels = kept[0].sum(dim=1).to(torch.float64)
+        kept = keep.reshape(n, -1)
+        masked = torch.where(kept, flat, 0.0)
+        # Colour terms outside count as "not opaque": left out. Plane by plane, so no
+        # index tensor has to cross to the device.
+        for plane in (kernels.DE, kernels.L_SHIFT, kernels.C_SHIFT):
+            masked[plane] = torch.where(kept, flat[plane], math.nan)
+        flat = masked
+        pixels = kept.sum(dim=1).to(torch.float64)
     de = flat[kernels.DE]
-    valid = ~torch.isnan(de)
-    count = valid.sum(dim=1).to(torch.float64)
+    count = (~torch.isnan(de)).sum(dim=1).to(torch.float64)
 
     def nansum(plane: int) -> torch.Tensor:
         return torch.nansum(flat[plane], dim=1, dtype=torch.float64)
 
-    p95 = _quantiles(de, valid.sum(dim=1).tolist())
     edge_base = flat[kernels.EDGE_BASE].sum(dim=1, dtype=torch.float64)
     edge_kept = flat[kernels.EDGE_KEPT].sum(dim=1, dtype=torch.float64)
     edge = torch.where(edge_base > EDGE_FLAT_MEAN * pixels, edge_kept / edge_base.clamp_min(1e-300), 1.0)
     union = flat[kernels.ALPHA_UNION].sum(dim=1, dtype=torch.float64)
     inter = flat[kernels.ALPHA_INTER].sum(dim=1, dtype=torch.float64)
-    table = torch.stack(
+    return torch.stack(
         [
             nansum(kernels.DE) / count,
-            p95,
+            _quantiles(de, count),
             nansum(kernels.C_SHIFT) / count,
             nansum(kernels.L_SHIFT) / count,
             edge,
@@ -144,23 +150,52 @@ def reduce_terms(
             count,
         ],
         dim=1,
-    ).cpu()  # the only transfer: N x 8 numbers
+    )
+
+
+#: `reduce_table`'s columns, in order.
+TABLE = (
+    schema.DELTA_E_MEAN.name,
+    schema.DELTA_E_P95.name,
+    schema.CHROMA_SHIFT.name,
+    schema.LIGHTNESS_SHIFT.name,
+    schema.EDGE_PRESERVATION.name,
+    schema.ALPHA_MAE.name,
+    schema.ALPHA_IOU.name,
+    "opaque_pixels",
+)
+
+
+def table_rows(table: Sequence[Sequence[float]], both_alpha: Sequence[bool]) -> list[dict[str, Any]]:
+    """Rows from `reduce_table`'s values on the host: colour columns null for a pair
+    with no pixel opaque in both, alpha columns null unless both images carry alpha."""
     rows = []
-    for i, values in enumerate(table.tolist()):
-        de_mean, de_p95, chroma, lightness, edge_value, alpha_mae, alpha_iou, opaque = values
-        colour = opaque > 0
-        rows.append(
-            {
-                schema.DELTA_E_MEAN.name: de_mean if colour else None,
-                schema.DELTA_E_P95.name: de_p95 if colour else None,
-                schema.CHROMA_SHIFT.name: chroma if colour else None,
-                schema.LIGHTNESS_SHIFT.name: lightness if colour else None,
-                schema.EDGE_PRESERVATION.name: edge_value,
-                schema.ALPHA_MAE.name: alpha_mae if both_alpha[i] else None,
-                schema.ALPHA_IOU.name: alpha_iou if both_alpha[i] else None,
-            }
-        )
+    for values, alpha in zip(table, both_alpha, strict=True):
+        row: dict[str, float | None] = dict(zip(TABLE, values, strict=True))
+        colour = (row.pop("opaque_pixels") or 0.0) > 0
+        for column in (schema.DELTA_E_MEAN, schema.DELTA_E_P95, schema.CHROMA_SHIFT, schema.LIGHTNESS_SHIFT):
+            if not colour:
+                row[column.name] = None
+        if not alpha:
+            row[schema.ALPHA_MAE.name] = row[schema.ALPHA_IOU.name] = None
+        rows.append(row)
     return rows
 
 
-__all__ = ["pixel_terms", "reduce_terms"]
+def reduce_terms(
+    terms: torch.Tensor, both_alpha: Sequence[bool], keep: torch.Tensor | None = None
+) -> list[dict[str, Any]]:
+    """Per-pair column values from per-pixel terms (`reduce_table`, then `table_rows`).
+
+    Args:
+        terms: kernels.N_PLANES x N x H x W float32 tensor (any device).
+        both_alpha: Per pair, whether both images carry alpha.
+        keep: Optional N x H x W bool tensor on the same device (see `reduce_table`).
+
+    Returns:
+        One dict per pair, keyed by column name.
+    """
+    return table_rows(reduce_table(terms, keep).cpu().tolist(), both_alpha)
+
+
+__all__ = ["TABLE", "pixel_terms", "reduce_table", "reduce_terms", "table_rows"]

@@ -128,8 +128,12 @@ class LpipsModule(nn.Module):
         self.register_buffer("background", bg)
 
     def prepare(self, rgba: torch.Tensor) -> torch.Tensor:
-        """N x H x W x 4 uint8 -> N x 3 x H x W in [-1, 1] (channels_last), alpha composited."""
-        if bool((rgba[..., 3] == 255).all()):
+        """N x H x W x 4 uint8 -> N x 3 x H x W in [-1, 1] (channels_last), alpha composited.
+
+        On a GPU every batch is composited: asking whether it is all opaque would make
+        the host wait for the device.
+        """
+        if rgba.device.type == "cpu" and bool((rgba[..., 3] == 255).all()):
             # Opaque (most images): one conversion and one fused scale, no compositing.
             rgb = rgba[..., :3].to(torch.float32).mul_(2.0 / 255.0).sub_(1.0)
             return rgb.permute(0, 3, 1, 2)

@@ -3,6 +3,7 @@ batch (LPIPS and the kernels) for every backend."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     import torch
 
     from pixgate.scoring.models import LpipsModule
+    from pixgate.scoring.staging import Staging
     from pixgate.scoring.weights import ResolvedWeights
+    from pixgate.telemetry import BatchTiming
 
 
 def default_workers(device_type: str, cores: int) -> int:
@@ -109,6 +112,8 @@ class Scorer:
     precision: str = "float32"
     warmup_ms: float = 0.0
     _warm: set[tuple[int, int]] = field(default_factory=set)
+    _staging: Staging | None = None
+    _last_energy: float | None = None
 
     def _warm_up(self, h: int, w: int) -> None:
         """One untimed pass, at the first batch's size, before the first batch.
@@ -134,25 +139,32 @@ class Scorer:
     def score(
         self, items: list[DecodedPair], ignored: list[Any] | None = None, *, _blank: Any = None
     ) -> tuple[list[dict[str, Any]], float, float | None]:
-        """Score one bucket: LPIPS and the kernels' metrics on one device batch.
+        """Score one bucket and wait for it: `submit(...).result()`."""
+        return self.submit(items, ignored, _blank=_blank).result()
+
+    def submit(self, items: list[DecodedPair], ignored: list[Any] | None = None, *, _blank: Any = None) -> Submitted:
+        """Queue one bucket, LPIPS and the kernels' metrics on one device batch, and return
+        at once on a GPU (on a CPU the work is done by the time it returns).
+
+        On a GPU the host can stage the next batch while this one runs; `result()` waits
+        for it. Nothing in between makes the host wait for the device.
 
         Args:
             items: Decoded pairs of one size.
             ignored: Per pair, its ignored pixels (H x W bool) or None; None for none at all.
-
-        Returns:
-            Per pair, the metric columns; the batch's wall ms; its GPU ms (CUDA only).
         """
         import numpy as np
         import torch
 
-        from pixgate.scoring.metrics import pixel_terms, reduce_terms
+        from pixgate.scoring.metrics import pixel_terms, reduce_table
         from pixgate.scoring.models import upscale_factor
-        from pixgate.telemetry import time_batch
+        from pixgate.telemetry import BatchTiming
 
+        started = time.perf_counter()
         if _blank is None:
             base = [it.baseline.rgba for it in items if it.baseline is not None]
             self._warm_up(*base[0].shape[:2])
+            started = time.perf_counter()
         else:
             base = list(_blank)
         cand = [it.candidate_aligned for it in items if it.candidate_aligned is not None]
@@ -161,19 +173,24 @@ class Scorer:
         ]
         h, w = base[0].shape[:2]
         factor = upscale_factor(self.net, h, w)
-        energy_before = self.energy() if self.energy is not None else None
-        with torch.inference_mode(), time_batch(self.device) as timing:
-            # Each image crosses to the device as uint8 (4x less than float) and the batch
-            # is stacked there: no copy of the whole batch on the host first.
-            tb = torch.stack([torch.from_numpy(a).to(self.device) for a in base])
-            tc = torch.stack([torch.from_numpy(a).to(self.device) for a in cand])
-            keep = None
-            if ignored is not None and any(m is not None for m in ignored):
-                from pixgate.scoring.regions import grow
+        keep = None
+        if ignored is not None and any(m is not None for m in ignored):
+            from pixgate.scoring.regions import grow
 
-                out = np.stack([~grow(m) if m is not None else np.ones((h, w), bool) for m in ignored])
-                keep = torch.from_numpy(out).to(self.device)
-            rows = reduce_terms(pixel_terms(tb, tc), both_alpha, keep)
+            keep = np.stack([~grow(m) if m is not None else np.ones((h, w), bool) for m in ignored])
+        if self._staging is None:
+            from pixgate.scoring.staging import Staging
+
+            self._staging = Staging(self.device)
+        timing = BatchTiming.on(self.device)
+        # Events, streams and pinned copies follow the current device: make it this one.
+        on_device = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+        with torch.inference_mode(), on_device:
+            tb, tc, kept = self._staging.upload(base, cand, keep)
+            timing.start_device()
+            # Everything below is queued on the device with no host synchronisation; one
+            # copy back carries every per-pair number of the batch.
+            columns = [reduce_table(pixel_terms(tb, tc), kept)]
             if self.model is not None:
                 size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1)) if factor > 1.0 else None
                 inputs = self.model.inputs(tb, tc, size)
@@ -182,15 +199,70 @@ class Scorer:
                 # Pixel-identical pairs are 0 by definition; computed, the two images'
                 # features can differ in the last bits depending on where they sit in the
                 # batch (~1e-13), and which batch a pair lands in depends on decode timing.
-                identical = (tb == tc).flatten(1).all(dim=1).tolist()
-                for row, value, same in zip(rows, distances.float().cpu().tolist(), identical, strict=True):
-                    row[schema.LPIPS.name] = 0.0 if same else value
-                    row[schema.LPIPS_UPSCALED.name] = factor > 1.0
-        energy_after = self.energy() if self.energy is not None else None
-        if energy_before is not None and energy_after is not None:
+                identical = (tb == tc).flatten(1).all(dim=1)
+                columns.append(torch.where(identical, 0.0, distances.to(torch.float64)).unsqueeze(1))
+            timing.stop_device()
+            table = torch.cat(columns, dim=1)
+            if self.device.type == "cuda":
+                host = torch.empty(table.shape, dtype=table.dtype, pin_memory=True)
+                host.copy_(table, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+            else:
+                host, done = table, None
+        timing.add_host(time.perf_counter() - started)
+        return Submitted(self, host, done, timing, both_alpha, factor if self.model is not None else None)
+
+    def _energy_since_last(self) -> float | None:
+        """GPU energy since the previous batch finished (since the run began for the first):
+        consecutive batches overlap on the host, so their shares must not."""
+        now = self.energy() if self.energy is not None else None
+        if now is None:
+            return None
+        last, self._last_energy = self._last_energy, now
+        return None if last is None else now - last
+
+
+@dataclass
+class Submitted:
+    """A queued device batch; `result()` waits for it and gives its rows."""
+
+    scorer: Scorer
+    table: Any  # N x columns float64, on the host (pinned, filled asynchronously on a GPU)
+    done: Any  # CUDA event after the copy back; None on a CPU
+    timing: BatchTiming
+    both_alpha: list[bool]
+    factor: float | None  # LPIPS upscale factor; None without LPIPS
+
+    def result(self) -> tuple[list[dict[str, Any]], float, float | None]:
+        """Per pair, the metric columns; the host's ms on the batch (staging, queuing,
+        waiting); its GPU ms (CUDA only, `pixgate.telemetry.BatchTiming`)."""
+        from pixgate.scoring.metrics import TABLE, table_rows
+
+        started = time.perf_counter()
+        if self.done is not None:
+            self.done.synchronize()
+        self.timing.finish()
+        values = self.table.tolist()
+        self.timing.add_host(time.perf_counter() - started)
+        rows = table_rows([v[: len(TABLE)] for v in values], self.both_alpha)
+        if self.factor is not None:
+            for row, v in zip(rows, values, strict=True):
+                row[schema.LPIPS.name] = v[len(TABLE)]
+                row[schema.LPIPS_UPSCALED.name] = self.factor > 1.0
+        energy = self.scorer._energy_since_last()
+        if energy is not None:
             for row in rows:
-                row[schema.RUN_ENERGY_J.name] = (energy_after - energy_before) / len(rows)
-        return rows, timing.wall_ms, timing.gpu_ms
+                row[schema.RUN_ENERGY_J.name] = energy / len(rows)
+        return rows, self.timing.wall_ms, self.timing.gpu_ms
 
 
-__all__ = ["Scorer", "build_model", "choose_precision", "default_workers", "load_model", "resolve_lpips_weights"]
+__all__ = [
+    "Scorer",
+    "Submitted",
+    "build_model",
+    "choose_precision",
+    "default_workers",
+    "load_model",
+    "resolve_lpips_weights",
+]

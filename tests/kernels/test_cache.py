@@ -44,3 +44,20 @@ def test_kernels_are_cached_in_the_users_cache_folder(how: str, tmp_path: Path) 
     assert ".nbi" in _cached(where) and ".nbc" in _cached(where), sorted(tmp_path.rglob("*"))
     if how != "xdg":
         assert not xdg.exists()
+
+
+def test_an_edited_body_compiles_into_a_fresh_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba stamps only the file that defines a kernel; the bodies it inlines from
+    `_bodies.py` are covered by the folder's digest."""
+    import shutil
+
+    from pixgate_kernels import _cache
+
+    copy = tmp_path / "kernels"
+    shutil.copytree(Path(_cache.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _cache.sources_digest(copy) == _cache.sources_digest()
+    bodies = copy / "_bodies.py"
+    bodies.write_text(bodies.read_text().replace("_ROTATION_ARG_MAX = 50.0", "_ROTATION_ARG_MAX = 49.0"))
+    assert _cache.sources_digest(copy) != _cache.sources_digest()
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert _cache.kernel_cache_dir() == str(Path(os.environ["PIXGATE_KERNEL_CACHE"]) / _cache.sources_digest())

@@ -286,18 +286,33 @@ def test_bad_shapes_are_refused() -> None:
 
 
 _SIM_SCRIPT = """
-import json, sys
+import sys
 import numpy as np
+import torch
 from pixgate_kernels import N_PLANES
-from pixgate_kernels.cuda import pixel_terms_cuda
-base = np.load(sys.argv[1]); cand = np.load(sys.argv[2])
-out = np.zeros((N_PLANES, *base.shape[:3]), np.float32)
-pixel_terms_cuda(base, cand, int(sys.argv[3]), out, max_blocks=2)
-np.save(sys.argv[4], out)
+from pixgate_kernels import cuda as kc
+
+class Tensor:
+    # What a torch CUDA tensor hands numba: its __cuda_array_interface__ (version 2, no
+    # strides when contiguous); here over host memory, the simulator's device memory.
+    def __init__(self, t):
+        self.t = t
+        self.__cuda_array_interface__ = {"shape": tuple(t.shape), "typestr": t.numpy().__array_interface__["typestr"],
+                                         "data": (t.data_ptr(), False), "strides": None, "version": 2}
+
+assert kc.SIMULATED
+base = torch.from_numpy(np.load(sys.argv[1])); cand = torch.from_numpy(np.load(sys.argv[2]))
+out = torch.full((N_PLANES, *base.shape[:3]), -7.0, dtype=torch.float32)
+# The scorer's call: tensors as they are, a stream handle (torch's), the device's index.
+kc.launch(Tensor(base), Tensor(cand), int(sys.argv[3]), Tensor(out), stream_handle=0x5EED, device_index=0)
+assert kc.device_lut() is kc.device_lut()  # one table per device, copied once
+np.save(sys.argv[4], out.numpy())
 """
 
 
 def test_cuda_simulator_matches_cpu(tmp_path: Path) -> None:
+    """The simulator runs the CUDA bodies through the scorer's own entry point
+    (`pixgate_kernels.cuda.launch`) and writes into the caller's tensor."""
     base, cand = _batch(7, 2, 9, 11)
     np.save(tmp_path / "b.npy", base)
     np.save(tmp_path / "c.npy", cand)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -43,6 +44,27 @@ def test_reductions_match_numpy() -> None:
             assert row[schema.ALPHA_MAE.name] is None and row[schema.ALPHA_IOU.name] is None
         for key, value in want.items():
             assert row[key] == pytest.approx(value, rel=REDUCTION_RTOL, abs=1e-6), (i, key)
+
+
+@pytest.mark.parametrize("pixels", [1, 2, 19, 20, 21, 4000])
+def test_batched_quantile_equals_selection_per_row(pixels: int) -> None:
+    """The GPU's quantile (one sort of every row, no host sync) against the CPU's
+    selection per row, including rows with no value and rows of one."""
+    from pixgate.scoring.metrics import _quantiles, _quantiles_batched
+
+    rng = np.random.default_rng(pixels)
+    de = torch.from_numpy(rng.gamma(2.0, 3.0, (5, pixels)).astype(np.float32))
+    de[1, rng.random(pixels) < 0.5] = math.nan
+    de[2] = math.nan  # nothing opaque in both
+    de[3, : pixels // 2] = 7.0  # ties
+    count = (~torch.isnan(de)).sum(dim=1).to(torch.float64)
+    batched, selected = _quantiles_batched(de, count), _quantiles(de, count)
+    np.testing.assert_array_equal(batched.numpy(), selected.numpy())
+    assert math.isnan(float(batched[2]))
+    for i in (0, 1, 3, 4):
+        values = de[i][~torch.isnan(de[i])].double().numpy()
+        if values.size:
+            assert float(batched[i]) == np.quantile(values, DELTA_E_QUANTILE, method="inverted_cdf")
 
 
 def test_reductions_over_kept_pixels_match_numpy() -> None:

@@ -6,6 +6,7 @@ reason, and the CPU path is covered by test_score.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,10 @@ def test_cuda_matches_cpu_and_records_gpu_time(
     base, cand = make_pairs(SIZES * 3)
     runs = {}
     for device in ("cpu", "cuda"):
-        opts = ScoreOptions(base, cand, tmp_path / f"{device}.arrow", device=device, weights=alex_weights)
+        # Typography is off: its OCR runs on the CPU either way (tests/scoring/test_typography.py).
+        opts = ScoreOptions(
+            base, cand, tmp_path / f"{device}.arrow", device=device, weights=alex_weights, typography=False
+        )
         runs[device] = run_score(opts).table
     cpu = np.array(runs["cpu"].column(schema.LPIPS.name).to_pylist(), dtype=float)
     gpu = np.array(runs["cuda"].column(schema.LPIPS.name).to_pylist(), dtype=float)
@@ -53,12 +57,14 @@ def test_cuda_matches_cpu_and_records_gpu_time(
         np.testing.assert_allclose(b, a, atol=KERNEL_ATOL, rtol=KERNEL_RTOL, equal_nan=True, err_msg=col.name)
     gpu_ms = runs["cuda"].column(schema.GPU_MS.name).to_pylist()
     assert all(v is not None and v > 0 for v in gpu_ms)
+    # The GPU spans of the batches lie inside the run: their sum cannot exceed its wall time.
+    stats = json.loads(run_metadata(runs["cuda"])[schema.META_STATS])
+    assert sum(gpu_ms) / 1000.0 <= stats["wall_s"]
     assert runs["cpu"].column(schema.GPU_MS.name).null_count == len(gpu_ms)
     meta = run_metadata(runs["cuda"])
     assert meta[schema.META_DEVICE].startswith("cuda")
     assert meta[schema.META_DEVICE_NAME] == torch.cuda.get_device_name()
     assert meta[schema.META_GPU_NOTE] == ""
-    import json
 
     from pixgate.telemetry import NvmlSampler
 

@@ -172,9 +172,8 @@ def table_rows(table: Sequence[Sequence[float]], both_alpha: Sequence[bool]) -> 
     rows = []
     for values, alpha in zip(table, both_alpha, strict=True):
         row: dict[str, float | None] = dict(zip(TABLE, values, strict=True))
-        colour = (row.pop("opaque_pixels") or 0.0) > 0
-        for column in (schema.DELTA_E_MEAN, schema.DELTA_E_P95, schema.CHROMA_SHIFT, schema.LIGHTNESS_SHIFT):
-            if not colour:
+        if not (row.pop("opaque_pixels") or 0.0) > 0:
+            for column in (schema.DELTA_E_MEAN, schema.DELTA_E_P95, schema.CHROMA_SHIFT, schema.LIGHTNESS_SHIFT):
                 row[column.name] = None
         if not alpha:
             row[schema.ALPHA_MAE.name] = row[schema.ALPHA_IOU.name] = None

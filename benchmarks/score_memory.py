@@ -1,17 +1,19 @@
 """Memory flatness and decode overlap of `pixgate score`, beside the naive `lpips` loop.
 
 Runs, in one invocation, on the same synthetic 512x512 PNG pairs and the same weights:
-`pixgate score` (a real subprocess) on 50 and on 200 pairs, and the naive loop the
-`lpips` package's own scripts use (load a pair, score it, next) on the first 50 pairs.
+`pixgate score` (a real subprocess) on 50 pairs and on 2,000 (a promo batch), and the
+naive loop the `lpips` package's own scripts use (load a pair, score it, next) on the
+first 50 pairs.
 
-Reports peak RSS for 50 and 200 pairs and their ratio (flat memory: ~1.0), the share of
+Reports, for both runs, the whole process's wall time and peak RSS, and the ratio of the
+peaks (flat memory: ~1.0), the share of
 wall time the scoring loop waited for decoded images, and pixgate's pairs/s as a ratio to
 the naive loop. Then the memory per pixel of a pair: single pairs of growing sides, each
 in a fresh process, and the growth of the scoring process's peak per added pixel (the
 figure behind `pixgate.config.SCORER_BYTES_PER_PIXEL` and the bound docs/score.md states). Writes
 `benchmarks/results/score_memory.json`.
 
-    python -m benchmarks.score_memory [--pairs 50 200] [--size 512] [--sides 512 3000 6000]
+    python -m benchmarks.score_memory [--pairs 50 2000] [--size 512] [--sides 512 3000 6000]
 
 Without real weights it uses seeded random AlexNet weights: the cost of a forward pass
 does not depend on the values of the weights.
@@ -159,7 +161,7 @@ def _per_pixel(sides: list[int], weights: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, nargs=2, default=[50, 200], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--pairs", type=int, nargs=2, default=[50, 2000], metavar=("SMALL", "LARGE"))
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--sides", type=int, nargs="+", default=[512, 3000, 6000])
     args = parser.parse_args()
@@ -185,6 +187,8 @@ def main() -> None:
         "size": args.size,
         "peak_rss_mb": {str(n): v for n, v in rss.items()},
         "rss_ratio_large_over_small": round(rss[large]["main"] / rss[small]["main"], 3),  # type: ignore[index]
+        "process_wall_s": {str(n): r["process_wall_s"] for n, r in runs.items()},
+        "decoded_waiting_peak": {str(n): r.get("decoded_waiting_peak") for n, r in runs.items()},
         "decode_wait_share": {str(n): r["decode_wait_share"] for n, r in runs.items()},
         "pixgate_pairs_per_s": {str(n): r["pairs_per_s"] for n, r in runs.items()},
         "naive_lpips_pairs_per_s": round(naive, 3),
@@ -195,11 +199,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "score_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"machine: {result['machine']}")
-    print(f"{'pairs':>6} {'peak RSS main':>14} {'worker':>8} {'decode wait':>12} {'pairs/s':>8}")
+    print(f"{'pairs':>6} {'process s':>10} {'peak RSS main':>14} {'worker':>8} {'decode wait':>12} {'waiting':>8}")
     for n, r in runs.items():
         p = r["peak_rss_mb"]
-        print(f"{n:>6} {p['main']:>11.0f} MiB {p['decode_worker']:>4.0f} MiB {100 * r['decode_wait_share']:>10.1f} % "  # type: ignore[index]
-              f"{r['pairs_per_s']:>8.2f}")  # fmt: skip
+        print(f"{n:>6} {r['process_wall_s']:>10.1f} {p['main']:>10.0f} MiB {p['decode_worker']:>4.0f} MiB "  # type: ignore[index]
+              f"{100 * r['decode_wait_share']:>10.1f} % {r.get('decoded_waiting_peak', '-'):>8}")  # type: ignore[operator]  # fmt: skip
     print(f"peak RSS {large}/{small} pairs: {result['rss_ratio_large_over_small']:.3f}")
     print(f"naive lpips loop: {naive:.2f} pairs/s; pixgate / naive = {result['ratio_to_naive']:.2f}x")
     peaks = per_pixel["peak_rss_mb_main"]

@@ -50,6 +50,12 @@ class _Buckets:
     count: int = 0
     pixels: int = 0  # baseline pixels waiting, bounded by PENDING_PIXELS
 
+    @property
+    def crowded(self) -> bool:
+        """As many pairs, or pixels, wait as the loop lets wait (`PENDING_BATCHES`,
+        `PENDING_PIXELS`)."""
+        return self.count >= self.batch_size * PENDING_BATCHES or self.pixels >= PENDING_PIXELS
+
     def cap(self, key: tuple[int, int]) -> int:
         return max(1, min(self.batch_size, MAX_BATCH_PIXELS // max(1, key[0] * key[1])))
 
@@ -147,6 +153,7 @@ class _Done:
     gpu_s: float
     worker_rss: float
     batches: int
+    waiting_peak: int
 
 
 class _KernelWarmer(threading.Thread):
@@ -268,7 +275,7 @@ class LocalBackend:
         for p in run.unscorable:
             text.route(missing_row(p), sink.pending)
         compute_s = gpu_s = worker_rss = 0.0
-        batches = 0
+        batches = waiting_peak = 0
         ignored: dict[str, Any] = {}  # pair_id -> ignored pixels, until its bucket is scored
         first_batch_at: float | None = None
         sink.flush(force=True)
@@ -299,8 +306,12 @@ class LocalBackend:
                 # not held until the next pair arrives.
                 collect(in_flight)
                 in_flight = None
-            # Block on decoding only when nothing decoded is waiting for the model.
-            finished = decoder.collect(block=buckets.count == 0)
+            # Decoded pairs wait for the model within a bound: past it the loop takes no
+            # more from the workers (which then stop at their in-flight limit) until the
+            # model has caught up. Without it, workers that decode faster than the model
+            # scores would fill memory with the whole run's pixels. Below it, the loop
+            # blocks on decoding only when nothing decoded is waiting for the model.
+            finished = [] if buckets.crowded else decoder.collect(block=buckets.count == 0)
             for pair, dp in finished:
                 worker_rss = max(worker_rss, dp.peak_rss_mb)
                 mask, region_error = _ignore_regions(self._manifest, pair, dp, opts.max_pixels)
@@ -315,11 +326,11 @@ class LocalBackend:
                     buckets.add(pair, dp)
                 else:
                     text.route(decoded_row(pair, dp), sink.pending)
+            waiting_peak = max(waiting_peak, buckets.count)
             # Score a full bucket if there is one; otherwise, rather than block on decoding,
             # score the fullest partial bucket.
             items = buckets.take(only_full=True)
-            crowded = buckets.count >= batch_size * PENDING_BATCHES or buckets.pixels >= PENDING_PIXELS
-            if items is None and (not finished or not decoder.busy or crowded):
+            if items is None and (not finished or not decoder.busy or buckets.crowded):
                 items = buckets.take(only_full=False)
             if items:
                 if first_batch_at is None:
@@ -339,7 +350,7 @@ class LocalBackend:
             text.harvest(sink.pending, block=False)
             sink.flush()
         sink.flush(force=True)
-        self._done = _Done(decoder, scorer, nvml, first_batch_at, compute_s, gpu_s, worker_rss, batches)
+        self._done = _Done(decoder, scorer, nvml, first_batch_at, compute_s, gpu_s, worker_rss, batches, waiting_peak)
 
     def stats(self, run: RunContext, wall: float) -> dict[str, Any]:
         import torch
@@ -365,6 +376,8 @@ class LocalBackend:
             "decode_wait_s": round(decoder.wait_s, 3),
             "decode_wait_share": round(decoder.wait_s / wall, 4) if wall else 0.0,
             "worker_restarts": decoder.restarts,
+            # Decoded pairs held at once waiting for the model: bounded, whatever the run's size.
+            "decoded_waiting_peak": done.waiting_peak,
             "startup_s": round(startup, 3),
             "steady_pairs_per_s": round(todo / steady, 3) if todo and steady > 0 else None,
             "peak_rss_mb": {"main": peak_rss_mb(), "decode_worker": round(worker_rss, 1)},

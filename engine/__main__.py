@@ -1,6 +1,6 @@
 """`python -m pixgate` runs the pixgate command line."""
 
-from pixgate.cli import main
+from pixgate.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -168,11 +168,10 @@ def build(
     its steps, pass 3 (exact ΔE where needed), and the edges-only pass.
 
     `vector_jit` (default `jit`) compiles the bodies the CPU kernel calls once per pixel:
-    the CPU passes a decorator that inlines them into its loops, which the vectoriser
-    needs and which spares a call (with its array reference counting) per pixel. The
-    large, rarely called bodies (the exact CIEDE2000, and what only the GPU kernel calls)
-    stay functions: inlining them as well only multiplied the compile time (50 s, not
-    17 s, on the CI machine).
+    the CPU passes a decorator that has LLVM inline them into its loops, which the
+    vectoriser needs and which spares a call (with its array reference counting) per
+    pixel. The large, rarely called bodies (the exact CIEDE2000, and what only the GPU
+    kernel calls) stay functions: inlining them as well adds compile time for nothing.
     """
     vector_jit = vector_jit or jit
     cbrt = vector_jit(_cbrt)

@@ -48,13 +48,16 @@ def kernel_cache_dir() -> str | None:
     return os.path.join(chosen, sources_digest())
 
 
-def use_kernel_cache() -> None:
-    """Point numba's cache, and numba-cuda's where it keeps its own setting, at
-    `kernel_cache_dir()` (a no-op without one)."""
+def use_kernel_cache(*, cuda: bool = False) -> None:
+    """Point numba's cache at `kernel_cache_dir()` (a no-op without one); with `cuda`,
+    numba-cuda's too, where it keeps its own setting (importing numba-cuda takes a
+    noticeable part of a short run's start-up, so the CPU kernels leave it alone)."""
     folder = kernel_cache_dir()
     if not folder:
         return
     setattr(numba.config, "CACHE_DIR", folder)  # noqa: B010 (set at run time, not in its stubs)
+    if not cuda:
+        return
     try:
         from numba.cuda.core import config as cuda_config
     except ImportError:  # older numba-cuda reads numba.config

@@ -14,9 +14,15 @@ use_kernel_cache()
 # a Python exception, whose check would stop the row loop from vectorising; the GPU
 # behaves the same.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# `forceinline`: LLVM inlines the per-pixel bodies into the kernels' loops, after numba has
+# typed each body once. numba's own inlining (`inline="always"`) gives the vectoriser the
+# same loops, but it copies every body into every caller before typing it and numba's
+# parallel passes then work through all of it: compiling, which the first run on a
+# machine pays (benchmarks/cold_start.py), took several times as long, for kernels that
+# ran no faster.
 _passes = build(
     numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH),
-    numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always"),
+    numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH, forceinline=True),
 )
 _luma_terms, _exact_where_needed, _edge_pair = _passes.luma_terms, _passes.exact_where_needed, _passes.edge_pair
 _linear_to_lab, _ciede2000_fast, _store_terms = _passes.linear_to_lab, _passes.ciede2000_fast, _passes.store_terms

@@ -25,7 +25,7 @@ from numba import cuda
 from pixgate_kernels._bodies import N_PLANES, build, lookup_table
 from pixgate_kernels._cache import use_kernel_cache
 
-use_kernel_cache()  # before the decorators, which read the cache folder
+use_kernel_cache(cuda=True)  # before the decorators, which read the cache folder
 
 THREADS_PER_BLOCK = 256
 #: True under numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`).

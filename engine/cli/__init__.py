@@ -5,9 +5,12 @@ Each command parses its options, calls one function of the core and renders the 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +87,39 @@ def main() -> None:
     except Exception as exc:
         _internal_error(exc)
     sys.exit(code)
+
+
+def run() -> NoReturn:
+    """The process's entry point (the `pixgate` script, `python -m pixgate`): `main()`,
+    then the process ends as soon as everything it wrote is closed.
+
+    Python's own finalisation then tears down torch, numba's compiler and their thread
+    pools object by object, a noticeable share of a short run's time that no output
+    waits for: every file pixgate writes is closed before its command returns. So the exit
+    handlers run (atexit's, multiprocessing's, weakref finalizers), the standard streams
+    are flushed, and the process exits with `main()`'s status. While a thread that Python
+    would wait for is still running, the process exits the usual way, waiting for it.
+    """
+    try:
+        main()
+        code: str | int | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if any(t.is_alive() and not t.daemon for t in others):
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # as SystemExit does with a message: printed, status 1
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that went away, or a closed stream
+            stream.flush()
+    os._exit(status)
 
 
 def _internal_error(exc: BaseException) -> NoReturn:

@@ -87,6 +87,7 @@ golden: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.cpu_ratio
+	$(BIN)/python -m benchmarks.cold_start
 	$(BIN)/python -m benchmarks.typography
 	$(BIN)/python -m benchmarks.decoders
 	$(BIN)/python -m benchmarks.transport

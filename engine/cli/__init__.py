@@ -98,7 +98,9 @@ def run() -> NoReturn:
     waits for: every file pixgate writes is closed before its command returns. So the exit
     handlers run (atexit's, multiprocessing's, weakref finalizers), the standard streams
     are flushed, and the process exits with `main()`'s status. While a thread that Python
-    would wait for is still running, the process exits the usual way, waiting for it.
+    would wait for is still running, the process exits the usual way, waiting for it. A
+    flush that fails for want of space is an error (exit 2, unless the command failed
+    already); one whose reader has gone is not.
     """
     try:
         main()
@@ -117,8 +119,14 @@ def run() -> NoReturn:
         status = 1
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that went away, or a closed stream
+        try:
             stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that went away, or a closed stream
+            pass
+        except OSError as exc:  # a full disk: what was left to write is lost, and says so
+            with contextlib.suppress(OSError):
+                print_error(f"standard output: {exc.strerror or exc}", "free space, or write elsewhere")
+            status = status or EXIT_USAGE
     os._exit(status)
 
 

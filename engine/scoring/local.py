@@ -1,8 +1,9 @@
 """The local backend: pairs -> decode workers -> device batches -> rows, in this process.
 
 Memory stays bounded whatever the number of pairs: at most `INFLIGHT_PER_WORKER` decode
-tasks per worker are in flight, and at most `PENDING_BATCHES` batches' worth of decoded
-pairs wait for the device. The main process never blocks on decoding while a decoded
+tasks per worker are in flight, and once `PENDING_BATCHES` batches' worth of decoded
+pairs wait for the device the loop takes no more from the workers (what they hold in
+flight can land on top). The main process never blocks on decoding while a decoded
 pair is waiting: it scores what it has, so the time it spends blocked
 (`decode_wait_s`) is time in which decoding really was the bottleneck.
 """

@@ -7,6 +7,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from pixgate import __version__
 
@@ -17,7 +21,7 @@ from pixgate.cli import run
 atexit.register(lambda: print("exit handler ran"))  # left in the buffer: run() flushes it
 if sys.argv[1] == "thread":
     def late() -> None:
-        time.sleep(0.5)
+        time.sleep(2.0)  # well after the command has returned
         print("thread finished", flush=True)
     threading.Thread(target=late).start()
 sys.argv = ["pixgate", *sys.argv[2:]]
@@ -25,11 +29,11 @@ run()
 """
 
 
-def _entry(mode: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _entry(mode: str, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     # Buffered standard streams, as a CI job's usually are: what is not flushed is lost.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     cmd = [sys.executable, "-c", _ENTRY, mode, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, env=env)
 
 
 def test_exit_handlers_run_and_buffered_output_is_flushed() -> None:
@@ -60,3 +64,18 @@ def test_python_dash_m_and_the_script_use_it() -> None:
     assert script.value == "pixgate.cli:run"
     main_module = Path(sys.modules["pixgate"].__file__ or "").parent / "__main__.py"
     assert "run()" in main_module.read_text()
+
+
+def test_output_lost_to_a_full_disk_is_an_error(tmp_path: Path) -> None:
+    """A command that succeeds quietly, with its standard output on a full device: the
+    line left in the buffer cannot be written, and the process says so and exits 2."""
+    for side in ("base", "cand"):
+        (tmp_path / side).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / side / "p.png")
+    args = ["score", str(tmp_path / "base"), str(tmp_path / "cand"), "-o", str(tmp_path / "run.arrow"),
+            "--no-lpips", "--no-typography", "--device", "cpu", "-q"]  # fmt: skip
+    with open("/dev/full", "w") as full:
+        done = _entry("plain", *args, stdout=full)
+    assert done.returncode == 2, done.stderr
+    assert "error: standard output:" in done.stderr
+    assert (tmp_path / "run.arrow").exists()  # the run itself was written

@@ -47,4 +47,5 @@ def test_decoded_pairs_waiting_for_a_slow_model_stay_bounded(
     bound = batch * PENDING_BATCHES + workers * INFLIGHT_PER_WORKER
     assert len(alive) >= pairs // batch
     assert max(alive) <= bound, (max(alive), bound)
-    assert 0 < result.stats["decoded_waiting_peak"] <= bound
+    # The decoders did outrun the model: the bound was reached, not merely never tested.
+    assert batch * PENDING_BATCHES <= result.stats["decoded_waiting_peak"] <= bound

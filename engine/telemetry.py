@@ -336,7 +336,6 @@ class NvmlSampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-        if self._thread is not None:
             self._sample()  # a last reading: a run shorter than the period still has one
         summary: dict[str, Any] = {"device": self.device or None, "driver": self.driver or None}
         energy = None

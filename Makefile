@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 # surprise; override on other platforms, e.g. make TORCH_SPEC="torch torchvision".
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.pixgate-installed
-RUN := out/golden.arrow
+# Where `make demo` writes its run, verdict, report and canary.
+OUT ?= out
+RUN = $(OUT)/golden.arrow
 OLD_PORT ?= 8771
 NEW_PORT ?= 8772
 # The golden manifest adds expected text to the typography checks.
@@ -23,51 +25,76 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Tesseract's English data for the typography checks (the engine itself comes with
-# tesserocr), Chromium for the report's browser test, and the fonts the typography tests
-# draw with; Debian/Ubuntu packages.
-system-deps:
-	@if ! command -v tesseract >/dev/null || ! command -v chromium >/dev/null \
-		|| [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
-		|| [ ! -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ]; then \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng chromium \
-			fonts-dejavu-core fonts-liberation >/dev/null; \
-	fi
-	@tesseract --version | head -1
-	@chromium --version
+# System packages (Debian/Ubuntu names). The typography checks need Tesseract's English
+# data (the engine itself comes with tesserocr); the tests also open the report in
+# Chromium and draw with these fonts.
+DEMO_PACKAGES := tesseract-ocr tesseract-ocr-eng
+TEST_PACKAGES := $(DEMO_PACKAGES) chromium fonts-dejavu-core fonts-liberation
+OTHER_PLATFORMS := Fedora: dnf install tesseract tesseract-langpack-eng chromium dejavu-sans-fonts \
+	liberation-sans-fonts; macOS: brew install tesseract chromium font-dejavu font-liberation
+# Exits 0 when pixgate finds Tesseract's English data (wherever it was installed).
+HAS_OCR = $(BIN)/python -c "from pixgate.scoring.ocr import find_tesseract; find_tesseract('eng')" >/dev/null 2>&1
+HAS_TEST_DEPS = $(HAS_OCR) && command -v chromium >/dev/null \
+	&& [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
+	&& [ -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf ]
+APT_GET ?= apt-get
+# Installs packages $(1) with apt-get (as root, or through sudo without a password);
+# where that cannot be done, says so in one line, ending with $(2), and fails.
+define APT_INSTALL
+if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+if [ "$$sudo" = none ] || ! command -v $(APT_GET) >/dev/null; then \
+	echo "pixgate: cannot install $(1) here (needs $(APT_GET), as root or with sudo); install them yourself ($(OTHER_PLATFORMS))$(2)"; \
+	exit 1; \
+fi; \
+echo "pixgate: installing $(1) with $(APT_GET)"; \
+$$sudo $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $$sudo $(APT_GET) install -y -qq $(1) >/dev/null
+endef
+# Sets typo to --no-typography when Tesseract's English data cannot be had.
+define DEMO_OCR
+if $(HAS_OCR); then typo=; \
+elif ! ( $(call APT_INSTALL,$(DEMO_PACKAGES),; going on with --no-typography) ); then typo=--no-typography; \
+elif $(HAS_OCR); then typo=; \
+else echo "pixgate: no Tesseract English data even after the install; going on with --no-typography"; \
+	typo=--no-typography; fi
+endef
+
+# What `make test` needs from the system, installed when something is missing.
+system-deps: $(STAMP)
+	@if ! { $(HAS_TEST_DEPS); }; then $(call APT_INSTALL,$(TEST_PACKAGES)); fi
+	@$(HAS_TEST_DEPS) || { echo "pixgate: still missing after the install: Tesseract's English data, chromium or the fonts"; exit 1; }
 
 demo: $(STAMP)
-	@mkdir -p out
-	@if $(BIN)/pixgate weights --download; then \
-		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --overwrite $(MANIFEST); \
-	else \
+	@mkdir -p $(OUT)
+	@$(DEMO_OCR); \
+	if $(BIN)/pixgate weights --download; then lp=; else \
 		echo; \
 		echo "No AlexNet weights on this machine and no network to fetch them (see the ways listed above)."; \
 		echo "Running every other check with --no-lpips; the lpips column will be null."; \
 		echo; \
-		$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --overwrite --no-lpips $(MANIFEST); \
-	fi
+		lp=--no-lpips; \
+	fi; \
+	$(BIN)/pixgate score golden/baseline golden/candidate -o $(RUN) --overwrite $(MANIFEST) $$lp $$typo
 	@echo "Run file: $(RUN)"
 	@echo
-	@$(BIN)/pixgate gate $(RUN) --policy golden/policy.toml --json out/golden-verdict.json \
+	@$(BIN)/pixgate gate $(RUN) --policy golden/policy.toml --json $(OUT)/golden-verdict.json \
 		|| echo "(the golden candidates are built to break these rules: a fail is the expected verdict)"
-	@$(BIN)/pixgate report $(RUN) --verdict out/golden-verdict.json -o out/golden-report.html
+	@$(BIN)/pixgate report $(RUN) --verdict $(OUT)/golden-verdict.json -o $(OUT)/golden-report.html
 	@echo
 	@echo "Staged check: the demo engine as the old generator, a degraded copy as the new one."
 	@$(BIN)/pixgate demo-engine serve --port $(OLD_PORT) & old=$$!; \
 	$(BIN)/pixgate demo-engine serve --port $(NEW_PORT) --degrade alpha,icc,mush --latency-ms 150 & new=$$!; \
 	sleep 2; \
 	if $(BIN)/pixgate weights >/dev/null 2>&1; then lp=; else lp=--no-lpips; fi; \
+	if $(HAS_OCR); then typo=; else typo=--no-typography; fi; \
 	$(BIN)/pixgate canary --old http://127.0.0.1:$(OLD_PORT)/ --new http://127.0.0.1:$(NEW_PORT)/ \
-		--prompts golden/prompts.jsonl --policy golden/canary.toml -o out/canary $$lp; rc=$$?; \
+		--prompts golden/prompts.jsonl --policy golden/canary.toml -o $(OUT)/canary $$lp $$typo; rc=$$?; \
 	kill $$old $$new; \
 	echo "canary exit code $$rc (1 = fail: the new engine drops alpha, swaps ICC and mushes small print)"
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
 # docs/report.png, the README's picture of the golden report, from the Chromium test.
@@ -96,4 +123,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.report
 
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache .typecheck
+	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache .typecheck

@@ -39,6 +39,11 @@ INFLIGHT_PER_WORKER: Final = 4
 #: hostile progressive JPEG of tens of thousands of scans would take hours.
 DECODE_TIMEOUT_S: Final = 120.0
 
+#: Threads that hash the files of the rows `--resume` would keep (hashlib releases the
+#: GIL on large buffers): enough to keep a local disk or an object store busy, few enough
+#: that a resume on a shared CI box does not take every core before scoring starts.
+RESUME_HASH_THREADS: Final = 4
+
 #: Where decode workers leave decoded pixels for the scoring process (a RAM-backed
 #: filesystem): only the file's name crosses the pipe, and the scorer maps the file
 #: instead of copying and unpickling the pixels. That halves the scoring process's CPU
@@ -54,6 +59,17 @@ SHARED_MEMORY_DIR: Final = "/dev/shm"  # noqa: S108
 #: pair costs about 100 bytes per pixel while it is scored (`SCORER_BYTES_PER_PIXEL`), so
 #: at 100 MP a single 236 kB PNG could take 10 GB.
 DEFAULT_MAX_PIXELS: Final = 40_000_000
+#: Largest `--max-pixels` accepted: at about 100 bytes per pixel scored a larger image
+#: could not be held by any machine pixgate runs on, and the time limits scaled by the
+#: setting (`DECODE_TIMEOUT_S`) would overflow the system's timers.
+MAX_PIXELS_CEILING: Final = 2**31
+#: Largest `--batch-size`, `--workers` and `--ocr-workers`: far above what a GPU's memory
+#: or a machine's cores use, low enough that no count sizes a buffer absurdly.
+BATCH_SIZE_MAX: Final = 4096
+WORKERS_MAX: Final = 256
+#: Longest time any option in seconds takes (a week, longer than any CI job): a larger or
+#: infinite number would overflow the system's timers deep inside a run.
+SECONDS_OPTION_MAX_S: Final = 7 * 24 * 3600.0
 
 #: Bound on the scoring process's peak per pixel of the pair being scored (LPIPS
 #: activations of both images, the kernels' per-pixel terms, the decoded pixels), above
@@ -178,8 +194,13 @@ PROGRESS_INTERVAL_S: Final = 10.0
 #: a pair id (ids are at most `SAFE_PATH_BYTES`) or an error message.
 NO_TTY_WIDTH: Final = 2000
 
-#: Longest time an --on-fail command may run before it is stopped, seconds.
+#: Longest time an --on-fail command may run before its process group is killed, seconds
+#: (`--on-fail-timeout`): a rollback takes minutes; one that hangs must not hold the CI
+#: job until the CI service's own limit, hours later.
 GATE_ON_FAIL_TIMEOUT_S: Final = 900.0
+#: Largest `--on-fail-timeout`, seconds (a day): longer than any CI job runs, so a larger
+#: value is a typo, and every value up to it is a time the clock can wait for.
+GATE_ON_FAIL_TIMEOUT_MAX_S: Final = 86_400.0
 
 # --- typography (score) ---
 
@@ -305,6 +326,17 @@ OCR_INFLIGHT_PIXELS: Final = MAX_BATCH_PIXELS
 #: Pairs shown with pictures and maps in a report when --top is not given.
 REPORT_TOP: Final = 20
 
+#: Most pairs a report shows with pictures and maps (--top): each card is up to two
+#: thumbnails and three maps, so this bounds the cards' share of the page and the
+#: pictures decoded to build them, whatever the run holds.
+REPORT_MAX_TOP: Final = 1000
+
+#: Rows of a report's table of pairs: the worst this many, worst first, with a note saying
+#: how many are not shown and how to get every row (`pixgate export`). A page of a million
+#: rows would be hundreds of MB that no browser sorts and no one reads; 2,000 rows are
+#: about 0.6 MB, and the run file keeps every row.
+REPORT_TABLE_ROWS: Final = 2000
+
 #: Longest side of the thumbnails and maps in a report, pixels: enough to see a failure,
 #: small enough that 2,000-pair reports stay a few MB.
 REPORT_THUMB_SIDE: Final = 256
@@ -371,9 +403,29 @@ CAPTURE_RETRY_AFTER_MAX_S: Final = 300.0
 #: a generated image is a few MB; 64 MiB leaves room for large PNGs and base64 JSON while
 #: an endless body stops long before it can exhaust memory.
 CAPTURE_MAX_BYTES: Final = 64 * 1024 * 1024
+#: Largest `--max-bytes` accepted: an answer is held in memory whole, and decoded within
+#: `MAX_PIXELS_CEILING`.
+CAPTURE_MAX_BYTES_CEILING: Final = 4 * 1024**3
 
 #: Bytes of an error answer's body, or of a failed command's stderr, kept in its message.
 CAPTURE_ERROR_TAIL_BYTES: Final = 300
+
+#: Largest seed a prompts file may give (the smallest is 0): an unsigned 64-bit integer,
+#: the widest seed common generators take (torch's `manual_seed` takes up to 2**64 - 1)
+#: and what the capture file's `seed` column (uint64) holds.
+CAPTURE_SEED_MAX: Final = 2**64 - 1
+
+#: Largest X-GPU-Ms a generator's answer may report, ms: about 11.6 days of GPU time, far
+#: beyond one generation even summed over a node's GPUs; a larger value is nonsense (or
+#: hostile) and is not stored.
+CAPTURE_GPU_MS_MAX: Final = 1e9
+
+#: Largest X-Energy-J a generator's answer may report, J: that GPU time at 10 kW (a node
+#: of eight GPUs at full power), about 2.8 MWh; a larger value is not stored.
+CAPTURE_ENERGY_J_MAX: Final = 1e10
+
+#: Failed prompts listed after a capture; the rest are counted (capture.arrow has them all).
+CAPTURE_MAX_LISTED_ERRORS: Final = 20
 
 # --- exit codes (every command) ---
 
@@ -388,5 +440,9 @@ EXIT_USAGE: Final = 2
 #: An unexpected internal error (a bug in pixgate): one line, and the traceback is saved
 #: to a file whose path the line gives. A score journal stays resumable.
 EXIT_INTERNAL: Final = 3
+#: Characters of an internal error's message shown on the terminal: enough for any
+#: message pixgate or a library words, short enough that one holding a whole file or
+#: table stays a line. The saved traceback keeps it whole.
+INTERNAL_ERROR_MESSAGE_CHARS: Final = 500
 #: Interrupted (Ctrl-C): 128 + SIGINT, as shells report it.
 EXIT_INTERRUPTED: Final = 130

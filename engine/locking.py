@@ -8,6 +8,10 @@ second run on the same output fails at once naming the holder.
 The lock file is removed when the lock is released. Between another process opening the
 file and locking it, the holder may remove it; so after locking, a process checks that
 the path still names the file it locked, and starts again otherwise.
+
+The lock file is a regular file or nothing: a FIFO, a device, a socket or a folder left at
+its name is refused (`LockUnavailable`) before anything is written to it or removed, and a
+symlink there is never followed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -38,6 +43,23 @@ class LockUnavailable(Exception):
 def lock_path(path: Path) -> Path:
     """The lock file guarding `path`."""
     return path.with_name(path.name + ".lock")
+
+
+def _kind(mode: int) -> str | None:
+    """What a file of `mode` is when it is not a regular file (None when it is)."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def _holder_text() -> str:
@@ -80,10 +102,21 @@ class OutputLock:
             LockUnavailable: The lock file cannot be created.
         """
         while True:
+            # Checked before opening (opening a device can act on it), and again on the
+            # open descriptor (the name may have been swapped in between).
+            with contextlib.suppress(OSError):  # not there, or not reachable: the open says why
+                self._check_kind(os.lstat(self.path).st_mode)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+                # O_NONBLOCK: a FIFO swapped in meanwhile must not block the open.
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                fd = os.open(self.path, flags, 0o644)
             except OSError as exc:
                 raise LockUnavailable(f"{self.what}: cannot create the lock file {self.path}: {exc.strerror}") from None
+            try:
+                self._check_kind(os.fstat(fd).st_mode)
+            except LockUnavailable:
+                os.close(fd)
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -113,6 +146,13 @@ class OutputLock:
                 raise LockUnavailable(f"{self.what}: cannot write the lock file {self.path}: {exc.strerror}") from None
             self._fd = fd
             return self
+
+    def _check_kind(self, mode: int | None) -> None:
+        what = _kind(mode) if mode is not None else None
+        if what is not None:
+            raise LockUnavailable(
+                f"{self.what}: the lock file {self.path} is {what}, not a regular file: remove it, or write elsewhere"
+            )
 
     def release(self) -> None:
         """Remove the lock file and let go of the lock."""

@@ -12,6 +12,8 @@ through here:
 - `name_id` turns a file name into a lossless, documented id that can be written to Arrow
   and shown, even when the name is not valid UTF-8; `printable` does the same for text
   that is only shown (messages, paths);
+- `shown` escapes what would act rather than show (control characters, bidirectional
+  overrides) in names and messages written to a terminal, a CI log, Markdown or XML;
 - `safe_file_name` maps an id to a file name that stays in its folder (hashed when the id
   is unsafe or too long);
 - `loads_json` parses JSON with a clear error for nesting or numbers too large to parse;
@@ -28,7 +30,8 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,10 +65,32 @@ class OutputError(Exception):
         reason: The system's words for the failure.
     """
 
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"cannot write {path}: {reason}")
+    def __init__(self, path: Path, reason: str, hint: str = "write elsewhere") -> None:
+        super().__init__(f"cannot write {printable(str(path))}: {reason}")
         self.path = path
         self.reason = reason
+        self.hint = hint
+
+
+#: What to do about a failed write, by its errno: a full disk is not a read-only folder.
+_WRITE_HINTS = {
+    errno.ENOSPC: "free space, or write elsewhere",
+    errno.EDQUOT: "free space within your quota, or write elsewhere",
+    errno.EFBIG: "write to a file system that takes files this large",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "no permission to write there: write elsewhere, or change the folder's permissions",
+    errno.EPERM: "no permission to write there: write elsewhere, or change the folder's permissions",
+    errno.EISDIR: "name a file, not a folder",
+}
+#: The hint for an output path that holds a device, FIFO, socket or folder.
+SPECIAL_OUTPUT_HINT = "name a regular file (or '-' for standard output, where the option takes it)"
+#: The hint for an output path that is one of the command's inputs.
+SAME_FILE_HINT = "write to another file"
+
+
+def write_hint(code: int | None) -> str:
+    """What to do about a write that failed with errno `code`."""
+    return _WRITE_HINTS.get(code or 0, "write elsewhere")
 
 
 @contextlib.contextmanager
@@ -77,7 +102,7 @@ def writing(path: Path) -> Iterator[None]:
         raise
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
-        raise OutputError(path, reason) from None
+        raise OutputError(path, reason, write_hint(exc.errno)) from None
 
 
 def _kind(mode: int) -> str:
@@ -102,24 +127,50 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def open_regular(path: Path) -> int:
+#: Why a file read without following links is refused when a symlink is there.
+_SYMLINK_REFUSED = "a symlink, not a regular file (not followed)"
+
+
+def not_regular(path: Path) -> str | None:
+    """Why `path` (symlinks followed) cannot be read as a file, in a few words; None when
+    it is a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as exc:
+        return _describe(exc) if isinstance(exc, OSError) else str(exc)
+    return None if stat.S_ISREG(mode) else f"{_kind(mode)}, not a regular file"
+
+
+def open_regular(path: Path, *, follow_links: bool = True) -> int:
     """Open a regular file for reading without blocking on a FIFO; returns the descriptor.
 
     The type is checked before the file is opened (opening some devices has side effects)
     and again on the open descriptor (the path may have been swapped in between).
 
+    Args:
+        path: The file.
+        follow_links: False: a symlink at `path` itself is refused, never followed (its
+            type is checked with lstat and the file opened with O_NOFOLLOW), for a file
+            that something untrusted wrote.
+
     Raises:
-        UnsafeInputError: Not there, not a regular file, or not readable.
+        UnsafeInputError: Not there, not a regular file, a symlink where links are not
+            followed, or not readable.
     """
     try:
-        before = os.stat(path)
+        before = os.stat(path) if follow_links else os.lstat(path)
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise UnsafeInputError(_describe(exc) if isinstance(exc, OSError) else str(exc)) from None
+    if stat.S_ISLNK(before.st_mode):
+        raise UnsafeInputError(_SYMLINK_REFUSED)
     if not stat.S_ISREG(before.st_mode):
         raise UnsafeInputError(f"{_kind(before.st_mode)}, not a regular file")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as exc:
+        if not follow_links and exc.errno == errno.ELOOP:  # a link swapped in since the lstat
+            raise UnsafeInputError(_SYMLINK_REFUSED) from None
         raise UnsafeInputError(_describe(exc)) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
@@ -129,14 +180,14 @@ def open_regular(path: Path) -> int:
     return fd
 
 
-def read_regular(path: Path, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `max_bytes`.
+def read_regular(path: Path, max_bytes: int, *, follow_links: bool = True) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (`follow_links` as `open_regular`).
 
     Raises:
         UnsafeInputError: Not a readable regular file, or larger than `max_bytes`
             (checked before reading, and again while reading a file that grows).
     """
-    fd = open_regular(path)
+    fd = open_regular(path, follow_links=follow_links)
     try:
         size = os.fstat(fd).st_size
         if size > max_bytes:
@@ -168,6 +219,43 @@ def read_text(path: Path, max_bytes: int = TEXT_INPUT_MAX_BYTES) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnsafeInputError(f"not UTF-8 text ({exc})") from None
+
+
+def check_output(path: Path, inputs: Iterable[Path] = ()) -> None:
+    """Refuse to write `path` when something other than a regular file is there, or when
+    it is one of the command's `inputs`.
+
+    A device, FIFO, socket or folder at an output path (`/dev/null`, say) would be
+    replaced by a regular file when the output is renamed over it, or written through;
+    neither is what anyone asked for. A symlink is judged by what it points to: a link to
+    a device is refused, a link to a regular file or to nothing may be replaced. An input
+    is matched by device and inode, so another spelling of its path, or a hard link to
+    it, is caught before the input is lost. Call it before anything is written for the
+    output, so no side file appears beside it.
+
+    Raises:
+        OutputError: Something other than a regular file is at `path`, a symlink loop, or
+            one of `inputs`.
+    """
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        if isinstance(exc, OSError) and exc.errno == errno.ENOTDIR:
+            return  # a parent is not a folder: the write itself says so, naming the file
+        raise OutputError(path, _describe(exc) if isinstance(exc, OSError) else str(exc)) from None
+    if not stat.S_ISREG(found.st_mode):
+        raise OutputError(path, f"{_kind(found.st_mode)} is there, not a regular file", SPECIAL_OUTPUT_HINT)
+    for source in inputs:
+        try:
+            other = os.stat(source)
+        except (OSError, ValueError):
+            continue  # an input that is not there cannot be overwritten
+        if (other.st_dev, other.st_ino) == (found.st_dev, found.st_ino):
+            raise OutputError(
+                path, f"it is the input {printable(str(source))}; writing it would destroy what is read", SAME_FILE_HINT
+            )
 
 
 def write_new(path: Path, data: bytes, *, sync: bool = False) -> None:
@@ -230,9 +318,11 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
             is then never held in memory whole).
 
     Raises:
+        OutputError: Something other than a regular file is at `path` (`check_output`).
         OSError: The file could not be written (`writing` turns it into an
             `OutputError` naming the file, where the caller wants that).
     """
+    check_output(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         if callable(data):
@@ -373,6 +463,48 @@ def name_id(text: str) -> str:
     return text if "\\" not in text and _encodable(text) else _escaped(text)
 
 
+def shown(text: str, *, backslashes: bool = True) -> str:
+    """`text` as it may be shown on a terminal, in a CI log, a Markdown file or XML: every
+    character that would act rather than show is written as an escape.
+
+    Escaped are the characters Python does not call printable, spaces apart: control
+    characters (ESC, BEL, CR, line breaks, DEL, the C1 controls), format characters
+    (the bidirectional overrides and isolates U+202A-202E and U+2066-2069, zero-width
+    ones), line and paragraph separators, surrogates, private-use and unassigned code
+    points (U+FFFE included). A control character below U+0080, and a byte that is not
+    UTF-8 (a lone surrogate, as `os.fsdecode` gives it), is written `\\xNN`, as
+    `name_id` writes bytes; any other escaped character `\\uNNNN`, or `\\UNNNNNNNN`
+    beyond U+FFFF. The result holds only characters that XML 1.0 allows.
+
+    Args:
+        text: The text: a pair id, a file name, a message.
+        backslashes: Double every backslash, so that an escape is never confused with
+            text that looks like one (`shown("\\x1b")` and `shown(chr(27))` differ, and
+            the text can be recovered). False for text whose backslashes already are
+            escapes (a `repr`, `printable`'s output, a message built of them); such text
+            is then left as it is when it has nothing else to escape.
+    """
+    if text.isprintable() and ("\\" not in text or not backslashes):
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\" if backslashes else char)
+        elif char.isprintable() or unicodedata.category(char) == "Zs":
+            out.append(char)
+        else:
+            code = ord(char)
+            if code < 0x80:
+                out.append(f"\\x{code:02x}")
+            elif 0xDC80 <= code <= 0xDCFF:
+                out.append(f"\\x{code - 0xDC00:02x}")
+            elif code <= 0xFFFF:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
 def walk(top: Path, onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
     """`os.walk(top, onerror=onerror)` without recursion: a tree from data may be nested
     deeper than Python's recursion limit (os.walk recurses before Python 3.12).
@@ -465,16 +597,19 @@ def loads_json(text: str | bytes) -> Any:
 
 __all__ = [
     "HASHED_PREFIX",
+    "SPECIAL_OUTPUT_HINT",
     "WRITE_ERRNOS",
     "OutputError",
     "UnsafeInputError",
     "atomic_write",
+    "check_output",
     "check_relative",
     "contained",
     "fsync_dir",
     "inside",
     "loads_json",
     "name_id",
+    "not_regular",
     "open_regular",
     "printable",
     "read_regular",
@@ -482,7 +617,9 @@ __all__ = [
     "remove_tree",
     "safe_file_name",
     "sha256_regular",
+    "shown",
     "walk",
+    "write_hint",
     "write_new",
     "writing",
 ]

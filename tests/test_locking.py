@@ -102,3 +102,40 @@ def test_a_lock_file_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=30)
     assert f"cannot write the lock file {lock_path(out)}: File too large" in done.stdout, done
     assert not lock_path(out).exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder", "link to /dev/null"])
+def test_a_lock_name_taken_by_something_else_is_refused_and_left_alone(kind: str, tmp_path: Path) -> None:
+    """A FIFO, a socket, a folder or a link to a device at the lock file's name: refused,
+    naming it, before anything is written to it or removed; nothing blocks on the FIFO."""
+    import os
+    import socket
+    import stat
+
+    from pixgate.locking import LockUnavailable
+
+    out = tmp_path / "run.arrow"
+    taken = lock_path(out)
+    server = socket.socket(socket.AF_UNIX)
+    if kind == "fifo":
+        os.mkfifo(taken)
+    elif kind == "socket":
+        server.bind(str(taken))
+    elif kind == "folder":
+        taken.mkdir()
+    else:
+        taken.symlink_to("/dev/null")
+    before = os.lstat(taken)
+    with pytest.raises(LockUnavailable, match=f"the lock file {taken} is .*not a regular file"):
+        OutputLock(out, "--output").acquire()
+    server.close()
+    after = os.lstat(taken)
+    assert (after.st_ino, after.st_mode, after.st_size) == (before.st_ino, before.st_mode, before.st_size)
+    if kind == "fifo":  # nothing was written into it
+        fd = os.open(taken, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert os.read(fd, 100) == b""
+        finally:
+            os.close(fd)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [taken.name]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from pixgate.safe_io import (
     read_regular,
     safe_file_name,
     sha256_regular,
+    shown,
 )
 from tests.conftest import remove_deep_tree
 
@@ -105,15 +109,85 @@ def test_name_ids_are_lossless_and_printable() -> None:
     assert ids[0] == "promo/été 10% off"  # a plain name is its own id
     assert ids[1] == "caf\\xe9 \\\\x41\\xff.png"
     assert len(set(ids)) == len(ids)  # a literal "\xff" and a raw 0xFF byte do not meet
-    for raw, shown in zip(names, ids, strict=True):
-        shown.encode("utf-8")  # writable to Arrow
-        assert _unescape(shown) == raw
+    for raw, ident in zip(names, ids, strict=True):
+        ident.encode("utf-8")  # writable to Arrow
+        assert _unescape(ident) == raw
 
 
 def test_printable_shows_anything() -> None:
     assert printable("a\\b") == "a\\b"  # valid text is left alone
     assert printable("\ud800 lone") == "\\ud800 lone"
     assert printable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
+
+
+#: Characters that act on a terminal or a CI log instead of showing, and how they show.
+ACTING = {
+    "\x1b": "\\x1b",  # ESC: colours, cursor moves, titles, hyperlinks
+    "\x07": "\\x07",  # BEL
+    "\r": "\\x0d",  # CR: overwrites the line
+    "\n": "\\x0a",
+    "\x00": "\\x00",
+    "\x08": "\\x08",
+    "\x0c": "\\x0c",
+    "\x7f": "\\x7f",  # DEL
+    "\x85": "\\u0085",  # NEL, a C1 control
+    "\x9b": "\\u009b",  # CSI, a C1 control some terminals obey
+    "\u202e": "\\u202e",  # right-to-left override
+    "\u2066": "\\u2066",  # left-to-right isolate ... pop directional isolate
+    "\u2069": "\\u2069",
+    "\u200b": "\\u200b",  # zero-width space
+    "\ufeff": "\\ufeff",  # byte order mark
+    "\u2028": "\\u2028",  # line separator
+    "\ufffe": "\\ufffe",  # a noncharacter
+    "\ue000": "\\ue000",  # private use
+    chr(0xD800): "\\ud800",  # a lone surrogate
+    chr(0xDCE9): "\\xe9",  # the byte 0xE9 of a name that is not UTF-8, as os.fsdecode gives it
+    "\U000e0041": "\\U000e0041",  # a tag character
+}
+
+
+@pytest.mark.parametrize(("char", "escape"), ACTING.items(), ids=[f"U+{ord(c):04X}" for c in ACTING])
+def test_shown_escapes_what_would_act_rather_than_show(char: str, escape: str) -> None:
+    assert shown(f"a{char}b") == f"a{escape}b"
+    assert shown(f"a{char}b", backslashes=False) == f"a{escape}b"
+
+
+def test_shown_leaves_readable_text_as_it_is() -> None:
+    for text in ("promo/été 10% off.png", "日本語 ポスター", "a\u00a0b", "e\u0301", "\U0001f600 [x] *y* <z>"):
+        assert shown(text) == text
+
+
+def _unshown(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        escape = match.group(1)
+        if escape == "\\":
+            return "\\"
+        code = int(escape[1:], 16)
+        return chr(0xDC00 + code) if escape[0] == "x" and code >= 0x80 else chr(code)
+
+    return re.sub(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})", one, text)
+
+
+def test_shown_is_unambiguous() -> None:
+    texts = ["\x1b[31m", "\\x1b[31m", "\\\x1b", "a\\b", "a\\\\b", "\\u202e", "\u202e", "\\", "\\xe9", "\udce9", "\x85"]
+    texts += [char + "\\" + char for char in ACTING]
+    seen = [shown(text) for text in texts]
+    assert len(set(seen)) == len(texts)  # a literal "\x1b" is not ESC
+    assert [_unshown(text) for text in seen] == texts
+    # Text already escaped (a repr, printable's output) keeps its backslashes as they are.
+    assert shown(repr("a\x1bb"), backslashes=False) == repr("a\x1bb")
+    for text in texts:
+        assert shown(shown(text), backslashes=False) == shown(text)
+
+
+def test_shown_text_is_printable_and_well_formed_xml_for_every_code_point() -> None:
+    spaces = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"}
+    xml_forbidden = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+    for start in range(0, sys.maxunicode + 1, 0x10000):
+        text = shown("".join(chr(c) for c in range(start, start + 0x10000)))
+        assert xml_forbidden.search(text) is None
+        assert "".join(ch for ch in set(text) if ch not in spaces).isprintable()
+        text.encode("utf-8")  # no lone surrogate left
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pixgate.capture.capture import CaptureOptions, CaptureResult, run_capture
-from pixgate.config import OCR_LANG
-from pixgate.judging.decision import Decision, decide, judge_run
+from pixgate.config import GATE_ON_FAIL_TIMEOUT_S, OCR_LANG
+from pixgate.judging.decision import Decision, check_on_fail_timeout, decide, judge_run
 from pixgate.judging.gate import Verdict
 from pixgate.judging.policy import load_policy
 from pixgate.scoring.score import ScoreOptions, ScoreResult, run_score
@@ -55,19 +55,23 @@ def run_canary(
     no_ocr_cache: bool = False,
     strict: bool = False,
     on_fail: str | None = None,
+    on_fail_timeout: float = GATE_ON_FAIL_TIMEOUT_S,
     on_stage: Any = None,
 ) -> CanaryResult:
     """Run the staged check (see the module) with `capture`'s settings for both engines;
     when the verdict blocks (a fail, or a marginal one with `strict`), run `on_fail` as
-    `gate --on-fail` does, once the report is written.
+    `gate --on-fail` does (within `on_fail_timeout` seconds), once the report is written.
+    The verdict records the run file's sha256, as `pixgate gate --json` does.
 
     Raises:
+        pixgate.judging.decision.OnFailError: `on_fail_timeout` out of range.
         pixgate.judging.policy.PolicyError, pixgate.capture.capture.CaptureConfigError,
         pixgate.scoring.score.ScoreConfigError: usage problems, found before anything is sent
             where possible (the policy is read first).
     """
     from pixgate.report.html import build_report
 
+    check_on_fail_timeout(on_fail_timeout)
     policy = load_policy(policy_path)
     out = capture.out
     run_path = out / "run.arrow"
@@ -114,8 +118,9 @@ def run_canary(
         # After the report, so that a rollback can attach it; the verdict file then
         # records what the command did.
         decision = decide(
-            verdict, strict=strict, json_path=verdict_path, on_fail=on_fail, extra={"captures": captures}, say=stage
-        )
+            verdict, strict=strict, json_path=verdict_path, on_fail=on_fail, on_fail_timeout=on_fail_timeout,
+            extra={"captures": captures}, say=stage,
+        )  # fmt: skip
     files = {"run": run_path, "verdict": verdict_path, "report": report_path}
     return CanaryResult(verdict, decision, old_capture, new_capture, scored, files)
 

@@ -21,8 +21,11 @@ Generators are not trusted either:
   cancelling the request (HTTP) or killing the command's process group, so a server that
   drips its answer one byte at a time cannot stretch it;
 - an answer larger than `max_bytes` (the body, or the file a command writes) is an error
-  and is not read further; a command's output must be a regular file, and only the tail
-  of its stderr is kept;
+  and is not read further; a command's output must be a regular file (a symlink is
+  refused and never followed), and only the tail of its stderr is kept;
+- timing headers (`X-GPU-Ms`, `X-Energy-J`) that are not finite numbers in range are
+  stored as null, with a note in the row;
+- seeds are checked with the rest of the prompts file before any generator runs;
 - an id that is not a plain relative name (absolute, `..`, hidden, control characters,
   too long) is captured under a hashed name (`pixgate.safe_io.safe_file_name`); the row
   keeps the id and its `image` names the file;
@@ -54,17 +57,21 @@ from pixgate.config import (
     CAPTURE_BACKOFF_MAX_S,
     CAPTURE_BACKOFF_S,
     CAPTURE_CONCURRENCY,
+    CAPTURE_ERROR_TAIL_BYTES,
     CAPTURE_MAX_ATTEMPTS,
     CAPTURE_MAX_BYTES,
     CAPTURE_RETRY_AFTER_MAX_S,
     CAPTURE_TIMEOUT_S,
 )
-from pixgate.locking import holding
+from pixgate.locking import holding, lock_path
 from pixgate.runs import schema
 from pixgate.safe_io import (
+    OutputError,
     UnsafeInputError,
     atomic_write,
+    check_output,
     contained,
+    printable,
     safe_file_name,
 )
 
@@ -150,7 +157,7 @@ def _previous(out: Path, resume: bool) -> tuple[Any, set[str]]:
         elif path.exists() and resume:
             table = read_run(path, check=False)  # checked just below, like the journal
         if table is not None:
-            schema.check_table(table, path)  # carried rows must not repeat an id
+            schema.check_table(table, path, "capture")  # carried rows must not repeat an id
     except (OSError, ValueError) as exc:  # schema.TableError too
         raise CaptureConfigError.about(
             "{resume}: cannot read the earlier capture in {out_folder}: {problem}", out_folder=out, problem=exc
@@ -158,7 +165,49 @@ def _previous(out: Path, resume: bool) -> tuple[Any, set[str]]:
     if table is None or not resume:
         return None, set()
     ok = table.filter(table.column(schema.CAPTURE_STATUS.name).to_numpy(zero_copy_only=False) == schema.STATUS_OK)
+    if schema.SEED.name in ok.column_names:
+        import pyarrow.compute as pc
+
+        # Seeds were int64 before they were range-checked: a negative one's prompt cannot
+        # be in a prompts file now, so its row is not carried over.
+        ok = ok.filter(pc.fill_null(pc.greater_equal(ok.column(schema.SEED.name), 0), True))
+    try:
+        ok = ok.cast(schema.arrow_schema(ok.schema.metadata, schema.CAPTURE_COLUMNS))
+    except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid and ArrowTypeError
+        raise CaptureConfigError.about(
+            "{resume}: cannot carry over the rows of the earlier capture in {out_folder}: {problem}",
+            out_folder=out,
+            problem=exc,
+        ) from None
     return ok, set(ok.column(schema.ID.name).to_pylist())
+
+
+def _unstorable(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The error row of a prompt whose row the capture file could not hold (a value out
+    of its column's range): its id and prompt, and why."""
+    kept = (schema.ID.name, schema.PROMPT.name)
+    error = printable(f"its row could not be stored ({type(exc).__name__}: {exc})")[:CAPTURE_ERROR_TAIL_BYTES]
+    return {
+        **{name: row.get(name) if name in kept else None for name in (c.name for c in schema.CAPTURE_COLUMNS)},
+        schema.CAPTURE_STATUS.name: schema.STATUS_ERROR,
+        schema.CAPTURE_ERROR.name: error,
+    }
+
+
+def check_capture_files(out: Path) -> None:
+    """Refuse a capture folder where one of the capture's own files (capture.arrow, its
+    journal, its lock) is something other than a regular file: a FIFO or a device there
+    would be written through, replaced, or block the capture. Checked before the lock or
+    any other file is made.
+
+    Raises:
+        pixgate.safe_io.OutputError: Something other than a regular file is there.
+    """
+    from pixgate.runs.files import journal_path
+
+    path = out / CAPTURE_FILE
+    for own in (path, journal_path(path), lock_path(path)):
+        check_output(own)
 
 
 def _backoff(attempt: int, base: float, rng: random.Random) -> float:
@@ -262,6 +311,7 @@ class _Capturer:
                         schema.IMAGE.name: name,
                         schema.CAPTURE_GPU_MS.name: result.gpu_ms,
                         schema.ENERGY_J.name: result.energy_j,
+                        schema.CAPTURE_ERROR.name: result.note,
                     }
                 )
                 return row
@@ -296,12 +346,15 @@ def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] |
     Raises:
         CaptureConfigError: Bad options or prompts file, or another capture into the same
             folder; nothing was captured.
-        pixgate.safe_io.OutputError: capture.arrow could not be written (a full disk).
+        pixgate.safe_io.OutputError: One of the capture's own files is something other
+            than a regular file (`check_capture_files`; nothing was captured), or
+            capture.arrow could not be written (a full disk).
     """
     _check_options(opts)
     prompts = load_prompts(opts.prompts)
     if opts.sample is not None:
         prompts = [p for p in prompts if in_sample(p.id, opts.sample)]
+    check_capture_files(opts.out)
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -350,7 +403,13 @@ def _capture_locked(
     def capture_one(prompt: Prompt) -> dict[str, Any]:
         row = capturer.row(prompt)
         with capturer.lock:
-            journal.append([row])
+            try:
+                journal.append([row])
+            except OutputError:
+                raise  # the capture file cannot be written: the capture ends (exit 2)
+            except Exception as exc:  # a value the file cannot hold: this prompt's error row, not the run's end
+                row = _unstorable(row, exc)
+                journal.append([row])
         if on_row is not None:
             on_row(row)
         return row
@@ -385,6 +444,7 @@ __all__ = [
     "CaptureOptions",
     "CaptureResult",
     "Prompt",
+    "check_capture_files",
     "in_sample",
     "load_prompts",
     "run_capture",

@@ -33,6 +33,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from pixgate.config import CAPTURE_SEED_MAX
+
 DEGRADATIONS: Final = ("alpha", "icc", "blur", "mush", "stretch", "jpeg", "saturate", "noise")
 DEFAULT_SIZE: Final = 256
 
@@ -43,17 +45,31 @@ def _seed(prompt: str, seed: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+def check_seed(seed: object) -> int:
+    """`seed` if it is a whole number in the engine's range, 0 to `CAPTURE_SEED_MAX`
+    (2**64 - 1, as a prompts file may give).
+
+    Raises:
+        ValueError: Anything else (a bool, a float, a string, a number out of range).
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= CAPTURE_SEED_MAX:
+        shown = repr(seed) if not isinstance(seed, int) or seed.bit_length() <= 128 else "a larger number"
+        raise ValueError(f"seed: use a whole number from 0 to {CAPTURE_SEED_MAX}, got {shown}")
+    return seed
+
+
 def generate(prompt: str, seed: int, *, size: int = DEFAULT_SIZE, degrade: frozenset[str] = frozenset()) -> bytes:
     """One poster as encoded bytes (PNG, or JPEG with the `jpeg` degradation).
 
     Raises:
-        ValueError: An unknown degradation.
+        ValueError: An unknown degradation, or a seed outside 0 to 2**64 - 1 (`check_seed`).
     """
     from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
     unknown = sorted(set(degrade) - set(DEGRADATIONS))
     if unknown:
         raise ValueError(f"degrade: unknown {', '.join(unknown)}; known: {', '.join(DEGRADATIONS)}")
+    check_seed(seed)
     rng = np.random.default_rng(_seed(prompt, seed))
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     c0, c1 = rng.uniform(30, 225, 3), rng.uniform(30, 225, 3)
@@ -160,8 +176,8 @@ def make_server(
         def do_POST(self) -> None:
             try:
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-                prompt, seed = str(request["prompt"]), int(request.get("seed", 0))
-            except (ValueError, KeyError, TypeError) as exc:
+                prompt, seed = str(request["prompt"]), check_seed(request.get("seed", 0))
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 self._send(400, f"bad request: {exc}".encode(), "text/plain")
                 return
             key = str(request.get("id", prompt))
@@ -186,9 +202,20 @@ def make_server(
 
 def write_image(prompt: str, seed: int, out: Path, *, degrade: frozenset[str] = frozenset(),
                 size: int = DEFAULT_SIZE) -> None:  # fmt: skip
-    """The command form: generate one image into `out`."""
+    """The command form: generate one image into `out`, replacing it whole
+    (`pixgate.safe_io.atomic_write`: never written through a link, never into a FIFO or
+    a device).
+
+    Raises:
+        ValueError: A bad seed or degradation (`generate`).
+        pixgate.safe_io.OutputError: Something other than a regular file is at `out`.
+    """
+    from pixgate.safe_io import atomic_write, writing
+
+    image = generate(prompt, seed, size=size, degrade=degrade)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(generate(prompt, seed, size=size, degrade=degrade))
+    with writing(out):
+        atomic_write(out, image)
 
 
-__all__ = ["DEGRADATIONS", "generate", "make_server", "write_image"]
+__all__ = ["DEGRADATIONS", "check_seed", "generate", "make_server", "write_image"]

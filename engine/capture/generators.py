@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -21,13 +22,19 @@ from typing import Any
 
 from pixgate.capture.prompts import CaptureConfigError, Prompt
 from pixgate.config import (
+    CAPTURE_ENERGY_J_MAX,
     CAPTURE_ERROR_TAIL_BYTES,
+    CAPTURE_GPU_MS_MAX,
 )
 from pixgate.safe_io import (
     UnsafeInputError,
     loads_json,
+    printable,
     read_regular,
 )
+
+#: Characters of a refused header value kept in the row's note.
+_SHOWN_HEADER_CHARS = 40
 
 
 @dataclass
@@ -41,27 +48,43 @@ class Attempt:
     latency_ms: float = 0.0
     gpu_ms: float | None = None
     energy_j: float | None = None
+    note: str | None = None
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a `Retry-After` header asks for (a number or an HTTP date); None for one
+    that says nothing usable (not a number, NaN, a date out of range)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return None if math.isnan(seconds) else max(0.0, seconds)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):  # OverflowError: a year with 20 digits
         return None
+    if when.tzinfo is None:  # "-0000": a date in UTC whose source is unknown (RFC 5322)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _header_float(headers: Any, name: str) -> float | None:
+def _timing(headers: Any, name: str, bound: float) -> tuple[float | None, str | None]:
+    """A timing header's value, or None and a note saying why it is refused: it must be
+    a finite number from 0 to `bound` (NaN, infinity or a negative value is never stored)."""
+    if name not in headers:
+        return None, None
+    raw = headers[name]
     try:
-        return float(headers[name]) if name in headers else None
+        value = float(raw)
     except ValueError:
-        return None
+        value = math.nan
+    if math.isfinite(value) and 0.0 <= value <= bound:
+        return value, None
+    shown = printable(raw[:_SHOWN_HEADER_CHARS]) + ("..." if len(raw) > _SHOWN_HEADER_CHARS else "")
+    return None, f"{name} {shown!r} refused (not a number from 0 to {bound:g}); stored as null"
 
 
 class _TooLarge(Exception):
@@ -170,6 +193,8 @@ class Http:
         except _TooLarge:
             return Attempt(False, False, too_large, code)
         latency = (time.perf_counter() - started) * 1000.0
+        gpu_ms, gpu_note = _timing(resp.headers, "X-GPU-Ms", CAPTURE_GPU_MS_MAX)
+        energy_j, energy_note = _timing(resp.headers, "X-Energy-J", CAPTURE_ENERGY_J_MAX)
         if resp.headers.get("content-type", "").startswith("application/json"):
             try:
                 body = base64.b64decode(loads_json(body)["image"], validate=True)
@@ -181,8 +206,9 @@ class Http:
             http_status=code,
             image=body,
             latency_ms=latency,
-            gpu_ms=_header_float(resp.headers, "X-GPU-Ms"),
-            energy_j=_header_float(resp.headers, "X-Energy-J"),
+            gpu_ms=gpu_ms,
+            energy_j=energy_j,
+            note="; ".join(n for n in (gpu_note, energy_note) if n) or None,
         )
 
 
@@ -229,8 +255,10 @@ class Command:
                   "out": str(out), **prompt.extra}  # fmt: skip
         try:
             argv = [arg.format_map(values) for arg in self.argv]
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError) as exc:
             return Attempt(False, False, f"--command: the template names {exc} that this prompt does not give")
+        except (ValueError, AttributeError, TypeError) as exc:  # '{seed.x}', '{prompt:d}'
+            return Attempt(False, False, f"--command: the template cannot be filled in for this prompt: {exc}")
         out.unlink(missing_ok=True)
         started = time.perf_counter()
         # stderr goes to a file (only its tail is kept), stdout nowhere: a chatty command
@@ -260,10 +288,12 @@ class Command:
             if code != 0:
                 tail = _tail(err, CAPTURE_ERROR_TAIL_BYTES)
                 return Attempt(False, True, f"command exited {code}: {tail}", latency_ms=latency)
-        if not out.exists() and not out.is_symlink():
+        if not os.path.lexists(out):
             return Attempt(False, False, f"command exited 0 but wrote no {out.name}", latency_ms=latency)
         try:
-            image = read_regular(out, self.max_bytes)
+            # Not through a link: a link the command left (to /etc/shadow, a device, another
+            # capture's image) is refused, and what it points to is never opened.
+            image = read_regular(out, self.max_bytes, follow_links=False)
         except UnsafeInputError as exc:
             return Attempt(False, False, f"the command's output {out.name}: {exc} (not retried)", latency_ms=latency)
         energy = None if energy_before is None or energy_after is None else energy_after - energy_before

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixgate.config import CAPTURE_SEED_MAX
 from pixgate.errors import UsageError
 from pixgate.safe_io import (
     UnsafeInputError,
@@ -16,6 +17,10 @@ from pixgate.safe_io import (
     printable,
     read_text,
 )
+
+#: Characters of a refused value shown in its message: a seed may have thousands of
+#: digits, a prompt megabytes of text.
+_SHOWN_CHARS = 60
 
 
 class CaptureConfigError(UsageError, ValueError):
@@ -39,22 +44,35 @@ class Prompt:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _shown(value: Any) -> str:
+    """A value for a message: its repr, cut after its first characters when long."""
+    text = printable(repr(value))
+    if len(text) > _SHOWN_CHARS:
+        return f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+    return text
+
+
 def load_prompts(path: Path) -> list[Prompt]:
     """Read a prompts file (JSONL: `id`, `prompt`, optional `seed`, extra keys).
 
+    Everything a generator gets is checked here, before any generator runs: a seed must
+    be a whole number from 0 to `pixgate.config.CAPTURE_SEED_MAX`.
+
     Raises:
-        CaptureConfigError: Unreadable file, a bad line (named), or an id given twice.
+        CaptureConfigError: Unreadable file, a bad line (named), an id given twice, or
+            no prompt at all.
     """
+    shown = printable(str(path))
     try:
         lines = read_text(path).splitlines()
     except UnsafeInputError as exc:
-        raise CaptureConfigError.about("{prompts}: cannot read {path}: {problem}", path=path, problem=exc) from None
+        raise CaptureConfigError.about("{prompts}: cannot read {path}: {problem}", path=shown, problem=exc) from None
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
+        where = f"{shown}:{number}"
         try:
             raw = loads_json(line)
         except json.JSONDecodeError as exc:
@@ -65,18 +83,27 @@ def load_prompts(path: Path) -> list[Prompt]:
             raise CaptureConfigError(f"{where}: each line must be a JSON object")
         pid, text, seed = raw.pop("id", None), raw.pop("prompt", None), raw.pop("seed", None)
         if not isinstance(pid, str) or not pid:
-            raise CaptureConfigError(f"{where}: 'id' must be a non-empty string such as 'promo/001', got {pid!r}")
+            raise CaptureConfigError(f"{where}: 'id' must be a non-empty string such as 'promo/001', got {_shown(pid)}")
         # JSON can spell lone surrogates, which no file can hold: the id is kept in the
         # printable form its row will hold, so that --resume finds it again.
         pid = printable(pid)
         if not isinstance(text, str):
-            raise CaptureConfigError(f"{where}: 'prompt' must be a string, got {text!r}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise CaptureConfigError(f"{where}: 'seed' must be a whole number, got {seed!r}")
+            raise CaptureConfigError(f"{where}: 'prompt' must be a string, got {_shown(text)}")
+        if seed is not None and (
+            not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= CAPTURE_SEED_MAX
+        ):
+            raise CaptureConfigError(
+                f"{where}: 'seed' must be a whole number from 0 to {CAPTURE_SEED_MAX} (2**64 - 1), got {_shown(seed)}"
+            )
         if pid in seen:
             raise CaptureConfigError(f"{where}: id {pid!r} appears twice (first on line {seen[pid]})")
         seen[pid] = number
         prompts.append(Prompt(pid, text, seed, raw))
+    if not prompts:
+        raise CaptureConfigError.about(
+            "{prompts}: {path} holds no prompts (it is empty, or every line is blank); give one JSON object a line",
+            path=shown,
+        )
     return prompts
 
 

@@ -57,12 +57,24 @@ def _compare(first: np.ndarray, other: Path, model: Any) -> tuple[int | None, fl
 
 
 def run_replay(opts: CaptureOptions, runs: int, *, weights: Path | None = None, net: str = DEFAULT_NET) -> ReplayResult:
-    """Capture `runs` times into `opts.out`/runK and compare the runs (see the module)."""
-    from pixgate.capture.capture import CaptureConfigError
+    """Capture `runs` times into `opts.out`/runK and compare the runs (see the module).
+
+    Raises:
+        CaptureConfigError: Bad options or prompts file (`run_capture`).
+        pixgate.safe_io.OutputError: replay.arrow, or one of a run's capture files, is
+            something other than a regular file (checked before the first capture), or
+            cannot be written.
+    """
+    from pixgate.capture.capture import CaptureConfigError, check_capture_files
     from pixgate.runs.files import write_file
+    from pixgate.safe_io import check_output
 
     if runs < 2:
         raise CaptureConfigError.about("{runs}: got {got}; a replay needs at least 2", got=runs)
+    # Every output up front: a FIFO at replay.arrow found after the captures would waste them.
+    check_output(opts.out / REPLAY_FILE)
+    for k in range(1, runs + 1):
+        check_capture_files(opts.out / f"run{k}")
     tables = []
     for k in range(1, runs + 1):
         tables.append(run_capture(dataclasses.replace(opts, out=opts.out / f"run{k}", resume=False)).table)

@@ -19,7 +19,7 @@ from typing import NoReturn
 from pixgate import __version__
 from pixgate.cli import capture, export, gate, golden, report, score
 from pixgate.cli.common import app, command, new_app, print_error
-from pixgate.config import EXIT_INTERNAL, EXIT_USAGE
+from pixgate.config import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, INTERNAL_ERROR_MESSAGE_CHARS
 
 golden_app = new_app(help="Golden set tools.", no_args_is_help=True)
 demo_app = new_app(
@@ -45,20 +45,39 @@ app.add_typer(golden_app, name="golden")
 app.add_typer(demo_app, name="demo-engine")
 
 
-def _save_traceback(exc: BaseException) -> Path | None:
-    """Write the traceback of an unexpected error to a file; its path, or None."""
+def _crash_folder() -> Path:
+    """Where internal errors' tracebacks are saved: $PIXGATE_CRASH_DIR, else the system's
+    temporary folder."""
+    return Path(os.environ.get("PIXGATE_CRASH_DIR") or tempfile.gettempdir())
 
-    folder = Path(os.environ.get("PIXGATE_CRASH_DIR") or tempfile.gettempdir())
+
+def _save_traceback(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a new file in `_crash_folder()`.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        OSError: The folder cannot be made or the file written (a read-only folder, a
+            file where the folder should be, a full disk); no partial file is left.
+    """
+    folder = _crash_folder()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     header = f"pixgate {__version__}, Python {sys.version.split()[0]}\ncommand: {sys.argv!r}\n\n"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # A new file of its own: never written through a link left in a shared folder.
-        fd, name = tempfile.mkstemp(prefix=f"pixgate-crash-{stamp}-", suffix=".txt", dir=folder)
+        text = "".join(traceback.format_exception(exc))
+    except Exception as failure:  # a bug report still gets the error's name
+        text = f"{type(exc).__name__}: its traceback could not be formatted ({type(failure).__name__})\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    # A new file of its own: never written through a link left in a shared folder.
+    fd, name = tempfile.mkstemp(prefix=f"pixgate-crash-{stamp}-", suffix=".txt", dir=folder)
+    try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
-            fh.write(header + "".join(traceback.format_exception(exc)))
+            fh.write(header + text)
     except OSError:
-        return None
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
     return Path(name)
 
 
@@ -69,20 +88,23 @@ def main() -> None:
     (disk full, read-only) is one line naming it (exit 2); anything else is a bug,
     reported in one line with the file its traceback was saved to (exit 3).
     """
-    from pixgate.safe_io import WRITE_ERRNOS, OutputError
+    from pixgate.safe_io import WRITE_ERRNOS, OutputError, printable, write_hint
 
     try:
         code = app()
     except SystemExit:
         raise
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: one line, no traceback
+        print_error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except OutputError as exc:
-        print_error(str(exc), "free space, or write elsewhere")
+        print_error(str(exc), exc.hint)
         sys.exit(EXIT_USAGE)
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:
             _internal_error(exc)
-        where = f"{exc.filename}: " if exc.filename else ""
-        print_error(f"{where}{exc.strerror or exc}", "free space, or write elsewhere")
+        where = f"{printable(os.fsdecode(exc.filename))}: " if exc.filename else ""
+        print_error(f"{where}{exc.strerror or exc}", write_hint(exc.errno))
         sys.exit(EXIT_USAGE)
     except Exception as exc:
         _internal_error(exc)
@@ -130,17 +152,44 @@ def run() -> NoReturn:
     os._exit(status)
 
 
+def _origin(exc: BaseException) -> str:
+    """Where an exception was raised, as `file.py:LINE in function`: the innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__, limit=-1)
+    if not frames:
+        return "at an unknown place"
+    return f"at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
+
+
 def _internal_error(exc: BaseException) -> NoReturn:
-    saved = _save_traceback(exc)
-    where = f"traceback saved to {saved}" if saved else "the traceback follows"
-    message = " ".join(str(exc).split())  # one line, whatever the exception says
+    """Report a bug on standard error and exit 3: one line naming the file its traceback
+    was saved to or, when it cannot be saved, one line saying why and where the error was
+    raised and a hint. The terminal never gets the traceback itself (a RecursionError's
+    runs to thousands of lines)."""
+    from pixgate.safe_io import shown
+
+    hint = None
+    try:
+        where = f"traceback saved to {shown(str(_save_traceback(exc)))}"
+        report = "please report it with that file"
+    except OSError as failure:
+        # mkdir says "File exists" of a file where the folder should be
+        reason = "not a folder" if isinstance(failure, FileExistsError) else failure.strerror or str(failure)
+        where = f"its traceback could not be saved in {shown(str(_crash_folder()))}: {reason}; raised {_origin(exc)}"
+        report = "please report it with this line"
+        hint = "set PIXGATE_CRASH_DIR to a writable folder and run the command again to save the traceback"
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose message fails is still reported
+        message = "(its message cannot be shown)"
+    message = shown(" ".join(message.split()), backslashes=False)  # one line, whatever it says
+    if len(message) > INTERNAL_ERROR_MESSAGE_CHARS:
+        message = f"{message[:INTERNAL_ERROR_MESSAGE_CHARS]}... ({len(message):,} characters)"
     if "score" in sys.argv[1:2]:
         where += "; the rows scored so far are kept: complete the run with --resume"
     print(
-        f"internal error: {type(exc).__name__}: {message} ({where}). This is a bug in pixgate: "
-        "please report it with that file.",
+        f"internal error: {type(exc).__name__}: {message} ({where}). This is a bug in pixgate: {report}.",
         file=sys.stderr,
     )
-    if saved is None:
-        traceback.print_exception(exc, file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
     sys.exit(EXIT_INTERNAL)

@@ -15,6 +15,7 @@ from pixgate.cli.common import (
     TypographyOpt,
     WeightsOpt,
     console,
+    number_in,
     output_folder,
     usage_error,
     whole_number,
@@ -25,22 +26,20 @@ from pixgate.config import (
     CAPTURE_CONCURRENCY,
     CAPTURE_MAX_ATTEMPTS,
     CAPTURE_MAX_BYTES,
+    CAPTURE_MAX_BYTES_CEILING,
+    CAPTURE_MAX_LISTED_ERRORS,
+    CAPTURE_SEED_MAX,
     CAPTURE_TIMEOUT_S,
     GATE_MAX_LISTED_PAIRS,
+    GATE_ON_FAIL_TIMEOUT_S,
     OCR_LANG,
-    SUMMARY_MAX_PROBLEMS,
+    SECONDS_OPTION_MAX_S,
 )
 
 
 def _positive(option: str) -> Any:
-    """A typer callback for a number of seconds above 0."""
-
-    def check(value: float | None) -> float | None:
-        if value is not None and not value > 0:
-            raise typer.BadParameter(f"got {value}; use a number of seconds above 0", param_hint=option)
-        return value
-
-    return check
+    """A typer callback for a number of seconds above 0, and finite."""
+    return number_in(option, 0.0, SECONDS_OPTION_MAX_S, above=True)
 
 
 def _fraction(value: float | None) -> float | None:
@@ -81,7 +80,7 @@ _SampleOpt = Annotated[
 _MaxBytesOpt = Annotated[
     int,
     typer.Option(
-        callback=whole_number("--max-bytes", 1),
+        callback=whole_number("--max-bytes", 1, CAPTURE_MAX_BYTES_CEILING),
         help="Largest answer accepted per prompt (HTTP body or command output), bytes.",
     ),
 ]
@@ -98,10 +97,12 @@ _Output = Annotated[
 ]
 
 
-def _capture_summary(title: str, result: Any, *, quiet: bool) -> None:
+def _capture_summary(title: str, result: Any, output: Path, *, quiet: bool) -> None:
     from rich.table import Table
 
+    from pixgate.capture.capture import CAPTURE_FILE
     from pixgate.runs import schema
+    from pixgate.safe_io import printable
 
     table = Table(title=title, show_header=False)
     table.add_column("what")
@@ -111,9 +112,16 @@ def _capture_summary(title: str, result: Any, *, quiet: bool) -> None:
     term = console()
     if not quiet:
         term.print(table)
-    errors = [r for r in result.table.to_pylist() if r[schema.CAPTURE_STATUS.name] != schema.STATUS_OK]
-    for row in errors[:SUMMARY_MAX_PROBLEMS]:
-        term.print(f"  {row[schema.ID.name]}: {row[schema.CAPTURE_ERROR.name]}")
+    status = result.table.column(schema.CAPTURE_STATUS.name).to_pylist()
+    failed = [i for i, s in enumerate(status) if s != schema.STATUS_OK]
+    # Only the rows listed become Python objects: 100,000 failed prompts print
+    # CAPTURE_MAX_LISTED_ERRORS lines and a count, not 100,000 lines.
+    listed = result.table.take(failed[:CAPTURE_MAX_LISTED_ERRORS]).to_pylist() if failed else []
+    for row in listed:
+        term.print(f"  {printable(str(row[schema.ID.name]))}: {printable(str(row[schema.CAPTURE_ERROR.name]))}")
+    if len(failed) > len(listed):
+        where = printable(str(output / CAPTURE_FILE))
+        term.print(f"  ... and {len(failed) - len(listed):,} more errors, see {where}")
 
 
 def capture(
@@ -152,7 +160,7 @@ def capture(
         result = run_capture(opts)
     except CaptureConfigError as exc:
         raise usage_error(exc, out="--output") from None
-    _capture_summary(f"pixgate capture -> {output}", result, quiet=quiet)
+    _capture_summary(f"pixgate capture -> {output}", result, output, quiet=quiet)
     raise typer.Exit(code=0 if result.all_ok else 1)
 
 
@@ -230,6 +238,12 @@ def canary(
             metavar="COMMAND",
         ),
     ] = None,
+    on_fail_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the --on-fail command may run before its process group is killed.", metavar="SECONDS"
+        ),
+    ] = GATE_ON_FAIL_TIMEOUT_S,
     max_attempts: _MaxAttemptsOpt = CAPTURE_MAX_ATTEMPTS,
     timeout: _TimeoutOpt = CAPTURE_TIMEOUT_S,
     deadline: _DeadlineOpt = None,
@@ -244,6 +258,7 @@ def canary(
     """
     from pixgate.capture.canary import run_canary
     from pixgate.capture.capture import CaptureConfigError, CaptureOptions
+    from pixgate.judging.decision import OnFailError
     from pixgate.judging.gate import GateInputError
     from pixgate.judging.policy import PolicyError
     from pixgate.runs.files import RunFileError
@@ -258,10 +273,10 @@ def canary(
         result = run_canary(
             opts, old, new, policy, weights=weights, manifest=manifest, no_lpips=no_lpips,
             typography=typography, ocr_lang=ocr_lang, ocr_cache=ocr_cache, no_ocr_cache=no_ocr_cache,
-            strict=strict, on_fail=on_fail,
+            strict=strict, on_fail=on_fail, on_fail_timeout=on_fail_timeout,
             on_stage=lambda text: None if quiet else term.print(f"canary: {text}"),
         )  # fmt: skip
-    except (CaptureConfigError, PolicyError, ScoreConfigError, GateInputError, RunFileError) as exc:
+    except (CaptureConfigError, PolicyError, ScoreConfigError, GateInputError, RunFileError, OnFailError) as exc:
         raise usage_error(exc, out="--output") from None
     if quiet:
         verdict = result.verdict
@@ -292,13 +307,25 @@ def demo_serve(
         int, typer.Option(callback=whole_number("--port", 0, 65535), help="Port (0: any free one).")
     ] = 8765,
     degrade: _DegradeOpt = "",
-    latency_ms: Annotated[float, typer.Option(help="Delay before every answer, ms.", metavar="MS")] = 0.0,
+    latency_ms: Annotated[
+        float,
+        typer.Option(
+            callback=number_in("--latency-ms", 0.0, SECONDS_OPTION_MAX_S * 1000, unit="ms"),
+            help="Delay before every answer, ms.",
+            metavar="MS",
+        ),
+    ] = 0.0,
     fail_first: Annotated[
         int,
         typer.Option(callback=whole_number("--fail-first", 0), help="Answer 503 to each prompt's first N requests."),
     ] = 0,
     retry_after: Annotated[
-        float | None, typer.Option(help="Retry-After seconds sent with those 503s.", metavar="SECONDS")
+        float | None,
+        typer.Option(
+            callback=number_in("--retry-after", 0.0, SECONDS_OPTION_MAX_S),
+            help="Retry-After seconds sent with those 503s.",
+            metavar="SECONDS",
+        ),
     ] = None,
     json_body: Annotated[bool, typer.Option("--json", help="Answer JSON with a base64 image.")] = False,
     quiet: QuietOpt = False,
@@ -321,7 +348,9 @@ def demo_serve(
 
 def demo_generate(
     prompt: Annotated[str, typer.Option(help="Prompt text.")],
-    seed: Annotated[int, typer.Option(help="Seed.")],
+    seed: Annotated[
+        int, typer.Option(callback=whole_number("--seed", 0, CAPTURE_SEED_MAX), help="Seed, 0 to 2**64 - 1.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write.", dir_okay=False)],
     degrade: _DegradeOpt = "",
     quiet: QuietOpt = False,

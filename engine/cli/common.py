@@ -7,6 +7,7 @@ Heavy libraries (torch, numba, pyarrow) are imported inside the commands, so tha
 
 from __future__ import annotations
 
+import functools
 import sys
 from contextvars import ContextVar
 from enum import StrEnum
@@ -20,6 +21,7 @@ from pixgate import __version__
 from pixgate.config import (
     DECODER_ENV,
     DECODERS,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     NO_TTY_WIDTH,
     OCR_CACHE_ENV,
@@ -97,7 +99,10 @@ class _Group(TyperGroup):
             return super().main(*args, **kwargs)
         try:
             code = super().main(*args, **kwargs)
-        except typer.Abort:
+        except typer.Abort as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C: click turns it into Abort
+                print_error("interrupted")
+                sys.exit(EXIT_INTERRUPTED)
             print_error("aborted")
             sys.exit(1)
         except typer.TyperException as exc:
@@ -200,16 +205,50 @@ def whole_number(option: str, low: int, high: int | None = None) -> Any:
     return check
 
 
-def console(*, stderr: bool = True) -> Any:
-    """A console for messages (standard error) or reports (`stderr=False`). It never reads
-    text as markup (pair ids, paths and rule names are data). Without a terminal (a CI
-    log) it is as wide as its widest line: a table never folds a pair id."""
+def number_in(option: str, low: float, high: float, *, above: bool = False, unit: str = "seconds") -> Any:
+    """A typer callback for a finite number from `low` (or above it, with `above`) to
+    `high`, naming the bad value and the range: `inf` and `nan` parse as floats, and
+    would otherwise reach a timer deep inside a run."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not (value > low if above else value >= low) or not value <= high:
+            start = f"above {low:g}" if above else f"from {low:g}"
+            raise typer.BadParameter(f"got {value}; use a number of {unit} {start} to {high:g}", param_hint=option)
+        return value
+
+    return check
+
+
+@functools.cache
+def _console_class() -> Any:
+    """rich's console, showing every string it renders through `pixgate.safe_io.shown`."""
     from rich.console import Console
 
-    found = Console(stderr=stderr, markup=False, highlight=False, emoji=False)
+    from pixgate.safe_io import shown
+
+    class ShownConsole(Console):
+        def render_str(self, text: str, **options: Any) -> Any:
+            # Every string printed, and every string cell and title of a table, passes
+            # here before it is measured: escaped, it still lines up.
+            return super().render_str(shown(text, backslashes=False), **options)
+
+    return ShownConsole
+
+
+def console(*, stderr: bool = True) -> Any:
+    """A console for messages (standard error) or reports (`stderr=False`). It never reads
+    text as markup (pair ids, paths and rule names are data), and shows what would act on
+    a terminal or a CI log (ESC, BEL, CR, bidirectional overrides) escaped
+    (`pixgate.safe_io.shown`) in every string it prints, table cells included; a `Text`
+    built by hand is escaped by whoever builds it. Without a terminal (a CI log) it is as
+    wide as its widest line: a table never folds a pair id."""
+    shown_console = _console_class()
+    found = shown_console(stderr=stderr, markup=False, highlight=False, emoji=False)
     if found.is_terminal:
         return found
-    return Console(stderr=stderr, width=NO_TTY_WIDTH, markup=False, highlight=False, emoji=False)
+    return shown_console(stderr=stderr, width=NO_TTY_WIDTH, markup=False, highlight=False, emoji=False)
 
 
 def say(text: str, *, quiet: bool = False) -> None:
@@ -221,12 +260,18 @@ def say(text: str, *, quiet: bool = False) -> None:
 def print_error(message: str, hint: str | None = None) -> None:
     """`error: message` on one line, then the hint on the next: the one style of every
     error the command line prints. A message of several lines (the ways to provide
-    weights, say) keeps its first line as the error and leads the hint with the rest."""
+    weights, say) keeps its first line as the error and leads the hint with the rest.
+    Only its line feeds break it: any other character that would act on a terminal or a
+    CI log (a CR, ESC, a bidirectional override, in a name the message quotes) is shown
+    escaped (`pixgate.safe_io.shown`)."""
     from rich.text import Text
 
-    first, *rest = [" ".join(line.split()) for line in message.splitlines() if line.strip()] or [""]
+    from pixgate.safe_io import shown
+
+    lines = [shown(line, backslashes=False) for line in message.split("\n")]
+    first, *rest = [" ".join(line.split()) for line in lines if line.strip()] or [""]
     joined = ""
-    for part in [*rest, *([hint] if hint else [])]:
+    for part in [*rest, *([shown(hint, backslashes=False)] if hint else [])]:
         joined += ("" if not joined else " " if joined.endswith((":", ".")) else "; ") + part
     hint = joined
     out = console()
@@ -239,13 +284,24 @@ def _help_hint() -> str:
     return f"'{_COMMAND_PATH.get()} --help' lists the options"
 
 
-def output_folder(option: str, path: Path | None) -> None:
+def output_folder(option: str, path: Path | None, inputs: tuple[Path, ...] = ()) -> None:
     """A file option's folder must exist ('-' is standard output): a typo is an error,
-    not a new folder."""
-    if path is not None and str(path) != "-" and not path.parent.is_dir():
+    not a new folder. What is at the path must be a regular file or nothing, and not one
+    of the command's `inputs` (`pixgate.safe_io.check_output`): checked before anything
+    is written, so a refused output leaves no side file."""
+    from pixgate.safe_io import OutputError, check_output, printable
+
+    if path is None or str(path) == "-":
+        return
+    if not path.parent.is_dir():
         raise usage_error(
-            f"{option}: the folder {path.parent} does not exist", hint="create it first, or write elsewhere"
+            f"{option}: the folder {printable(str(path.parent))} does not exist",
+            hint="create it first, or write elsewhere",
         )
+    try:
+        check_output(path, inputs)
+    except OutputError as exc:
+        raise usage_error(f"{option}: {exc}", hint=exc.hint) from None
 
 
 def emit(path: Path, text: str) -> None:
@@ -342,6 +398,7 @@ __all__ = [
     "fail",
     "flag",
     "new_app",
+    "number_in",
     "output_folder",
     "print_error",
     "say",

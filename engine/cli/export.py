@@ -28,7 +28,7 @@ def export(
     from pixgate.runs.export import ExportError, export_run
     from pixgate.runs.files import RunFileError
 
-    output_folder("--output", output)
+    output_folder("--output", output, inputs=(run,))
     try:
         done = export_run(run, output, format)
     except (ExportError, RunFileError) as exc:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixgate.cli.common import QuietOpt, console, emit, output_folder, usage_error, whole_number
-from pixgate.config import GATE_MAX_LISTED_PAIRS
+from pixgate.config import GATE_MAX_LISTED_PAIRS, GATE_ON_FAIL_TIMEOUT_S
 
 if TYPE_CHECKING:
     from pixgate.judging.gate import Verdict
@@ -21,17 +21,20 @@ def gate_report(verdict: Verdict, top: int, *, stderr: bool = False) -> None:
     from rich.text import Text
 
     from pixgate.judging.gate import format_bound, format_observed
+    from pixgate.safe_io import shown
 
+    # Names from the run and the policy are shown escaped, backslashes doubled; notes and
+    # errors are messages that quote names already escaped (repr, printable).
     out = console(stderr=stderr)
-    rules = Table(title=f"pixgate gate: {verdict.context['policy']['name']}")
+    rules = Table(title=f"pixgate gate: {shown(verdict.context['policy']['name'])}")
     rules.add_column("rule", overflow="fold")
     rules.add_column("observed", justify="right", overflow="fold")
     rules.add_column("bound", overflow="fold")
     rules.add_column("n", justify="right")
     rules.add_column("result")
     for res in verdict.rules:
-        name = res.rule.name + (" [critical]" if res.rule.critical else "")
-        observed = format_observed(res) + (f"\n{res.note}" if res.note else "")
+        name = shown(res.rule.name) + (" [critical]" if res.rule.critical else "")
+        observed = format_observed(res) + (f"\n{shown(res.note, backslashes=False)}" if res.note else "")
         style = _RESULT_STYLE[res.result]
         rules.add_row(name, observed, format_bound(res.rule), f"{res.n}/{res.n_rows}", Text(res.result, style))
     out.print(rules)
@@ -41,17 +44,17 @@ def gate_report(verdict: Verdict, top: int, *, stderr: bool = False) -> None:
             listing.add_column(col, overflow="fold")
         for pair in verdict.failing_pairs[:top]:
             values = ", ".join(f"{k}={_short(v)}" for k, v in pair["values"].items())
-            status = pair["status"] or ""
+            status = shown(pair["status"] or "")
             if pair["error"]:
-                status += f": {pair['error']}"
-            listing.add_row(pair["pair_id"], status, ", ".join(pair["rules"]), values)
+                status += f": {shown(pair['error'], backslashes=False)}"
+            listing.add_row(shown(pair["pair_id"]), status, shown(", ".join(pair["rules"])), shown(values))
         if len(verdict.failing_pairs) > top:
             listing.add_row("...", "", f"{len(verdict.failing_pairs) - top} more", "see --json")
         out.print(listing)
     style = _RESULT_STYLE[verdict.verdict]
     out.print(
         Text.assemble(
-            "verdict: ", (verdict.verdict.upper(), style), f" (score {verdict.score:.1f}/100; {verdict.reason})"
+            "verdict: ", (verdict.verdict.upper(), style), f" (score {verdict.score:.1f}/100; {shown(verdict.reason)})"
         )
     )
 
@@ -97,6 +100,12 @@ def gate(
             "PIXGATE_SCORE, PIXGATE_RUN and PIXGATE_VERDICT_JSON in its environment."
         ),
     ] = None,
+    on_fail_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the --on-fail command may run before its process group is killed.", metavar="SECONDS"
+        ),
+    ] = GATE_ON_FAIL_TIMEOUT_S,
     top: Annotated[
         int,
         typer.Option(callback=whole_number("--top", 0), help="Failing pairs listed in the table."),
@@ -108,17 +117,22 @@ def gate(
     Exit codes: 0 pass (and marginal unless --strict); 1 fail; 2 a bad policy, a missing
     or unreadable file, or a run whose schema does not fit the policy.
     """
-    from pixgate.judging.decision import decide, judge_run
+    from pixgate.judging.decision import OnFailError, check_on_fail_timeout, decide, judge_run
     from pixgate.judging.formats import ANNOTATIONS, junit_xml, markdown_summary
     from pixgate.judging.gate import GateInputError
     from pixgate.judging.policy import PolicyError
     from pixgate.runs.files import RunFileError, verdict_json
+    from pixgate.safe_io import shown
 
     if annotations is not None and annotations not in ANNOTATIONS:
         raise usage_error(f"--annotations must be one of {', '.join(ANNOTATIONS)}; got {annotations!r}")
+    try:
+        check_on_fail_timeout(on_fail_timeout)
+    except OnFailError as exc:
+        raise usage_error(exc) from None
     files = {"--json": json_out, "--junit": junit, "--markdown": markdown}
     for option, path in files.items():
-        output_folder(option, path)
+        output_folder(option, path, inputs=tuple(p for p in (run, policy, against) if p is not None))
     to_stdout = [option for option, path in files.items() if path is not None and str(path) == "-"]
     to_stdout += ["--annotations"] if annotations is not None else []
     if len(to_stdout) > 1:
@@ -130,7 +144,7 @@ def gate(
     # A format on standard output owns it: the tables go to standard error.
     machine = bool(to_stdout)
     if quiet:
-        typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {verdict.reason})", err=machine)
+        typer.echo(f"verdict: {verdict.verdict} (score {verdict.score:.1f}; {shown(verdict.reason)})", err=machine)
     else:
         gate_report(verdict, top, stderr=machine)
     out = console()
@@ -139,6 +153,7 @@ def gate(
         strict=strict,
         json_path=json_out if json_out is not None and str(json_out) != "-" else None,
         on_fail=on_fail,
+        on_fail_timeout=on_fail_timeout,
         say=out.print,
     )
     if json_out is not None and str(json_out) == "-":

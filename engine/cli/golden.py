@@ -40,15 +40,20 @@ def approve(
     """Make a reviewed run's candidates the golden baselines, atomically.
 
     Exit codes: 0 approved; 1 refused (a failed or missing verdict without --force, rows
-    that are not ok); 2 a missing or malformed run, verdict or golden set, or unknown ids.
+    that are not ok); 2 a missing or malformed run, verdict or golden set, a verdict of
+    another run (or of this one before it was scored again), or no or unknown ids.
     """
     from rich.table import Table
 
     from pixgate.golden.approval import approve as run_approval
+    from pixgate.golden.approval import parse_ids
     from pixgate.golden.golden_set import ApprovalRefused, GoldenError
 
     out = console()
-    chosen = [i for value in ids or [] for i in value.split(",") if i.strip()] or None
+    try:
+        chosen = parse_ids(ids)
+    except GoldenError as exc:
+        raise usage_error(exc) from None
 
     def staged(done: int, total: int, pair_id: str) -> None:
         if not quiet:
@@ -80,7 +85,8 @@ def golden_verify(
     """Check every baseline file against the manifest's sha256.
 
     Exit codes: 0 every file matches; 1 missing, changed, extra or unrecorded files;
-    2 no golden set there.
+    2 no golden set there, or an interrupted approval whose staging plan cannot be
+    trusted (left untouched).
     """
     from rich.table import Table
 

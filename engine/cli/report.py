@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pixgate.cli.common import Net, QuietOpt, console, output_folder, usage_error, whole_number
-from pixgate.config import REPORT_TOP
+from pixgate.config import REPORT_MAX_TOP, REPORT_TOP
 
 
 def report(
@@ -26,7 +26,10 @@ def report(
         ),
     ] = None,
     top: Annotated[
-        int, typer.Option(callback=whole_number("--top", 0, 1000), help="Worst pairs shown with pictures and maps.")
+        int,
+        typer.Option(
+            callback=whole_number("--top", 0, REPORT_MAX_TOP), help="Worst pairs shown with pictures and maps."
+        ),
     ] = REPORT_TOP,
     weights: Annotated[
         Path | None,
@@ -47,14 +50,14 @@ def report(
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Write one self-contained HTML page: verdict, worst pairs with maps, distributions, every pair.
+    """Write one self-contained HTML page: verdict, worst pairs with maps, distributions, a table of pairs.
 
-    Exit codes: 0 written; 2 an unreadable run, verdict or capture file, or a missing
-    output folder.
+    Exit codes: 0 written; 2 an unreadable run, verdict or capture file, a verdict of
+    another run (or of this one before it was scored again), or a missing output folder.
     """
     from pixgate.report.html import ReportError, build_report
 
-    output_folder("--output", output)
+    output_folder("--output", output, inputs=tuple(p for p in (run, verdict, weights, *(capture or [])) if p))
     try:
         stats = build_report(
             run, output, verdict=verdict, captures=capture or [], top=top, weights=weights,

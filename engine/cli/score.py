@@ -21,10 +21,21 @@ from pixgate.cli.common import (
     TypographyOpt,
     WeightsOpt,
     console,
+    number_in,
     usage_error,
     whole_number,
 )
-from pixgate.config import DEFAULT_MAX_PIXELS, OCR_LANG, PROGRESS_INTERVAL_S, SUMMARY_MAX_PROBLEMS
+from pixgate.config import (
+    BATCH_SIZE_MAX,
+    DEFAULT_MAX_PIXELS,
+    EXIT_INTERRUPTED,
+    MAX_PIXELS_CEILING,
+    OCR_LANG,
+    PROGRESS_INTERVAL_S,
+    SECONDS_OPTION_MAX_S,
+    SUMMARY_MAX_PROBLEMS,
+    WORKERS_MAX,
+)
 
 if TYPE_CHECKING:
     from pixgate.scoring.score import ScoreResult
@@ -74,14 +85,15 @@ def score(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            callback=whole_number("--batch-size", 1, 4096),
+            callback=whole_number("--batch-size", 1, BATCH_SIZE_MAX),
             help="Pairs per device batch.  [default: 4 on CPU, 32 on CUDA]",
         ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            callback=whole_number("--workers", 1, 256), help="Decode worker processes.  [default: from the core count]"
+            callback=whole_number("--workers", 1, WORKERS_MAX),
+            help="Decode worker processes.  [default: from the core count]",
         ),
     ] = None,
     weights: WeightsOpt = None,
@@ -98,7 +110,8 @@ def score(
     max_pixels: Annotated[
         int,
         typer.Option(
-            callback=whole_number("--max-pixels", 1), help="Decompression-bomb limit: largest width*height accepted."
+            callback=whole_number("--max-pixels", 1, MAX_PIXELS_CEILING),
+            help="Decompression-bomb limit: largest width*height accepted.",
         ),
     ] = DEFAULT_MAX_PIXELS,
     manifest: Annotated[
@@ -113,7 +126,7 @@ def score(
     ocr_workers: Annotated[
         int | None,
         typer.Option(
-            callback=whole_number("--ocr-workers", 1, 256),
+            callback=whole_number("--ocr-workers", 1, WORKERS_MAX),
             help="Typography checks run at once.  [default: one per core]",
         ),
     ] = None,
@@ -133,7 +146,7 @@ def score(
     progress_interval: Annotated[
         float,
         typer.Option(
-            min=0.0,
+            callback=number_in("--progress-interval", 0.0, SECONDS_OPTION_MAX_S),
             help="Seconds between progress lines when there is no terminal (a CI log); 0: one per batch.",
             metavar="SECONDS",
         ),
@@ -228,10 +241,16 @@ def score(
     except ScoreConfigError as exc:
         raise usage_error(exc) from None
     except KeyboardInterrupt:
+        # One line, whatever was running: the decode workers ignore the terminal's SIGINT
+        # and were stopped as the run unwound (`pixgate.scoring.workers`).
         from pixgate.runs.files import journal_path
 
-        out.print(f"interrupted: finished pairs are kept in {journal_path(output)}; rerun with --resume")
-        raise typer.Exit(code=130) from None
+        journal = journal_path(output)
+        if journal.is_file():
+            out.print(f"interrupted: finished pairs are kept in {journal}; rerun with --resume to complete the run")
+        else:
+            out.print(f"interrupted: no unfinished run is left beside {output} to resume")
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
     if log is not None:
         log.finish()
     if not quiet:

@@ -19,7 +19,6 @@ from pixgate.golden.golden_set import (
     BASELINE,
     CHANGELOG,
     MANIFEST,
-    PLAN,
     STAGING,
     ApprovalRefused,
     GoldenError,
@@ -31,6 +30,7 @@ from pixgate.golden.golden_set import (
     read_entries,
     recover,
     remove_quietly,
+    write_plan,
 )
 from pixgate.locking import holding
 from pixgate.runs import schema
@@ -42,6 +42,7 @@ from pixgate.safe_io import (
     read_regular,
     remove_tree,
     write_new,
+    writing,
 )
 
 
@@ -64,21 +65,19 @@ class Approval:
     previous_sha256: str | None
 
 
-def _load_verdict(path: Path, run: Path, force: bool) -> dict[str, Any] | None:
-    from pixgate.runs.files import RunFileError, read_verdict
+def _load_verdict(path: Path, run: Path, read_sha256: str, force: bool) -> dict[str, Any]:
+    """The run's verdict, refused when it judged another run or this one before it was
+    scored again (`pixgate.runs.files.check_verdict_run`), `force` or not: a verdict of
+    other bytes says nothing about these. The run is hashed before it was read
+    (`read_sha256`) and again now: both must be the verdict's, so the rows approve took
+    are the bytes the verdict judged even when the file was replaced meanwhile."""
+    from pixgate.runs.files import RunFileError, check_verdict_run, read_verdict
 
     try:
-        verdict = read_verdict(path)
+        verdict = read_verdict(path, run=run)
+        check_verdict_run(verdict, path, run, found=read_sha256)
     except RunFileError as exc:
         raise GoldenError.about("{verdict}: {problem}", problem=exc) from None
-    judged = verdict.get("run")
-    if not force and judged and not _same_file(judged, run):
-        raise ApprovalRefused.about(
-            "{verdict}: {path} judged {judged}, not {run_path}; judge this run, or pass {force}",
-            path=path,
-            judged=judged,
-            run_path=run,
-        )
     if verdict["verdict"] == "fail" and not force:
         raise ApprovalRefused.about(
             "the run's verdict is fail ({reason}); review it and pass {force} to approve anyway",
@@ -87,11 +86,24 @@ def _load_verdict(path: Path, run: Path, force: bool) -> dict[str, Any] | None:
     return verdict
 
 
-def _same_file(recorded: str, run: Path) -> bool:
-    try:
-        return Path(recorded).resolve() == run.resolve()
-    except (OSError, RuntimeError, ValueError):  # a loop, a NUL byte: not this run
-        return False
+def parse_ids(values: list[str] | None) -> list[str] | None:
+    """The pair ids given as `--ids` values, each one id or several separated by commas;
+    None when no value was given (every pair).
+
+    Raises:
+        GoldenError: Values were given but name no pair (`--ids ''`, `--ids ,,,`): an
+            empty list must never read as "every pair".
+    """
+    if values is None:
+        return None
+    ids = [i for value in values for i in value.split(",") if i.strip()]
+    if not ids:
+        raise GoldenError.about(
+            "{ids}: got {got}, which names no pair; give pair ids of the run, separated by commas or one per "
+            "{ids}, or leave {ids} out to approve every pair",
+            got=", ".join(repr(v) for v in values) or "no value",
+        )
+    return ids
 
 
 def _existing_baseline(golden: Path, entry: dict[str, Any] | None, pair_id: str) -> str | None:
@@ -159,8 +171,10 @@ def approve(
     Args:
         run: The run file whose candidates are approved.
         golden: The golden set's folder.
-        ids: Pairs to approve; every pair of the run when None.
-        verdict_path: The run's verdict from `pixgate gate --json`.
+        ids: Pairs to approve; every pair of the run when None (an empty list is an
+            error, never every pair).
+        verdict_path: The run's verdict from `pixgate gate --json`; it must record this
+            run file's sha256 as it is now.
         force: Approve without a verdict, or despite a failed one.
         by: Who approves; else `PIXGATE_APPROVER`, else the login name.
         on_staged: Called with (done, total, pair_id) as each image is staged.
@@ -171,7 +185,8 @@ def approve(
         One entry per approved image.
 
     Raises:
-        GoldenError: Unreadable run, verdict or golden set; unknown ids.
+        GoldenError: Unreadable run, verdict or golden set; a verdict of another run, or
+            of this one before it was scored again; no ids or unknown ids.
         ApprovalRefused: Failed or missing verdict without `force`; rows that are not ok.
     """
     if not golden.is_dir():
@@ -199,10 +214,11 @@ def _choose(
     """Read the run and the golden set, and check everything an approval needs before
     anything is written: the ids, their rows, the verdict, the candidate files and where
     they go. Returns the chosen pairs and the verdict (None with `force` and no verdict)."""
-    from pixgate.runs.files import RunFileError, read_run, run_metadata
+    from pixgate.runs.files import RunFileError, read_run, run_metadata, run_sha256
 
     try:
-        table = read_run(run)
+        read_sha256 = run_sha256(run)  # before it is read: see _load_verdict
+        table = read_run(run, kind="run")
     except RunFileError as exc:
         raise GoldenError(f"{exc}") from None
     if schema.PAIR_ID.name not in table.column_names:
@@ -215,7 +231,9 @@ def _choose(
     max_pixels = DEFAULT_MAX_PIXELS
     if recorded.isdigit() and len(recorded) < 19:
         max_pixels = min(int(recorded), DEFAULT_MAX_PIXELS)
-    chosen = ids if ids else sorted(rows)
+    if ids is not None and not ids:
+        raise GoldenError.about("{ids}: an empty list names no pair; leave {ids} out to approve every pair")
+    chosen = ids if ids is not None else sorted(rows)
     unknown = [pid for pid in chosen if pid not in rows]
     if unknown:
         raise GoldenError.about("{ids}: not in {run_path}: {unknown}", run_path=run, unknown=", ".join(unknown))
@@ -225,7 +243,7 @@ def _choose(
         raise ApprovalRefused.about(
             "rows that are not ok cannot be approved: {listing}; leave them out with {ids}", listing=listing
         )
-    verdict = _load_verdict(verdict_path, run, force) if verdict_path is not None else None
+    verdict = _load_verdict(verdict_path, run, read_sha256, force) if verdict_path is not None else None
     if verdict is None and not force:
         raise ApprovalRefused.about("no verdict: pass {verdict} VERDICT.json from `pixgate gate --json`, or {force}")
     entries = read_entries(golden)
@@ -265,7 +283,8 @@ def _stage_files(
             ) from None
         staged = stage / "files" / final
         staged.parent.mkdir(parents=True, exist_ok=True)
-        write_new(staged, data, sync=True)
+        with writing(staged):
+            write_new(staged, data, sync=True)
         replaced = chosen.previous[pid]
         if replaced is not None:
             backups.append(replaced)
@@ -304,7 +323,8 @@ def _stage_records(
             entries.append(entry)
         entry.update({"baseline": a.baseline, "sha256": a.sha256, "approved": record})
     manifest_bytes = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
-    atomic_write(stage / MANIFEST, manifest_bytes)
+    with writing(stage / MANIFEST):
+        atomic_write(stage / MANIFEST, manifest_bytes)
     changelog = own_file(golden, CHANGELOG)
     try:
         log = read_regular(changelog, TEXT_INPUT_MAX_BYTES) if changelog.exists() or changelog.is_symlink() else b""
@@ -324,7 +344,8 @@ def _stage_records(
             "previous_sha256": a.previous_sha256,
         }
         log += (json.dumps(line, sort_keys=True) + "\n").encode()
-    atomic_write(stage / CHANGELOG, log)
+    with writing(stage / CHANGELOG):
+        atomic_write(stage / CHANGELOG, log)
     return manifest_bytes
 
 
@@ -367,7 +388,7 @@ def _approve_locked(
         approvals, moves, backups = _stage_files(chosen, stage, on_staged)
         manifest_bytes = _stage_records(chosen, golden, stage, approvals, verdict, force, who)
         plan = {"moves": moves, "backups": backups, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
-        atomic_write(stage / PLAN, json.dumps(plan, indent=1).encode())
+        write_plan(stage, json.dumps(plan, indent=1).encode())
     except BaseException:
         remove_quietly(stage)  # nothing outside the staging folder changed yet
         raise
@@ -375,4 +396,4 @@ def _approve_locked(
     return approvals
 
 
-__all__ = ["Approval", "approve"]
+__all__ = ["Approval", "approve", "parse_ids"]

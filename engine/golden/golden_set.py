@@ -11,7 +11,8 @@ point, fully approved, never in between:
 
 1. stage: copy every new image, the new manifest and the new changelog into
    `.pixgate-approve/` inside the golden folder (nothing visible changes);
-2. write the plan (`plan.json`, fsynced, renamed into place);
+2. write the plan's sha256 (`plan.json.sha256`), then the plan (`plan.json`), each
+   fsynced and renamed into place;
 3. move each replaced baseline into the staging folder as a backup, and each new image
    into `baseline/` (one rename each);
 4. commit: rename the new manifest over the old one (atomic); then the changelog;
@@ -21,6 +22,15 @@ point, fully approved, never in between:
 approval: without a plan it discards the staging folder; with a plan it looks at the
 manifest, and rolls forward when the new manifest is in place (the commit happened),
 back otherwise (backups return, new images go back to staging).
+
+A plan is acted on only when its bytes match the sha256 written beside it: a plan
+edited since (a changed `manifest_sha256` would roll back a committed approval and
+delete its new baselines), one cut short, or one with no sha256 (not written by this
+pixgate) is reported and nothing is moved or deleted. The sha256 is written before
+the plan, so an approval killed between the two leaves no plan: nothing had moved yet,
+and the staging folder is discarded. It is a check of integrity, not a signature:
+whoever can write the golden folder can write both files, and can change the
+baselines themselves, which `golden verify` reports against the manifest.
 
 A golden folder arrives in pull requests, and so does a run file, so nothing in them is
 trusted to name a path: pair ids, the manifest's `baseline` entries and every path of a
@@ -34,6 +44,7 @@ are regular files. Approvals and recoveries hold a lock on the golden folder
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
@@ -41,21 +52,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixgate.config import IMAGE_EXTENSIONS
+from pixgate.config import IMAGE_EXTENSIONS, TEXT_INPUT_MAX_BYTES
 from pixgate.errors import UsageError
 from pixgate.locking import LockBusy, LockUnavailable, OutputLock
 from pixgate.safe_io import (
     WRITE_ERRNOS,
     UnsafeInputError,
+    atomic_write,
     contained,
     fsync_dir,
     inside,
     loads_json,
     printable,
+    read_regular,
     read_text,
     remove_tree,
     sha256_regular,
     walk,
+    writing,
 )
 
 MANIFEST: str = "manifest.jsonl"
@@ -63,6 +77,7 @@ BASELINE: str = "baseline"
 CHANGELOG: str = "changelog.jsonl"
 STAGING: str = ".pixgate-approve"
 PLAN = "plan.json"
+PLAN_SHA256 = PLAN + ".sha256"  # the plan's sha256, written before it: see the module
 BACKUP = "backup"  # inside the staging folder: the files an approval replaces
 
 
@@ -142,16 +157,60 @@ def _check_stage(golden: Path) -> Path:
     return stage
 
 
-def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
-    """The staging plan, every path in it checked to stay where it belongs.
+def write_plan(stage: Path, plan: bytes) -> None:
+    """Write a staging plan: its sha256 first, then the plan, each atomically, so that a
+    plan on disk is always one `recover` can check (see the module)."""
+    with writing(stage / PLAN_SHA256):
+        atomic_write(stage / PLAN_SHA256, (hashlib.sha256(plan).hexdigest() + "\n").encode())
+    with writing(stage / PLAN):
+        atomic_write(stage / PLAN, plan)
+
+
+def _plan_bytes(stage: Path) -> bytes:
+    """The plan's bytes, only when they match the sha256 written beside them.
 
     Raises:
-        GoldenError: An unreadable plan, or one whose paths lead elsewhere, repeat, or
-            nest one inside another.
+        GoldenError: An unreadable plan or sha256 file, no sha256 file, or a plan whose
+            bytes do not match it; nothing is moved or deleted.
+    """
+    path, digest_path = own_file(stage, PLAN), own_file(stage, PLAN_SHA256)
+    what_to_do = (
+        f"nothing was moved or deleted; if no approval is running, compare the files in {stage} with the golden "
+        "set, move back what belongs there, then remove the folder by hand"
+    )
+    try:
+        plan = read_regular(path, TEXT_INPUT_MAX_BYTES)
+    except UnsafeInputError as exc:
+        raise GoldenError(f"{path}: cannot read the staging plan ({exc}); left untouched") from None
+    if not _lexists(digest_path):
+        raise GoldenError(
+            f"{path}: the staging plan has no {PLAN_SHA256} beside it, so it is not one this pixgate wrote; "
+            f"left untouched: {what_to_do}"
+        )
+    try:
+        recorded = read_regular(digest_path, TEXT_INPUT_MAX_BYTES).decode("ascii", "replace").strip()
+    except UnsafeInputError as exc:
+        raise GoldenError(f"{digest_path}: cannot read it ({exc}); left untouched: {what_to_do}") from None
+    if hashlib.sha256(plan).hexdigest() != recorded:
+        raise GoldenError(
+            f"{path}: the staging plan does not match the sha256 in {PLAN_SHA256} (changed since pixgate wrote it, "
+            f"or not written by pixgate); left untouched: {what_to_do}"
+        )
+    return plan
+
+
+def _read_plan(golden: Path, stage: Path) -> dict[str, Any]:
+    """The staging plan, checked against its sha256, and every path in it checked to stay
+    where it belongs.
+
+    Raises:
+        GoldenError: An unreadable plan, one that does not match its sha256, or one whose
+            paths lead elsewhere, repeat, or nest one inside another.
     """
     path = own_file(stage, PLAN)
+    data = _plan_bytes(stage)
     try:
-        plan = loads_json(read_text(path))
+        plan = loads_json(data)
     except ValueError as exc:  # UnsafeInputError too
         raise GoldenError(f"{path}: cannot read the staging plan ({exc}); left untouched") from None
     untouched = "; the plan and the golden set are left untouched"
@@ -376,6 +435,7 @@ __all__ = [
     "CHANGELOG",
     "MANIFEST",
     "PLAN",
+    "PLAN_SHA256",
     "STAGING",
     "ApprovalRefused",
     "GoldenError",
@@ -390,4 +450,5 @@ __all__ = [
     "recover",
     "remove_quietly",
     "verify",
+    "write_plan",
 ]

@@ -4,7 +4,11 @@ annotations (one error line per failed critical rule).
 
 Pure functions of a `Verdict`: the text they return is written where the caller says.
 Every value from the run or the policy (pair ids, rule names, errors) is escaped for the
-format it goes into, never interpreted.
+format it goes into, never interpreted: what would act rather than show (control
+characters, bidirectional overrides) is first written as an escape
+(`pixgate.safe_io.shown`), which also keeps JUnit XML well-formed, as XML 1.0 allows no
+control characters; then Markdown's and GitHub workflow commands' own characters are
+escaped, so a name can neither end a table row nor start a second workflow command.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from xml.etree import ElementTree as ET
 
 from pixgate.config import GATE_FORMAT_MAX_PAIRS as FORMAT_MAX_PAIRS
 from pixgate.judging.gate import FAIL, MARGINAL, SKIPPED, RuleResult, Verdict, format_bound, format_observed
+from pixgate.safe_io import shown
 
 
 def _pairs_of(verdict: Verdict, rule: str) -> list[dict[str, Any]]:
@@ -21,11 +26,13 @@ def _pairs_of(verdict: Verdict, rule: str) -> list[dict[str, Any]]:
 
 
 def _pair_line(pair: dict[str, Any]) -> str:
+    """A failing pair in one line, every value from the run shown escaped."""
     values = ", ".join(f"{k}={_short(v)}" for k, v in pair["values"].items())
-    status = pair["status"] or ""
+    status = shown(pair["status"] or "")
     if pair["error"]:
-        status += f": {pair['error']}"
-    return f"{pair['pair_id']}: {values}" + (f" ({status})" if status and status != "ok" else "")
+        # An error is a message that quotes names already escaped: its backslashes are kept.
+        status += f": {shown(pair['error'], backslashes=False)}"
+    return f"{shown(pair['pair_id'])}: {shown(values)}" + (f" ({status})" if status and status != "ok" else "")
 
 
 def _short(value: Any) -> str:
@@ -34,7 +41,7 @@ def _short(value: Any) -> str:
 
 def _what(res: RuleResult) -> str:
     text = f"{format_observed(res)} (bound {format_bound(res.rule)}; {res.n}/{res.n_rows} judged)"
-    return text + (f"; {res.note}" if res.note else "")
+    return text + (f"; {shown(res.note, backslashes=False)}" if res.note else "")
 
 
 def junit_xml(verdict: Verdict, *, strict: bool = False) -> str:
@@ -44,7 +51,7 @@ def junit_xml(verdict: Verdict, *, strict: bool = False) -> str:
     with `strict`, otherwise a pass whose output says marginal; a rule without data its
     policy allows is `<skipped>`.
     """
-    policy = verdict.context["policy"]["name"]
+    policy = shown(verdict.context["policy"]["name"])
     suite = ET.Element(
         "testsuite",
         name=f"pixgate gate: {policy}",
@@ -54,10 +61,14 @@ def junit_xml(verdict: Verdict, *, strict: bool = False) -> str:
         errors="0",
     )
     props = ET.SubElement(suite, "properties")
-    for name, value in (("verdict", verdict.verdict), ("score", f"{verdict.score:.1f}"), ("reason", verdict.reason)):
+    for name, value in (
+        ("verdict", verdict.verdict),
+        ("score", f"{verdict.score:.1f}"),
+        ("reason", shown(verdict.reason)),
+    ):
         ET.SubElement(props, "property", name=name, value=value)
     for res in verdict.rules:
-        case = ET.SubElement(suite, "testcase", classname=f"pixgate.gate.{policy}", name=res.rule.name)
+        case = ET.SubElement(suite, "testcase", classname=f"pixgate.gate.{policy}", name=shown(res.rule.name))
         pairs = _pairs_of(verdict, res.rule.name)
         listing = "\n".join(_pair_line(p) for p in pairs[:FORMAT_MAX_PAIRS])
         if len(pairs) > FORMAT_MAX_PAIRS:
@@ -77,10 +88,10 @@ def junit_xml(verdict: Verdict, *, strict: bool = False) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _cell(text: str) -> str:
-    """Text as one Markdown table cell: pipes escaped, lines joined, markup characters
-    shown as they are."""
-    text = " ".join(str(text).split())
+def _cell(text: str, *, backslashes: bool = True) -> str:
+    """Text as one Markdown table cell: what would act shown escaped (`shown`, which
+    leaves no line break to end the row), markup characters and pipes shown as they are."""
+    text = shown(str(text), backslashes=backslashes)
     for char in "\\`*_[]<>|":
         text = text.replace(char, "\\" + char)
     return text
@@ -93,16 +104,17 @@ def markdown_summary(verdict: Verdict, *, top: int = FORMAT_MAX_PAIRS) -> str:
         f"## pixgate gate: {verdict.verdict.upper()} ({_cell(policy)})",
         "",
         f"Score {verdict.score:.1f}/100: {_cell(verdict.reason)}. "
-        f"{verdict.context.get('pairs', 0)} pairs in `{_cell(str(verdict.context.get('run') or 'the run'))}`.",
+        f"{verdict.context.get('pairs', 0)} pairs in {_cell(str(verdict.context.get('run') or 'the run'))}.",
         "",
         "| rule | observed | bound | n | result |",
         "| --- | --- | --- | --- | --- |",
     ]
     for res in verdict.rules:
         name = _cell(res.rule.name) + (" (critical)" if res.rule.critical else "")
-        observed = _cell(format_observed(res) + (f"; {res.note}" if res.note else ""))
+        observed = _cell(format_observed(res)) + (f"; {_cell(res.note, backslashes=False)}" if res.note else "")
         result = f"**{res.result}**" if res.result == FAIL else res.result
-        lines.append(f"| {name} | {observed} | {_cell(format_bound(res.rule))} | {res.n}/{res.n_rows} | {result} |")
+        bound = _cell(format_bound(res.rule), backslashes=False)  # a string bound is a repr
+        lines.append(f"| {name} | {observed} | {bound} | {res.n}/{res.n_rows} | {result} |")
     if verdict.failing_pairs:
         lines += ["", f"### Pairs to look at first ({len(verdict.failing_pairs)})", ""]
         lines += ["| pair | rules broken | values |", "| --- | --- | --- |"]
@@ -129,8 +141,8 @@ def github_annotations(verdict: Verdict) -> str:
     for res in verdict.rules:
         if res.rule.critical and res.result == FAIL:
             pairs = _pairs_of(verdict, res.rule.name)
-            first = "; first: " + ", ".join(p["pair_id"] for p in pairs[:5]) if pairs else ""
-            title = _workflow_property(f"pixgate gate: {res.rule.name}")
+            first = "; first: " + ", ".join(shown(p["pair_id"]) for p in pairs[:5]) if pairs else ""
+            title = _workflow_property(f"pixgate gate: {shown(res.rule.name)}")
             out.append(f"::error title={title}::{_workflow_data(_what(res) + first)}")
     return "".join(line + "\n" for line in out)
 

@@ -46,7 +46,7 @@ import numpy as np
 from pixgate import __version__, config
 from pixgate.judging.policy import EACH, KNOWN_WEIGHTS_RULE, MEDIAN_CHANGE, RATE, Policy, Rule
 from pixgate.runs import schema
-from pixgate.runs.files import run_metadata
+from pixgate.runs.files import VERDICT_RUN_SHA256, run_metadata
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -231,13 +231,10 @@ def check_fits(table: pa.Table, policy: Policy, path: Path) -> None:
         GateInputError: The file's schema version has another major number than this
             pixgate's, or a column a rule reads has a type the rule cannot use.
     """
-    meta = run_metadata(table)
-    version = meta.get(schema.META_SCHEMA_VERSION)
-    if version is not None and version.split(".")[0] != schema.SCHEMA_VERSION.split(".")[0]:
-        raise GateInputError(
-            f"{path}: written with run schema {version}, this pixgate reads schema {schema.SCHEMA_VERSION}; "
-            "rescore with this version"
-        )
+    try:  # a table given directly has not been through `read_run`'s check
+        schema.check_version(run_metadata(table).get(schema.META_SCHEMA_VERSION), path)
+    except schema.TableError as exc:
+        raise GateInputError(str(exc)) from None
     for rule in policy.rules:
         if rule.column not in table.column_names:
             continue
@@ -482,6 +479,7 @@ def judge(
     run_path: Path | None = None,
     against_path: Path | None = None,
     comparisons: tuple[pa.Table, pa.Table] | None = None,
+    run_sha256: str | None = None,
 ) -> Verdict:
     """Apply a policy to a run.
 
@@ -494,6 +492,8 @@ def judge(
         comparisons: (new, old) tables that `median_change` rules compare instead of
             `table` and `against`, e.g. a canary's two captures; only for the columns
             they hold.
+        run_sha256: The sha256 of the run file's bytes, recorded in the verdict: it binds
+            the verdict to this run (`pixgate.runs.files.check_verdict_run`).
 
     Returns:
         The verdict with every rule's result and the failing pairs, worst first.
@@ -527,6 +527,7 @@ def judge(
     context = {
         "policy": {"name": policy.name, "path": str(policy.path)},
         "run": str(run_path) if run_path else None,
+        VERDICT_RUN_SHA256: run_sha256,
         "against": str(against_path) if against_path else None,
         "pairs": table.num_rows,
         "statuses": {s: status.count(s) for s in sorted(set(status))},

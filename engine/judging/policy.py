@@ -357,14 +357,19 @@ def parse_policy(text: str, path: Path) -> Policy:
         path: Where it came from (used in messages and as the default name).
 
     Raises:
-        PolicyError: Syntax errors, unknown keys or columns, inapplicable stats or
-            operators, bounds of the wrong type, or no rules at all.
+        PolicyError: Syntax errors, values nested or numbered beyond what the parser
+            takes, unknown keys or columns, inapplicable stats or operators, bounds of
+            the wrong type, or no rules at all.
     """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise PolicyError(path, f"not valid TOML: {exc}", int(match.group(1)) if match else None) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise PolicyError(path, "not a policy: values nested too deeply to parse") from None
+    except ValueError as exc:  # an integer of more digits than sys.get_int_max_str_digits()
+        raise PolicyError(path, f"not valid TOML: a value cannot be parsed ({exc})") from None
     lines = _Lines(text)
     for key in data:
         if key not in ("policy", "rule"):

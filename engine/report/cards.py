@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import zip_longest
 from pathlib import Path
@@ -95,16 +96,18 @@ def _outside(path: str, root: str | None, files_under: Path) -> bool:
 
 def build_cards(
     rows: list[dict[str, Any]],
-    model: Any,
+    load_model: Callable[[], Any],
     roots: tuple[str | None, str | None],
     files_under: Path,
     broken: dict[str, list[str]],
 ) -> list[tuple[str, bool]]:
     """Each shown pair's card, in the order of `rows`: (HTML, pictures shown).
 
-    `broken` holds, by pair id, the lines naming the rules each pair broke. Each card is
-    built as its pair arrives and its pixels dropped, with one pair in flight per worker,
-    so memory stays a few pairs' worth however many cards there are.
+    `load_model` gives the LPIPS model of the maps (or None), called once and only when a
+    card has pictures to read: a report without any loads no torch. `broken` holds, by
+    pair id, the lines naming the rules each pair broke. Each card is built as its pair
+    arrives and its pixels dropped, with one pair in flight per worker, so memory stays a
+    few pairs' worth however many cards there are.
     """
     from pixgate.scoring.pairing import Pair
     from pixgate.scoring.workers import DecodePool
@@ -116,14 +119,15 @@ def build_cards(
         base, cand = row.get(schema.BASELINE_PATH.name), row.get(schema.CANDIDATE_PATH.name)
         lines = broken.get(row[schema.PAIR_ID.name], [])
         if not base or not cand:
-            cards[index] = _pair_card(index, row, lines, model, "one side is missing")
+            cards[index] = _pair_card(index, row, lines, None, "one side is missing")
         elif _outside(base, roots[0], files_under) or _outside(cand, roots[1], files_under):
             why = f"their files are not inside the folders the run recorded, or not under {files_under} (--files-under)"
-            cards[index] = _pair_card(index, row, lines, model, why)
+            cards[index] = _pair_card(index, row, lines, None, why)
         else:
             # The index as the pool's pair id: two rows of a hostile run may share an id.
             pairs.append((index, Pair(str(index), Path(base), Path(cand))))
     if pairs:
+        model = load_model()
         workers = max(1, min(cpu_count(), len(pairs)))
         # Resizing, encoding (Pillow), the LPIPS maps (torch) and the edge kernel (numba,
         # nogil) all release the GIL: one thread per core builds the cards.

@@ -4,7 +4,10 @@ Everything is inlined (pictures as data URIs, plots as SVG, CSS and a small scri
 the page reads offline and can be attached to a CI run; it makes no request outside its
 own file. Its size is bounded whatever the run holds: full-resolution views for the
 first `REPORT_FULL_PAIRS` cards only, each at most `REPORT_VIEW_MAX_PIXELS`, thumbnails
-after them, and one table row per pair.
+after them, at most `REPORT_MAX_TOP` cards, plots of a fixed number of bins, and a table
+of the worst `REPORT_TABLE_ROWS` pairs with a note saying how many it leaves out. Its
+memory is bounded too: the run is memory-mapped and read by column (the ranking and the
+histograms are array operations), and only the rows shown become Python objects.
 
 The worst pairs come first by a documented ranking: pairs that break the verdict's
 rules (when one is given), most first; then pairs that break parity checks (status,
@@ -21,14 +24,18 @@ import html
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
 
 from pixgate import __version__
 from pixgate.config import (
     REPORT_MAP_SIDE,
     REPORT_MAX_FIELD_CHARS,
     REPORT_MAX_RULE_LINES,
+    REPORT_MAX_TOP,
     REPORT_SCALES,
+    REPORT_TABLE_ROWS,
     REPORT_TOP,
 )
 from pixgate.errors import UsageError
@@ -37,9 +44,12 @@ from pixgate.runs.files import run_metadata
 from pixgate.safe_io import atomic_write, writing
 from pixgate.scoring.backbones import DEFAULT_NET, NETS
 
-from .cards import PARITY, build_cards, card_id, problems
+from .cards import PARITY, build_cards, card_id
 from .maps import LEGEND, MAP_KINDS, bar_css, bar_html
 from .plots import QUALITY, TIMING, capture_plots, histograms
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Columns of the all-pairs table.
 _TABLE = (
@@ -69,7 +79,7 @@ _MAX_WEIGHTS_BYTES: Final = 1024**3
 class ReportError(UsageError, ValueError):
     """A report that cannot be built: unreadable run, verdict or capture file."""
 
-    options = frozenset({"capture", "output", "verdict", "weights", "net"})
+    options = frozenset({"capture", "output", "verdict", "weights", "net", "top"})
 
 
 @dataclass(frozen=True)
@@ -93,28 +103,61 @@ class ReportStats:
     notes: tuple[str, ...]
 
 
-def severity(row: dict[str, Any]) -> tuple[int, float]:
-    """The report's ranking key of one row: (parity failures, worst scaled measure)."""
-    measures = [0.0]
-    if row.get(schema.LPIPS.name) is not None:
-        measures.append(row[schema.LPIPS.name] / REPORT_SCALES["lpips"])
-    if row.get(schema.DELTA_E_MEAN.name) is not None:
-        measures.append(row[schema.DELTA_E_MEAN.name] / REPORT_SCALES["delta_e_mean"])
-    if row.get(schema.EDGE_PRESERVATION.name) is not None:
-        measures.append((1.0 - row[schema.EDGE_PRESERVATION.name]) / REPORT_SCALES["edge_loss"])
-    return len(problems(row)), max(measures)
+def _floats(table: pa.Table, col: schema.Column) -> np.ndarray:
+    """A column as floats, a null (or a column the run lacks) as NaN."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if col.name not in table.column_names or pa.types.is_null(table.column(col.name).type):
+        return np.full(table.num_rows, np.nan)
+    column = table.column(col.name).cast(pa.float64())
+    return np.asarray(pc.fill_null(column, float("nan")).to_numpy(), dtype=float)
 
 
-def rank_worst(rows: list[dict[str, Any]], top: int, broken: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """The `top` worst rows, worst first: by rules broken (`broken`: how many, by pair
-    id), then by `severity`, ties by pair_id."""
-    broken = broken or {}
+def _false(table: pa.Table, col: schema.Column) -> np.ndarray:
+    """Where a boolean check is false (null and a column the run lacks are not)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
-        parity, measure = severity(row)
-        return (-broken.get(row[schema.PAIR_ID.name], 0), -parity, -measure, row[schema.PAIR_ID.name])
+    if col.name not in table.column_names or pa.types.is_null(table.column(col.name).type):
+        return np.zeros(table.num_rows, bool)
+    return np.asarray(pc.fill_null(pc.equal(table.column(col.name), False), False).to_numpy(), dtype=bool)
 
-    return sorted(rows, key=key)[:top]
+
+def rank_worst(table: pa.Table, top: int, broken: dict[str, int] | None = None) -> pa.Array:
+    """The row indices of the `top` worst rows of a run, worst first: by the verdict's
+    rules broken (`broken`: how many, by pair id), then by parity checks broken (status
+    and `PARITY`), then by the largest of LPIPS, mean Delta E and lost edge strength,
+    each over its `REPORT_SCALES` (nulls and NaN count as no change), ties by pair id.
+
+    Computed on the columns (numpy and pyarrow's top-k selection), never a Python object
+    per row: the cost is a few arrays of the run's length whatever it holds.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = table.num_rows
+    if min(top, rows) <= 0:
+        return pa.array([], pa.uint64())
+    ids = table.column(schema.PAIR_ID.name)
+    parity = np.asarray(pc.not_equal(table.column(schema.STATUS.name), schema.STATUS_OK).to_numpy(), dtype=np.int64)
+    for col, _ in PARITY:
+        parity += _false(table, col)
+    with np.errstate(over="ignore", invalid="ignore"):  # a value that overflows once scaled ranks as the worst
+        measure = np.fmax.reduce([
+            np.zeros(rows),
+            _floats(table, schema.LPIPS) / REPORT_SCALES["lpips"],
+            _floats(table, schema.DELTA_E_MEAN) / REPORT_SCALES["delta_e_mean"],
+            (1.0 - _floats(table, schema.EDGE_PRESERVATION)) / REPORT_SCALES["edge_loss"],
+        ])  # fmt: skip
+    counts = {pid: n for pid, n in (broken or {}).items() if isinstance(pid, str)}
+    found = pc.index_in(ids, value_set=pa.array(list(counts), pa.string()))
+    rules = pc.fill_null(pc.take(pa.array(list(counts.values()), pa.int64()), found), 0)
+    keys = pa.table({"rules": rules, "parity": parity, "measure": measure, "id": ids})
+    order = [("rules", "descending"), ("parity", "descending"), ("measure", "descending"), ("id", "ascending")]
+    chosen = pc.select_k_unstable(keys, min(top, rows), sort_keys=order)
+    # The selection's order is not promised: the chosen few are sorted by the same keys.
+    return pc.take(chosen, pc.sort_indices(keys.take(chosen), sort_keys=order))
 
 
 def _short(value: Any) -> str:
@@ -186,11 +229,13 @@ def _weights_for_maps(meta: dict[str, str], weights: Path | None, net: str) -> t
     return model, None
 
 
-def _facts(meta: dict[str, str], rows: list[dict[str, Any]]) -> str:
-    statuses = {s: sum(1 for r in rows if r[schema.STATUS.name] == s) for s in schema.STATUSES}
+def _facts(meta: dict[str, str], table: pa.Table) -> str:
+    import pyarrow.compute as pc
+
+    counted = {c["values"]: c["counts"] for c in pc.value_counts(table.column(schema.STATUS.name)).to_pylist()}
     facts = [(label, meta.get(key, "")) for label, key in _META_SHOWN if meta.get(key)]
-    facts += [("pairs", str(len(rows)))] + [(f"  {s}", str(n)) for s, n in statuses.items() if n]
-    facts += [(label, str(sum(1 for r in rows if r.get(col.name) is False))) for col, label in PARITY]
+    facts += [("pairs", str(table.num_rows))] + [(f"  {s}", str(counted[s])) for s in schema.STATUSES if counted.get(s)]
+    facts += [(label, str(int(_false(table, col).sum()))) for col, label in PARITY]
     facts.append(("report by", f"pixgate {__version__}"))
     return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>"
 
@@ -238,12 +283,13 @@ def _cell(value: Any) -> str:
     return f"<td>{html.escape(_short(value))}</td>"
 
 
-def _all_pairs(rows: list[dict[str, Any]], cards: dict[str, int]) -> str:
-    """Every pair, sortable; a pair with a card links to it."""
+def _all_pairs(rows: list[dict[str, Any]], total: int, cards: dict[str, int]) -> str:
+    """The table of pairs (`rows`: the worst, worst first; all of them in a run of up to
+    `REPORT_TABLE_ROWS`), sortable; a pair with a card links to it."""
 
     def first(pid: Any) -> str:
         if pid in cards:
-            return f'<td><a href="#{card_id(cards[pid])}">{html.escape(str(pid))}</a></td>'
+            return f'<td><a href="#{card_id(cards[pid])}">{html.escape(_short(pid))}</a></td>'
         return _cell(pid)
 
     head = "".join(f"<th>{html.escape(c.name)}</th>" for c in _TABLE)
@@ -251,9 +297,20 @@ def _all_pairs(rows: list[dict[str, Any]], cards: dict[str, int]) -> str:
         "<tr>" + first(r.get(_TABLE[0].name)) + "".join(_cell(r.get(c.name)) for c in _TABLE[1:]) + "</tr>"
         for r in rows
     )
+    title = f"All pairs ({total})" if len(rows) == total else f"The worst {len(rows)} of {total} pairs"
     return (
-        f'<h2>All pairs ({len(rows)})</h2><p class="note">Click a column to sort; a pair id links to its card.</p>'
+        f'<h2>{title}</h2><p class="note">Worst first. Click a column to sort; a pair id links to its card.</p>'
         f'<table class="pairs"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def table_note(run: Path, shown: int, total: int) -> str | None:
+    """What a capped table leaves out, and how to see it; None when it shows every pair."""
+    if shown >= total:
+        return None
+    return (
+        f"the table of pairs shows the worst {shown} of {total} pairs ({total - shown} not shown): "
+        f"`pixgate export {run.name} -o pairs.csv` (or .parquet) writes every row"
     )
 
 
@@ -354,30 +411,47 @@ def build_report(
             folder), and only inside the folders the run recorded.
 
     Raises:
-        ReportError: Unreadable run, verdict or capture file, or a missing output folder.
+        ReportError: Unreadable run, verdict or capture file, a verdict of another run (or
+            of this one before it was scored again), or a missing output folder.
     """
-    from pixgate.runs.files import RunFileError, read_run, read_verdict
+    from pixgate.runs.files import RunFileError, check_verdict_run, read_run, read_verdict, run_sha256
 
     started = time.perf_counter()
     if not output.parent.is_dir():
         raise ReportError.about("{output}: the folder {folder} does not exist", folder=str(output.parent))
+    if not 0 <= top <= REPORT_MAX_TOP:
+        raise ReportError.about("{top}: got {got}; use a whole number from 0 to {most}", got=top, most=REPORT_MAX_TOP)
     try:
-        table = read_run(run)
         doc = read_verdict(verdict) if verdict is not None else None
+        # Hashed before and after the run is read, so the rows shown are the bytes the
+        # verdict judged: a banner from another run's verdict would tell a false story.
+        judged = run_sha256(run) if verdict is not None else None
+        table = read_run(run, kind="run")
     except RunFileError as exc:
         raise ReportError(str(exc)) from None
+    if verdict is not None and doc is not None:
+        try:
+            check_verdict_run(doc, verdict, run, judged)
+            check_verdict_run(doc, verdict, run)
+        except RunFileError as exc:
+            raise ReportError.about("{verdict}: {problem}", problem=str(exc)) from None
     if schema.PAIR_ID.name not in table.column_names:
         raise ReportError(f"{run}: not a pixgate run (no {schema.PAIR_ID.name} column): a capture or replay file?")
     meta = run_metadata(table)
     net = net or (meta.get(schema.META_LPIPS_NET) if meta.get(schema.META_LPIPS_NET) in NETS else None) or DEFAULT_NET
-    rows = [{**schema.empty_row(), **r} for r in table.to_pylist()]
     notes: list[str] = []
-
-    worst = rank_worst(rows, top, rules_broken(doc))
+    # The run is read by column (it is memory-mapped): the ranking and the plots use
+    # arrays, and only the rows shown become Python objects.
+    order = rank_worst(table, max(top, REPORT_TABLE_ROWS), rules_broken(doc))
+    worst = [{**schema.empty_row(), **r} for r in table.take(order[:top]).to_pylist()]
     broken = broken_rules(doc, {row[schema.PAIR_ID.name] for row in worst})
-    model, why = _weights_for_maps(meta, weights, net) if worst else (None, None)
-    if why:
-        notes.append(why)
+
+    def model() -> Any:
+        found, why = _weights_for_maps(meta, weights, net or DEFAULT_NET)
+        if why:
+            notes.append(why)
+        return found
+
     roots = (meta.get(schema.META_BASELINE_ROOT), meta.get(schema.META_CANDIDATE_ROOT))
     built = build_cards(worst, model, roots, files_under or Path.cwd(), broken)
     ranking = (
@@ -388,7 +462,7 @@ def build_report(
     )
     parts = [
         _banner(doc),
-        _facts(meta, rows),
+        _facts(meta, table),
         f'<h2>The {len(worst)} worst pairs</h2><p class="note">{html.escape(ranking)}</p>{_legend()}'
         + "".join(card for card, _ in built),
     ]
@@ -400,7 +474,12 @@ def build_report(
         notes.append("the capture files hold no latency_ms or gpu_ms values")
     if timing:
         parts.append(_plots("Timing and cost", timing, "Time per pair and per request: cost, not quality."))
-    parts.append(_all_pairs(rows, {row[schema.PAIR_ID.name]: i for i, row in enumerate(worst)}))
+    listed = table.select([c.name for c in _TABLE if c.name in table.column_names]).take(order[:REPORT_TABLE_ROWS])
+    cards = {row[schema.PAIR_ID.name]: i for i, row in enumerate(worst)}
+    parts.append(_all_pairs(listed.to_pylist(), table.num_rows, cards))
+    capped = table_note(run, listed.num_rows, table.num_rows)
+    if capped:
+        notes.append(capped)
     notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -412,7 +491,11 @@ def build_report(
     with writing(output):
         atomic_write(output, page.encode("utf-8"))
     shown = sum(pictured for _, pictured in built)
-    return ReportStats(output, output.stat().st_size, len(rows), shown, time.perf_counter() - started, tuple(notes))
+    return ReportStats(
+        output, output.stat().st_size, table.num_rows, shown, time.perf_counter() - started, tuple(notes)
+    )
 
 
-__all__ = ["ReportError", "ReportStats", "broken_rules", "build_report", "rank_worst", "rules_broken", "severity"]
+__all__ = [
+    "ReportError", "ReportStats", "broken_rules", "build_report", "rank_worst", "rules_broken", "table_note",
+]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,32 +60,69 @@ def _readable(ax: Any) -> None:
     ax.spines[["top", "right"]].set_visible(False)
 
 
+def _finite(column: pa.ChunkedArray) -> Iterator[np.ndarray]:
+    """The finite values of a column, one Arrow chunk at a time, as float arrays (never a
+    Python object per row: a run may hold a million of them)."""
+    import pyarrow as pa
+
+    if pa.types.is_null(column.type):
+        return
+    for chunk in column.chunks:
+        values = chunk.drop_null().to_numpy(zero_copy_only=False).astype(float, copy=False)
+        yield values[np.isfinite(values)]
+
+
+def _binned(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(counts, edges) of a column's finite values, binned chunk by chunk: one pass for
+    their count and span, one for the counts. None when it holds no finite value.
+
+    Raises:
+        ValueError: A span no bins can split (values beyond floats apart).
+    """
+    count, low, high = 0, np.inf, -np.inf
+    for values in _finite(column):
+        if values.size:
+            count, low, high = count + values.size, min(low, values.min()), max(high, values.max())
+    if not count:
+        return None
+    bins = min(40, max(5, int(math.sqrt(count))))
+    # One value: a bin around it, so the bar has a width and the axis a scale.
+    span = (float(low) - 0.5, float(high) + 0.5) if low == high else (float(low), float(high))
+    with np.errstate(over="ignore", invalid="ignore"):  # such spans raise below; no stray warnings
+        edges = np.histogram_bin_edges(np.empty(0), bins=bins, range=span)
+        counts = sum((np.histogram(v, bins=bins, range=span)[0] for v in _finite(column)), np.zeros(bins, np.int64))
+    return counts, edges
+
+
 def histograms(table: pa.Table, columns: tuple[schema.Column, ...], notes: list[str]) -> list[tuple[str, str]]:
     """(column, SVG) of each of `columns` that holds finite values; a column no histogram
-    can bin is left out with a line in `notes`."""
+    can bin is left out with a line in `notes`. The values are binned from the column's
+    arrays, so memory stays a column's worth of floats whatever the run holds, and each
+    plot is `bins` bars whatever the number of pairs."""
     plt = _pyplot()
     out = []
     for col in columns:
         if col.name not in table.column_names:
             continue
-        values = np.array([v for v in table.column(col.name).to_pylist() if v is not None], dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            continue
-        fig, ax = plt.subplots(figsize=(3.6, 2.2))
-        low, high = float(values.min()), float(values.max())
-        # One value: a bin around it, so the bar has a width and the axis a scale.
-        span = (low - 0.5, high + 0.5) if low == high else None
         try:
-            with np.errstate(over="ignore", invalid="ignore"):  # such spans raise below; no stray warnings
-                ax.hist(values, bins=min(40, max(5, int(math.sqrt(values.size)))), range=span, color="#4c72b0")
+            binned = _binned(table.column(col.name))
+        except (ValueError, OverflowError) as exc:
+            # A span beyond floats: the plot is left out, said, and the table has the values.
+            notes.append(f"no histogram of {col.name}: its values cannot be binned ({exc})")
+            continue
+        if binned is None:
+            continue
+        counts, edges = binned
+        fig, ax = plt.subplots(figsize=(3.6, 2.2))
+        try:
+            # The counts drawn as a histogram of one weighted value per bin.
+            ax.hist(edges[:-1], bins=edges, weights=counts, color="#4c72b0")
             ax.set_xlabel(f"{col.name} ({col.unit})" if col.unit else col.name)
             ax.set_ylabel("pairs")
             _readable(ax)
             out.append((col.name, _svg(fig)))
         except (ValueError, OverflowError) as exc:
-            # A span beyond floats: the plot is left out, said, and the table has the values.
-            notes.append(f"no histogram of {col.name}: its values cannot be binned ({exc})")
+            notes.append(f"no histogram of {col.name}: its values cannot be drawn ({exc})")
         finally:
             plt.close(fig)
     return out
@@ -103,7 +141,7 @@ def capture_plots(captures: list[Path], error: type[UsageError], notes: list[str
     series: dict[str, list[tuple[str, np.ndarray]]] = {schema.LATENCY_MS.name: [], schema.GPU_MS.name: []}
     for path in captures:
         try:
-            table = read_run(path)
+            table = read_run(path, kind="capture")
         except RunFileError as exc:
             raise error.about("{capture}: {problem}", problem=exc) from None
         label = path.parent.name if path.stem == "capture" else path.stem
@@ -111,8 +149,7 @@ def capture_plots(captures: list[Path], error: type[UsageError], notes: list[str
         label = " " + label.replace("$", r"\$")
         for name, found in series.items():
             if name in table.column_names:
-                values = np.array([v for v in table.column(name).to_pylist() if v is not None], dtype=float)
-                values = values[np.isfinite(values)]
+                values = np.concatenate([np.empty(0), *_finite(table.column(name))])
                 if values.size:
                     found.append((label, np.sort(values)))
     out = []

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final
 from pixgate.errors import UsageError
 from pixgate.runs import schema
 from pixgate.runs.files import read_run, run_metadata
-from pixgate.safe_io import atomic_write, writing
+from pixgate.safe_io import atomic_write, check_output, writing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -87,16 +87,22 @@ def export_run(run: Path | str, output: Path | str, fmt: str | None = None) -> E
     Raises:
         ExportError: No known format.
         pixgate.runs.files.RunFileError: The run cannot be read.
-        pixgate.safe_io.OutputError: The output cannot be written.
+        pixgate.safe_io.OutputError: The output cannot be written: not a regular file, the
+            run itself, or a write that failed.
     """
-    output = Path(output)
+    output, run = Path(output), Path(run)
     chosen = export_format(output, fmt)
-    table = _declared(read_run(Path(run)))
-    if chosen == "parquet":
+    sidecar = output.with_name(output.name + CSV_METADATA_SUFFIX) if chosen == "csv" else None
+    # Every file the export writes is checked before any is read or written: a CSV over
+    # a device must not leave its metadata file behind, and no output may be the run.
+    for target in (output, sidecar):
+        if target is not None:
+            check_output(target, inputs=(run,))
+    table = _declared(read_run(run, kind="run"))
+    if sidecar is None:
         with writing(output):
             atomic_write(output, lambda fh: _parquet(table, fh))
         return Exported(output, chosen, table.num_rows)
-    sidecar = output.with_name(output.name + CSV_METADATA_SUFFIX)
     with writing(output):
         atomic_write(output, lambda fh: _csv(table, fh))
     with writing(sidecar):

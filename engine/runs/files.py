@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -91,7 +92,7 @@ class RunFileError(ValueError):
     unreadable, not what it should be, or malformed; the message says which, in one line."""
 
 
-def read_run(path: Path, *, check: bool = True) -> pa.Table:
+def read_run(path: Path, *, check: bool = True, kind: str | None = None) -> pa.Table:
     """Read an Arrow IPC file (a run, capture or replay file), metadata included.
 
     The file may come from anywhere: it is memory-mapped (no copy) and read block by
@@ -101,13 +102,15 @@ def read_run(path: Path, *, check: bool = True) -> pa.Table:
     Args:
         path: The file.
         check: Also check that it is a well-formed pixgate file
-            (`pixgate.runs.schema.check_table`): its columns' kinds, a unique key, known
-            statuses.
+            (`pixgate.runs.schema.check_table`): its schema version, its columns' kinds,
+            a unique key, known statuses.
+        kind: With `check`, the kind of file wanted (`pixgate.runs.schema.FILE_KINDS`:
+            "run", or "capture" for a capture or replay file); None takes any.
 
     Raises:
         RunFileError: Not a readable regular file, not an Arrow IPC file, holding what
             pixgate does not read (`pixgate.runs.ipc.UnsafeIpcError`), or (with `check`)
-            malformed.
+            malformed, or of another kind than `kind`.
     """
     try:
         table = read_file(_mapped(path), path)
@@ -118,21 +121,28 @@ def read_run(path: Path, *, check: bool = True) -> pa.Table:
         raise RunFileError(f"{exc}{hint}") from None
     if check:
         try:
-            check_table(table, path)
+            check_table(table, path, kind)
         except TableError as exc:
             raise RunFileError(str(exc)) from None
     return table
 
 
-def read_verdict(path: Path) -> dict[str, Any]:
+#: The verdict's key for the sha256 of the run file it judged: what binds a verdict to
+#: one run's bytes (a path alone names a file that can be scored again).
+VERDICT_RUN_SHA256 = "run_sha256"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def read_verdict(path: Path, *, run: Path | None = None) -> dict[str, Any]:
     """Read a verdict written by `write_verdict` (`pixgate gate --json`), checked to have
-    its shape.
+    its shape and, given `run`, to be that run's (`check_verdict_run`).
 
     Raises:
         RunFileError: Unreadable, not JSON, or not shaped like a verdict (`verdict` one
             of pass/marginal/fail, a finite `score`, a `reason`, `rules` as a list of
             objects with a `name` and a `result`, `failing_pairs` as a list of objects
-            with a `pair_id`, rule names and values, and a `run` path or null).
+            with a `pair_id`, rule names and values, and a `run` path or null); or,
+            given `run`, the verdict of another run.
     """
     from pixgate.safe_io import loads_json, read_text
 
@@ -169,7 +179,58 @@ def read_verdict(path: Path) -> dict[str, Any]:
     ):
         raise bad("'failing_pairs' must be a list of objects with a string 'pair_id', a list of rule names 'rules' "
                   "and an object 'values'")  # fmt: skip
+    recorded = doc.get(VERDICT_RUN_SHA256)
+    if recorded is not None and not (isinstance(recorded, str) and _SHA256_HEX.fullmatch(recorded)):
+        raise bad(f"'{VERDICT_RUN_SHA256}' must be 64 lowercase hex digits or null")
+    if run is not None:
+        check_verdict_run(doc, path, run)
     return doc
+
+
+def run_sha256(run: Path) -> str:
+    """The sha256 of a run file's bytes, as a verdict records it.
+
+    Raises:
+        RunFileError: Not a readable regular file.
+    """
+    from pixgate.safe_io import UnsafeInputError, sha256_regular
+
+    try:
+        return sha256_regular(run)
+    except UnsafeInputError as exc:
+        raise RunFileError(f"{printable(str(run))}: {exc}") from None
+
+
+def check_verdict_run(verdict: dict[str, Any], verdict_path: Path, run: Path, found: str | None = None) -> None:
+    """Refuse a verdict that did not judge `run` as its bytes are now: the verdict of
+    another run, of this run before it was scored again, or one that records no run's
+    sha256 (written before verdicts recorded it, or judged from a table).
+
+    Args:
+        verdict: The verdict document (`read_verdict`).
+        verdict_path: Where it was read from, for the message.
+        run: The run file.
+        found: The run file's sha256 when the caller hashed it already (before reading
+            it, say); else it is hashed now.
+
+    Raises:
+        RunFileError: In one line naming both files and what to do.
+    """
+    shown, run_shown = printable(str(verdict_path)), printable(str(run))
+    again = f"judge it again: `pixgate gate {run_shown} --policy POLICY --json VERDICT`"
+    recorded = verdict.get(VERDICT_RUN_SHA256)
+    if not isinstance(recorded, str):
+        raise RunFileError(
+            f"{shown} records no '{VERDICT_RUN_SHA256}', so it cannot be shown to be the verdict of {run_shown} "
+            f"(a verdict from an older pixgate, or one judged from a table); {again}"
+        )
+    found = found or run_sha256(run)
+    if found != recorded:
+        raise RunFileError(
+            f"{shown} is not the verdict of {run_shown} as it is now: the verdict judged a run file with sha256 "
+            f"{recorded[:16]}..., {run_shown} has {found[:16]}... (another run, or this one scored "
+            f"again); {again}"
+        )
 
 
 def verdict_json(document: dict[str, Any]) -> str:
@@ -341,8 +402,10 @@ def dumps_meta(value: Any) -> str:
 
 
 __all__ = [
+    "VERDICT_RUN_SHA256",
     "RunFileError",
     "RunJournal",
+    "check_verdict_run",
     "decode_metadata",
     "dumps_meta",
     "journal_path",
@@ -350,6 +413,7 @@ __all__ = [
     "read_run",
     "read_verdict",
     "run_metadata",
+    "run_sha256",
     "verdict_json",
     "write_file",
     "write_verdict",

@@ -28,7 +28,7 @@ class Column:
 
     Attributes:
         name: Column name in the Arrow file.
-        dtype: Arrow type name: ``string``, ``int32``, ``float64`` or ``bool``.
+        dtype: Arrow type name: ``string``, ``int32``, ``int64``, ``uint64``, ``float64`` or ``bool``.
         doc: What the value means, with its unit or range.
         unit: The unit of a number (`ms`, `px`, `fraction` for 0..1, ...); "" for
             columns that have none.
@@ -52,6 +52,18 @@ STATUS = Column("status", "string", "`ok`, `error`, `missing_baseline` or `missi
 ERROR = Column("error", "string", "Why the row is not `ok` (null when it is).")
 BASELINE_PATH = Column("baseline_path", "string", "Absolute path of the baseline image.")
 CANDIDATE_PATH = Column("candidate_path", "string", "Absolute path of the candidate image.")
+BASELINE_SHA256 = Column(
+    "baseline_sha256",
+    "string",
+    "sha256 of the baseline file's bytes as they were read and decoded, hex; null when they were not read whole "
+    "(no baseline, a read error, a decode worker that died or ran out of time). `--resume` keeps the row only while "
+    "the file still has these bytes.",
+)
+CANDIDATE_SHA256 = Column(
+    "candidate_sha256",
+    "string",
+    "sha256 of the candidate file's bytes as they were read and decoded, hex; null when they were not read whole.",
+)
 BASELINE_FORMAT = Column("baseline_format", "string", "Decoded container format (`PNG`, `JPEG`, `WEBP`).")
 CANDIDATE_FORMAT = Column("candidate_format", "string", "Decoded container format of the candidate.")
 BASELINE_MODE = Column("baseline_mode", "string", "Pixel mode as stored (e.g. `RGBA`, `P`, `I;16`, `CMYK`).")
@@ -70,6 +82,25 @@ ASPECT_RATIO_DELTA = Column(
     "float64",
     "`abs((wc/hc) / (wb/hb) - 1)`: 0 for the same shape, 0.25 for a 25 % stretch.",
     unit="ratio",
+)
+BASELINE_FRAMES = Column(
+    "baseline_frames",
+    "int32",
+    "Frames the baseline shows in turn, from its header: more than 1 for an animated PNG or WebP; 1 for a still "
+    "image (a JPEG always).",
+    unit="count",
+)
+CANDIDATE_FRAMES = Column(
+    "candidate_frames",
+    "int32",
+    "Frames the candidate shows in turn, from its header; 1 for a still image.",
+    unit="count",
+)
+FRAME_COUNT_MATCH = Column(
+    "frame_count_match",
+    "bool",
+    "Same number of frames. The metrics compare the first frames only, so false (an animation against a still "
+    "image, or another frame count) is a difference they cannot see.",
 )
 BASELINE_HAS_ALPHA = Column("baseline_has_alpha", "bool", "Baseline carries transparency (alpha channel or tRNS).")
 CANDIDATE_HAS_ALPHA = Column("candidate_has_alpha", "bool", "Candidate carries transparency (alpha channel or tRNS).")
@@ -237,7 +268,7 @@ DECODE_MS = Column(
 # --- capture files (`pixgate capture`: DIR/capture.arrow, one row per prompt) ---
 ID = Column("id", "string", "Prompt id from the prompts file; the image is saved as `<id>.<ext>`.")
 PROMPT = Column("prompt", "string", "The prompt sent to the generator.")
-SEED = Column("seed", "int64", "The seed sent (null when the prompts file gives none).")
+SEED = Column("seed", "uint64", "The seed sent, 0 to 2**64 - 1 (null when the prompts file gives none).")
 CAPTURE_STATUS = Column("status", "string", "`ok`, or `error` when no decodable image came back.")
 ATTEMPTS = Column(
     "attempts", "int32", "Requests (or command runs) made for this prompt, retries included.", unit="count"
@@ -253,7 +284,12 @@ CAPTURE_GPU_MS = Column(
 ENERGY_J = Column(
     "energy_j", "float64", "GPU energy of the generation, J; null where it is not metered (see the metadata).", unit="J"
 )
-CAPTURE_ERROR = Column("error", "string", "The last error when the prompt failed, else null.")
+CAPTURE_ERROR = Column(
+    "error",
+    "string",
+    "The last error when the prompt failed; on an `ok` row, a note (a timing header that was not a finite number in "
+    "range and is null for it; replay: runs of different sizes); else null.",
+)
 CAPTURE_COLUMNS: Final[tuple[Column, ...]] = (
     ID, PROMPT, SEED, CAPTURE_STATUS, ATTEMPTS, HTTP_STATUS, LATENCY_MS, BYTES, SHA256, IMAGE,
     CAPTURE_GPU_MS, ENERGY_J, CAPTURE_ERROR,
@@ -283,10 +319,10 @@ META_GPU_METERING: Final = "pixgate.gpu_metering"
 
 #: Every column, in file order.
 COLUMNS: Final[tuple[Column, ...]] = (
-    PAIR_ID, STATUS, ERROR, BASELINE_PATH, CANDIDATE_PATH,
+    PAIR_ID, STATUS, ERROR, BASELINE_PATH, CANDIDATE_PATH, BASELINE_SHA256, CANDIDATE_SHA256,
     BASELINE_FORMAT, CANDIDATE_FORMAT, BASELINE_MODE, CANDIDATE_MODE,
     BASELINE_WIDTH, BASELINE_HEIGHT, CANDIDATE_WIDTH, CANDIDATE_HEIGHT,
-    SIZE_MATCH, ASPECT_RATIO_DELTA,
+    SIZE_MATCH, ASPECT_RATIO_DELTA, BASELINE_FRAMES, CANDIDATE_FRAMES, FRAME_COUNT_MATCH,
     BASELINE_HAS_ALPHA, CANDIDATE_HAS_ALPHA, ALPHA_PARITY, ALPHA_MAE, ALPHA_IOU,
     BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
     DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
@@ -318,6 +354,10 @@ META_CANDIDATE_ROOT: Final = "pixgate.candidate_root"
 META_STARTED_AT: Final = "pixgate.started_at"
 META_ENDED_AT: Final = "pixgate.ended_at"
 META_RESUMED_AT: Final = "pixgate.resumed_at"
+#: What the last `--resume` did with the earlier run's rows, JSON counts of rows: `kept`
+#: (their pair's files unchanged), `dropped` (their pair no longer exists in the two
+#: folders) and `rescored` (their pair exists but a file changed, appeared or went away).
+META_RESUME: Final = "pixgate.resume"
 META_IGNORED_FILES: Final = "pixgate.ignored_files"
 META_SETTINGS: Final = "pixgate.settings"
 META_STATS: Final = "pixgate.stats"
@@ -395,6 +435,7 @@ def arrow_schema(metadata: dict[str, str] | None = None, columns: tuple[Column, 
         "string": pa.string(),
         "int32": pa.int32(),
         "int64": pa.int64(),
+        "uint64": pa.uint64(),
         "float64": pa.float64(),
         "bool": pa.bool_(),
     }
@@ -410,7 +451,7 @@ def field_metadata(column: Column) -> dict[str, str]:
     return {FIELD_DESCRIPTION: column.doc, FIELD_UNIT: column.unit}
 
 
-_NUMERIC_DTYPES: Final = ("int32", "int64", "float64")
+_NUMERIC_DTYPES: Final = ("int32", "int64", "uint64", "float64")
 
 
 def dtype_kind(dtype: str) -> str:
@@ -446,24 +487,47 @@ class TableError(ValueError):
     says what is wrong, in one line."""
 
 
-def check_table(table: pa.Table, source: object) -> tuple[Column, ...]:
+#: What `check_table` is asked to accept: a run file (from `score`), or a capture or
+#: replay file (from `capture` and `replay`); None accepts any of them.
+FILE_KINDS: Final = ("run", "capture")
+
+
+def check_version(version: str | None, source: object) -> None:
+    """Refuse a file written with another major schema version than this pixgate's: its
+    columns may have been renamed or changed meaning. A file that records no version (an
+    Arrow file written by another tool) is judged by its columns alone.
+
+    Raises:
+        TableError: Another major version.
+    """
+    if version is not None and version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise TableError(
+            f"{source}: written with run schema {version}, this pixgate reads schema {SCHEMA_VERSION}; "
+            "rescore with this version"
+        )
+
+
+def check_table(table: pa.Table, source: object, kind: str | None = None) -> tuple[Column, ...]:
     """Check that a table read from a file is a well-formed pixgate file before using it.
 
     A run file is recognised by its `pair_id` column, a capture or replay file by `id`.
-    Columns may be missing (a rule on one is "no data"), but every column present must
-    hold its declared kind of value (or only nulls), the key must be a non-null, unique
-    string, and `status` must hold a known status in every row (a run file must have it;
-    a capture or replay file read only for its timings may lack it).
+    Its schema version, where it records one, must have this pixgate's major number
+    (`check_version`). Columns may be missing (a rule on one is "no data"), but every
+    column present must hold its declared kind of value (or only nulls), the key must be
+    a non-null, unique string, and `status` must hold a known status in every row (a run
+    file must have it; a capture or replay file read only for its timings may lack it).
 
     Args:
         table: The table.
         source: Where it came from, for messages.
+        kind: One of `FILE_KINDS`: the kind of file the caller reads (a gate judges runs,
+            a report's `--capture` draws captures); None accepts any.
 
     Returns:
         The columns of its kind (`COLUMNS`, `CAPTURE_COLUMNS` or `REPLAY_COLUMNS`).
 
     Raises:
-        TableError: Anything malformed.
+        TableError: Anything malformed, or a file of another kind than `kind`.
     """
     import pyarrow.compute as pc
 
@@ -471,6 +535,9 @@ def check_table(table: pa.Table, source: object) -> tuple[Column, ...]:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise TableError(f"{source}: columns appear more than once: {', '.join(map(repr, twice))}")
+    meta = table.schema.metadata or {}
+    version = meta.get(META_SCHEMA_VERSION.encode())
+    check_version(version.decode("utf-8", "replace") if version is not None else None, source)
     allowed: tuple[str, ...]
     if PAIR_ID.name in names:
         columns, key, status, allowed = COLUMNS, PAIR_ID, STATUS, STATUSES
@@ -479,6 +546,16 @@ def check_table(table: pa.Table, source: object) -> tuple[Column, ...]:
         key, status, allowed = ID, CAPTURE_STATUS, (STATUS_OK, STATUS_ERROR)
     else:
         raise TableError(f"{source}: not a pixgate run, capture or replay file (no {PAIR_ID.name} or {ID.name} column)")
+    if kind == "run" and columns is not COLUMNS:
+        raise TableError(
+            f"{source}: a capture or replay file (an {ID.name!r} column, no {PAIR_ID.name!r}), not a run file; "
+            "score its folders with `pixgate score` and give that run"
+        )
+    if kind == "capture" and columns is COLUMNS:
+        raise TableError(
+            f"{source}: a run file (a {PAIR_ID.name!r} column), not a capture or replay file; "
+            "give the capture.arrow that `pixgate capture` or `pixgate replay` wrote"
+        )
     for col in columns:
         if col.name not in names:
             continue
@@ -517,6 +594,7 @@ __all__ = [
     "COLUMN_NAMES",
     "FIELD_DESCRIPTION",
     "FIELD_UNIT",
+    "FILE_KINDS",
     "REPLAY_COLUMNS",
     "RESUME_KEYS",
     "SCHEMA_VERSION",
@@ -526,6 +604,7 @@ __all__ = [
     "arrow_kind",
     "arrow_schema",
     "check_table",
+    "check_version",
     "column_types",
     "dtype_kind",
     "empty_row",

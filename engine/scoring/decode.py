@@ -100,6 +100,8 @@ class DecodedImage:
         icc_description: The profile's description, or None.
         colour_managed: `rgba` was converted from the embedded profile's colour space to
             sRGB (False when untagged or already sRGB).
+        frames: Images the file shows in turn, from its header (`frame_count`): more than
+            1 for an animated PNG or WebP, whose first frame alone is in `rgba`.
     """
 
     rgba: np.ndarray
@@ -109,6 +111,7 @@ class DecodedImage:
     icc_profile: bytes | None
     icc_description: str | None
     colour_managed: bool = False
+    frames: int = 1
 
     @property
     def width(self) -> int:
@@ -302,7 +305,30 @@ def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             icc_profile=icc,
             icc_description=description,
             colour_managed=managed,
+            frames=frame_count(im),
         )
+
+
+# Containers whose extra images are animation frames, shown in turn.
+_ANIMATED_FORMATS = ("PNG", "WEBP")
+# The largest count a run file's int32 column holds.
+_MAX_FRAMES = int(np.iinfo(np.int32).max)
+
+
+def frame_count(im: Image.Image) -> int:
+    """The frames an opened image shows in turn, read from its header without decoding any.
+
+    Pillow counts them when it opens the file: an APNG's `acTL` chunk (plus its default
+    image when that is not one of the frames), an animated WebP's container header. A
+    JPEG counts 1: the other pictures of a multi-picture JPEG (stereo views, previews, HDR
+    gain maps) are not shown in turn, and a still copy of it is the same picture.
+    """
+    if im.format not in _ANIMATED_FORMATS:
+        return 1
+    frames = getattr(im, "n_frames", 1)
+    if not isinstance(frames, int) or frames < 1:
+        return 1
+    return min(frames, _MAX_FRAMES)
 
 
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
@@ -539,6 +565,7 @@ __all__ = [
     "decode_pair",
     "decoder_setting",
     "decoders",
+    "frame_count",
     "max_file_bytes",
     "read_image_file",
     "resize_rgba",

@@ -3,16 +3,19 @@ finalize, stats.
 
 A backend (`pixgate.scoring.local`, `pixgate.scoring.ray_backend`) only turns pairs into
 rows. Everything else a run does is here, once: the checks made before anything starts,
-the output's lock, what an earlier run left (its rows are carried over, its settings must
-match), the weights and the metadata, the crash-safe journal the rows stream into, and the
-run file written at the end with the run's statistics.
+the output's lock, what an earlier run left (its rows are carried over while their files
+are unchanged, its settings must match), the weights and the metadata, the crash-safe
+journal the rows stream into, and the run file written at the end with the run's
+statistics.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -20,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pixgate import __version__
-from pixgate.config import IMAGE_EXTENSIONS, JOURNAL_FLUSH_S, LPIPS_HEAD_VERSION
-from pixgate.locking import holding
+from pixgate.config import IMAGE_EXTENSIONS, JOURNAL_FLUSH_S, LPIPS_HEAD_VERSION, RESUME_HASH_THREADS
+from pixgate.locking import holding, lock_path
 from pixgate.runs import schema
 from pixgate.runs.files import RunJournal, dumps_meta, journal_path, read_journal, read_run, run_metadata
-from pixgate.scoring.decode import decoders
+from pixgate.safe_io import UnsafeInputError, check_output, check_relative, printable, sha256_regular
+from pixgate.scoring.decode import decoders, max_file_bytes
 from pixgate.scoring.options import (
     ScoreConfigError,
     ScoreOptions,
@@ -33,6 +37,7 @@ from pixgate.scoring.options import (
     check_options,
 )
 from pixgate.scoring.pairing import Pair, Pairing
+from pixgate.scoring.rows import missing_row, path_text
 from pixgate.scoring.scorer import choose_precision, resolve_lpips_weights
 from pixgate.telemetry import process_age_s
 
@@ -141,6 +146,20 @@ class Backend(Protocol):
     def settings(self) -> dict[str, Any]:
         """The backend's settings recorded in the metadata."""
 
+    def file_sha256(self, side: str, path: Path, max_bytes: int) -> str | None:
+        """sha256 of a paired file's bytes (`side`: `baseline` or `candidate`), read as the
+        backend's decoding reads them; None when it cannot be read whole within
+        `max_bytes` (`--resume` checks with it that a carried row's files are unchanged)."""
+
+
+def local_sha256(side: str, path: Path, max_bytes: int) -> str | None:
+    """`Backend.file_sha256` for a local file, either side: regular files only, at most
+    `max_bytes` (`pixgate.safe_io.sha256_regular`)."""
+    try:
+        return sha256_regular(path, max_bytes)
+    except UnsafeInputError:
+        return None
+
 
 class RowSink:
     """Rows on their way to the journal: written in groups of `batch_size`, or every
@@ -202,14 +221,142 @@ def _journal_rows(path: Path, option: str) -> tuple[pa.Table, dict[str, str]]:
 
 def _checked(table: pa.Table, option: str, path: Path) -> pa.Table:
     """Rows to carry into this run, checked like any run file: carried unchecked, a file's
-    null or repeated pair ids would become this run's rows."""
+    null or repeated pair ids would become this run's rows; and a pair id must be a
+    relative path, or a row could stand for a file outside the two folders."""
     try:
-        schema.check_table(table, path)
+        schema.check_table(table, path, "run")
     except schema.TableError as exc:
         raise ScoreConfigError.about(
             "{" + option + "}: {problem}; move it away, or pass {overwrite} to start over", problem=str(exc)
         ) from None
+    for pair_id in table.column(schema.PAIR_ID.name).to_pylist():
+        try:
+            # A pair id's escapes (`pixgate.safe_io.name_id`) are a name's bytes, not separators.
+            check_relative(_ID_ESCAPE.sub("_", pair_id))
+        except UnsafeInputError as exc:
+            raise ScoreConfigError.about(
+                "{" + option + "}: {source} holds a row for pair id {pair_id!r}, which is not a path inside the two "
+                "folders ({problem}); pixgate never writes such a row: move the file away, or pass {overwrite} to "
+                "start over",
+                source=printable(str(path)),
+                pair_id=pair_id,
+                problem=str(exc),
+            ) from None
     return table
+
+
+#: The escapes `pixgate.safe_io.name_id` writes into a pair id: a doubled backslash, a byte
+#: that is not UTF-8 as `\xNN` (0x80 and up), a lone surrogate as `\uNNNN`.
+_ID_ESCAPE = re.compile(r"\\(?:\\|x[89a-f][0-9a-f]|ud[89a-f][0-9a-f]{2})")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What `--resume` makes of an earlier run's rows, once the pairs are known.
+
+    Attributes:
+        table: The rows kept, in the run's columns (None when none are).
+        kept: Rows kept: their pair's files are the ones they were scored from.
+        dropped: Rows of pairs that no longer exist in the two folders.
+        rescored: Rows of pairs that exist but whose files changed, appeared or went away
+            (or that an earlier run could not read whole): their pairs are scored again.
+    """
+
+    table: pa.Table | None
+    kept: int
+    dropped: int
+    rescored: int
+
+    def counts(self) -> dict[str, int]:
+        """The counts, as the run's metadata (`schema.META_RESUME`) records them."""
+        return {"kept": self.kept, "dropped": self.dropped, "rescored": self.rescored}
+
+
+def fresh_rows(
+    carried: pa.Table, pairing: Pairing, opts: ScoreOptions, file_sha256: Callable[[str, Path, int], str | None]
+) -> Resumed:
+    """Keep only the carried rows that this run would write again as they are.
+
+    A row is kept when its pair still exists with the same files: the same paths, and
+    for a scorable pair the same bytes (each file hashed again and compared with the
+    sha256 its row recorded, so a row without both digests is scored again); a pair
+    that cannot be scored keeps its row while the row says what it would say now.
+
+    Args:
+        carried: The earlier run's rows (checked by `load_previous`).
+        pairing: This run's pairs.
+        opts: The run's options (the folders, the pixel limit that bounds each read).
+        file_sha256: Hashes a paired file (`Backend.file_sha256`).
+    """
+    import pyarrow as pa
+
+    by_id = {p.pair_id: p for p in pairing.pairs}
+    names = set(carried.column_names)
+
+    def column(col: schema.Column) -> list[Any]:
+        return carried.column(col.name).to_pylist() if col.name in names else [None] * carried.num_rows
+
+    rows = zip(
+        column(schema.PAIR_ID), column(schema.STATUS), column(schema.ERROR),
+        column(schema.BASELINE_PATH), column(schema.CANDIDATE_PATH),
+        column(schema.BASELINE_SHA256), column(schema.CANDIDATE_SHA256),
+        strict=True,
+    )  # fmt: skip
+    keep = [False] * carried.num_rows
+    dropped = 0
+    to_hash: list[tuple[int, Pair, str, str]] = []
+    for index, (pair_id, status, error, base_path, cand_path, base_sha, cand_sha) in enumerate(rows):
+        pair = by_id.get(pair_id)
+        if pair is None:
+            dropped += 1
+            continue
+        paths = (_recorded(opts.baseline, pair.baseline), _recorded(opts.candidate, pair.candidate))
+        if (base_path, cand_path) != paths:
+            continue
+        if not pair.scorable:
+            now = missing_row(pair)
+            keep[index] = (status, error) == (now[schema.STATUS.name], _text(now[schema.ERROR.name]))
+        elif base_sha is not None and cand_sha is not None:
+            to_hash.append((index, pair, base_sha, cand_sha))
+    limit = max_file_bytes(opts.max_pixels)
+
+    def unchanged(item: tuple[int, Pair, str, str]) -> bool:
+        _, pair, base_sha, cand_sha = item
+        assert pair.baseline is not None and pair.candidate is not None
+        return (
+            file_sha256("baseline", pair.baseline, limit) == base_sha
+            and file_sha256("candidate", pair.candidate, limit) == cand_sha
+        )
+
+    if to_hash:
+        with ThreadPoolExecutor(min(RESUME_HASH_THREADS, len(to_hash)), thread_name_prefix="pixgate-resume") as pool:
+            for item, same in zip(to_hash, pool.map(unchanged, to_hash), strict=True):
+                keep[item[0]] = same
+    kept = sum(keep)
+    table = _in_run_columns(carried.filter(pa.array(keep, pa.bool_()))) if kept else None
+    return Resumed(table, kept, dropped, carried.num_rows - kept - dropped)
+
+
+def _recorded(location: Path | str, path: Path | None) -> str | None:
+    """A path as a row records it (escaped where it is not valid UTF-8)."""
+    return _text(path_text(location, path))
+
+
+def _text(value: str | None) -> str | None:
+    return printable(value) if value is not None else None
+
+
+def _in_run_columns(table: pa.Table) -> pa.Table:
+    """Carried rows in this run's columns: a column a journal of an earlier pixgate lacks
+    is null (kept rows of such a journal are those of pairs that cannot be scored)."""
+    import pyarrow as pa
+
+    target = schema.arrow_schema()
+    arrays = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in target
+    ]
+    return pa.Table.from_arrays(arrays, schema=target)
 
 
 def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], Path | None]:
@@ -256,6 +403,19 @@ def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], 
             ) from None
         return _checked(table, "resume", opts.output), run_metadata(table), opts.output
     return None, {}, None
+
+
+def check_outputs(output: Path) -> None:
+    """Refuse a run whose output, or a file the run keeps beside it (its lock and its
+    journal), is something other than a regular file: a device, a FIFO, a socket or a
+    folder (`pixgate.safe_io.check_output`). Called before the lock is taken, so a refused
+    run leaves nothing beside the output.
+
+    Raises:
+        pixgate.safe_io.OutputError: One of them is not a regular file.
+    """
+    for path in (output, lock_path(output), journal_path(output)):
+        check_output(path)
 
 
 @contextlib.contextmanager
@@ -339,10 +499,13 @@ def run(
     scored: killed at any moment, the run can be completed with `resume`.
 
     Raises:
-        ScoreConfigError: Bad folders, device, weights or resume state, an output in use
-            or that would be replaced without `overwrite`; nothing written.
-        pixgate.safe_io.OutputError: The journal or run file could not be written (a full
-            disk); the rows written so far stay in the journal.
+        ScoreConfigError: Bad folders, device, weights or resume state (a row of a pair id
+            that is not a relative path), an output in use or that would be replaced
+            without `overwrite`; nothing written.
+        pixgate.safe_io.OutputError: Something other than a regular file (a device, a
+            FIFO, a socket) is at the output or at one of the files beside it that the
+            run writes (nothing written); or the journal or run file could not be
+            written (a full disk; the rows written so far stay in the journal).
     """
     started = time.perf_counter()
     before = process_age_s()  # imports, and the command line's parsing, before the run
@@ -351,12 +514,18 @@ def run(
     check_decoder_setting()
     backend.check(opts)
     check_options(opts)
+    check_outputs(opts.output)
     with owned_output(opts.output), contextlib.ExitStack() as cleanup:
-        carried, old_meta, old_source = load_previous(opts)
-        done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
+        previous, old_meta, old_source = load_previous(opts)
         pairing = backend.pair(opts)
         if not pairing.pairs:
             raise _no_pairs(opts, pairing)
+        resumed = None
+        carried = None
+        if previous is not None:
+            resumed = fresh_rows(previous, pairing, opts, backend.file_sha256)
+            carried = resumed.table
+        done = set(carried.column(schema.PAIR_ID.name).to_pylist()) if carried is not None else set()
         todo = [p for p in pairing.pairs if p.scorable and p.pair_id not in done]
         unscorable = [p for p in pairing.pairs if not p.scorable and p.pair_id not in done]
         if on_pairs is not None:
@@ -376,8 +545,10 @@ def run(
         meta = start_metadata(opts, opened.device, old_meta, {**weights_meta, **opened.meta})
         if old_source is not None:
             check_resume(old_meta, meta, old_source)
-            resumed = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
-            meta[schema.META_RESUMED_AT] = ",".join([*resumed, now()])
+            times = [r for r in old_meta.get(schema.META_RESUMED_AT, "").split(",") if r]
+            meta[schema.META_RESUMED_AT] = ",".join([*times, now()])
+        if resumed is not None:
+            meta[schema.META_RESUME] = dumps_meta(resumed.counts())
         context.meta = meta
         journal = RunJournal(opts.output, meta, carried)
         cleanup.callback(journal.close)
@@ -391,6 +562,7 @@ def run(
             "pairs": len(pairing.pairs),
             "scored_now": len(todo),
             "carried_over": len(done),
+            **({"resume": resumed.counts()} if resumed is not None else {}),
             "wall_s": round(wall, 3),
             "pairs_per_s": round(len(todo) / wall, 3) if wall else 0.0,
             # The whole process so far, imports included: what a user waits for at a
@@ -425,10 +597,14 @@ __all__ = [
     "OnRows",
     "OnStart",
     "Opened",
+    "Resumed",
     "RowSink",
     "RunContext",
+    "check_outputs",
     "check_resume",
+    "fresh_rows",
     "load_previous",
+    "local_sha256",
     "now",
     "owned_output",
     "run",

@@ -27,7 +27,7 @@ from pixgate.config import (
 from pixgate.runs import schema
 from pixgate.runs.files import dumps_meta
 from pixgate.scoring.decode import DecodedPair
-from pixgate.scoring.lifecycle import Opened, RowSink, RunContext
+from pixgate.scoring.lifecycle import Opened, RowSink, RunContext, local_sha256
 from pixgate.scoring.options import ScoreConfigError, ScoreOptions, check_folder
 from pixgate.scoring.pairing import Pair, Pairing, pair_directories
 from pixgate.scoring.rows import decoded_row, metric_rows, missing_row
@@ -245,6 +245,9 @@ class LocalBackend:
     def settings(self) -> dict[str, Any]:
         return {"backend": "local"}
 
+    def file_sha256(self, side: str, path: Path, max_bytes: int) -> str | None:
+        return local_sha256(side, path, max_bytes)
+
     def rows(self, run: RunContext, sink: RowSink) -> None:
         assert self._device is not None
         opts, device, text, batch_size = run.opts, self._device, self._text, self._batch_size
@@ -256,7 +259,12 @@ class LocalBackend:
         kernels.start()
         phase = time.perf_counter()
         decoder = DecodePool(run.todo, min(self._workers, len(run.todo)), opts.max_pixels)
-        run.cleanup.callback(decoder.close)
+
+        def close_decoder(kind: type[BaseException] | None, *_: object) -> None:
+            # Interrupted or failed: nobody reads what the workers decode, so they end now.
+            decoder.close(at_once=kind is not None)
+
+        run.cleanup.push(close_decoder)
         decoder.refill()  # decoding starts while the model loads
         run.phases["workers_s"] = time.perf_counter() - phase
         phase = time.perf_counter()

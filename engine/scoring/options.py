@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from pixgate.config import DEFAULT_MAX_PIXELS, DEFAULT_PRECISION, OCR_LANG, PRECISIONS
+from pixgate.config import (
+    BATCH_SIZE_MAX,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_PRECISION,
+    MAX_PIXELS_CEILING,
+    OCR_LANG,
+    PRECISIONS,
+    WORKERS_MAX,
+)
 from pixgate.errors import UsageError
 from pixgate.runs import schema
 from pixgate.scoring.backbones import DEFAULT_NET
@@ -133,11 +141,38 @@ def check_options(opts: ScoreOptions) -> None:
         ScoreConfigError: The first problem found.
     """
     check_output(opts)
+    check_numbers(opts)
     if opts.precision not in PRECISIONS:
         raise ScoreConfigError.about(
             "{precision} must be one of {allowed}; got {got!r}", allowed=", ".join(PRECISIONS), got=opts.precision
         )
     check_typography_options(opts)
+
+
+#: The whole-number options and their ranges; None in a field means "the default".
+_WHOLE_NUMBERS: Final = {
+    "batch_size": (1, BATCH_SIZE_MAX),
+    "workers": (1, WORKERS_MAX),
+    "ocr_workers": (1, WORKERS_MAX),
+    "max_pixels": (1, MAX_PIXELS_CEILING),
+}
+
+
+def check_numbers(opts: ScoreOptions) -> None:
+    """Each whole-number option within its range, as the command line checks it: a count
+    past its range would size a buffer or a timer absurdly deep inside the run.
+
+    Raises:
+        ScoreConfigError: The first one out of range, or not a whole number.
+    """
+    for name, (low, high) in _WHOLE_NUMBERS.items():
+        value = getattr(opts, name)
+        if value is None and name != "max_pixels":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ScoreConfigError.about(
+                "{" + name + "}: got {got!r}; use a whole number from {low} to {high}", got=value, low=low, high=high
+            )
 
 
 def check_folder(label: str, location: Path | str) -> Path:
@@ -204,6 +239,7 @@ __all__ = [
     "ScoreResult",
     "check_decoder_setting",
     "check_folder",
+    "check_numbers",
     "check_options",
     "check_output",
     "check_typography_options",

@@ -35,12 +35,17 @@ class Pair:
         candidate: Candidate file, or None when the candidate side has none.
         problem: Why the pair cannot be scored even though files exist (e.g. two baseline
             files share the pair_id), or None.
+        baseline_sha256: sha256 of the baseline's bytes as a decode worker read them (hex),
+            set on the pair the worker hands back; None before, or when they were not read.
+        candidate_sha256: The same for the candidate.
     """
 
     pair_id: str
     baseline: Path | None
     candidate: Path | None
     problem: str | None = None
+    baseline_sha256: str | None = None
+    candidate_sha256: str | None = None
 
     @property
     def scorable(self) -> bool:

@@ -25,6 +25,7 @@ Ray is an optional dependency (`pip install pixgate[ray]`): nothing else imports
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import pickle
@@ -36,10 +37,10 @@ from typing import Any
 
 from pixgate.config import DEFAULT_BATCH_SIZE_CPU, DEFAULT_BATCH_SIZE_CUDA, MAX_BATCH_PIXELS
 from pixgate.runs import schema
-from pixgate.scoring.lifecycle import Opened, RowSink, RunContext
+from pixgate.scoring.lifecycle import Opened, RowSink, RunContext, local_sha256
 from pixgate.scoring.options import ScoreConfigError, ScoreOptions, check_folder
 from pixgate.scoring.pairing import Pair, Pairing
-from pixgate.scoring.rows import missing_row
+from pixgate.scoring.rows import missing_row, path_text
 
 _NODE = "_node"
 #: Times Ray re-runs a failed decode task or restarts a dead scoring actor.
@@ -62,12 +63,13 @@ def _reader(baseline_fs: Any, candidate_fs: Any, pair: Pair, max_bytes: int) -> 
 
 
 def _decode_task(row: dict[str, Any], *, max_pixels: int, baseline_fs: Any, candidate_fs: Any) -> dict[str, Any]:
-    from pixgate.scoring.decode import decode_pair, max_file_bytes
+    from pixgate.scoring.decode import max_file_bytes
+    from pixgate.scoring.workers import decode_hashed
 
     pair = Pair(row["pair_id"], Path(row["baseline"]), Path(row["candidate"]))
     assert pair.baseline is not None and pair.candidate is not None  # only scorable pairs are sent
     read = _reader(baseline_fs, candidate_fs, pair, max_file_bytes(max_pixels))
-    dp = decode_pair(pair.pair_id, pair.baseline, pair.candidate, max_pixels, read)
+    pair, dp = decode_hashed(pair, max_pixels, read)
     return {"pair_id": pair.pair_id, "payload": pickle.dumps((pair, dp), protocol=5)}
 
 
@@ -125,16 +127,10 @@ def _pairing(opts: ScoreOptions) -> tuple[Pairing, Any, Any]:
     return pair_directories(check_folder("baseline", base), check_folder("candidate", cand)), None, None
 
 
-def _as_uri(location: str, path: str | None) -> str | None:
-    if path is None or "://" not in location:
-        return path
-    return f"{location.split('://', 1)[0]}://{path}"
-
-
 def _uri_paths(row: dict[str, Any], opts: ScoreOptions) -> dict[str, Any]:
     """Record paths as the URIs the run was given (a filesystem's paths drop the scheme)."""
-    row[schema.BASELINE_PATH.name] = _as_uri(str(opts.baseline), row[schema.BASELINE_PATH.name])
-    row[schema.CANDIDATE_PATH.name] = _as_uri(str(opts.candidate), row[schema.CANDIDATE_PATH.name])
+    row[schema.BASELINE_PATH.name] = path_text(opts.baseline, row[schema.BASELINE_PATH.name])
+    row[schema.CANDIDATE_PATH.name] = path_text(opts.candidate, row[schema.CANDIDATE_PATH.name])
     return row
 
 
@@ -196,6 +192,18 @@ class RayBackend:
 
     def settings(self) -> dict[str, Any]:
         return {"backend": "ray", "address": self.address}
+
+    def file_sha256(self, side: str, path: Path, max_bytes: int) -> str | None:
+        filesystem = self._fs[0 if side == "baseline" else 1]
+        if filesystem is None:
+            return local_sha256(side, path, max_bytes)
+        try:  # read as the decode tasks read it (`_reader`)
+            with filesystem.open_input_file(str(path)) as fh:
+                if fh.size() > max_bytes:
+                    return None
+                return hashlib.sha256(bytes(fh.read(max_bytes + 1))).hexdigest()
+        except (OSError, ValueError):
+            return None
 
     def rows(self, run: RunContext, sink: RowSink) -> None:
         import ray

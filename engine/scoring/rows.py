@@ -3,6 +3,7 @@ pair's facts, and a scored batch's metrics."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pixgate.runs import schema
@@ -31,11 +32,13 @@ def missing_row(pair: Pair) -> dict[str, Any]:
 def _side_fields(row: dict[str, Any], side: str, img: DecodedImage) -> None:
     cols = {
         "baseline": (schema.BASELINE_FORMAT, schema.BASELINE_MODE, schema.BASELINE_WIDTH,
-                     schema.BASELINE_HEIGHT, schema.BASELINE_HAS_ALPHA, schema.BASELINE_ICC),
+                     schema.BASELINE_HEIGHT, schema.BASELINE_HAS_ALPHA, schema.BASELINE_ICC,
+                     schema.BASELINE_FRAMES),
         "candidate": (schema.CANDIDATE_FORMAT, schema.CANDIDATE_MODE, schema.CANDIDATE_WIDTH,
-                      schema.CANDIDATE_HEIGHT, schema.CANDIDATE_HAS_ALPHA, schema.CANDIDATE_ICC),
+                      schema.CANDIDATE_HEIGHT, schema.CANDIDATE_HAS_ALPHA, schema.CANDIDATE_ICC,
+                      schema.CANDIDATE_FRAMES),
     }[side]  # fmt: skip
-    values = (img.format, img.mode, img.width, img.height, img.has_alpha, img.icc_description)
+    values = (img.format, img.mode, img.width, img.height, img.has_alpha, img.icc_description, img.frames)
     for col, value in zip(cols, values, strict=True):
         row[col.name] = value
 
@@ -46,6 +49,8 @@ def decoded_row(pair: Pair, dp: DecodedPair) -> dict[str, Any]:
     row[schema.PAIR_ID.name] = pair.pair_id
     row[schema.BASELINE_PATH.name] = str(pair.baseline)
     row[schema.CANDIDATE_PATH.name] = str(pair.candidate)
+    row[schema.BASELINE_SHA256.name] = pair.baseline_sha256
+    row[schema.CANDIDATE_SHA256.name] = pair.candidate_sha256
     row[schema.DECODE_MS.name] = dp.decode_ms
     row[schema.STATUS.name] = schema.STATUS_ERROR if dp.error else schema.STATUS_OK
     row[schema.ERROR.name] = dp.error
@@ -57,6 +62,7 @@ def decoded_row(pair: Pair, dp: DecodedPair) -> dict[str, Any]:
     if b is not None and c is not None:
         row[schema.SIZE_MATCH.name] = (b.width, b.height) == (c.width, c.height)
         row[schema.ASPECT_RATIO_DELTA.name] = abs((c.width / c.height) / (b.width / b.height) - 1.0)
+        row[schema.FRAME_COUNT_MATCH.name] = b.frames == c.frames
         row[schema.ALPHA_PARITY.name] = b.has_alpha == c.has_alpha
         row[schema.ICC_MATCH.name] = dp.icc_match
     return row
@@ -82,4 +88,13 @@ def metric_rows(
     return rows
 
 
-__all__ = ["decoded_row", "metric_rows", "missing_row"]
+def path_text(location: Path | str, path: Path | str | None) -> str | None:
+    """A file's path as a run records it: as it is in a local folder; for a folder given
+    as a URI (`s3://bucket/run`), the URI of the file (a filesystem's paths drop the
+    scheme)."""
+    if path is None or "://" not in str(location):
+        return None if path is None else str(path)
+    return f"{str(location).split('://', 1)[0]}://{path}"
+
+
+__all__ = ["decoded_row", "metric_rows", "missing_row", "path_text"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pixgate.config import DOWNLOAD_TIMEOUT_S
 from pixgate.errors import UsageError
+from pixgate.safe_io import not_regular
 from pixgate.scoring.backbones import backbone
 
 #: Environment variable naming a weights file (a torchvision state_dict).
@@ -186,7 +187,11 @@ def resolve_weights(
     for step in steps:
         if step.origin in ("--weights", ENV_WEIGHTS) and step.path is not None and not step.found:
             raise WeightsError.about(
-                "{origin}: no such file: {path}\n" + _HOW_TO, origin=step.origin, path=step.path, **_how_to(net)
+                "{origin}: {path}: {problem}\n" + _HOW_TO,
+                origin=step.origin,
+                path=step.path,
+                problem=not_regular(step.path) or "not a regular file",
+                **_how_to(net),
             )
         if step.found and step.path is not None:
             return ResolvedWeights(step.path, step.origin, sha256_file(step.path))

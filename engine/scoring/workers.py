@@ -20,6 +20,14 @@ travel through the pipe as before. Files of a worker that died before its answer
 read are removed when the pool closes; those of a run that was killed outright, by the
 next pool to start.
 
+Each worker hands back, with the decoded pair, the sha256 of the bytes it read of each
+file (`decode_hashed`): the row records them, and `--resume` keeps a row only while its
+files still hash the same, at the cost of no extra read.
+
+Workers start with SIGINT blocked: a Ctrl-C at a terminal reaches every process of its
+group, and only the scoring process acts on it (it stops the workers as it unwinds);
+workers neither print a traceback nor die under a pair that would then be retried.
+
 Each file's name carries its owner, the scoring process, as its pid and start time
 (`/proc/PID/stat`), fixed before any worker starts: a pid reused by another process
 does not keep a dead run's files alive, and neither does a worker whose parent died (its
@@ -31,20 +39,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import mmap
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pixgate.config import DECODE_TIMEOUT_S, DEFAULT_MAX_PIXELS, INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
-from pixgate.scoring.decode import DecodedImage, DecodedPair, decode_pair
+from pixgate.scoring.decode import DecodedImage, DecodedPair, decode_pair, read_image_file
 from pixgate.scoring.pairing import Pair
 
 # spawn, not fork: the parent holds torch (and maybe CUDA) state that must not be
@@ -54,6 +65,8 @@ _STOP_TIMEOUT_S = 5.0
 
 
 _FILE_PREFIX = "pixgate-decoded"
+# (baseline sha256, candidate sha256) of the bytes a worker read.
+_Digests = tuple[str | None, str | None]
 _NO_PIXELS = np.empty((0, 0, 4), np.uint8)
 # (field, offset, shape, dtype) of each array in a parked pair's file.
 _Layout = list[tuple[str, int, tuple[int, ...], str]]
@@ -132,6 +145,35 @@ def _unpark(dp: DecodedPair, path: str, layout: _Layout) -> DecodedPair:
     )
 
 
+def decode_hashed(pair: Pair, max_pixels: int, read: Callable[[Path], bytes] | None = None) -> tuple[Pair, DecodedPair]:
+    """Decode a scorable pair (`pixgate.scoring.decode.decode_pair`), hashing each file's
+    bytes as they are read for it.
+
+    Args:
+        pair: The pair; both files are set.
+        max_pixels: Decompression-bomb limit.
+        read: Reads a file's bytes (an object store's); local files by default
+            (`pixgate.scoring.decode.read_image_file`).
+
+    Returns:
+        The pair with `baseline_sha256` and `candidate_sha256` set (None for a file that
+        could not be read), and the decoded pair.
+    """
+    assert pair.baseline is not None and pair.candidate is not None, "only scorable pairs are decoded"
+    digests: dict[Path, str] = {}
+
+    def read_and_hash(path: Path) -> bytes:
+        data = read_image_file(path, max_pixels) if read is None else read(path)
+        digests[path] = hashlib.sha256(data).hexdigest()
+        return data
+
+    dp = decode_pair(pair.pair_id, pair.baseline, pair.candidate, max_pixels, read_and_hash)
+    hashed = dataclasses.replace(
+        pair, baseline_sha256=digests.get(pair.baseline), candidate_sha256=digests.get(pair.candidate)
+    )
+    return hashed, dp
+
+
 def _with_rgba(image: DecodedImage | None, rgba: np.ndarray | None) -> DecodedImage | None:
     return dataclasses.replace(image, rgba=rgba) if image is not None and rgba is not None else image
 
@@ -197,8 +239,11 @@ def _usable(directory: str | None) -> str | None:
 
 def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner: str) -> None:
     """A worker's loop: receive (pair_id, baseline, candidate), send back the decoded pair
-    as (DecodedPair, parked file or None, layout). `owner` names the scoring process in
-    parked files' names; it is fixed by that process before the worker starts."""
+    as (DecodedPair, parked file or None, layout, digests). `owner` names the scoring
+    process in parked files' names; it is fixed by that process before the worker starts."""
+    # Blocked from the start (`_start`); ignored too, so that nothing this process runs
+    # can unblock it into a KeyboardInterrupt: the scoring process ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serial = 0
     try:
         conn.send(None)  # started: the time limit on its first pair counts from here
@@ -212,12 +257,14 @@ def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner
         if task is None:
             return
         pair_id, baseline, candidate = task
-        dp = decode_pair(pair_id, baseline, candidate, max_pixels)
+        hashed, dp = decode_hashed(Pair(pair_id, baseline, candidate), max_pixels)
+        digests: _Digests = (hashed.baseline_sha256, hashed.candidate_sha256)
         if directory is None:
-            message: tuple[DecodedPair, str | None, _Layout] = (dp, None, [])
+            message: tuple[DecodedPair, str | None, _Layout, _Digests] = (dp, None, [], digests)
         else:
             serial += 1
-            message = _park(dp, os.path.join(directory, f"{_FILE_PREFIX}-{owner}-{os.getpid()}-{serial}"))
+            parked = _park(dp, os.path.join(directory, f"{_FILE_PREFIX}-{owner}-{os.getpid()}-{serial}"))
+            message = (*parked, digests)
         try:
             conn.send(message)
         except OSError:  # the scoring process is gone: nobody will read the file
@@ -227,11 +274,26 @@ def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner
             return
 
 
+def _start(proc: Any) -> None:
+    """Start a worker process with SIGINT blocked in it from its first instruction.
+
+    The blocked set is inherited through fork and exec, so the fresh interpreter that
+    spawn starts never sees a Ctrl-C, not even while it imports (where a handler set in
+    the worker would come too late). The scoring process blocks SIGINT only while it
+    starts the worker: one that arrives meanwhile is delivered when it is unblocked.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class _Worker:
     def __init__(self, max_pixels: int, directory: str | None, owner: str) -> None:
         self.conn, child = _CTX.Pipe(duplex=True)
         self.proc: Any = _CTX.Process(target=_worker_main, args=(child, max_pixels, directory, owner), daemon=True)
-        self.proc.start()
+        _start(self.proc)
         child.close()
         self.sent: deque[Pair] = deque()  # in the order the worker will answer
         self.head_since = 0.0  # when the worker began the pair at the head of `sent`
@@ -242,10 +304,13 @@ class _Worker:
             self.head_since = time.monotonic()
         self.sent.append(pair)
 
-    def stop(self) -> None:
+    def ask_to_stop(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.send(None)
-        self.proc.join(_STOP_TIMEOUT_S)
+
+    def stop(self, deadline: float) -> None:
+        """Wait for the worker to end until `deadline` (`time.monotonic()`), then kill it."""
+        self.proc.join(max(0.0, deadline - time.monotonic()))
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join()
@@ -364,7 +429,11 @@ class DecodePool:
                 while worker.sent and worker.conn.poll():
                     message = worker.conn.recv()  # first: a dead worker raises here, losing nothing
                     if message is not None:  # None: the worker has started
-                        out.append((worker.sent.popleft(), self._received(*message)))
+                        dp, path, layout, (base_sha, cand_sha) = message
+                        pair = dataclasses.replace(
+                            worker.sent.popleft(), baseline_sha256=base_sha, candidate_sha256=cand_sha
+                        )
+                        out.append((pair, self._received(dp, path, layout)))
                     worker.head_since = time.monotonic()  # it starts on the (next) pair now
         now = time.monotonic()
         for index, worker in enumerate(self._workers):
@@ -387,12 +456,21 @@ class DecodePool:
         except (OSError, ValueError) as exc:  # gone, or shorter than its layout says
             return DecodedPair(dp.pair_id, None, None, None, f"decoded pixels could not be read back: {exc}", 0.0)
 
-    def close(self) -> None:
-        """Stop the workers and remove decoded pairs that were never collected."""
+    def close(self, *, at_once: bool = False) -> None:
+        """Stop the workers and remove decoded pairs that were never collected.
+
+        Args:
+            at_once: Kill the workers rather than let them finish the pair in hand (a run
+                that is interrupted or failed: nobody will read what they decode).
+        """
         for worker in self._workers:
-            worker.stop()
+            worker.ask_to_stop()
+        # One deadline for them all: workers stopping one after another would each wait.
+        deadline = time.monotonic() + (0.0 if at_once else _STOP_TIMEOUT_S)
+        for worker in self._workers:
+            worker.stop(deadline)
         if self.shared_dir is not None:
             _sweep(self.shared_dir, self.owner)
 
 
-__all__ = ["DecodePool", "process_token"]
+__all__ = ["DecodePool", "decode_hashed", "process_token"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from pixgate.capture.canary import run_canary
@@ -81,7 +84,15 @@ def test_canary_with_a_degraded_new_engine_fails(tmp_path: Path, alex_weights: P
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["verdict"] == "fail"
     assert rolled_back.read_text().strip() == "fail"
-    assert verdict["on_fail"] == {"command": rollback, "exit_code": 0, "timed_out": False}
+    on_fail = verdict["on_fail"]
+    assert {k: on_fail[k] for k in ("command", "exit_code", "timed_out")} == {
+        "command": rollback,
+        "exit_code": 0,
+        "timed_out": False,
+    }
+    assert 0 <= on_fail["wall_s"] < on_fail["timeout_s"]
+    # Bound to the run it judged: `report` and `approve` take it for this run only.
+    assert verdict["run_sha256"] == hashlib.sha256((out / "run.arrow").read_bytes()).hexdigest()
     failed = {r["name"] for r in verdict["rules"] if r["result"] == "fail"}
     assert {"alpha parity", "ICC match", "typography"} <= failed  # the small print rasterised to mush
     assert len(verdict["failing_pairs"]) == len(PROMPTS)
@@ -120,4 +131,39 @@ def test_missing_language_data_stops_the_canary_before_any_capture(tmp_path: Pat
     )  # fmt: skip
     assert result.exit_code == 2
     assert "no Tesseract language data for 'xx'" in " ".join(result.output.split())
+    assert not (out / "old").exists()
+
+
+#: How long the canary's timed-out `sleep 30` may keep it, seconds: the limit (1 s) and
+#: the kill, with room for a busy machine.
+ON_FAIL_KILLED_WITHIN_S = 10.0
+
+
+@pytest.mark.timeout(120)
+def test_a_canary_on_fail_command_is_stopped_at_its_time_limit(tmp_path: Path) -> None:
+    with _serving(make_server(0)) as old, _serving(make_server(0, degrade=frozenset({"alpha"}))) as new:
+        opts = CaptureOptions(_prompts(tmp_path, PROMPTS), tmp_path / "canary", concurrency=2)
+        stages: list[tuple[float, str]] = []
+        result = run_canary(
+            opts, old, new, _policy(tmp_path), no_lpips=True, typography=False, on_fail="sleep 30", on_fail_timeout=1,
+            on_stage=lambda text: stages.append((time.monotonic(), text)),
+        )  # fmt: skip
+    assert result.decision.blocked
+    started = next(t for t, text in stages if text.startswith("running --on-fail"))
+    assert time.monotonic() - started < ON_FAIL_KILLED_WITHIN_S
+    on_fail = json.loads(result.files["verdict"].read_text())["on_fail"]
+    assert on_fail["timed_out"] is True and on_fail["exit_code"] is None and on_fail["timeout_s"] == 1.0
+    assert 1.0 <= on_fail["wall_s"] < ON_FAIL_KILLED_WITHIN_S
+
+
+def test_an_on_fail_timeout_out_of_range_stops_the_canary_before_any_capture(tmp_path: Path) -> None:
+    out = tmp_path / "canary"
+    result = runner.invoke(
+        app,
+        ["canary", "--old", "http://127.0.0.1:9/", "--new", "http://127.0.0.1:9/", "--prompts",
+         str(_prompts(tmp_path, PROMPTS)), "--policy", str(_policy(tmp_path)), "-o", str(out), "--no-lpips",
+         "--on-fail", "true", "--on-fail-timeout", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--on-fail-timeout: got 0.0; use a number of seconds above 0" in " ".join(result.output.split())
     assert not (out / "old").exists()

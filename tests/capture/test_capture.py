@@ -414,3 +414,230 @@ def test_a_compressed_answer_is_not_inflated(tmp_path: Path) -> None:
     assert len(seen) == 1
     error = str(_rows(tmp_path / "out")["sale"][schema.CAPTURE_ERROR.name])
     assert "a compressed answer (Content-Encoding: gzip, gzip) is not read" in error
+
+
+# --- prompts a capture refuses before any generator runs, answers it refuses per prompt ---
+
+
+def _marking_command(tmp_path: Path) -> tuple[str, Path]:
+    """A command generator that leaves a mark each time it runs, and writes a real PNG."""
+    png = tmp_path / "poster.png"
+    png.write_bytes(generate("x", 1))
+    marks = tmp_path / "generator-ran"
+    script = tmp_path / "mark.py"
+    script.write_text(
+        f"import shutil, sys\nopen({str(marks)!r}, 'a').write('ran\\n')\nshutil.copyfile({str(png)!r}, sys.argv[1])\n"
+    )
+    return f"{sys.executable} {script} {{out}}", marks
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", [-1, 2**64, 10**30])
+def test_a_seed_out_of_range_is_refused_before_any_generator_runs(seed: int, tmp_path: Path) -> None:
+    from tests.test_outputs import _one_error_line, _pixgate
+
+    command, marks = _marking_command(tmp_path)
+    prompts = _prompts(tmp_path, [*PROMPTS[:1], {"id": "big", "prompt": "x", "seed": seed}])
+    result = _pixgate("capture", "--prompts", prompts, "-o", tmp_path / "out", "--command", command)
+    _one_error_line(result, f"{prompts}:2: 'seed' must be a whole number from 0 to {2**64 - 1}")
+    assert not marks.exists()  # not even the good first prompt was generated
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(60)
+def test_the_largest_seed_reaches_the_generator_and_the_capture_file(tmp_path: Path) -> None:
+    """2**64 - 1 (a torch seed can be that large) does not fit the int64 the seed column
+    used to be: it ended the capture with an internal error."""
+    seeds: list[object] = []
+
+    def answer(handler: BaseHTTPRequestHandler, body: dict[str, object]) -> None:
+        seeds.append(body["seed"])
+        _reply(handler, 200, generate("x", 1), "image/png")
+
+    largest = 2**64 - 1
+    with _custom(answer) as (url, _):
+        result = run_capture(CaptureOptions(_prompts(tmp_path, [{"id": "a", "prompt": "x", "seed": largest}]),
+                                            tmp_path / "out", endpoint=url))  # fmt: skip
+    assert result.all_ok and seeds == [largest]
+    assert _rows(tmp_path / "out")["a"][schema.SEED.name] == largest
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["", "\n   \n\t\n"])
+def test_a_prompts_file_without_prompts_is_a_usage_error(text: str, tmp_path: Path) -> None:
+    from tests.test_outputs import _one_error_line, _pixgate
+
+    command, marks = _marking_command(tmp_path)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(text)
+    result = _pixgate("capture", "--prompts", prompts, "-o", tmp_path / "out", "--command", command)
+    _one_error_line(result, f"--prompts: {prompts} holds no prompts")
+    assert not marks.exists() and not (tmp_path / "out").exists()
+    with pytest.raises(CaptureConfigError, match="holds no prompts"):
+        load_prompts(prompts)
+
+
+@pytest.mark.timeout(120)
+def test_a_deeply_nested_prompts_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    from tests.test_outputs import _one_error_line, _pixgate
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    result = _pixgate("capture", "--prompts", prompts, "-o", tmp_path / "out", "--command", "gen {out}")
+    _one_error_line(result, f"{prompts}:1: not usable JSON: nested too deeply to parse")
+    assert "RecursionError" not in result.stdout + result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_capture_lists_a_capped_number_of_errors_and_counts_the_rest(tmp_path: Path) -> None:
+    from pixgate.cli import app
+    from pixgate.config import CAPTURE_MAX_LISTED_ERRORS
+
+    extra = 7
+    many = [{"id": f"p{i:03d}", "prompt": "x", "seed": i} for i in range(CAPTURE_MAX_LISTED_ERRORS + extra)]
+    with _custom(lambda h, _: _reply(h, 404, b"no such model")) as (url, _):
+        result = runner.invoke(app, ["capture", "--prompts", str(_prompts(tmp_path, many)), "-o",
+                                     str(tmp_path / "out"), "--endpoint", url, "-q"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    listed = [line for line in result.output.splitlines() if line.startswith("  p")]
+    assert len(listed) == CAPTURE_MAX_LISTED_ERRORS
+    assert f"  ... and {extra} more errors, see {tmp_path / 'out' / 'capture.arrow'}" in result.output
+    assert len(_rows(tmp_path / "out")) == len(many)  # every error is in the file
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("points_to", ["image", "fifo", "/dev/null"])
+def test_a_symlink_left_by_the_command_is_an_error_row_and_never_followed(points_to: str, tmp_path: Path) -> None:
+    """A link to a real image would be captured as that image if it were followed (a link
+    to /etc/shadow would be read): the output must be a regular file the command wrote."""
+    import os
+    import stat
+
+    target = {"image": tmp_path / "elsewhere.png", "fifo": tmp_path / "pipe", "/dev/null": Path("/dev/null")}[points_to]
+    if points_to == "image":
+        target.write_bytes(generate("x", 1))
+    elif points_to == "fifo":
+        os.mkfifo(target)
+    script = tmp_path / "gen.py"
+    script.write_text(f"import os, sys; os.symlink({str(target)!r}, sys.argv[1])")
+    command = f"{sys.executable} {script} {{out}}"
+    opts = CaptureOptions(_prompts(tmp_path, PROMPTS[:1]), tmp_path / "out", command=command, max_attempts=1)
+    result = run_capture(opts)
+    row = _rows(tmp_path / "out")["sale"]
+    assert row[schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR and not result.all_ok
+    assert "a symlink, not a regular file (not followed)" in str(row[schema.CAPTURE_ERROR.name])
+    assert not (tmp_path / "out" / "sale.png").exists()
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    if points_to == "image":
+        assert target.read_bytes() == generate("x", 1)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("gpu_ms", "energy_j", "stored"),
+    [
+        ("12.5", "3.25", (12.5, 3.25)),
+        ("nan", "inf", (None, None)),
+        ("-1", "-0.5", (None, None)),
+        ("1e300", "1" * 5000, (None, None)),
+        ("12.5", "lots", (12.5, None)),
+    ],
+)
+def test_timing_headers_that_are_not_finite_numbers_in_range_are_not_stored(
+    gpu_ms: str, energy_j: str, stored: tuple[float | None, float | None], tmp_path: Path
+) -> None:
+    png = generate("x", 1)
+
+    def answer(handler: BaseHTTPRequestHandler, _body: dict[str, object]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "image/png")
+        handler.send_header("Content-Length", str(len(png)))
+        handler.send_header("X-GPU-Ms", gpu_ms)
+        handler.send_header("X-Energy-J", energy_j)
+        handler.end_headers()
+        handler.wfile.write(png)
+
+    with _custom(answer) as (url, _):
+        result = run_capture(CaptureOptions(_prompts(tmp_path, PROMPTS[:1]), tmp_path / "out", endpoint=url))
+    assert result.all_ok  # the image is good; only the numbers are refused
+    row = _rows(tmp_path / "out")["sale"]
+    assert (row[schema.CAPTURE_GPU_MS.name], row[schema.ENERGY_J.name]) == stored
+    note = row[schema.CAPTURE_ERROR.name]
+    refused = [name for name, value in (("X-GPU-Ms", stored[0]), ("X-Energy-J", stored[1])) if value is None]
+    if not refused:
+        assert note is None
+    for name in refused:
+        assert f"{name} " in str(note) and "stored as null" in str(note)
+    assert note is None or len(str(note)) < 400  # a 5,000-digit header is shown cut
+
+
+def _retry_after(value: str) -> Callable[[BaseHTTPRequestHandler, dict[str, object]], None]:
+    def answer(handler: BaseHTTPRequestHandler, _body: dict[str, object]) -> None:
+        handler.send_response(503)
+        handler.send_header("Retry-After", value)
+        handler.send_header("Content-Length", "4")
+        handler.end_headers()
+        handler.wfile.write(b"busy")
+
+    return answer
+
+
+def _huge_header(handler: BaseHTTPRequestHandler, _body: dict[str, object]) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/png")
+    handler.send_header("X-Padding", "x" * (1 << 20))
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # A date without a zone ("-0000") could not be compared with the clock.
+        (_retry_after("Mon, 01 Jan 2000 00:00:00 -0000"), "HTTP 503"),
+        # A 20-digit year overflowed the date parser.
+        (_retry_after("Mon, 01 Jan 99999999999999999999 00:00:00 GMT"), "HTTP 503"),
+        (_retry_after("nan"), "HTTP 503"),
+        (_huge_header, "connection error"),
+        (lambda h, _: _reply(h, 200, b"[1, 2]", "application/json"), "JSON answer without a base64 'image'"),
+        (lambda h, _: _reply(h, 200, b"[" * 100_000 + b"]" * 100_000, "application/json"), "nested too deeply"),
+        (lambda h, _: _reply(h, 200, json.dumps({"image": 7}).encode(), "application/json"), "JSON answer without"),
+    ],
+)
+def test_no_hostile_answer_ends_the_capture_or_is_an_internal_error(
+    answer: Callable[[BaseHTTPRequestHandler, dict[str, object]], None], expected: str, tmp_path: Path
+) -> None:
+    with _custom(answer) as (url, _):
+        opts = CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url, max_attempts=2,
+                              backoff_s=TEST_BACKOFF_S)  # fmt: skip
+        result = run_capture(opts)
+    assert result.stats["errors"] == len(PROMPTS)
+    for row in _rows(tmp_path / "out").values():
+        error = str(row[schema.CAPTURE_ERROR.name])
+        assert expected in error and "internal error" not in error, error
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("own", ["capture.arrow", "capture.arrow.partial", "capture.arrow.lock"])
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder", "link to /dev/null"])
+def test_a_capture_file_that_is_not_a_regular_file_is_refused_before_anything_is_written(
+    own: str, kind: str, tmp_path: Path
+) -> None:
+    import os
+    import stat
+
+    from tests.test_outputs import TARGETS, _kind, _one_error_line, _pixgate
+
+    command, marks = _marking_command(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    made = TARGETS[kind](out / own)
+    next(made)
+    before = _kind(out / own)
+    result = _pixgate("capture", "--prompts", _prompts(tmp_path), "-o", out, "--command", command)
+    _one_error_line(result, f"{out / own}")
+    assert not marks.exists()
+    assert _kind(out / own) == before
+    assert sorted(p.name for p in out.iterdir()) == [own]  # no lock, journal or staging folder beside it
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

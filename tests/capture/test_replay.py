@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
+
+import pytest
 
 from pixgate.capture.capture import CaptureOptions
 from pixgate.capture.replay import run_replay
 from pixgate.runs import schema
+from pixgate.safe_io import OutputError
 from tests.capture.test_capture import _prompts
 
 GENERATE = f"{sys.executable} -m engine demo-engine generate --prompt {{prompt}} --seed {{seed}} -o {{out}}"
@@ -56,3 +61,15 @@ def test_gate_can_require_replayability(tmp_path: Path) -> None:
     assert verdict.verdict == "fail"
     assert {p["pair_id"] for p in verdict.failing_pairs} == {"sale", "boots/winter", "coffee"}
     json.dumps(verdict.to_dict())
+
+
+@pytest.mark.parametrize("where", ["replay.arrow", "run2/capture.arrow"])
+def test_an_output_that_is_not_a_regular_file_is_refused_before_the_first_capture(where: str, tmp_path: Path) -> None:
+    """Found only when replay.arrow is written, a FIFO there would waste every capture."""
+    out = tmp_path / "r"
+    (out / where).parent.mkdir(parents=True)
+    os.mkfifo(out / where)
+    with pytest.raises(OutputError, match="a FIFO"):
+        run_replay(CaptureOptions(_prompts(tmp_path), out, command=GENERATE), 2)
+    assert not (out / "run1").exists()
+    assert stat.S_ISFIFO(os.lstat(out / where).st_mode)

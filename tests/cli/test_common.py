@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,104 @@ def test_consoles_show_emoji_codes_as_written(tmp_path: Path) -> None:
     policy.write_text('[[rule]]\ncolumn = "status"\nstat = "each"\nop = "=="\npass = "ok"\n')
     result = runner.invoke(app, ["gate", str(run), "--policy", str(policy)], terminal_width=200)
     assert ":cross_mark:" in result.output and ":fire:" in result.output and "\u274c" not in result.output
+
+
+#: Names holding what would act on a terminal or a CI log: colours and a window title
+#: (ESC ... BEL), a carriage return, bidirectional overrides and isolates, C1 controls.
+ACTING_NAMES = ("red\x1b[31m\x1b]0;title\x07", "over\rwrite", "\u202egnp", "iso\u2066late\u2069", "c1\x85\x9b\x7f")
+
+
+def _acting(text: str) -> set[str]:
+    """The characters of `text` that would act rather than show (a line feed ends a line)."""
+    return {ch for ch in text if ch not in "\n " and not ch.isprintable()}
+
+
+def _plain_env() -> dict[str, str]:
+    """The environment without what would make rich colour output that is not a terminal."""
+    drop = {"FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _pixgate(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "pixgate", *args], capture_output=True, timeout=300, env=_plain_env(), check=False
+    )
+
+
+def test_errors_show_what_would_act_on_a_terminal_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    from pixgate.cli.common import print_error
+
+    print_error("cannot read 'a\x1b[2Jb\rc\u202ed'\nthe second line \x07", "look at 'x\x9by'")
+    err = capsys.readouterr().err
+    assert not _acting(err), err
+    assert err.splitlines() == [
+        "error: cannot read 'a\\x1b[2Jb\\x0dc\\u202ed'",
+        "hint: the second line \\x07; look at 'x\\u009by'",
+    ]
+
+
+def test_gate_shows_hostile_pair_ids_escaped_in_tables_files_and_annotations(tmp_path: Path) -> None:
+    import json
+    from xml.etree import ElementTree as ET
+
+    from tests.conftest import write_run
+
+    rows = [{"pair_id": name, "status": "ok", "alpha_parity": False} for name in ACTING_NAMES]
+    rows.append({"pair_id": "err\x1b[5m", "status": "error", "error": "decode failed: \x1b]8;;http://x\x07link"})
+    run = write_run(tmp_path / "run.arrow", rows)
+    policy = tmp_path / "p.toml"
+    rule = 'column = "alpha_parity"\nstat = "each"\nop = "=="\npass = true\ncritical = true\n'
+    policy.write_text('[policy]\nname = "p\\u001b[2J"\n[[rule]]\nname = "parity\\u0007\\r\\n::error::x"\n' + rule)
+    junit, markdown, verdict = tmp_path / "junit.xml", tmp_path / "summary.md", tmp_path / "verdict.json"
+    files = ["--junit", str(junit), "--markdown", str(markdown), "--json", str(verdict)]
+    done = _pixgate("gate", str(run), "--policy", str(policy), *files)
+    assert done.returncode == 1, done.stderr
+    tables = done.stdout.decode() + done.stderr.decode()
+    assert not _acting(tables), tables
+    for shown in ("red\\x1b[31m\\x1b]0;title\\x07", "over\\x0dwrite", "\\u202egnp", "iso\\u2066late\\u2069"):
+        assert shown in tables
+    assert "c1\\u0085\\u009b\\x7f" in tables and "\\x1b]8;;http://x\\x07link" in tables
+    assert "pixgate gate: p\\x1b[2J" in tables and "parity\\x07\\x0d\\x0a::error::x" in tables
+    ET.parse(junit)  # well-formed
+    assert not _acting(junit.read_text(encoding="utf-8")) and not _acting(markdown.read_text(encoding="utf-8"))
+    assert "red\\\\x1b\\[31m" in markdown.read_text(encoding="utf-8")  # shown, then Markdown-escaped
+    assert json.loads(verdict.read_text())["failing_pairs"]  # the JSON keeps the ids as they are (escaped by JSON)
+
+    github = _pixgate("gate", str(run), "--policy", str(policy), "--annotations", "github")
+    assert github.returncode == 1
+    lines = github.stdout.decode().splitlines()
+    assert len(lines) == 2 and all(line.startswith("::error title=pixgate gate%3A ") for line in lines)  # two critical
+    assert lines[1].startswith("::error title=pixgate gate%3A parity\\x07\\x0d\\x0a%3A%3Aerror%3A%3Ax::")
+    assert not _acting(github.stdout.decode() + github.stderr.decode())
+
+    quiet = _pixgate("gate", str(run), "--policy", str(policy), "-q")
+    assert quiet.returncode == 1 and "parity\\x07\\x0d\\x0a::error::x" in quiet.stdout.decode()
+    assert not _acting(quiet.stdout.decode() + quiet.stderr.decode())
+
+    missing = _pixgate("gate", str(tmp_path / "gone\x1b[31m\u202e.arrow"), "--policy", str(policy))
+    assert missing.returncode == 2
+    said = missing.stderr.decode()
+    assert not _acting(said) and len(_error_lines(said)) == 2 and "gone\\x1b[31m\\u202e.arrow" in said
+
+
+def test_score_shows_hostile_file_names_escaped_in_its_summary_and_progress(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.conftest import poster
+
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    for i, name in enumerate(ACTING_NAMES[:3]):
+        Image.fromarray(poster(32, 32, seed=i)).save(base / f"{name}.png")
+        Image.fromarray(poster(32, 32, seed=i)).save(cand / f"{name}.png")
+    Image.fromarray(poster(32, 32, seed=9)).save(base / "only\x1b[2Jbase\u2066.png")  # no candidate
+    Image.fromarray(poster(32, 32, seed=9)).save(base / "\u202ebroken\x07.png")
+    (cand / "\u202ebroken\x07.png").write_bytes(b"\x89PNG\r\n\x1a\n not a PNG")
+    out = tmp_path / "run.arrow"
+    done = _pixgate("score", str(base), str(cand), "-o", str(out), "--no-lpips", "--no-typography")
+    assert done.returncode == 1, done.stderr  # two pairs are not ok
+    said = done.stdout.decode() + done.stderr.decode()
+    assert not _acting(said), said
+    assert "pixgate score: 5/5 pairs" in said  # the progress lines of a run without a terminal
+    assert "only\\x1b[2Jbase\\u2066" in said and "\\u202ebroken\\x07" in said  # the pairs not ok

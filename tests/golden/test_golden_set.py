@@ -7,8 +7,10 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +138,7 @@ def test_verify_without_a_golden_set_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "manifest.jsonl" in result.output
 
 
-@pytest.mark.parametrize("case", ["fail-verdict", "no-verdict", "error-row", "unknown-id", "other-run"])
+@pytest.mark.parametrize("case", ["fail-verdict", "no-verdict", "error-row", "unknown-id"])
 def test_refusals_leave_the_golden_set_unchanged(case: str, golden_copy: Path, tmp_path: Path) -> None:
     before = _tree(golden_copy)
     run = _run_of_golden(tmp_path, {"stretched": schema.STATUS_ERROR} if case == "error-row" else None)
@@ -145,11 +147,6 @@ def test_refusals_leave_the_golden_set_unchanged(case: str, golden_copy: Path, t
         args += ["--verdict", str(_verdict(tmp_path, run, "fail"))]
     elif case in ("error-row", "unknown-id"):
         args += ["--verdict", str(_verdict(tmp_path, run, "pass"))]
-    elif case == "other-run":
-        other = tmp_path / "other"
-        other.mkdir()
-        verdict = _verdict(other, _run_of_golden(other), "pass")
-        args += ["--verdict", str(verdict)]
     if case == "unknown-id":
         args += ["--ids", "no_such_pair"]
     result = runner.invoke(app, args)
@@ -161,8 +158,91 @@ def test_refusals_leave_the_golden_set_unchanged(case: str, golden_copy: Path, t
         "no-verdict": "no verdict",
         "error-row": "stretched: error",
         "unknown-id": "no_such_pair",
-        "other-run": "judged",
     }[case] in message
+    assert _tree(golden_copy) == before
+
+
+def _scored_golden(output: Path) -> Path:
+    """The shipped pairs scored for real (no LPIPS, no OCR: fast); scoring again at the same
+    path is a re-score, with new bytes (its times)."""
+    from pixgate.scoring.score import ScoreOptions, run_score
+
+    opts = ScoreOptions(
+        GOLDEN / "baseline", GOLDEN / "candidate", output, device="cpu", no_lpips=True, typography=False,
+        overwrite=True,
+    )  # fmt: skip
+    run_score(opts)
+    return output
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", ["other-run", "rescored", "unbound"])
+@pytest.mark.parametrize("force", [False, True])
+def test_approve_refuses_a_verdict_not_of_this_run(case: str, force: bool, golden_copy: Path, tmp_path: Path) -> None:
+    """A verdict binds the bytes of the run it judged: the verdict of another run, of this
+    run before it was scored again, or one that records no run's sha256 is exit 2 in one
+    line naming both files, --force or not."""
+    if case == "rescored":
+        run = _scored_golden(tmp_path / "run.arrow")
+        verdict = _verdict(tmp_path, run, "pass")
+        _scored_golden(run)  # the same path, new bytes
+    else:
+        run = _run_of_golden(tmp_path)
+        other = tmp_path / "other"
+        other.mkdir()
+        verdict = _verdict(other, _run_of_golden(other, {"stretched": schema.STATUS_ERROR}), "pass")
+        if case == "unbound":  # a verdict from before verdicts recorded the run's sha256
+            verdict = _verdict(tmp_path, run, "pass")
+            doc = json.loads(verdict.read_text())
+            del doc["run_sha256"]
+            verdict.write_text(json.dumps(doc))
+    before = _tree(golden_copy)
+    args = ["approve", str(run), "--golden", str(golden_copy), "--verdict", str(verdict), "--ids", "stretched",
+            "--files-under", str(GOLDEN), *(["--force"] if force else [])]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert str(verdict) in error and str(run) in error, error
+    words = "records no 'run_sha256'" if case == "unbound" else "is not the verdict of"
+    assert words in error and "judge it again" in error
+    assert _tree(golden_copy) == before
+    with pytest.raises(gold.GoldenError, match=words):
+        approval.approve(run, golden_copy, ids=["stretched"], verdict_path=verdict, force=force,
+                         files_under=GOLDEN)  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+def test_approve_takes_the_verdict_of_the_run_as_it_is(golden_copy: Path, tmp_path: Path) -> None:
+    """The verdict of a real run, scored and judged, approves it; a copy of the same bytes
+    elsewhere is the same run."""
+    run = _scored_golden(tmp_path / "run.arrow")
+    verdict = _verdict(tmp_path, run, "pass")
+    assert json.loads(verdict.read_text())["run_sha256"] == hashlib.sha256(run.read_bytes()).hexdigest()
+    copy = tmp_path / "copy.arrow"
+    shutil.copy(run, copy)
+    args = ["approve", str(copy), "--golden", str(golden_copy), "--verdict", str(verdict), "--ids", "stretched",
+            "--files-under", str(GOLDEN)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert gold.verify(golden_copy).clean
+
+
+@pytest.mark.parametrize("ids", [[""], [",,,"], ["", " , "]])
+def test_approve_with_ids_that_name_no_pair_approves_nothing(ids: list[str], golden_copy: Path, tmp_path: Path) -> None:
+    """`--ids ''` once read as "no ids given", and approved every pair of the run."""
+    run = _run_of_golden(tmp_path)
+    before = _tree(golden_copy)
+    args = ["approve", str(run), "--golden", str(golden_copy), "--force"]
+    for value in ids:
+        args += ["--ids", value]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert error.startswith("error: --ids: got ") and "names no pair" in error
+    assert all(repr(value) in error for value in ids)
+    assert _tree(golden_copy) == before
+    with pytest.raises(gold.GoldenError, match="names no pair"):
+        approval.approve(run, golden_copy, ids=[], force=True)
     assert _tree(golden_copy) == before
 
 
@@ -345,10 +425,12 @@ def test_a_manifest_baseline_that_leaves_the_folder_is_refused(golden_copy: Path
     assert victim.read_bytes() == b"precious"
 
 
-def _plan(golden: Path, plan: dict[str, object]) -> None:
+def _plan(golden: Path, plan: dict[str, object] | str) -> None:
+    """A staging plan with its sha256 beside it, as `approve` writes them: whoever can
+    write the folder can write both, so every check past the sha256 is tested too."""
     stage = golden / gold.STAGING
-    stage.mkdir()
-    (stage / "plan.json").write_text(json.dumps(plan))
+    stage.mkdir(exist_ok=True)
+    gold.write_plan(stage, (plan if isinstance(plan, str) else json.dumps(plan)).encode())
 
 
 @pytest.mark.timeout(60)
@@ -370,12 +452,12 @@ def test_a_staging_plan_that_leaves_its_folder_is_reported_and_left_untouched(
         backups = ["baseline/../../victim.txt"]
     elif where == "not-baseline":
         moves = [{"final": "manifest.jsonl", "staged": "files/m"}]
-    plan: object = {"moves": moves, "backups": backups, "manifest_sha256": "0" * 64}
-    _plan(golden_copy, plan)  # type: ignore[arg-type]
+    plan: dict[str, object] | str = {"moves": moves, "backups": backups, "manifest_sha256": "0" * 64}
     if where == "garbage":
-        (golden_copy / gold.STAGING / "plan.json").write_text('{"moves": "rm -rf /"}')
+        plan = '{"moves": "rm -rf /"}'
     elif where == "deep-json":
-        (golden_copy / gold.STAGING / "plan.json").write_text("[" * 100_000 + "]" * 100_000)
+        plan = "[" * 100_000 + "]" * 100_000
+    _plan(golden_copy, plan)
     before = _tree(golden_copy)
     result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
     assert result.exit_code == 2, result.output
@@ -582,3 +664,113 @@ def test_a_backup_folder_that_is_a_link_cannot_bring_files_in(golden_copy: Path,
     assert result.exit_code == 2 and "leads outside" in _flat(result.output)
     assert (elsewhere / "baseline" / "s.png").read_bytes() == b"theirs"
     assert not (golden_copy / "baseline" / "s.png").exists()
+
+
+def _interrupted_after_commit(golden: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real approval stopped after its commit, before it removed its staging folder
+    (a kill there): the new manifest is in place, the plan and the backups are staged."""
+    run = _run_of_golden(tmp_path)
+
+    def stopped(_path: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(approval, "remove_tree", stopped)
+    monkeypatch.setattr(approval, "recover", lambda _golden: None)  # as after kill -9
+    with pytest.raises(OSError):
+        approval.approve(run, golden, ids=APPROVED, force=True, by="me")
+    monkeypatch.undo()
+    stage = golden / gold.STAGING
+    assert (stage / gold.PLAN).is_file() and (stage / gold.PLAN_SHA256).is_file()
+    return stage
+
+
+@pytest.mark.timeout(60)
+def test_an_interrupted_approval_with_its_plan_intact_completes(
+    golden_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupted_after_commit(golden_copy, tmp_path, monkeypatch)
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 0, result.output
+    assert "completed an approval interrupted after its commit" in _flat(result.output)
+    assert (golden_copy / "baseline" / "jpeg_reencoded.jpg").is_file()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("tamper", ["hash-edited", "no-sha256-file", "sha256-file-edited"])
+def test_a_plan_that_does_not_match_its_sha256_moves_and_deletes_nothing(
+    tamper: str, golden_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's case: a plan whose recorded manifest hash was edited made `golden
+    verify` believe the committed approval had not happened and roll it back, deleting the
+    new baselines the manifest records."""
+    stage = _interrupted_after_commit(golden_copy, tmp_path, monkeypatch)
+    plan_path = stage / gold.PLAN
+    if tamper == "hash-edited":
+        plan = json.loads(plan_path.read_text())
+        plan["manifest_sha256"] = "0" * 64
+        plan_path.write_text(json.dumps(plan, indent=1))
+    elif tamper == "no-sha256-file":  # a plan from an older pixgate, or not from pixgate at all
+        (stage / gold.PLAN_SHA256).unlink()
+    else:
+        (stage / gold.PLAN_SHA256).write_text("f" * 64 + "\n")
+    before = _tree(golden_copy)
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 2, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert "nothing was moved or deleted" in error and "remove the folder by hand" in error
+    assert (golden_copy / "baseline" / "jpeg_reencoded.jpg").is_file()  # the approved baseline is kept
+    assert _tree(golden_copy) == before
+    approve = runner.invoke(app, ["approve", str(_run_of_golden(tmp_path)), "--golden", str(golden_copy), "--force"])
+    assert approve.exit_code == 2, approve.output
+    assert _tree(golden_copy) == before
+
+
+@pytest.mark.timeout(60)
+def test_an_approval_killed_between_the_plans_sha256_and_the_plan_is_discarded(golden_copy: Path) -> None:
+    """The sha256 is written first: a kill before the plan leaves no plan, and nothing had
+    moved yet."""
+    before = _tree(golden_copy)
+    stage = golden_copy / gold.STAGING
+    (stage / "files" / "baseline").mkdir(parents=True)
+    (stage / "files" / "baseline" / "stretched.png").write_bytes(b"staged")
+    (stage / gold.PLAN_SHA256).write_text("0" * 64 + "\n")
+    result = runner.invoke(app, ["golden", "verify", str(golden_copy)])
+    assert result.exit_code == 0, result.output
+    assert "discarded an approval interrupted" in _flat(result.output)
+    assert _tree(golden_copy) == before
+
+
+def test_a_full_disk_during_approve_names_the_file_and_changes_nothing(
+    tmp_path: Path, mounted: Callable[[str], Path]
+) -> None:
+    """The golden set on a real file system with room for its baselines but not for the
+    staged candidates: one line naming the file that could not be written, exit 2."""
+    golden = _copy_golden(mounted("size=300k") / "golden")
+    before = _tree(golden)
+    run = _run_of_golden(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgate", "approve", str(run), "--golden", str(golden), "--force", "--by", "qa"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in output, output
+    error = next(line for line in output.splitlines() if line.startswith("error:"))
+    assert f"cannot write {golden}/" in error and "No space left on device" in error, error
+    assert "free space" in next(line for line in output.splitlines() if line.startswith("hint:"))
+    assert _tree(golden) == before and sorted(p.name for p in golden.iterdir()) == ["baseline", "manifest.jsonl"]
+
+
+@pytest.mark.parametrize("where", ["changelog.jsonl", "baseline/alpha_dropped.png"])
+def test_approve_refuses_a_file_it_writes_that_is_a_fifo(where: str, golden_copy: Path, tmp_path: Path) -> None:
+    """A FIFO where approve writes (the changelog, a baseline it replaces) is exit 2 in one
+    line; the FIFO stays, nothing else changes and no staging folder is left."""
+    target = golden_copy / where
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+    before = _tree(golden_copy)
+    result = runner.invoke(app, ["approve", str(_run_of_golden(tmp_path)), "--golden", str(golden_copy), "--force"])
+    assert result.exit_code == 2, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert str(target) in error and "not a regular file" in error, error
+    assert stat.S_ISFIFO(os.lstat(target).st_mode) and _tree(golden_copy) == before
+    assert not (golden_copy / gold.STAGING).exists()

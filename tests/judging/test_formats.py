@@ -81,7 +81,7 @@ def test_markdown_has_the_verdict_the_rules_and_the_pairs_escaped(verdict: Verdi
     # Every row of both tables has exactly its columns: no id adds a cell or a line.
     assert all(line.count(" | ") in (2, 4) for line in table), table
     assert "a\\|b" in text and "&lt;" not in text and "\\<x\\>" in text and "\\*\\*bold\\*\\*" in text
-    assert "line break" in text  # a line break inside an id would end the table row
+    assert "line\\\\x0abreak" in text  # shown escaped: a line break inside an id would end the table row
     assert len(table) == 2 + len(verdict.rules) + 2 + len(HOSTILE)  # two headers, two separators
 
 
@@ -89,7 +89,7 @@ def test_github_annotations_one_error_per_failed_critical_rule(verdict: Verdict)
     lines = github_annotations(verdict).splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("::error title=pixgate gate%3A alpha parity::")
-    assert "%0A" in lines[0] and "50%25" in lines[0]  # a newline and a percent inside an id, encoded
+    assert "line\\x0abreak" in lines[0] and "50%25" in lines[0]  # a newline and a percent inside an id, escaped
     passing = judge(verdict_policy_passing(), read_run(Path(verdict.context["run"])))
     assert github_annotations(passing) == ""
 
@@ -97,3 +97,87 @@ def test_github_annotations_one_error_per_failed_critical_rule(verdict: Verdict)
 def verdict_policy_passing() -> object:
     text = '[policy]\nname = "none"\n[[rule]]\nname = "n"\ncolumn = "lpips"\nstat = "max"\nop = "<="\npass = 1.0\n'
     return parse_policy(text, Path("p.toml"))
+
+
+#: Ids (and a rule and a policy name) holding what would act on a terminal or a CI log, or
+#: what XML 1.0 forbids: each must reach every format escaped.
+ACTING_IDS = (
+    "red\x1b[31m\x1b]0;title\x07",
+    "over\rwrite",
+    "\u202egnp.exe",
+    "iso\u2066late\u2069",
+    "c1\x85\x9b",
+    "nul\x00ff\x0c\x7f\ufffe",
+)
+#: The escapes the formats show for them (backslashes doubled again in Markdown).
+ACTING_SHOWN = (
+    "red\\x1b[31m\\x1b]0;title\\x07",
+    "over\\x0dwrite",
+    "\\u202egnp.exe",
+    "iso\\u2066late\\u2069",
+    "\\u0085\\u009b",
+    "\\x00ff\\x0c\\x7f\\ufffe",
+)
+ACTING_POLICY = r"""
+[policy]
+name = "p\u001b[2J\u202e"
+[[rule]]
+name = "parity\u0007\u000d::error::injected"
+column = "alpha_parity"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+"""
+
+
+def _raw_controls(text: str) -> set[str]:
+    """The characters of `text` that would act rather than show (a line feed ends a line)."""
+    return {ch for ch in text if ch != "\n" and not ch.isprintable() and ch != " "}
+
+
+@pytest.fixture
+def acting(tmp_path: Path) -> Verdict:
+    rows = [
+        {schema.STATUS.name: schema.STATUS_OK, schema.PAIR_ID.name: pid, schema.ALPHA_PARITY.name: False}
+        for pid in ACTING_IDS
+    ]
+    path = write_run(tmp_path / "run.arrow", rows)
+    return judge(parse_policy(ACTING_POLICY, tmp_path / "p.toml"), read_run(path), run_path=path)
+
+
+def test_names_that_act_on_a_terminal_are_shown_escaped_in_every_format(acting: Verdict, tmp_path: Path) -> None:
+    junit = junit_xml(acting)
+    root = ET.fromstring(junit)
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None and failure.text is not None
+    for escaped in ACTING_SHOWN:
+        assert escaped in failure.text
+    assert root.find("testsuite/testcase[@name='parity\\x07\\x0d::error::injected']") is not None
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("name") == "pixgate gate: p\\x1b[2J\\u202e"
+    markdown = markdown_summary(acting)
+    assert "red\\\\x1b[31m" not in markdown  # markup characters escaped too
+    assert "red\\\\x1b\\[31m" in markdown and "\\\\u202egnp.exe" in markdown
+    annotations = github_annotations(acting)
+    assert annotations.count("\n") == 1 and annotations.startswith("::error title=")
+    assert annotations.count("::error") == 1  # the rule name's "::error" is escaped in the title
+    assert "parity\\x07\\x0d%3A%3Aerror%3A%3Ainjected::" in annotations
+    for text in (junit, markdown, annotations):
+        assert not _raw_controls(text), (text, _raw_controls(text))
+    (tmp_path / "junit.xml").write_text(junit, encoding="utf-8")
+    ET.parse(tmp_path / "junit.xml")
+
+
+def test_junit_stays_well_formed_whatever_a_pair_id_holds(acting: Verdict, tmp_path: Path) -> None:
+    """A verdict built in Python may hold ids no run file can (a lone surrogate)."""
+    forbidden = ["\x1b", "\x00", "\x0c", "\ufffe", "\uffff", chr(0xD800), chr(0xDCE9), "\x01\x02\x03"]
+    acting.failing_pairs[0]["pair_id"] = "".join(forbidden)
+    acting.failing_pairs[1]["error"] = "bad \x00 byte \x1b"
+    acting.failing_pairs[1]["status"] = "err\x0cor"
+    path = tmp_path / "junit.xml"
+    path.write_bytes(junit_xml(acting, strict=True).encode("utf-8"))
+    failure = ET.parse(path).find("testsuite/testcase/failure")
+    assert failure is not None and failure.text is not None
+    assert "\\x1b\\x00\\x0c\\ufffe\\uffff\\ud800\\xe9\\x01\\x02\\x03" in failure.text
+    assert "bad \\x00 byte \\x1b" in failure.text and "err\\x0cor" in failure.text

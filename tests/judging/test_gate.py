@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -335,8 +338,107 @@ def test_schema_that_does_not_fit_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(RunFileError, match=r"column 'lpips' holds string; a pixgate file has float64 there"):
         read_run(path)
     future = write_run(tmp_path / "future.arrow", [], {schema.META_SCHEMA_VERSION: "3.0"})
-    with pytest.raises(GateInputError, match=r"run schema 3\.0"):
-        check_fits(read_run(future), policy, future)
+    with pytest.raises(RunFileError, match=r"run schema 3\.0"):
+        read_run(future)
+    with pytest.raises(GateInputError, match=r"run schema 3\.0"):  # a table given to the API directly
+        check_fits(read_run(future, check=False), policy, future)
+
+
+# --- the verdict file: what it binds, what acting on it did ---
+
+#: How long a timed-out --on-fail command may take to be gone, whole `gate` included (a
+#: Python start on a busy 2-core machine is most of it); `sleep 30` ran 30 s before.
+ON_FAIL_KILLED_WITHIN_S = 15.0
+
+
+def _failing_gate(tmp_path: Path) -> tuple[Path, Path]:
+    """A real run file and a policy it fails."""
+    run = write_run(tmp_path / "run.arrow", _ok_rows(2, lpips=[0.5, 0.6]))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(_agg("lpips", "max", "<=", 0.1))
+    return run, policy
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for a parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_a_verdict_records_the_sha256_of_the_run_file_it_judged(tmp_path: Path) -> None:
+    import hashlib
+
+    from pixgate.judging.decision import judge_run
+
+    run, policy = _failing_gate(tmp_path)
+    doc = judge_run(run, policy).to_dict()
+    assert doc["run_sha256"] == hashlib.sha256(run.read_bytes()).hexdigest()
+    assert doc["run"] == str(run)
+    assert judge_run(read_run(run), policy).to_dict()["run_sha256"] is None  # a table has no file
+
+
+@pytest.mark.timeout(60)
+def test_a_timed_out_on_fail_command_is_killed_with_its_process_group(tmp_path: Path) -> None:
+    """`sleep 30` with --on-fail-timeout 1: the command and what it started in the
+    background are killed within seconds, and the verdict file says so."""
+    run, policy = _failing_gate(tmp_path)
+    verdict_path, pid_file = tmp_path / "verdict.json", tmp_path / "background.pid"
+    command = f"sleep 30 & echo $! > {pid_file}; sleep 30"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgate", "gate", str(run), "--policy", str(policy), "--json", str(verdict_path),
+         "--on-fail", command, "--on-fail-timeout", "1"],
+        capture_output=True, text=True, timeout=ON_FAIL_KILLED_WITHIN_S * 2, check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert elapsed < ON_FAIL_KILLED_WITHIN_S, elapsed
+    assert "--on-fail command timed out after 1 s" in " ".join(done.stderr.split())
+    on_fail = json.loads(verdict_path.read_text())["on_fail"]
+    assert on_fail["command"] == command and on_fail["timed_out"] is True and on_fail["exit_code"] is None
+    assert on_fail["timeout_s"] == 1.0 and 1.0 <= on_fail["wall_s"] < ON_FAIL_KILLED_WITHIN_S
+    background = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(background) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(background)
+
+
+def test_an_on_fail_command_records_its_exit_status_and_wall_time(tmp_path: Path) -> None:
+    from pixgate.judging.decision import decide, judge_run
+
+    run, policy = _failing_gate(tmp_path)
+    verdict_path = tmp_path / "verdict.json"
+    decision = decide(judge_run(run, policy), json_path=verdict_path, on_fail="kill -TERM $$", on_fail_timeout=5)
+    written = json.loads(verdict_path.read_text())["on_fail"]
+    assert written == decision.document["on_fail"]
+    assert written["exit_code"] == -signal.SIGTERM and written["timed_out"] is False  # ended by a signal
+    assert 0 <= written["wall_s"] < 5 and written["timeout_s"] == 5.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
+def test_an_on_fail_timeout_out_of_range_exits_2_before_anything_runs(value: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pixgate.cli import app
+    from pixgate.judging.decision import OnFailError, check_on_fail_timeout
+
+    run, policy = _failing_gate(tmp_path)
+    marker, verdict_path = tmp_path / "ran", tmp_path / "verdict.json"
+    result = CliRunner().invoke(
+        app,
+        ["gate", str(run), "--policy", str(policy), "--json", str(verdict_path), "--on-fail", f"touch {marker}",
+         "--on-fail-timeout", value],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    error = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert error.startswith(f"error: --on-fail-timeout: got {float(value)}") and "above 0 and at most" in error
+    assert not marker.exists() and not verdict_path.exists()
+    with pytest.raises(OnFailError, match="on_fail_timeout: got"):
+        check_on_fail_timeout(float(value))
 
 
 # --- the golden set ---

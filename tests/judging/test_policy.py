@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from pixgate.judging.decision import judge_run
 from pixgate.judging.policy import EACH, IMPLICIT_STATUS_RULE, PolicyError, load_policy, parse_policy
 from pixgate.runs import schema
-from tests.conftest import GOLDEN
+from pixgate.runs.files import read_run
+from pixgate.scoring.score import ScoreOptions, run_score
+from tests.conftest import GOLDEN, poster, write_run
 
 GOOD_RULE = """
 [[rule]]
@@ -135,7 +141,7 @@ def test_unreadable_policy_is_a_policy_error(tmp_path: Path) -> None:
 def test_golden_policy_parses_with_the_rules_the_golden_set_needs() -> None:
     policy = load_policy(GOLDEN / "policy.toml")
     by_column = {rule.column: rule for rule in policy.rules}
-    for column in (schema.ALPHA_PARITY, schema.ICC_MATCH, schema.SIZE_MATCH, schema.STATUS):
+    for column in (schema.ALPHA_PARITY, schema.ICC_MATCH, schema.SIZE_MATCH, schema.FRAME_COUNT_MATCH, schema.STATUS):
         rule = by_column[column.name]
         assert rule.stat == EACH and rule.critical, rule
     assert by_column[schema.LPIPS.name].stat == "p95"
@@ -187,3 +193,76 @@ def test_two_rules_of_one_name_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="two rules are named 'lpips max' \\(lines 1 and 6\\)") as info:
         parse_policy(rule.format(0.1) + rule.format(0.2), tmp_path / "p.toml")
     assert info.value.line == 6
+
+
+# --- nesting and numbers beyond what the TOML parser takes ---
+
+DEEP_POLICIES = {
+    "nested arrays": "a = " + "[" * 100_000,
+    "nested inline tables": "a = " + "{b = " * 100_000,
+    "nested arrays in a rule": '[[rule]]\ncolumn = "lpips"\npass = ' + "[" * 50_000 + "]" * 50_000 + "\n",
+    "an integer of 5000 digits": "[policy]\npass_score = " + "9" * 5000 + "\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEP_POLICIES))
+def test_a_policy_beyond_the_parser_is_a_policy_error(case: str, tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(DEEP_POLICIES[case])
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and len(message.splitlines()) == 1, message[:500]
+    assert "nested too deeply" in message or "cannot be parsed" in message
+
+
+def test_the_gate_refuses_a_deeply_nested_policy_in_one_line(tmp_path: Path) -> None:
+    """The command, in a process of its own: exit 2 and one error line naming the file."""
+    run = write_run(tmp_path / "run.arrow", [{schema.PAIR_ID.name: "a", schema.STATUS.name: schema.STATUS_OK}])
+    policy = tmp_path / "deep.toml"
+    policy.write_text(DEEP_POLICIES["nested inline tables"])
+    cmd = [sys.executable, "-m", "pixgate", "gate", str(run), "--policy", str(policy)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[:2000]
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"error: {policy}: not a policy: values nested too deeply to parse", lines
+    assert len(lines) <= 2 and "Traceback" not in done.stderr
+
+
+# --- animations: the shipped policies' frame count rule ---
+
+
+@pytest.mark.parametrize("name", ["policy.toml", "canary.toml"])
+def test_the_shipped_policies_fail_a_pair_whose_frame_counts_differ(name: str) -> None:
+    rule = next(r for r in load_policy(GOLDEN / name).rules if r.column == schema.FRAME_COUNT_MATCH.name)
+    assert (rule.stat, rule.op, rule.pass_bound, rule.critical, rule.allow_nodata) == (EACH, "==", True, True, False)
+
+
+def test_an_animation_against_a_still_image_fails_the_shipped_policy(tmp_path: Path) -> None:
+    """Scored for real: an APNG and an animated WebP against still baselines, and a still
+    pair beside them. The metrics see first frames only; the frame count rule fails the
+    two animations, and only them."""
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    frames = [Image.fromarray(poster(64, 64, seed=50 + i)) for i in range(3)]
+    for name, options in (("apng.png", {}), ("webp.webp", {"lossless": True}), ("still.png", {})):
+        frames[0].save(base / name, **options)
+        if name == "still.png":
+            frames[0].save(cand / name, **options)
+        else:  # its first frame is the baseline's picture: only the frame count tells them apart
+            frames[0].save(cand / name, save_all=True, append_images=frames[1:], duration=100, **options)
+    out = tmp_path / "run.arrow"
+    opts = ScoreOptions(base, cand, out, device="cpu", no_lpips=True, typography=False)
+    assert run_score(opts).all_ok
+    rows = {r[schema.PAIR_ID.name]: r for r in read_run(out).to_pylist()}
+    for pair, count in (("apng", 3), ("webp", 3), ("still", 1)):
+        row = rows[pair]
+        assert (row[schema.BASELINE_FRAMES.name], row[schema.CANDIDATE_FRAMES.name]) == (1, count), row
+        assert row[schema.FRAME_COUNT_MATCH.name] is (count == 1), row
+        assert row[schema.DELTA_E_MEAN.name] == 0.0 and row[schema.SIZE_MATCH.name], row  # same first frame
+    verdict = judge_run(out, GOLDEN / "policy.toml")
+    result = next(r for r in verdict.rules if r.rule.column == schema.FRAME_COUNT_MATCH.name)
+    assert result.result == "fail" and result.rule.name in verdict.reason
+    broke = {p["pair_id"] for p in verdict.failing_pairs if result.rule.name in p["rules"]}
+    assert broke == {"apng", "webp"}

@@ -17,8 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pixgate.cli import app
-from pixgate.judging.gate import judge
-from pixgate.judging.policy import load_policy
+from pixgate.judging.decision import judge_run
 from pixgate.report.html import build_report, rank_worst
 from pixgate.runs import schema
 from pixgate.runs.files import read_run
@@ -48,6 +47,11 @@ _COMPARE = """(() => { const f = document.querySelector('figure.compare'), r = f
 # A report of 2,000 pairs must stay attachable to a CI run.
 MAX_REPORT_BYTES = 30 * 1024 * 1024
 LARGE_RUN_PAIRS = 2000
+# A run far over the report's table cap, and the most its page may take: the capped table
+# (about 0.3 kB a row), the plots and the header, about 0.6 MB whatever the run holds
+# (the whole table of this run would be about 15 MB).
+CAPPED_RUN_PAIRS = 50_000
+MAX_CAPPED_PAGE_BYTES = 1024 * 1024
 # A blank or failed render is one flat colour; the golden report has pictures and plots.
 MIN_SCREENSHOT_STD = 10.0
 MIN_SCREENSHOT_COLOURS = 500
@@ -117,7 +121,7 @@ def _captures(tmp_path: Path) -> list[Path]:
 def golden_report(golden_run: Path, alex_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The golden set's report, with its verdict, two captures and LPIPS maps."""
     folder = tmp_path_factory.mktemp("report")
-    verdict = judge(load_policy(GOLDEN / "policy.toml"), read_run(golden_run), run_path=golden_run)
+    verdict = judge_run(golden_run, GOLDEN / "policy.toml")  # from the file: the verdict records its sha256
     (folder / "verdict.json").write_text(json.dumps(verdict.to_dict()))
     out = folder / "report.html"
     stats = build_report(
@@ -138,8 +142,26 @@ def test_ranking_puts_parity_failures_first() -> None:
          schema.ICC_MATCH.name: False},
         {**base, schema.PAIR_ID.name: "colour", schema.DELTA_E_MEAN.name: 6.9},
     ]  # fmt: skip
-    assert [r[schema.PAIR_ID.name] for r in rank_worst(rows, 10)] == ["broken", "alpha", "blurry", "colour", "mild"]
-    assert len(rank_worst(rows, 2)) == 2
+    table = _table(rows)
+    assert _ranked(table, 10) == ["broken", "alpha", "blurry", "colour", "mild"]
+    assert _ranked(table, 2) == ["broken", "alpha"]
+    # The verdict's rules broken come first; then ties (no change, NaN and null alike) by pair id.
+    assert _ranked(table, 10, {"mild": 1, "unknown": 5}) == ["mild", "broken", "alpha", "blurry", "colour"]
+    odd = [
+        {**base, schema.PAIR_ID.name: pid, schema.LPIPS.name: v}
+        for pid, v in (("b-nan", float("nan")), ("a-null", None), ("c-inf", float("inf")), ("d-zero", 0.0))
+    ]
+    assert _ranked(_table(odd), 10) == ["c-inf", "a-null", "b-nan", "d-zero"]
+    assert _ranked(_table(odd), 0) == [] and _ranked(_table([]), 5) == []
+
+
+def _table(rows: list[dict[str, object]]) -> pa.Table:
+    """Rows as a run's table (missing columns null)."""
+    return pa.Table.from_pylist([{**schema.empty_row(), **r} for r in rows], schema=schema.arrow_schema())
+
+
+def _ranked(table: pa.Table, top: int, broken: dict[str, int] | None = None) -> list[str]:
+    return table.column(schema.PAIR_ID.name).take(rank_worst(table, top, broken)).to_pylist()
 
 
 def test_report_is_self_contained_and_shows_everything(golden_report: Path, golden_run: Path) -> None:
@@ -328,6 +350,57 @@ def test_report_of_2000_pairs_stays_small(tmp_path: Path) -> None:
     assert stats.pairs == LARGE_RUN_PAIRS and stats.shown == 20
     assert stats.bytes < MAX_REPORT_BYTES
     assert len(_parse(tmp_path / "big.html").cells) == LARGE_RUN_PAIRS
+
+
+def _columns_run(path: Path, pairs: int) -> Path:
+    """A run of `pairs` ok rows without pictures (seeded LPIPS, Delta E, edges, a few alpha
+    failures), built by column and written by the run-file writer `score` uses."""
+    from pixgate.runs.files import RunJournal
+
+    rng = np.random.default_rng(7)
+    meta = {schema.META_SCHEMA_VERSION: schema.SCHEMA_VERSION}
+    arrow = schema.arrow_schema(meta)
+    values = {
+        schema.PAIR_ID.name: pa.array([f"batch/{i:06d}.png" for i in range(pairs)]),
+        schema.STATUS.name: pa.array([schema.STATUS_OK] * pairs),
+        schema.LPIPS.name: pa.array(rng.uniform(0, 0.3, pairs)),
+        schema.DELTA_E_MEAN.name: pa.array(rng.uniform(0, 4, pairs)),
+        schema.EDGE_PRESERVATION.name: pa.array(rng.uniform(0.7, 1, pairs)),
+        schema.ALPHA_PARITY.name: pa.array(np.arange(pairs) % 1000 != 0),
+        schema.DECODE_MS.name: pa.array(rng.gamma(4, 2, pairs)),
+    }
+    table = pa.table([values.get(f.name, pa.nulls(pairs, f.type)) for f in arrow], schema=arrow)
+    RunJournal(path, meta, carried=table).finalize(meta)
+    return path
+
+
+def test_a_large_run_gets_a_capped_table_and_a_bounded_page(tmp_path: Path) -> None:
+    """The page of a run far over the table's cap holds the worst REPORT_TABLE_ROWS pairs
+    and says how many it leaves out and how to see them; its size does not grow with the run."""
+    from pixgate.config import REPORT_TABLE_ROWS
+
+    run = _columns_run(tmp_path / "run.arrow", CAPPED_RUN_PAIRS)
+    stats = build_report(run, tmp_path / "r.html", files_under=tmp_path)
+    assert stats.pairs == CAPPED_RUN_PAIRS and stats.bytes < MAX_CAPPED_PAGE_BYTES, stats.bytes
+    left_out = CAPPED_RUN_PAIRS - REPORT_TABLE_ROWS
+    note = f"shows the worst {REPORT_TABLE_ROWS} of {CAPPED_RUN_PAIRS} pairs ({left_out} not shown)"
+    assert any(note in n and "pixgate export run.arrow" in n for n in stats.notes), stats.notes
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert note in text and f"The worst {REPORT_TABLE_ROWS} of {CAPPED_RUN_PAIRS} pairs</h2>" in text
+    cells = _parse(tmp_path / "r.html").cells
+    # Worst first: the pairs whose alpha parity failed (every 1000th) lead the table.
+    assert len(cells) == REPORT_TABLE_ROWS
+    assert sorted(cells[: CAPPED_RUN_PAIRS // 1000]) == [f"batch/{i:06d}.png" for i in range(0, CAPPED_RUN_PAIRS, 1000)]
+
+
+def test_cards_are_capped_in_the_python_api_too(tmp_path: Path) -> None:
+    from pixgate.config import REPORT_MAX_TOP
+    from pixgate.report.html import ReportError
+
+    run = _columns_run(tmp_path / "run.arrow", 10)
+    with pytest.raises(ReportError, match=rf"^top: got {REPORT_MAX_TOP + 1}; use a whole number from 0 to "):
+        build_report(run, tmp_path / "r.html", top=REPORT_MAX_TOP + 1)
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_report_cli(golden_run: Path, tmp_path: Path) -> None:

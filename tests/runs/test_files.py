@@ -213,3 +213,77 @@ def test_a_journal_that_lost_rows_is_not_finalised(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="holds 2 of the 3 rows"):
         journal.finalize({"k": "v"})
     assert not run.exists() and journal_path(run).exists()
+
+
+def _capture_file(path: Path, version: str = schema.SCHEMA_VERSION) -> Path:
+    """A capture file as `pixgate capture` writes it: keyed by prompt `id`, no `pair_id`."""
+    import pyarrow as pa
+
+    rows = [{schema.ID.name: f"c{i}", schema.CAPTURE_STATUS.name: schema.STATUS_OK} for i in range(2)]
+    columns = schema.CAPTURE_COLUMNS
+    full = [{**{c.name: None for c in columns}, **row} for row in rows]
+    table = pa.Table.from_pylist(full, schema=schema.arrow_schema({schema.META_SCHEMA_VERSION: version}, columns))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def test_a_reader_asking_for_a_kind_refuses_the_other(tmp_path: Path) -> None:
+    from tests.conftest import write_run
+
+    run = write_run(tmp_path / "run.arrow", _rows(["a", "b"]))
+    capture = _capture_file(tmp_path / "capture.arrow")
+    assert read_run(run, kind="run").num_rows == 2 and read_run(capture, kind="capture").num_rows == 2
+    assert read_run(run).num_rows == read_run(capture).num_rows == 2  # no kind asked: any pixgate file
+    with pytest.raises(RunFileError, match=r"a capture or replay file .* not a run file"):
+        read_run(capture, kind="run")
+    with pytest.raises(RunFileError, match=r"a run file .* not a capture or replay file"):
+        read_run(run, kind="capture")
+
+
+@pytest.mark.parametrize("version", ["1.0", "3.0", "99"])
+def test_a_file_of_another_major_schema_version_is_refused(tmp_path: Path, version: str) -> None:
+    from tests.conftest import write_run
+
+    run = write_run(tmp_path / "run.arrow", _rows(["a"]), {schema.META_SCHEMA_VERSION: version})
+    with pytest.raises(RunFileError, match=f"written with run schema {version}, this pixgate reads"):
+        read_run(run)
+    with pytest.raises(RunFileError, match=f"written with run schema {version}"):
+        read_run(_capture_file(tmp_path / "capture.arrow", version))
+    minor = write_run(tmp_path / "minor.arrow", _rows(["a"]), {schema.META_SCHEMA_VERSION: "2.7"})
+    assert read_run(minor).num_rows == 1  # a newer minor version only adds columns
+
+
+def _cli(*args: str | Path) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgate", *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_every_command_refuses_the_wrong_kind_or_version_in_one_line(tmp_path: Path) -> None:
+    from tests.conftest import GOLDEN, write_run
+
+    run = write_run(tmp_path / "run.arrow", _rows(["a", "b"]))
+    capture = _capture_file(tmp_path / "capture.arrow")
+    future = write_run(tmp_path / "future.arrow", _rows(["a"]), {schema.META_SCHEMA_VERSION: "9.0"})
+    policy = GOLDEN / "policy.toml"
+    cases = [
+        (("gate", capture, "--policy", policy), "not a run file"),
+        (("gate", run, "--policy", policy, "--against", capture), "not a run file"),
+        (("report", run, "-o", tmp_path / "r.html", "--capture", run), "not a capture or replay file"),
+        (("report", capture, "-o", tmp_path / "r.html"), "not a run file"),
+        (("export", capture, "-o", tmp_path / "x.parquet"), "not a run file"),
+        (("gate", future, "--policy", policy), "written with run schema 9.0"),
+        (("report", future, "-o", tmp_path / "r.html"), "written with run schema 9.0"),
+        (("export", future, "-o", tmp_path / "x.csv"), "written with run schema 9.0"),
+    ]
+    for args, fragment in cases:
+        code, output = _cli(*args)
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(errors) == 1 and fragment in errors[0], (args, output)
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "x.parquet").exists()
+    assert not (tmp_path / "x.csv").exists()

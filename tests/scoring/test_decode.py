@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from tests.conftest import poster
 
 # JPEG is lossy: a decoded flat colour may differ from the encoded one by a few levels.
 JPEG_LEVEL_TOLERANCE = 6
+# Decoding a 32x48 APNG takes milliseconds; counting 2**31 frames one by one would take hours.
+DECODE_FRAMES_BOUND_S = 5.0
 
 
 def _pngsuite(data: Path) -> list[Path]:
@@ -233,6 +236,73 @@ def test_decode_pair_resamples_the_candidate_to_the_baseline_size(tmp_path: Path
     assert dp.candidate_aligned.shape == (40, 60, 4)
 
 
+# --- animations: the frame count from the header ---
+
+
+def _animation(path: Path, frames: int, **options: object) -> list[np.ndarray]:
+    """An animated image of `frames` different posters, saved by Pillow; its frames."""
+    pictures = [poster(32, 48, seed=40 + i) for i in range(frames)]
+    first, *rest = (Image.fromarray(p) for p in pictures)
+    first.save(path, save_all=True, append_images=rest, duration=100, **options)
+    return pictures
+
+
+@pytest.mark.parametrize(("name", "options"), [("anim.png", {}), ("anim.webp", {"lossless": True, "exact": True})])
+def test_an_animation_reports_its_frames_and_decodes_its_first(
+    tmp_path: Path, name: str, options: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / name
+    pictures = _animation(path, 3, **options)
+    for setting in ("pillow", "auto"):  # both decoders read the same header and frame
+        monkeypatch.setenv(DECODER_ENV, setting)
+        out = decode_image(path)
+        assert out.frames == 3, setting
+        np.testing.assert_array_equal(out.rgba[..., :3], pictures[0])
+    still = tmp_path / f"still{path.suffix}"
+    Image.fromarray(pictures[0]).save(still, **options)
+    assert decode_image(still).frames == 1
+    np.testing.assert_array_equal(decode_image(still).rgba, decode_image(path).rgba)
+
+
+def test_an_apng_whose_default_image_is_not_a_frame_counts_it(tmp_path: Path) -> None:
+    # A viewer shows the three frames, pixgate compares the default image: the count says
+    # the file holds more than the one picture compared.
+    path = tmp_path / "a.png"
+    _animation(path, 3, default_image=True)
+    assert decode_image(path).frames == 3
+
+
+def test_a_jpeg_is_one_frame() -> None:
+    buf = io.BytesIO()
+    Image.fromarray(poster(32, 48, seed=3)).save(buf, format="JPEG")
+    assert decode_bytes(buf.getvalue()).frames == 1
+
+
+@pytest.mark.timeout(30)
+def test_the_frame_count_is_read_not_counted(tmp_path: Path) -> None:
+    """An APNG header that claims 2**31 frames: the count is the header's, found without
+    decoding a frame, and kept within the run file's int32 column."""
+    path = tmp_path / "a.png"
+    _animation(path, 2)
+    data = path.read_bytes()
+    at = data.index(b"acTL") - 4
+    body = struct.pack(">II", 2**31, 0)
+    claimed = data[:at] + _chunk(b"acTL", body) + data[at + 20 :]
+    started = time.perf_counter()
+    out = decode_bytes(claimed)
+    assert out.frames == np.iinfo(np.int32).max
+    assert time.perf_counter() - started < DECODE_FRAMES_BOUND_S
+
+
+def test_decode_pair_keeps_each_sides_frame_count(tmp_path: Path) -> None:
+    base, cand = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(poster(32, 48, seed=40)).save(base)
+    _animation(cand, 4)
+    dp = decode_pair("a", base, cand)
+    assert dp.error is None and dp.baseline is not None and dp.candidate is not None
+    assert (dp.baseline.frames, dp.candidate.frames) == (1, 4)
+
+
 # --- the imagecodecs fast path against Pillow ---
 
 
@@ -241,7 +311,7 @@ def _both_paths(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarra
     slow = decode_bytes(data)
     monkeypatch.setenv(DECODER_ENV, "auto")
     fast = decode_bytes(data)
-    for field in ("format", "mode", "has_alpha", "icc_profile", "icc_description", "colour_managed"):
+    for field in ("format", "mode", "has_alpha", "icc_profile", "icc_description", "colour_managed", "frames"):
         assert getattr(fast, field) == getattr(slow, field), field
     return fast.rgba, slow.rgba
 

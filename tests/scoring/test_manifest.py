@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,25 @@ def test_a_mask_inside_the_manifest_folder_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps({"id": "b", "ignore": "masks/b.png"}) + "\n")
     assert load_manifest(path).entries["b"].ignore_mask == (tmp_path / "masks" / "b.png").resolve()
+
+
+@pytest.mark.timeout(240)
+def test_score_with_a_deeply_nested_manifest_is_one_error_line(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """`pixgate score --manifest` with a line nested 100,000 deep: exit 2 and one error
+    line naming the file and the line, never a RecursionError or a traceback."""
+    import subprocess
+    import sys
+
+    base, cand = make_pairs([(20, 24)])
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + '{"id": "b", "tags": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    out = tmp_path / "run.arrow"
+    args = ["score", str(base), str(cand), "-o", str(out), "--manifest", str(path), "--no-lpips", "-q"]
+    done = subprocess.run([sys.executable, "-m", "pixgate", *args], capture_output=True, text=True, timeout=200)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("hint: "), done.stderr
+    assert lines[0].startswith(f"error: {path}:2: ") and "nested too deeply" in lines[0], lines[0]
+    assert "Recursion" not in done.stderr and not out.exists()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pixgate.config import BATCH_INVARIANCE_ATOL, LPIPS_PARITY_ATOL
 from pixgate.runs import schema
-from pixgate.runs.files import RunJournal, journal_path, read_run, run_metadata
+from pixgate.runs.files import RunJournal, journal_path, read_journal, read_run, run_metadata
 from pixgate.scoring.score import ScoreConfigError, ScoreOptions, run_score
 from tests.conftest import poster, promo_poster
 from tests.scoring.test_decode import _bomb
@@ -565,7 +565,6 @@ def test_a_run_killed_before_its_first_batch_can_be_run_again(
 def test_the_journal_is_on_disk_before_any_pair_is_decoded(
     make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pixgate.runs.files import read_journal
     from pixgate.scoring import local
 
     base, cand = make_pairs(SIZES[:1])
@@ -709,3 +708,204 @@ def test_resume_refuses_a_run_file_whose_rows_are_malformed(
     RunJournal(out, run_metadata(fresh), doubled).close()
     with pytest.raises(ScoreConfigError, match="pair_id values appear more than once"):
         run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))
+
+
+def test_resume_keeps_only_rows_whose_files_are_unchanged(tmp_path: Path) -> None:
+    """A row is kept only while its pair exists with the bytes it was scored from: a pair
+    gone from both folders loses its row, a candidate rewritten (or a missing one that
+    appeared) is scored again, a file only touched is kept; the metadata counts each."""
+    import hashlib
+    import json
+
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    for i, name in enumerate(("same", "touched", "changed", "gone", "late")):
+        Image.fromarray(poster(24, 32, seed=i)).save(base / f"{name}.png")
+        if name != "late":
+            Image.fromarray(poster(24, 32, seed=10 + i)).save(cand / f"{name}.png")
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    rows = {r[schema.PAIR_ID.name]: r for r in fresh.to_pylist()}
+    for name in ("same", "changed"):
+        for side, folder, col in (("b", base, schema.BASELINE_SHA256), ("c", cand, schema.CANDIDATE_SHA256)):
+            assert rows[name][col.name] == hashlib.sha256((folder / f"{name}.png").read_bytes()).hexdigest(), side
+    assert rows["late"][schema.STATUS.name] == schema.STATUS_MISSING_CANDIDATE
+    assert rows["late"][schema.CANDIDATE_SHA256.name] is None
+
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), fresh).close()  # every row, as a run killed at its end
+    (base / "gone.png").unlink()
+    (cand / "gone.png").unlink()
+    Image.fromarray(poster(24, 32, seed=99)).save(cand / "changed.png")
+    Image.fromarray(poster(24, 32, seed=98)).save(cand / "late.png")
+    os.utime(cand / "touched.png", ns=(1, 1))  # another time, the same bytes
+    result = run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))
+
+    counts = {"kept": 2, "dropped": 1, "rescored": 2}
+    assert json.loads(run_metadata(result.table)[schema.META_RESUME]) == counts
+    assert result.stats["resume"] == counts and result.stats["carried_over"] == 2
+    after = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+    assert sorted(after) == ["changed", "late", "same", "touched"]
+    assert after["same"] == rows["same"] and after["touched"] == rows["touched"]  # carried as they were
+    changed = hashlib.sha256((cand / "changed.png").read_bytes()).hexdigest()
+    assert after["changed"][schema.CANDIDATE_SHA256.name] == changed != rows["changed"][schema.CANDIDATE_SHA256.name]
+    assert after["changed"][schema.DELTA_E_MEAN.name] != rows["changed"][schema.DELTA_E_MEAN.name]
+    assert after["late"][schema.STATUS.name] == schema.STATUS_OK
+    # The same rows from a fresh run of the folders as they are now.
+    now = run_score(_opts(base, cand, tmp_path / "now.arrow", None, no_lpips=True)).table
+    skip = {schema.DECODE_MS.name, schema.COMPUTE_MS.name}
+    assert [{k: v for k, v in r.items() if k not in skip} for r in now.to_pylist()] == [
+        {k: v for k, v in r.items() if k not in skip} for r in result.table.to_pylist()
+    ]
+
+
+def test_resume_scores_again_a_row_without_digests(
+    make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """A row that records no digest (a file not read whole, or a journal whose digests were
+    removed) cannot be shown to match its files: it is scored again."""
+    import pyarrow as pa
+
+    base, cand = make_pairs(SIZES[:2])
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    index = fresh.schema.get_field_index(schema.CANDIDATE_SHA256.name)
+    blanked = fresh.set_column(index, fresh.schema.field(index), pa.nulls(fresh.num_rows, pa.string()))
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), blanked.slice(0, 1)).close()
+    result = run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))
+    assert result.stats["resume"] == {"kept": 0, "dropped": 0, "rescored": 1}
+    assert None not in result.table.column(schema.CANDIDATE_SHA256.name).to_pylist()
+
+
+@pytest.mark.parametrize("pair_id", ["../outside", "/etc/passwd", "a/../../b", "a//b", "./a", "a\\..\\b", "\\x2e\\x2e"])
+def test_resume_refuses_a_row_whose_pair_id_leaves_the_folders(
+    pair_id: str, make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    base, cand = make_pairs(SIZES[:2])
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    ids = fresh.column(schema.PAIR_ID.name).to_pylist()
+    hostile = fresh.set_column(0, fresh.schema.field(0), pa.array([pair_id, *ids[1:]], pa.string()))
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), hostile).close()
+    with pytest.raises(ScoreConfigError) as caught:
+        run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))
+    message = str(caught.value)
+    assert message.startswith(f"resume=True: {journal_path(out)} holds a row for pair id {pair_id!r}"), message
+    assert not out.exists() and read_journal(journal_path(out))[0].num_rows == fresh.num_rows  # left as it was
+
+
+def test_resume_keeps_rows_of_names_that_are_escaped(tmp_path: Path) -> None:
+    """Pair ids with escapes (a name that is not UTF-8, a backslash) are relative paths."""
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    for name in (os.fsdecode(b"caf\xe9"), "back\\slash"):
+        Image.fromarray(poster(20, 20, seed=1)).save(base / f"{name}.png")
+        Image.fromarray(poster(20, 20, seed=2)).save(cand / f"{name}.png")
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    assert sorted(fresh.column(schema.PAIR_ID.name).to_pylist()) == ["back\\\\slash", "caf\\xe9"]
+    out = tmp_path / "run.arrow"
+    RunJournal(out, run_metadata(fresh), fresh).close()
+    result = run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))
+    assert result.stats["resume"] == {"kept": 2, "dropped": 0, "rescored": 0}
+
+
+# --- outputs that are not regular files ---
+
+
+def _special(kind: str, path: Path) -> Callable[[], bool]:
+    """Put a `kind` at `path`; returns a check that it is still there, as it was."""
+    import socket
+    import stat
+
+    if kind == "fifo":
+        os.mkfifo(path)
+        return lambda: stat.S_ISFIFO(os.lstat(path).st_mode)
+    if kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(path))
+        return lambda: stat.S_ISSOCK(os.lstat(path).st_mode)
+    if kind == "folder":
+        path.mkdir()
+        return lambda: path.is_dir() and not any(path.iterdir())
+    path.symlink_to("/dev/null")  # a device, through a link made here
+    return lambda: os.readlink(path) == "/dev/null" and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+SPECIAL_KINDS = ["fifo", "socket", "folder", "link to /dev/null"]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_score_refuses_an_output_that_is_not_a_regular_file(
+    kind: str, make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """`score -o PATH --overwrite` with a device, FIFO, socket or folder at PATH: exit 2,
+    one error line, and nothing written beside it (no lock, journal or temporary file)."""
+    import subprocess
+    import sys
+
+    base, cand = make_pairs(SIZES[:1])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "run.arrow"
+    intact = _special(kind, out)
+    args = ["score", str(base), str(cand), "-o", str(out), "--overwrite", "--no-lpips", "--no-typography", "-q"]
+    done = subprocess.run([sys.executable, "-m", "pixgate", *args], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), done.stderr
+    assert str(out) in lines[0] and "Traceback" not in done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["run.arrow"]
+    assert intact()
+
+
+@pytest.mark.parametrize("side", ["lock", "partial"])
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_score_refuses_a_lock_or_journal_name_taken_by_something_else(
+    side: str, kind: str, make_pairs: Callable[..., tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """The files a run keeps beside its output are regular files or nothing: a FIFO or a
+    link to a device at their names is refused before anything is written or removed."""
+    from pixgate.safe_io import OutputError
+
+    base, cand = make_pairs(SIZES[:1])
+    out = tmp_path / "run.arrow"
+    taken = tmp_path / f"run.arrow.{side}"
+    intact = _special(kind, taken)
+    for resume in (False, True):
+        with pytest.raises(OutputError, match="not a regular file"):
+            run_score(_opts(base, cand, out, None, no_lpips=True, typography=False, resume=resume))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run.arrow")) == [taken.name]
+    assert intact()
+
+
+@pytest.mark.timeout(300)
+def test_ray_resume_keeps_and_rescores_rows_as_the_local_backend_does(tmp_path: Path) -> None:
+    """The Ray backend goes through the same resume: folders given as URIs are hashed
+    through their filesystem, and a changed candidate is scored again."""
+    ray = pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install 'pixgate[ray]'")
+    import json
+
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    for i in range(3):
+        Image.fromarray(poster(24, 32, seed=i)).save(base / f"p{i}.png")
+        Image.fromarray(poster(24, 32, seed=10 + i)).save(cand / f"p{i}.png")
+    out = tmp_path / "run.arrow"
+    opts = ScoreOptions(base.as_uri(), cand.as_uri(), out, device="cpu", no_lpips=True, typography=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        fresh = run_score(opts, backend="ray").table
+        assert None not in fresh.column(schema.CANDIDATE_SHA256.name).to_pylist()
+        RunJournal(out, run_metadata(fresh), fresh).close()
+        out.unlink()
+        Image.fromarray(poster(24, 32, seed=99)).save(cand / "p1.png")
+        result = run_score(ScoreOptions(**{**opts.__dict__, "resume": True}), backend="ray")
+    finally:
+        ray.shutdown()
+    assert json.loads(run_metadata(result.table)[schema.META_RESUME]) == {"kept": 2, "dropped": 0, "rescored": 1}
+    rows = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
+    assert rows["p1"][schema.CANDIDATE_SHA256.name] != fresh.to_pylist()[1][schema.CANDIDATE_SHA256.name]

@@ -70,8 +70,27 @@ def test_env_then_cache(alex_weights: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_missing_explicit_file_does_not_fall_through(alex_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_WEIGHTS, str(alex_weights))
-    with pytest.raises(WeightsError, match="--weights: no such file"):
+    with pytest.raises(WeightsError, match=r"--weights: /nonexistent/alex\.pth: no such file"):
         resolve_weights("alex", Path("/nonexistent/alex.pth"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link to /dev/null"])
+def test_weights_that_are_not_a_regular_file_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    import os
+
+    path = tmp_path / "alex.pth"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/null")
+    said = {"fifo": "a FIFO", "folder": "a folder", "link to /dev/null": "a character device"}[kind]
+    with pytest.raises(WeightsError, match=f"--weights: {path}: {said}.*, not a regular file"):
+        resolve_weights("alex", path)
+    monkeypatch.setenv(ENV_WEIGHTS, str(path))
+    with pytest.raises(WeightsError, match=f"{ENV_WEIGHTS}: {path}: {said}"):
+        resolve_weights("alex")
 
 
 def test_nothing_found_offline_lists_every_way() -> None:

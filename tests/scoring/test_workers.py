@@ -4,6 +4,7 @@ reach the scorer intact through shared files or the pipe, and no file is left be
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -305,3 +306,96 @@ def test_a_pair_that_decodes_for_too_long_is_stopped_and_the_rest_go_on(tmp_path
     assert done["bomb"].error is not None and "decoding took longer than 4 s" in done["bomb"].error
     assert all(done[p.pair_id].error is None for p in good)
     assert time.monotonic() - started < 60  # stopped, not waited out
+
+
+INTERRUPT_AFTER_ROWS = 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ctrl_c_prints_one_line_and_leaves_a_run_to_resume(alex_weights: Path, tmp_path: Path) -> None:
+    """Ctrl-C at a terminal sends SIGINT to the whole process group, decode workers
+    included: the run says so in one line and exits 130, no worker prints a traceback,
+    no process of the group is left, and --resume completes the run."""
+    from tests.test_cli import KILL_PAIRS, _cli, _kill_pairs
+
+    base, cand = _kill_pairs(tmp_path)
+    out = tmp_path / "run.arrow"
+    args = ["score", str(base), str(cand), "-o", str(out), "--weights", str(alex_weights), "--device", "cpu",
+            "--batch-size", "2", "--workers", "2", "--progress-interval", "0", "--no-typography"]  # fmt: skip
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    done = re.compile(r"pixgate score: (\d+)/")
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any((m := done.match(line)) and int(m.group(1)) >= INTERRUPT_AFTER_ROWS for line in list(lines)):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert _spawned_children_of(proc.pid), "the decode workers are running"
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal sends it: to every process of the group
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(timeout=10)
+    stderr = "".join(lines)
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    said = [line for line in lines if "interrupt" in line.lower()]
+    assert len(said) == 1 and "--resume" in said[0], stderr
+    group_gone = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < group_gone:
+        time.sleep(0.05)
+    assert not _group_alive(proc.pid), "a decode worker outlived the run"
+
+    kept, _ = read_journal(journal_path(out))
+    assert INTERRUPT_AFTER_ROWS <= kept.num_rows < KILL_PAIRS
+    resumed = subprocess.run(_cli(*args, "--resume", "-q"), capture_output=True, text=True, timeout=500)
+    assert resumed.returncode == 0, resumed.stderr
+    from pixgate.runs.files import read_run
+
+    ids = read_run(out).column(schema.PAIR_ID.name).to_pylist()
+    assert ids == sorted(f"k{i:03d}" for i in range(KILL_PAIRS))
+
+
+def _spawned_children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_pairs_come_back_with_the_sha256_of_the_bytes_decoded(tmp_path: Path) -> None:
+    """The worker hashes what it reads (no second read): a file that reads but does not
+    decode still has its digest; one that cannot be read (a FIFO) has none."""
+    import hashlib
+
+    pairs = _mixed_pairs(tmp_path)
+    fifo = tmp_path / "c" / "fifo.png"
+    os.mkfifo(fifo)
+    pairs.append(Pair("fifo", pairs[0].baseline, fifo))
+    pool = DecodePool(pairs, 2, 10**8, None)
+    got: dict[str, Pair] = {}
+    try:
+        pool.refill()
+        while pool.busy:
+            got.update((pair.pair_id, pair) for pair, _ in pool.collect(block=True))
+    finally:
+        pool.close()
+    for pair in pairs[:3]:
+        assert pair.baseline is not None and pair.candidate is not None
+        assert got[pair.pair_id].baseline_sha256 == hashlib.sha256(pair.baseline.read_bytes()).hexdigest()
+        assert got[pair.pair_id].candidate_sha256 == hashlib.sha256(pair.candidate.read_bytes()).hexdigest()
+    assert got["fifo"].baseline_sha256 == got["alpha"].baseline_sha256 and got["fifo"].candidate_sha256 is None

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.pixgate-installed
 # Where `make demo` writes its run, verdict, report and canary.
-OUT ?= out
+OUT := out
 RUN = $(OUT)/golden.arrow
 OLD_PORT ?= 8771
 NEW_PORT ?= 8772

@@ -5,7 +5,7 @@ The Python API, the same core the `pixgate` command calls::
     import pixgate
 
     result = pixgate.score("baseline/", "candidate/", "run.arrow", overwrite=True)
-    verdict = pixgate.judge(result.table, "policy.toml")
+    verdict = pixgate.judge("run.arrow", "policy.toml")  # a file: bound to its sha256
     if verdict.blocks():
         ...
 

@@ -425,6 +425,9 @@ CAPTURE_GPU_MS_MAX: Final = 1e9
 CAPTURE_ENERGY_J_MAX: Final = 1e10
 
 #: Failed prompts listed after a capture; the rest are counted (capture.arrow has them all).
+#: Characters of a refused value from data quoted in a message or a row's note, the rest
+#: cut: a seed may have thousands of digits, a header or a prompt megabytes of text.
+SHOWN_VALUE_CHARS: Final = 60
 CAPTURE_MAX_LISTED_ERRORS: Final = 20
 
 # --- exit codes (every command) ---

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pixgate.errors import UsageError
+from pixgate.safe_io import file_kind
 
 
 class LockBusy(Exception):
@@ -43,23 +44,6 @@ class LockUnavailable(Exception):
 def lock_path(path: Path) -> Path:
     """The lock file guarding `path`."""
     return path.with_name(path.name + ".lock")
-
-
-def _kind(mode: int) -> str | None:
-    """What a file of `mode` is when it is not a regular file (None when it is)."""
-    if stat.S_ISREG(mode):
-        return None
-    for test, what in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISLNK, "a symlink"),
-    ):
-        if test(mode):
-            return what
-    return "not a regular file"
 
 
 def _holder_text() -> str:
@@ -147,11 +131,11 @@ class OutputLock:
             self._fd = fd
             return self
 
-    def _check_kind(self, mode: int | None) -> None:
-        what = _kind(mode) if mode is not None else None
-        if what is not None:
+    def _check_kind(self, mode: int) -> None:
+        if not stat.S_ISREG(mode):
             raise LockUnavailable(
-                f"{self.what}: the lock file {self.path} is {what}, not a regular file: remove it, or write elsewhere"
+                f"{self.what}: the lock file {self.path} is {file_kind(mode)}, not a regular file: remove it, "
+                "or write elsewhere"
             )
 
     def release(self) -> None:

@@ -29,6 +29,7 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -105,7 +106,13 @@ def writing(path: Path) -> Iterator[None]:
         raise OutputError(path, reason, write_hint(exc.errno)) from None
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file of `mode` (from stat or lstat) is, in a few words for a message:
+    "a folder", "a FIFO (named pipe)", "a character device", ..."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -138,7 +145,7 @@ def not_regular(path: Path) -> str | None:
         mode = os.stat(path).st_mode
     except (OSError, ValueError) as exc:
         return _describe(exc) if isinstance(exc, OSError) else str(exc)
-    return None if stat.S_ISREG(mode) else f"{_kind(mode)}, not a regular file"
+    return None if stat.S_ISREG(mode) else f"{file_kind(mode)}, not a regular file"
 
 
 def open_regular(path: Path, *, follow_links: bool = True) -> int:
@@ -164,7 +171,7 @@ def open_regular(path: Path, *, follow_links: bool = True) -> int:
     if stat.S_ISLNK(before.st_mode):
         raise UnsafeInputError(_SYMLINK_REFUSED)
     if not stat.S_ISREG(before.st_mode):
-        raise UnsafeInputError(f"{_kind(before.st_mode)}, not a regular file")
+        raise UnsafeInputError(f"{file_kind(before.st_mode)}, not a regular file")
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
@@ -175,7 +182,7 @@ def open_regular(path: Path, *, follow_links: bool = True) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise UnsafeInputError(f"{_kind(mode)}, not a regular file")
+        raise UnsafeInputError(f"{file_kind(mode)}, not a regular file")
     os.set_blocking(fd, True)
     return fd
 
@@ -246,7 +253,7 @@ def check_output(path: Path, inputs: Iterable[Path] = ()) -> None:
             return  # a parent is not a folder: the write itself says so, naming the file
         raise OutputError(path, _describe(exc) if isinstance(exc, OSError) else str(exc)) from None
     if not stat.S_ISREG(found.st_mode):
-        raise OutputError(path, f"{_kind(found.st_mode)} is there, not a regular file", SPECIAL_OUTPUT_HINT)
+        raise OutputError(path, f"{file_kind(found.st_mode)} is there, not a regular file", SPECIAL_OUTPUT_HINT)
     for source in inputs:
         try:
             other = os.stat(source)
@@ -306,11 +313,12 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Replace `path` with `data`, atomically and durably: the one way pixgate writes a
     whole file (run files, verdicts, reports, golden manifests, captured images).
 
-    The bytes go to `path` + `.tmp` beside it (whatever is there is removed first, and
-    the file is created exclusively, never through a link), are fsynced, renamed over
-    `path` (a link at `path` is replaced, not written through), and the folder is
-    fsynced: a crash leaves the old file or the new one, never a torn one, and no
-    temporary file is left behind on failure.
+    The bytes go to a new hidden file beside it (`.NAME.RANDOM.tmp`, created
+    exclusively, never through a link, and never a name that is there already: a fixed
+    name would remove whatever a user keeps there, an input included), are fsynced,
+    renamed over `path` (a link at `path` is replaced, not written through), and the
+    folder is fsynced: a crash leaves the old file or the new one, never a torn one, and
+    no temporary file is left behind on failure (a kill -9 may leave the hidden file).
 
     Args:
         path: The file.
@@ -323,17 +331,16 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
             `OutputError` naming the file, where the caller wants that).
     """
     check_output(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
-        if callable(data):
-            tmp.unlink(missing_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
                 data(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-        else:
-            write_new(tmp, data, sync=True)
+            else:
+                fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -605,6 +612,7 @@ __all__ = [
     "check_output",
     "check_relative",
     "contained",
+    "file_kind",
     "fsync_dir",
     "inside",
     "loads_json",

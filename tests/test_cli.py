@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -527,32 +527,19 @@ def test_an_internal_error_exits_3_in_one_line_and_the_run_resumes(
     assert read_run(out).num_rows == 12
 
 
-@pytest.fixture
-def small_filesystem(tmp_path: Path) -> Iterator[Path | None]:
-    """A 64 kB tmpfs (a real full disk) where the machine allows mounting one, else None."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    yield mount if done.returncode == 0 else None
-    if done.returncode == 0:
-        subprocess.run(["umount", str(mount)], check=False)
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("how", ["full-disk", "file-size-limit"])
 def test_a_failed_write_is_one_line_naming_the_file_and_the_journal_resumes(
-    how: str, small_filesystem: Path | None, tmp_path: Path
+    how: str, mounted: Callable[[str], Path], tmp_path: Path
 ) -> None:
     """A real full disk (a small tmpfs, where mounting is allowed) and the file-size limit
     (`ulimit -f`, allowed everywhere) fail the journal's writes mid-run."""
     import resource
     import shutil
 
-    if how == "full-disk" and small_filesystem is None:
-        pytest.skip("mounting a tmpfs is not permitted here; the file-size limit case covers the same path")
     base, cand = _few_pairs(tmp_path, 300)
-    folder = small_filesystem if how == "full-disk" else tmp_path / "out"
-    assert folder is not None
+    # Where mounting is not permitted the full-disk case skips; the file-size limit covers the same path.
+    folder = mounted("size=64k") if how == "full-disk" else tmp_path / "out"
     out = folder / "run.arrow"
 
     def limit_size() -> None:

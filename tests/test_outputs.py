@@ -215,3 +215,30 @@ def test_a_full_disk_names_the_file_and_leaves_nothing_behind(tmp_path: Path, mo
     assert f"cannot write {folder / 'x.csv'}" in error and "No space left on device" in error
     assert "free space" in next(line for line in output.splitlines() if line.startswith("hint:"))
     assert list(folder.iterdir()) == []
+
+
+def test_a_file_named_like_a_temporary_one_is_never_removed(tmp_path: Path) -> None:
+    """The temporary file of a write is a new name of its own: an input called
+    `OUTPUT.tmp` (or any name beside the output) is left alone."""
+    run = _run(tmp_path)
+    keep = tmp_path / "out.parquet.tmp"
+    keep.write_bytes(run.read_bytes())
+    export_run(keep, tmp_path / "out.parquet", "parquet")
+    assert keep.read_bytes() == run.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet", "out.parquet.tmp", "run.arrow"]
+
+
+def test_the_python_api_refuses_an_output_that_is_an_input(tmp_path: Path) -> None:
+    """`build_report` and `decide` check their outputs in the core, as the commands do."""
+    from pixgate.judging.decision import decide, judge_run
+    from pixgate.report.html import build_report
+
+    run = _run(tmp_path)
+    original = run.read_bytes()
+    with pytest.raises(OutputError, match="it is the input"):
+        build_report(run, run)
+    verdict = judge_run(run, POLICY)
+    for target in (run, POLICY):
+        with pytest.raises(OutputError, match="it is the input"):
+            decide(verdict, json_path=target)
+    assert run.read_bytes() == original

@@ -63,13 +63,13 @@ from pixgate.config import (
     CAPTURE_RETRY_AFTER_MAX_S,
     CAPTURE_TIMEOUT_S,
 )
-from pixgate.locking import holding, lock_path
+from pixgate.locking import holding
 from pixgate.runs import schema
+from pixgate.runs.files import check_journalled_output
 from pixgate.safe_io import (
     OutputError,
     UnsafeInputError,
     atomic_write,
-    check_output,
     contained,
     printable,
     safe_file_name,
@@ -194,22 +194,6 @@ def _unstorable(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
     }
 
 
-def check_capture_files(out: Path) -> None:
-    """Refuse a capture folder where one of the capture's own files (capture.arrow, its
-    journal, its lock) is something other than a regular file: a FIFO or a device there
-    would be written through, replaced, or block the capture. Checked before the lock or
-    any other file is made.
-
-    Raises:
-        pixgate.safe_io.OutputError: Something other than a regular file is there.
-    """
-    from pixgate.runs.files import journal_path
-
-    path = out / CAPTURE_FILE
-    for own in (path, journal_path(path), lock_path(path)):
-        check_output(own)
-
-
 def _backoff(attempt: int, base: float, rng: random.Random) -> float:
     return rng.uniform(0.0, min(CAPTURE_BACKOFF_MAX_S, base * 2 ** (attempt - 1)))
 
@@ -316,6 +300,8 @@ class _Capturer:
                 )
                 return row
             error, latency = result.error or "failed", result.latency_ms
+        except OutputError:
+            raise  # a device, FIFO or folder where the image goes: the capture ends (exit 2), as for its files
         except Exception as exc:  # a disk error saving this image, a hostile id: this row only
             error, latency = f"{type(exc).__name__}: {exc}", 0.0
         finally:
@@ -347,14 +333,14 @@ def run_capture(opts: CaptureOptions, on_row: Callable[[dict[str, Any]], None] |
         CaptureConfigError: Bad options or prompts file, or another capture into the same
             folder; nothing was captured.
         pixgate.safe_io.OutputError: One of the capture's own files is something other
-            than a regular file (`check_capture_files`; nothing was captured), or
+            than a regular file (`pixgate.runs.files.check_journalled_output`; nothing was captured), or
             capture.arrow could not be written (a full disk).
     """
     _check_options(opts)
     prompts = load_prompts(opts.prompts)
     if opts.sample is not None:
         prompts = [p for p in prompts if in_sample(p.id, opts.sample)]
-    check_capture_files(opts.out)
+    check_journalled_output(opts.out / CAPTURE_FILE)
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -444,7 +430,6 @@ __all__ = [
     "CaptureOptions",
     "CaptureResult",
     "Prompt",
-    "check_capture_files",
     "in_sample",
     "load_prompts",
     "run_capture",

@@ -25,6 +25,7 @@ from pixgate.config import (
     CAPTURE_ENERGY_J_MAX,
     CAPTURE_ERROR_TAIL_BYTES,
     CAPTURE_GPU_MS_MAX,
+    SHOWN_VALUE_CHARS,
 )
 from pixgate.safe_io import (
     UnsafeInputError,
@@ -32,9 +33,6 @@ from pixgate.safe_io import (
     printable,
     read_regular,
 )
-
-#: Characters of a refused header value kept in the row's note.
-_SHOWN_HEADER_CHARS = 40
 
 
 @dataclass
@@ -83,7 +81,7 @@ def _timing(headers: Any, name: str, bound: float) -> tuple[float | None, str | 
         value = math.nan
     if math.isfinite(value) and 0.0 <= value <= bound:
         return value, None
-    shown = printable(raw[:_SHOWN_HEADER_CHARS]) + ("..." if len(raw) > _SHOWN_HEADER_CHARS else "")
+    shown = printable(raw[:SHOWN_VALUE_CHARS]) + ("..." if len(raw) > SHOWN_VALUE_CHARS else "")
     return None, f"{name} {shown!r} refused (not a number from 0 to {bound:g}); stored as null"
 
 

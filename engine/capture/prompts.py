@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixgate.config import CAPTURE_SEED_MAX
+from pixgate.config import CAPTURE_SEED_MAX, SHOWN_VALUE_CHARS
 from pixgate.errors import UsageError
 from pixgate.safe_io import (
     UnsafeInputError,
@@ -17,10 +17,6 @@ from pixgate.safe_io import (
     printable,
     read_text,
 )
-
-#: Characters of a refused value shown in its message: a seed may have thousands of
-#: digits, a prompt megabytes of text.
-_SHOWN_CHARS = 60
 
 
 class CaptureConfigError(UsageError, ValueError):
@@ -47,8 +43,8 @@ class Prompt:
 def _shown(value: Any) -> str:
     """A value for a message: its repr, cut after its first characters when long."""
     text = printable(repr(value))
-    if len(text) > _SHOWN_CHARS:
-        return f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+    if len(text) > SHOWN_VALUE_CHARS:
+        return f"{text[:SHOWN_VALUE_CHARS]}... ({len(text):,} characters)"
     return text
 
 

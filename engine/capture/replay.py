@@ -65,8 +65,8 @@ def run_replay(opts: CaptureOptions, runs: int, *, weights: Path | None = None, 
             something other than a regular file (checked before the first capture), or
             cannot be written.
     """
-    from pixgate.capture.capture import CaptureConfigError, check_capture_files
-    from pixgate.runs.files import write_file
+    from pixgate.capture.capture import CAPTURE_FILE, CaptureConfigError
+    from pixgate.runs.files import check_journalled_output, write_file
     from pixgate.safe_io import check_output
 
     if runs < 2:
@@ -74,7 +74,7 @@ def run_replay(opts: CaptureOptions, runs: int, *, weights: Path | None = None, 
     # Every output up front: a FIFO at replay.arrow found after the captures would waste them.
     check_output(opts.out / REPLAY_FILE)
     for k in range(1, runs + 1):
-        check_capture_files(opts.out / f"run{k}")
+        check_journalled_output(opts.out / f"run{k}" / CAPTURE_FILE)
     tables = []
     for k in range(1, runs + 1):
         tables.append(run_capture(dataclasses.replace(opts, out=opts.out / f"run{k}", resume=False)).table)

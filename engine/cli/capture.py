@@ -199,15 +199,19 @@ def replay(
     term = console()
     if result.note and not quiet:
         term.print(f"note: {result.note}")
-    rows = result.table.to_pylist()
-    same = sum(1 for r in rows if r[schema.BYTE_IDENTICAL.name] is True)
-    term.print(f"{output / REPLAY_FILE}: {same} of {len(rows)} prompts replay byte-identical")
-    for r in rows:
-        if r[schema.BYTE_IDENTICAL.name] is not True:
-            detail = r[schema.CAPTURE_ERROR.name] or (
-                f"max pixel difference {r[schema.MAX_PIXEL_DIFF.name]}, LPIPS {r[schema.REPLAY_LPIPS.name]}"
-            )
-            term.print(f"  {r[schema.ID.name]}: {detail}")
+    identical = result.table.column(schema.BYTE_IDENTICAL.name).to_pylist()
+    differ = [i for i, same in enumerate(identical) if same is not True]
+    term.print(
+        f"{output / REPLAY_FILE}: {len(identical) - len(differ)} of {len(identical)} prompts replay byte-identical"
+    )
+    # As capture's listing: a capped number of lines, then a count.
+    for r in result.table.take(differ[:CAPTURE_MAX_LISTED_ERRORS]).to_pylist() if differ else []:
+        detail = r[schema.CAPTURE_ERROR.name] or (
+            f"max pixel difference {r[schema.MAX_PIXEL_DIFF.name]}, LPIPS {r[schema.REPLAY_LPIPS.name]}"
+        )
+        term.print(f"  {r[schema.ID.name]}: {detail}")
+    if len(differ) > CAPTURE_MAX_LISTED_ERRORS:
+        term.print(f"  ... and {len(differ) - CAPTURE_MAX_LISTED_ERRORS:,} more, see {output / REPLAY_FILE}")
     raise typer.Exit(code=0 if result.replayable else 1)
 
 

@@ -221,8 +221,6 @@ def _choose(
         table = read_run(run, kind="run")
     except RunFileError as exc:
         raise GoldenError(f"{exc}") from None
-    if schema.PAIR_ID.name not in table.column_names:
-        raise GoldenError(f"{run}: not a run file from `pixgate score` (no {schema.PAIR_ID.name} column)")
     rows = {r[schema.PAIR_ID.name]: {**schema.empty_row(), **r} for r in table.to_pylist()}
     meta = run_metadata(table)
     # The run's own limit, but never above the default: the run file is data, and its

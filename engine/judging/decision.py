@@ -24,6 +24,7 @@ from pixgate.errors import UsageError
 from pixgate.judging.gate import Verdict, check_fits, judge
 from pixgate.judging.policy import Policy, load_policy
 from pixgate.runs.files import RunFileError, read_run, run_sha256, write_verdict
+from pixgate.safe_io import check_output
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -193,9 +194,14 @@ def decide(
 
     Raises:
         OnFailError: `on_fail_timeout` out of range (checked before anything is written).
-        pixgate.safe_io.OutputError: The verdict file could not be written.
+        pixgate.safe_io.OutputError: The verdict file could not be written, is not a
+            regular file, or is one of the files judged.
     """
     timeout_s = check_on_fail_timeout(on_fail_timeout)
+    if json_path is not None:  # never over the run, the policy or the earlier run it judged
+        judged = (verdict.context.get(key) for key in ("run", "against"))
+        policy = verdict.context.get("policy", {}).get("path")
+        check_output(Path(json_path), [Path(p) for p in (*judged, policy) if isinstance(p, str) and p])
     blocked = verdict.blocks(strict=strict)
     document = {**verdict.to_dict(), **(extra or {})}
     if json_path is not None:

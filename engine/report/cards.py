@@ -40,6 +40,7 @@ PARITY = (
     (schema.ALPHA_PARITY, "alpha dropped or added"),
     (schema.ICC_MATCH, "colour space changed"),
     (schema.SIZE_MATCH, "size changed"),
+    (schema.FRAME_COUNT_MATCH, "frame count changed (animation)"),
     (schema.TEXT_PASS, "text lost"),
 )
 # WebP quality of the pictures and maps: artefacts well below what a card shows.

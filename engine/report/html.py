@@ -41,7 +41,7 @@ from pixgate.config import (
 from pixgate.errors import UsageError
 from pixgate.runs import schema
 from pixgate.runs.files import run_metadata
-from pixgate.safe_io import atomic_write, writing
+from pixgate.safe_io import atomic_write, check_output, writing
 from pixgate.scoring.backbones import DEFAULT_NET, NETS
 
 from .cards import PARITY, build_cards, card_id
@@ -413,12 +413,15 @@ def build_report(
     Raises:
         ReportError: Unreadable run, verdict or capture file, a verdict of another run (or
             of this one before it was scored again), or a missing output folder.
+        pixgate.safe_io.OutputError: The output is not a regular file, is one of the
+            inputs, or cannot be written.
     """
     from pixgate.runs.files import RunFileError, check_verdict_run, read_run, read_verdict, run_sha256
 
     started = time.perf_counter()
     if not output.parent.is_dir():
         raise ReportError.about("{output}: the folder {folder} does not exist", folder=str(output.parent))
+    check_output(output, [p for p in (run, verdict, weights, *(captures or ())) if p is not None])
     if not 0 <= top <= REPORT_MAX_TOP:
         raise ReportError.about("{top}: got {got}; use a whole number from 0 to {most}", got=top, most=REPORT_MAX_TOP)
     try:
@@ -429,14 +432,12 @@ def build_report(
         table = read_run(run, kind="run")
     except RunFileError as exc:
         raise ReportError(str(exc)) from None
-    if verdict is not None and doc is not None:
+    if verdict is not None and doc is not None:  # doc is None only without a verdict
         try:
             check_verdict_run(doc, verdict, run, judged)
             check_verdict_run(doc, verdict, run)
         except RunFileError as exc:
             raise ReportError.about("{verdict}: {problem}", problem=str(exc)) from None
-    if schema.PAIR_ID.name not in table.column_names:
-        raise ReportError(f"{run}: not a pixgate run (no {schema.PAIR_ID.name} column): a capture or replay file?")
     meta = run_metadata(table)
     net = net or (meta.get(schema.META_LPIPS_NET) if meta.get(schema.META_LPIPS_NET) in NETS else None) or DEFAULT_NET
     notes: list[str] = []

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pixgate.runs.ipc import UnsafeIpcError, read_file, read_stream
 from pixgate.runs.schema import COLUMNS, VERDICTS, Column, TableError, arrow_schema, check_table
-from pixgate.safe_io import OutputError, atomic_write, open_regular, printable, writing
+from pixgate.safe_io import OutputError, atomic_write, check_output, open_regular, printable, writing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,6 +38,22 @@ if TYPE_CHECKING:
 def journal_path(run_path: Path) -> Path:
     """Where the journal of `run_path` lives."""
     return run_path.with_name(run_path.name + ".partial")
+
+
+def check_journalled_output(path: Path) -> None:
+    """Refuse a run or capture file whose path, or a file kept beside it while it is
+    written (its lock and its journal), holds something other than a regular file: a
+    device, FIFO, socket or folder there would be written through, replaced, or block
+    (`pixgate.safe_io.check_output`). Call it before the lock is taken, so a refused
+    output leaves nothing beside it.
+
+    Raises:
+        pixgate.safe_io.OutputError: One of them is not a regular file.
+    """
+    from pixgate.locking import lock_path
+
+    for own in (path, lock_path(path), journal_path(path)):
+        check_output(own)
 
 
 def _mapped(path: Path) -> pa.Buffer:
@@ -405,6 +421,7 @@ __all__ = [
     "VERDICT_RUN_SHA256",
     "RunFileError",
     "RunJournal",
+    "check_journalled_output",
     "check_verdict_run",
     "decode_metadata",
     "dumps_meta",

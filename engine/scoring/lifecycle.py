@@ -24,10 +24,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pixgate import __version__
 from pixgate.config import IMAGE_EXTENSIONS, JOURNAL_FLUSH_S, LPIPS_HEAD_VERSION, RESUME_HASH_THREADS
-from pixgate.locking import holding, lock_path
+from pixgate.locking import holding
 from pixgate.runs import schema
-from pixgate.runs.files import RunJournal, dumps_meta, journal_path, read_journal, read_run, run_metadata
-from pixgate.safe_io import UnsafeInputError, check_output, check_relative, printable, sha256_regular
+from pixgate.runs.files import (
+    RunJournal,
+    check_journalled_output,
+    dumps_meta,
+    journal_path,
+    read_journal,
+    read_run,
+    run_metadata,
+)
+from pixgate.safe_io import UnsafeInputError, check_relative, printable, sha256_regular
 from pixgate.scoring.decode import decoders, max_file_bytes
 from pixgate.scoring.options import (
     ScoreConfigError,
@@ -348,14 +356,29 @@ def _text(value: str | None) -> str | None:
 
 def _in_run_columns(table: pa.Table) -> pa.Table:
     """Carried rows in this run's columns: a column a journal of an earlier pixgate lacks
-    is null (kept rows of such a journal are those of pairs that cannot be scored)."""
+    is null (kept rows of such a journal are those of pairs that cannot be scored).
+
+    Raises:
+        ScoreConfigError: A carried value this run's column cannot hold.
+    """
     import pyarrow as pa
 
     target = schema.arrow_schema()
-    arrays = [
-        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in target
-    ]
+    arrays = []
+    for f in target:
+        if f.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            continue
+        try:  # a journal from elsewhere may hold values of the right kind that this column cannot
+            arrays.append(table.column(f.name).cast(f.type))
+        except (pa.ArrowException, ValueError) as exc:
+            raise ScoreConfigError.about(
+                "{resume}: the earlier run's column {column!r} does not fit this run's {type} ({problem}); "
+                "move it away, or pass {overwrite} to start over",
+                column=f.name,
+                type=str(f.type),
+                problem=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            ) from None
     return pa.Table.from_arrays(arrays, schema=target)
 
 
@@ -403,19 +426,6 @@ def load_previous(opts: ScoreOptions) -> tuple[pa.Table | None, dict[str, str], 
             ) from None
         return _checked(table, "resume", opts.output), run_metadata(table), opts.output
     return None, {}, None
-
-
-def check_outputs(output: Path) -> None:
-    """Refuse a run whose output, or a file the run keeps beside it (its lock and its
-    journal), is something other than a regular file: a device, a FIFO, a socket or a
-    folder (`pixgate.safe_io.check_output`). Called before the lock is taken, so a refused
-    run leaves nothing beside the output.
-
-    Raises:
-        pixgate.safe_io.OutputError: One of them is not a regular file.
-    """
-    for path in (output, lock_path(output), journal_path(output)):
-        check_output(path)
 
 
 @contextlib.contextmanager
@@ -514,7 +524,7 @@ def run(
     check_decoder_setting()
     backend.check(opts)
     check_options(opts)
-    check_outputs(opts.output)
+    check_journalled_output(opts.output)
     with owned_output(opts.output), contextlib.ExitStack() as cleanup:
         previous, old_meta, old_source = load_previous(opts)
         pairing = backend.pair(opts)
@@ -600,7 +610,6 @@ __all__ = [
     "Resumed",
     "RowSink",
     "RunContext",
-    "check_outputs",
     "check_resume",
     "fresh_rows",
     "load_previous",

@@ -140,7 +140,7 @@ def check_options(opts: ScoreOptions) -> None:
     Raises:
         ScoreConfigError: The first problem found.
     """
-    check_output(opts)
+    check_output_option(opts)
     check_numbers(opts)
     if opts.precision not in PRECISIONS:
         raise ScoreConfigError.about(
@@ -216,7 +216,7 @@ def check_typography_options(opts: ScoreOptions) -> None:
             raise ScoreConfigError.about(named + ": no effect with {no_typography} (no OCR runs); drop one")
 
 
-def check_output(opts: ScoreOptions) -> None:
+def check_output_option(opts: ScoreOptions) -> None:
     """The output's folder exists (created if need be), the output is not a folder, and
     `resume` and `overwrite` are not both asked (both backends)."""
     if opts.resume and opts.overwrite:
@@ -241,6 +241,6 @@ __all__ = [
     "check_folder",
     "check_numbers",
     "check_options",
-    "check_output",
+    "check_output_option",
     "check_typography_options",
 ]

@@ -70,6 +70,7 @@ def summarize(result: ScoreResult) -> RunSummary:
         ("size changed", schema.SIZE_MATCH),
         ("alpha parity broken", schema.ALPHA_PARITY),
         ("colour space changed (ICC)", schema.ICC_MATCH),
+        ("frame count changed (animation)", schema.FRAME_COUNT_MATCH),
     ):
         n = sum(1 for v in table.column(column.name).to_pylist() if v is False)
         lines.append(SummaryLine(label, str(n), NOTICE if n else PLAIN))

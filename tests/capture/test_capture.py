@@ -641,3 +641,22 @@ def test_a_capture_file_that_is_not_a_regular_file_is_refused_before_anything_is
     assert _kind(out / own) == before
     assert sorted(p.name for p in out.iterdir()) == [own]  # no lock, journal or staging folder beside it
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.timeout(120)
+def test_an_image_target_that_is_a_fifo_ends_the_capture_in_one_line(tmp_path: Path) -> None:
+    """Where an image is saved is one of capture's files too: a FIFO there is exit 2
+    naming it, never written to, never a silent error row."""
+    import os
+    import stat
+
+    from tests.test_outputs import _one_error_line, _pixgate
+
+    command, _ = _marking_command(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    first = str(PROMPTS[0]["id"])
+    os.mkfifo(out / f"{first}.png")
+    result = _pixgate("capture", "--prompts", _prompts(tmp_path), "-o", out, "--command", command, "--concurrency", "1")
+    _one_error_line(result, str(out / f"{first}.png"))
+    assert stat.S_ISFIFO(os.lstat(out / f"{first}.png").st_mode)

@@ -73,3 +73,20 @@ def test_an_output_that_is_not_a_regular_file_is_refused_before_the_first_captur
         run_replay(CaptureOptions(_prompts(tmp_path), out, command=GENERATE), 2)
     assert not (out / "run1").exists()
     assert stat.S_ISFIFO(os.lstat(out / where).st_mode)
+
+
+def test_replay_lists_a_capped_number_of_prompts_and_counts_the_rest(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pixgate.cli import app
+    from pixgate.config import CAPTURE_MAX_LISTED_ERRORS
+
+    count = CAPTURE_MAX_LISTED_ERRORS + 7
+    prompts = _prompts(tmp_path, [{"id": f"p{i:03d}", "prompt": "x", "seed": i} for i in range(count)])
+    args = ["replay", "--prompts", str(prompts), "-o", str(tmp_path / "r"), "--command", "false {out}",
+            "--runs", "2", "--max-attempts", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    listed = [line for line in result.output.splitlines() if line.startswith("  p")]
+    assert len(listed) == CAPTURE_MAX_LISTED_ERRORS, result.output
+    assert f"... and 7 more, see {tmp_path / 'r' / 'replay.arrow'}" in result.output

@@ -346,9 +346,8 @@ def test_schema_that_does_not_fit_is_an_input_error(tmp_path: Path) -> None:
 
 # --- the verdict file: what it binds, what acting on it did ---
 
-#: How long a timed-out --on-fail command may take to be gone, whole `gate` included (a
-#: Python start on a busy 2-core machine is most of it); `sleep 30` ran 30 s before.
-ON_FAIL_KILLED_WITHIN_S = 15.0
+#: A command that would run far past the test's own time limit if it were waited out.
+ON_FAIL_FOREVER = "sleep 1000"
 
 
 def _failing_gate(tmp_path: Path) -> tuple[Path, Path]:
@@ -382,24 +381,22 @@ def test_a_verdict_records_the_sha256_of_the_run_file_it_judged(tmp_path: Path) 
 
 @pytest.mark.timeout(60)
 def test_a_timed_out_on_fail_command_is_killed_with_its_process_group(tmp_path: Path) -> None:
-    """`sleep 30` with --on-fail-timeout 1: the command and what it started in the
-    background are killed within seconds, and the verdict file says so."""
+    """A command that would run for 1000 s, with --on-fail-timeout 1: the command and
+    what it started in the background are killed (the test's time limit is far below the
+    command's), and the verdict file says so."""
     run, policy = _failing_gate(tmp_path)
     verdict_path, pid_file = tmp_path / "verdict.json", tmp_path / "background.pid"
-    command = f"sleep 30 & echo $! > {pid_file}; sleep 30"
-    started = time.monotonic()
+    command = f"{ON_FAIL_FOREVER} & echo $! > {pid_file}; {ON_FAIL_FOREVER}"
     done = subprocess.run(
         [sys.executable, "-m", "pixgate", "gate", str(run), "--policy", str(policy), "--json", str(verdict_path),
          "--on-fail", command, "--on-fail-timeout", "1"],
-        capture_output=True, text=True, timeout=ON_FAIL_KILLED_WITHIN_S * 2, check=False,
+        capture_output=True, text=True, timeout=50, check=False,
     )  # fmt: skip
-    elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout + done.stderr
-    assert elapsed < ON_FAIL_KILLED_WITHIN_S, elapsed
     assert "--on-fail command timed out after 1 s" in " ".join(done.stderr.split())
     on_fail = json.loads(verdict_path.read_text())["on_fail"]
     assert on_fail["command"] == command and on_fail["timed_out"] is True and on_fail["exit_code"] is None
-    assert on_fail["timeout_s"] == 1.0 and 1.0 <= on_fail["wall_s"] < ON_FAIL_KILLED_WITHIN_S
+    assert on_fail["timeout_s"] == 1.0 and on_fail["wall_s"] >= 1.0
     background = int(pid_file.read_text())
     deadline = time.monotonic() + 5
     while _alive(background) and time.monotonic() < deadline:

@@ -254,7 +254,12 @@ def test_an_animation_against_a_still_image_fails_the_shipped_policy(tmp_path: P
             frames[0].save(cand / name, save_all=True, append_images=frames[1:], duration=100, **options)
     out = tmp_path / "run.arrow"
     opts = ScoreOptions(base, cand, out, device="cpu", no_lpips=True, typography=False)
-    assert run_score(opts).all_ok
+    result = run_score(opts)
+    assert result.all_ok
+    from pixgate.scoring.summary import summarize
+
+    flagged = {line.label: line.value for line in summarize(result).lines}
+    assert flagged["frame count changed (animation)"] == "2"  # the score summary says so too
     rows = {r[schema.PAIR_ID.name]: r for r in read_run(out).to_pylist()}
     for pair, count in (("apng", 3), ("webp", 3), ("still", 1)):
         row = rows[pair]

@@ -909,3 +909,28 @@ def test_ray_resume_keeps_and_rescores_rows_as_the_local_backend_does(tmp_path: 
     assert json.loads(run_metadata(result.table)[schema.META_RESUME]) == {"kept": 2, "dropped": 0, "rescored": 1}
     rows = {r[schema.PAIR_ID.name]: r for r in result.table.to_pylist()}
     assert rows["p1"][schema.CANDIDATE_SHA256.name] != fresh.to_pylist()[1][schema.CANDIDATE_SHA256.name]
+
+
+def test_resume_refuses_a_carried_value_its_column_cannot_hold(tmp_path: Path) -> None:
+    """A journal from elsewhere whose width is a 64-bit number past 32 bits: exit 2 in one
+    line naming the column, never an Arrow error (exit 3)."""
+    import pyarrow as pa
+
+    base, cand = tmp_path / "b", tmp_path / "c"
+    base.mkdir()
+    cand.mkdir()
+    for i in range(2):
+        Image.fromarray(poster(24, 32, seed=i)).save(base / f"p{i}.png")
+        Image.fromarray(poster(24, 32, seed=10 + i)).save(cand / f"p{i}.png")
+    fresh = run_score(_opts(base, cand, tmp_path / "fresh.arrow", None, no_lpips=True)).table
+    width = schema.BASELINE_WIDTH.name
+    wide = pa.array([2**40] * fresh.num_rows, pa.int64())
+    hostile = fresh.set_column(fresh.column_names.index(width), pa.field(width, pa.int64()), wide)
+    out = tmp_path / "run.arrow"
+    hostile = hostile.replace_schema_metadata(fresh.schema.metadata)
+    with pa.OSFile(str(journal_path(out)), "wb") as sink, pa.ipc.new_stream(sink, hostile.schema) as writer:
+        writer.write_table(hostile)  # as another tool would write a journal; pixgate's writer casts
+    with pytest.raises(
+        ScoreConfigError, match=rf"resume=True: the earlier run's column '{width}' does not fit this run's int32"
+    ):
+        run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))

@@ -242,3 +242,10 @@ def test_the_python_api_refuses_an_output_that_is_an_input(tmp_path: Path) -> No
         with pytest.raises(OutputError, match="it is the input"):
             decide(verdict, json_path=target)
     assert run.read_bytes() == original
+
+
+def test_two_gate_outputs_may_not_be_one_file(tmp_path: Path) -> None:
+    out = tmp_path / "o.json"
+    result = _pixgate("gate", _run(tmp_path), "--policy", POLICY, "--json", out, "--junit", tmp_path / "." / "o.json")
+    _one_error_line(result, "--json and --junit name the same file")
+    assert not out.exists()

@@ -18,13 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixgate.capture.capture import CaptureOptions, CaptureResult, run_capture
+from pixgate.capture.capture import CAPTURE_FILE, CaptureOptions, CaptureResult, run_capture
 from pixgate.config import GATE_ON_FAIL_TIMEOUT_S, OCR_LANG
 from pixgate.judging.decision import Decision, check_on_fail_timeout, decide, judge_run
 from pixgate.judging.gate import Verdict
 from pixgate.judging.policy import load_policy
+from pixgate.runs.files import check_journalled_output
+from pixgate.safe_io import check_output
 from pixgate.scoring.score import ScoreOptions, ScoreResult, run_score
 from pixgate.scoring.text_checks import check_typography
+
+#: The files a canary writes in its folder, beside the two capture folders.
+RUN_FILE, VERDICT_FILE, REPORT_FILE = "run.arrow", "verdict.json", "report.html"
 
 
 @dataclass
@@ -74,7 +79,7 @@ def run_canary(
     check_on_fail_timeout(on_fail_timeout)
     policy = load_policy(policy_path)
     out = capture.out
-    run_path = out / "run.arrow"
+    run_path = out / RUN_FILE
     resume = capture.resume and run_path.exists()
     score_opts = ScoreOptions(
         out / "old",
@@ -92,6 +97,14 @@ def run_canary(
         overwrite=not resume,  # the canary's folder is its own: a rerun replaces its run
     )
     check_typography(score_opts)  # before any generator is called, not after
+    # Every file the canary writes, before either engine is called: a device or FIFO at
+    # one found after the captures would waste them.
+    inputs = [p for p in (policy_path, weights, manifest) if p is not None]
+    check_journalled_output(run_path, inputs)
+    for name in (VERDICT_FILE, REPORT_FILE):
+        check_output(out / name, inputs)
+    for side in ("old", "new"):
+        check_journalled_output(out / side / CAPTURE_FILE, inputs)
     stage = on_stage or (lambda _text: None)
     stage(f"capturing the old engine ({old})")
     old_capture = run_capture(dataclasses.replace(capture, endpoint=old, command=None, out=out / "old"))
@@ -101,11 +114,11 @@ def run_canary(
     scored = run_score(score_opts)
     stage("judging")
     verdict = judge_run(run_path, policy, comparisons=(new_capture.table, old_capture.table))
-    verdict_path = out / "verdict.json"
+    verdict_path = out / VERDICT_FILE
     captures = {"old": str(out / "old" / "capture.arrow"), "new": str(out / "new" / "capture.arrow")}
     decision = decide(verdict, strict=strict, json_path=verdict_path, extra={"captures": captures})
     stage("writing the report")
-    report_path = out / "report.html"
+    report_path = out / REPORT_FILE
     build_report(
         run_path,
         report_path,

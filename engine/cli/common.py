@@ -261,9 +261,9 @@ def print_error(message: str, hint: str | None = None) -> None:
     """`error: message` on one line, then the hint on the next: the one style of every
     error the command line prints. A message of several lines (the ways to provide
     weights, say) keeps its first line as the error and leads the hint with the rest.
-    Only its line feeds break it: any other character that would act on a terminal or a
-    CI log (a CR, ESC, a bidirectional override, in a name the message quotes) is shown
-    escaped (`pixgate.safe_io.shown`)."""
+    Only its line feeds break it, never the terminal's width: any other character that
+    would act on a terminal or a CI log (a CR, ESC, a bidirectional override, in a name the
+    message quotes) is shown escaped (`pixgate.safe_io.shown`)."""
     from rich.text import Text
 
     from pixgate.safe_io import shown
@@ -275,9 +275,11 @@ def print_error(message: str, hint: str | None = None) -> None:
         joined += ("" if not joined else " " if joined.endswith((":", ".")) else "; ") + part
     hint = joined
     out = console()
-    out.print(Text.assemble(("error:", "bold red"), " ", first))
+    # Never folded: a long value from a file would otherwise start a line of its own in a
+    # CI log, where a line starting `::error::` is a workflow command.
+    out.print(Text.assemble(("error:", "bold red"), " ", first), soft_wrap=True)
     if hint:
-        out.print(Text.assemble(("hint:", "dim"), " ", hint))
+        out.print(Text.assemble(("hint:", "dim"), " ", hint), soft_wrap=True)
 
 
 def _help_hint() -> str:

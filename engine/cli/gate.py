@@ -47,7 +47,9 @@ def gate_report(verdict: Verdict, top: int, *, stderr: bool = False) -> None:
             status = shown(pair["status"] or "")
             if pair["error"]:
                 status += f": {shown(pair['error'], backslashes=False)}"
-            listing.add_row(shown(pair["pair_id"]), status, shown(", ".join(pair["rules"])), shown(values))
+            listing.add_row(
+                shown(pair["pair_id"], backslashes=False), status, shown(", ".join(pair["rules"])), shown(values)
+            )
         if len(verdict.failing_pairs) > top:
             listing.add_row("...", "", f"{len(verdict.failing_pairs) - top} more", "see --json")
         out.print(listing)
@@ -137,6 +139,11 @@ def gate(
     to_stdout += ["--annotations"] if annotations is not None else []
     if len(to_stdout) > 1:
         raise usage_error(f"{' and '.join(to_stdout)}: only one of them can write to standard output")
+    named = [(option, path.resolve()) for option, path in files.items() if path is not None and str(path) != "-"]
+    for i, (option, path) in enumerate(named):  # one file, two formats: the second would replace the first
+        twice = [other for other, same in named[i + 1 :] if same == path]
+        if twice:
+            raise usage_error(f"{option} and {twice[0]} name the same file {path}; give each its own")
     try:
         verdict = judge_run(run, policy, against)
     except (PolicyError, GateInputError, RunFileError) as exc:

@@ -231,7 +231,8 @@ def _choose(
         max_pixels = min(int(recorded), DEFAULT_MAX_PIXELS)
     if ids is not None and not ids:
         raise GoldenError.about("{ids}: an empty list names no pair; leave {ids} out to approve every pair")
-    chosen = ids if ids is not None else sorted(rows)
+    # An id given twice is one approval: one staged file, one changelog line.
+    chosen = list(dict.fromkeys(ids)) if ids is not None else sorted(rows)
     unknown = [pid for pid in chosen if pid not in rows]
     if unknown:
         raise GoldenError.about("{ids}: not in {run_path}: {unknown}", run_path=run, unknown=", ".join(unknown))

@@ -32,7 +32,9 @@ def _pair_line(pair: dict[str, Any]) -> str:
     if pair["error"]:
         # An error is a message that quotes names already escaped: its backslashes are kept.
         status += f": {shown(pair['error'], backslashes=False)}"
-    return f"{shown(pair['pair_id'])}: {shown(values)}" + (f" ({status})" if status and status != "ok" else "")
+    return f"{shown(pair['pair_id'], backslashes=False)}: {shown(values)}" + (
+        f" ({status})" if status and status != "ok" else ""
+    )
 
 
 def _short(value: Any) -> str:
@@ -120,7 +122,9 @@ def markdown_summary(verdict: Verdict, *, top: int = FORMAT_MAX_PAIRS) -> str:
         lines += ["| pair | rules broken | values |", "| --- | --- | --- |"]
         for pair in verdict.failing_pairs[:top]:
             values = ", ".join(f"{k}={_short(v)}" for k, v in pair["values"].items())
-            lines.append(f"| {_cell(pair['pair_id'])} | {_cell(', '.join(pair['rules']))} | {_cell(values)} |")
+            lines.append(
+                f"| {_cell(pair['pair_id'], backslashes=False)} | {_cell(', '.join(pair['rules']))} | {_cell(values)} |"
+            )
         if len(verdict.failing_pairs) > top:
             lines.append(f"\n{len(verdict.failing_pairs) - top} more in the JSON verdict.")
     return "\n".join(lines) + "\n"
@@ -141,7 +145,7 @@ def github_annotations(verdict: Verdict) -> str:
     for res in verdict.rules:
         if res.rule.critical and res.result == FAIL:
             pairs = _pairs_of(verdict, res.rule.name)
-            first = "; first: " + ", ".join(shown(p["pair_id"]) for p in pairs[:5]) if pairs else ""
+            first = "; first: " + ", ".join(shown(p["pair_id"], backslashes=False) for p in pairs[:5]) if pairs else ""
             title = _workflow_property(f"pixgate gate: {shown(res.rule.name)}")
             out.append(f"::error title={title}::{_workflow_data(_what(res) + first)}")
     return "".join(line + "\n" for line in out)

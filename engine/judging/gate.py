@@ -257,7 +257,10 @@ def _column(table: pa.Table, rule: Rule) -> tuple[np.ndarray | list[Any], np.nda
     valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     kind = schema.dtype_kind(rule.dtype)
     if kind == "number":
-        values = np.asarray(arr.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False), dtype=float)
+        # An int64 past 2**53 (a file from elsewhere) is still a number, not an error.
+        values = np.asarray(
+            arr.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy(zero_copy_only=False), dtype=float
+        )
         valid &= ~np.isnan(values)
         return values, valid
     if kind == "bool":

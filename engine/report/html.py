@@ -110,7 +110,7 @@ def _floats(table: pa.Table, col: schema.Column) -> np.ndarray:
 
     if col.name not in table.column_names or pa.types.is_null(table.column(col.name).type):
         return np.full(table.num_rows, np.nan)
-    column = table.column(col.name).cast(pa.float64())
+    column = table.column(col.name).cast(pa.float64(), safe=False)  # an int64 past 2**53 is still a number
     return np.asarray(pc.fill_null(column, float("nan")).to_numpy(), dtype=float)
 
 

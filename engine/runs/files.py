@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -40,20 +41,21 @@ def journal_path(run_path: Path) -> Path:
     return run_path.with_name(run_path.name + ".partial")
 
 
-def check_journalled_output(path: Path) -> None:
+def check_journalled_output(path: Path, inputs: Iterable[Path] = ()) -> None:
     """Refuse a run or capture file whose path, or a file kept beside it while it is
-    written (its lock and its journal), holds something other than a regular file: a
-    device, FIFO, socket or folder there would be written through, replaced, or block
-    (`pixgate.safe_io.check_output`). Call it before the lock is taken, so a refused
-    output leaves nothing beside it.
+    written (its lock and its journal), holds something other than a regular file (a
+    device, FIFO, socket or folder there would be written through, replaced, or block),
+    or is one of the command's `inputs` (`pixgate.safe_io.check_output`). Call it before
+    the lock is taken, so a refused output leaves nothing beside it.
 
     Raises:
-        pixgate.safe_io.OutputError: One of them is not a regular file.
+        pixgate.safe_io.OutputError: One of them is not a regular file, or is an input.
     """
     from pixgate.locking import lock_path
 
+    inputs = tuple(inputs)
     for own in (path, lock_path(path), journal_path(path)):
-        check_output(own)
+        check_output(own, inputs)
 
 
 def _mapped(path: Path) -> pa.Buffer:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from pixgate.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
+from pixgate.config import SHOWN_VALUE_CHARS, TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
+from pixgate.safe_io import shown
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -501,8 +502,10 @@ def check_version(version: str | None, source: object) -> None:
         TableError: Another major version.
     """
     if version is not None and version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        # The file's text, escaped and cut: it may hold line feeds or a megabyte.
+        said = shown(version[:SHOWN_VALUE_CHARS]) + ("..." if len(version) > SHOWN_VALUE_CHARS else "")
         raise TableError(
-            f"{source}: written with run schema {version}, this pixgate reads schema {SCHEMA_VERSION}; "
+            f"{source}: written with run schema {said}, this pixgate reads schema {SCHEMA_VERSION}; "
             "rescore with this version"
         )
 

@@ -524,7 +524,7 @@ def run(
     check_decoder_setting()
     backend.check(opts)
     check_options(opts)
-    check_journalled_output(opts.output)
+    check_journalled_output(opts.output, [p for p in (opts.manifest, opts.weights) if p is not None])
     with owned_output(opts.output), contextlib.ExitStack() as cleanup:
         previous, old_meta, old_source = load_previous(opts)
         pairing = backend.pair(opts)

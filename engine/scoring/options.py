@@ -19,6 +19,7 @@ from pixgate.config import (
 )
 from pixgate.errors import UsageError
 from pixgate.runs import schema
+from pixgate.safe_io import inside
 from pixgate.scoring.backbones import DEFAULT_NET
 from pixgate.scoring.decode import decoder_setting
 
@@ -217,10 +218,21 @@ def check_typography_options(opts: ScoreOptions) -> None:
 
 
 def check_output_option(opts: ScoreOptions) -> None:
-    """The output's folder exists (created if need be), the output is not a folder, and
-    `resume` and `overwrite` are not both asked (both backends)."""
+    """The output lies outside the folders it scores, its folder exists (created if need
+    be), it is not a folder, and `resume` and `overwrite` are not both asked (both
+    backends)."""
     if opts.resume and opts.overwrite:
         raise ScoreConfigError.about("{resume} and {overwrite} contradict each other: complete the run, or start over")
+    for label in ("baseline", "candidate"):
+        folder = getattr(opts, label)
+        # A run written among the images it scores could replace one of them.
+        if "://" not in str(folder) and inside(opts.output, Path(folder)):
+            raise ScoreConfigError.about(
+                "{output}: {path} lies inside the {" + label + "} folder {folder}; write the run outside the "
+                "folders it scores",
+                path=opts.output,
+                folder=folder,
+            )
     try:
         opts.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import signal
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
@@ -244,6 +245,10 @@ def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner
     # Blocked from the start (`_start`); ignored too, so that nothing this process runs
     # can unblock it into a KeyboardInterrupt: the scoring process ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A decoder's warning about a malformed file (Pillow's "Invalid APNG", say) would reach
+    # the terminal from here, where no gate sees it: what the file is gets recorded in its
+    # row (its frame count, its format), or the file is an error row.
+    warnings.simplefilter("ignore")
     serial = 0
     try:
         conn.send(None)  # started: the time limit on its first pair counts from here

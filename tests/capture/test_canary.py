@@ -15,6 +15,7 @@ from pixgate.capture.capture import CaptureOptions
 from pixgate.capture.demo_engine import make_server
 from pixgate.cli import app
 from tests.capture.test_capture import _prompts, _serving
+from tests.conftest import _closed_port
 
 runner = CliRunner()
 PROMPTS = [{"id": f"promo/{i:02d}", "prompt": f"promo poster number {i}", "seed": i} for i in range(8)]
@@ -163,3 +164,28 @@ def test_an_on_fail_timeout_out_of_range_stops_the_canary_before_any_capture(tmp
     assert result.exit_code == 2, result.output
     assert "--on-fail-timeout: got 0.0; use a number of seconds above 0" in " ".join(result.output.split())
     assert not (out / "old").exists()
+
+
+@pytest.mark.parametrize("name", ["run.arrow", "verdict.json", "report.html", "old/capture.arrow"])
+def test_a_canary_output_that_is_not_a_regular_file_stops_it_before_any_capture(tmp_path: Path, name: str) -> None:
+    """Every file the canary writes is checked before either engine is called: the engines
+    here are a closed port, so reaching them would be another error."""
+    import os
+    import stat
+
+    from tests.test_outputs import _one_error_line, _pixgate
+
+    out = tmp_path / "canary"
+    target = out / name
+    target.parent.mkdir(parents=True)
+    target.symlink_to("/dev/null")
+    port = _closed_port()
+    result = _pixgate(
+        "canary", "--old", f"http://127.0.0.1:{port}/", "--new", f"http://127.0.0.1:{port}/",
+        "--prompts", _prompts(tmp_path, PROMPTS), "--policy", _policy(tmp_path), "-o", out, "--no-lpips",
+        "--no-typography",
+    )  # fmt: skip
+    _one_error_line(result, str(target))
+    assert target.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    made = {name, *([name.split("/")[0]] if "/" in name else [])}  # the link, and the folder it is in
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*")} == made  # nothing captured or written

@@ -339,11 +339,13 @@ def test_unsafe_and_long_ids_are_captured_under_hashed_names(tmp_path: Path) -> 
 
 @pytest.mark.timeout(60)
 def test_one_prompt_that_cannot_be_saved_is_its_own_error_row(tmp_path: Path) -> None:
-    (tmp_path / "out" / "sale.png").mkdir(parents=True)  # the image's name is taken by a folder
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "boots").write_bytes(b"")  # "boots/winter" needs a folder there
     with _serving(make_server(0)) as url:
         result = run_capture(CaptureOptions(_prompts(tmp_path), tmp_path / "out", endpoint=url))
     rows = _rows(tmp_path / "out")
-    assert rows["sale"][schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR
+    assert rows["boots/winter"][schema.CAPTURE_STATUS.name] == schema.STATUS_ERROR
+    assert rows["sale"][schema.CAPTURE_STATUS.name] == schema.STATUS_OK
     assert rows["coffee"][schema.CAPTURE_STATUS.name] == schema.STATUS_OK
     assert result.stats["errors"] == 1
 

@@ -257,3 +257,24 @@ def test_score_shows_hostile_file_names_escaped_in_its_summary_and_progress(tmp_
     assert not _acting(said), said
     assert "pixgate score: 5/5 pairs" in said  # the progress lines of a run without a terminal
     assert "only\\x1b[2Jbase\\u2066" in said and "\\u202ebroken\\x07" in said  # the pairs not ok
+
+
+@pytest.mark.parametrize(
+    "version", ["A" * 2000 + "::error::INJECTED", "9\n\n::error title=x::INJECTED\n::add-mask::y", "9" * 5000]
+)
+def test_an_error_quoting_a_files_text_stays_two_lines_whatever_it_holds(tmp_path: Path, version: str) -> None:
+    """Text from a file is never folded at the terminal's width nor broken at its line
+    feeds: no line of the output can start with what the file wrote (a CI log reads a line
+    starting `::error::` as a workflow command)."""
+    from pixgate.runs import schema
+    from tests.conftest import GOLDEN, write_run
+
+    run = write_run(tmp_path / "run.arrow", [{"pair_id": "a", "status": "ok"}], {schema.META_SCHEMA_VERSION: version})
+    done = subprocess.run(
+        [sys.executable, "-m", "pixgate", "gate", str(run), "--policy", str(GOLDEN / "policy.toml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith("error: ") and "written with run schema" in lines[0] and lines[1].startswith("hint: ")
+    assert "::" not in lines[1] and done.stdout == ""

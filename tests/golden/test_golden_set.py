@@ -775,3 +775,14 @@ def test_approve_refuses_a_file_it_writes_that_is_a_fifo(where: str, golden_copy
     assert str(target) in error and "not a regular file" in error, error
     assert stat.S_ISFIFO(os.lstat(target).st_mode) and _tree(golden_copy) == before
     assert not (golden_copy / gold.STAGING).exists()
+
+
+def test_an_id_given_twice_is_approved_once(golden_copy: Path, tmp_path: Path) -> None:
+    run = _run_of_golden(tmp_path)
+    result = runner.invoke(
+        app, ["approve", str(run), "--golden", str(golden_copy), "--force", "--ids", "stretched,stretched", "--ids",
+              "stretched"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    log = (golden_copy / "changelog.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in log] == ["stretched"]

@@ -181,3 +181,22 @@ def test_junit_stays_well_formed_whatever_a_pair_id_holds(acting: Verdict, tmp_p
     assert failure is not None and failure.text is not None
     assert "\\x1b\\x00\\x0c\\ufffe\\uffff\\ud800\\xe9\\x01\\x02\\x03" in failure.text
     assert "bad \\x00 byte \\x1b" in failure.text and "err\\x0cor" in failure.text
+
+
+def test_a_pair_id_is_shown_as_the_id_it_is_not_escaped_twice(tmp_path: Path) -> None:
+    """A pair id already writes a file name's backslash doubled (`name_id`): the formats
+    show it as it is, so a file `bs\\x1b.png` reads `bs\\\\x1b`, not four backslashes, and
+    stays apart from a name holding a real ESC (`bs\\x1b`)."""
+    from pixgate.safe_io import name_id
+
+    literal, real = name_id("bs\\x1b"), name_id("bs\x1b")
+    rows = [
+        {schema.STATUS.name: schema.STATUS_OK, schema.PAIR_ID.name: pid, schema.ALPHA_PARITY.name: False}
+        for pid in (literal, real)
+    ]
+    path = write_run(tmp_path / "run.arrow", rows)
+    verdict = judge(parse_policy(ACTING_POLICY, tmp_path / "p.toml"), read_run(path), run_path=path)
+    failure = ET.fromstring(junit_xml(verdict)).find("testsuite/testcase/failure")
+    assert failure is not None and failure.text is not None
+    assert "bs\\\\x1b:" in failure.text and "bs\\x1b:" in failure.text.replace("bs\\\\x1b:", "")
+    assert "bs\\\\\\\\x1b" not in failure.text + github_annotations(verdict)

@@ -606,3 +606,25 @@ def test_requiring_known_weights_never_moves_the_score(tmp_path: Path) -> None:
     required = judge(_policy("[policy]\nrequire_known_weights = true\n" + rules, tmp_path), run)
     assert required.score == plain.score and required.verdict == plain.verdict
     assert required.rules[-1].rule.weight == 0 and required.rules[-1].result == "pass"
+
+
+def test_a_64_bit_integer_where_a_number_belongs_is_judged_and_reported(tmp_path: Path) -> None:
+    """A file from elsewhere may hold int64 past float64's exact range in a float column:
+    still a number to judge and rank, never an Arrow error (exit 3)."""
+    from pixgate.judging.decision import judge_run
+    from pixgate.report.html import build_report
+
+    rows = [{schema.PAIR_ID.name: f"p{i}", schema.STATUS.name: "ok"} for i in range(3)]
+    table = read_run(write_run(tmp_path / "plain.arrow", rows))
+    run = tmp_path / "run.arrow"  # another file: the one read is memory-mapped
+    big = pa.array([10**18, 1, 2], pa.int64())
+    index = table.column_names.index(schema.DELTA_E_MEAN.name)
+    table = table.set_column(index, pa.field(schema.DELTA_E_MEAN.name, pa.int64()), big)
+    with pa.OSFile(str(run), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\ncolumn = "delta_e_mean"\nstat = "max"\nop = "<="\npass = 2.5\n')
+    verdict = judge_run(run, policy)
+    judged = next(r for r in verdict.rules if r.rule.column == schema.DELTA_E_MEAN.name)
+    assert verdict.verdict == "fail" and judged.observed == pytest.approx(1e18)
+    assert build_report(run, tmp_path / "r.html", files_under=tmp_path).pairs == 3

@@ -16,8 +16,9 @@ from PIL import Image
 from pixgate.config import BATCH_INVARIANCE_ATOL, LPIPS_PARITY_ATOL
 from pixgate.runs import schema
 from pixgate.runs.files import RunJournal, journal_path, read_journal, read_run, run_metadata
+from pixgate.safe_io import OutputError
 from pixgate.scoring.score import ScoreConfigError, ScoreOptions, run_score
-from tests.conftest import poster, promo_poster
+from tests.conftest import GOLDEN, poster, promo_poster
 from tests.scoring.test_decode import _bomb
 
 SIZES = [(37, 53), (64, 47), (37, 53), (100, 33), (64, 47), (37, 53), (48, 48)]
@@ -934,3 +935,25 @@ def test_resume_refuses_a_carried_value_its_column_cannot_hold(tmp_path: Path) -
         ScoreConfigError, match=rf"resume=True: the earlier run's column '{width}' does not fit this run's int32"
     ):
         run_score(_opts(base, cand, out, None, no_lpips=True, resume=True))
+
+
+@pytest.mark.parametrize("where", ["a baseline image", "a candidate image", "new file in a folder", "the manifest"])
+def test_score_never_writes_over_what_it_reads(tmp_path: Path, where: str) -> None:
+    """The run may not land inside the folders it scores, nor on its manifest: refused
+    before anything is written, the input as it was."""
+    base, cand = tmp_path / "b", tmp_path / "c"
+    shutil.copytree(GOLDEN / "baseline", base)
+    shutil.copytree(GOLDEN / "candidate", cand)
+    manifest = tmp_path / "manifest.jsonl"
+    shutil.copy(GOLDEN / "manifest.jsonl", manifest)
+    out = {
+        "a baseline image": base / "stretched.png",
+        "a candidate image": cand / "stretched.png",
+        "new file in a folder": base / "run.arrow",
+        "the manifest": manifest,
+    }[where]
+    before = out.read_bytes() if out.exists() else None
+    opts = _opts(base, cand, out, None, no_lpips=True, overwrite=True, manifest=manifest, typography=False)
+    with pytest.raises((ScoreConfigError, OutputError), match=r"lies inside the|it is the input"):
+        run_score(opts)
+    assert (out.read_bytes() if out.exists() else None) == before

@@ -399,3 +399,28 @@ def test_pairs_come_back_with_the_sha256_of_the_bytes_decoded(tmp_path: Path) ->
         assert got[pair.pair_id].baseline_sha256 == hashlib.sha256(pair.baseline.read_bytes()).hexdigest()
         assert got[pair.pair_id].candidate_sha256 == hashlib.sha256(pair.candidate.read_bytes()).hexdigest()
     assert got["fifo"].baseline_sha256 == got["alpha"].baseline_sha256 and got["fifo"].candidate_sha256 is None
+
+
+def test_a_decoders_warning_never_reaches_the_terminal(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """An APNG whose animation header is invalid makes Pillow warn while it decodes the
+    default image: the worker keeps the warning off standard error (no gate could see it)
+    and the pair decodes as the still image it is."""
+    import struct
+
+    from tests.scoring.test_decode import _animation, _chunk
+
+    base, cand = tmp_path / "b.png", tmp_path / "c.png"
+    _animation(base, 2)
+    data = base.read_bytes()
+    at = data.index(b"acTL") - 4
+    cand.write_bytes(data[:at] + _chunk(b"acTL", struct.pack(">II", 0, 0)) + data[at + 20 :])
+    pool = DecodePool([Pair("p", base, cand)], 1, 10**8)
+    try:
+        got = pool.collect(block=True)
+        while not got:
+            got = pool.collect(block=True)
+    finally:
+        pool.close()
+    ((_, decoded),) = got
+    assert decoded.error is None and decoded.candidate is not None and decoded.candidate.frames == 1
+    assert "Warning" not in capfd.readouterr().err

@@ -29,6 +29,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import stat
 import unicodedata
@@ -512,6 +513,23 @@ def shown(text: str, *, backslashes: bool = True) -> str:
     return "".join(out)
 
 
+#: The escapes `name_id` writes into an id: a doubled backslash, a byte that is not UTF-8
+#: as `\xNN` (0x80 and up), a lone surrogate as `\uNNNN`.
+_ID_ESCAPE = re.compile(r"\\(?:\\|x[89a-f][0-9a-f]|ud[89a-f][0-9a-f]{2})")
+
+
+def check_pair_id(pair_id: str) -> None:
+    """Refuse an id that `name_id` cannot have made from a relative path inside its folder
+    (a row of a run file or journal from elsewhere): its escapes stand for a name's bytes,
+    and the rest must pass `check_relative`.
+
+    Raises:
+        UnsafeInputError: An absolute path, a `..`, `.` or empty segment, a NUL byte, or a
+            backslash that is not one of `name_id`'s escapes.
+    """
+    check_relative(_ID_ESCAPE.sub("_", pair_id) if isinstance(pair_id, str) else pair_id)
+
+
 def walk(top: Path, onerror: Callable[[OSError], None] | None = None) -> Iterator[tuple[str, list[str], list[str]]]:
     """`os.walk(top, onerror=onerror)` without recursion: a tree from data may be nested
     deeper than Python's recursion limit (os.walk recurses before Python 3.12).
@@ -610,6 +628,7 @@ __all__ = [
     "UnsafeInputError",
     "atomic_write",
     "check_output",
+    "check_pair_id",
     "check_relative",
     "contained",
     "file_kind",

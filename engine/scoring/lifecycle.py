@@ -12,7 +12,6 @@ statistics.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from pixgate.runs.files import (
     read_run,
     run_metadata,
 )
-from pixgate.safe_io import UnsafeInputError, check_relative, printable, sha256_regular
+from pixgate.safe_io import UnsafeInputError, check_pair_id, printable, sha256_regular
 from pixgate.scoring.decode import decoders, max_file_bytes
 from pixgate.scoring.options import (
     ScoreConfigError,
@@ -239,8 +238,7 @@ def _checked(table: pa.Table, option: str, path: Path) -> pa.Table:
         ) from None
     for pair_id in table.column(schema.PAIR_ID.name).to_pylist():
         try:
-            # A pair id's escapes (`pixgate.safe_io.name_id`) are a name's bytes, not separators.
-            check_relative(_ID_ESCAPE.sub("_", pair_id))
+            check_pair_id(pair_id)
         except UnsafeInputError as exc:
             raise ScoreConfigError.about(
                 "{" + option + "}: {source} holds a row for pair id {pair_id!r}, which is not a path inside the two "
@@ -251,11 +249,6 @@ def _checked(table: pa.Table, option: str, path: Path) -> pa.Table:
                 problem=str(exc),
             ) from None
     return table
-
-
-#: The escapes `pixgate.safe_io.name_id` writes into a pair id: a doubled backslash, a byte
-#: that is not UTF-8 as `\xNN` (0x80 and up), a lone surrogate as `\uNNNN`.
-_ID_ESCAPE = re.compile(r"\\(?:\\|x[89a-f][0-9a-f]|ud[89a-f][0-9a-f]{2})")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.score_memory
 	$(BIN)/python -m benchmarks.kernels
 	$(BIN)/python -m benchmarks.report
+	$(BIN)/python -m benchmarks.detection
 
 clean:
 	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache .typecheck

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.detection import detection_section
 from benchmarks.figures import emit, gpu_section, record_to, splice_gpu_section
 from benchmarks.score_memory import CACHE, RESULTS, ROOT, _weights
 from benchmarks.typography import typography_section
@@ -498,6 +499,8 @@ def _markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
             ],
             "",
             *typography_section(),
+            "",
+            *detection_section(),
         ]
     )
     return splice_gpu_section(md, gpu_section())

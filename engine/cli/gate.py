@@ -26,6 +26,8 @@ def gate_report(verdict: Verdict, top: int, *, stderr: bool = False) -> None:
     # Names from the run and the policy are shown escaped, backslashes doubled; notes and
     # errors are messages that quote names already escaped (repr, printable).
     out = console(stderr=stderr)
+    for notice in verdict.context.get("notices", []):  # before the tables: how to read them
+        out.print(f"note: {notice}")
     rules = Table(title=f"pixgate gate: {shown(verdict.context['policy']['name'])}")
     rules.add_column("rule", overflow="fold")
     rules.add_column("observed", justify="right", overflow="fold")

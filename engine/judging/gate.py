@@ -33,6 +33,7 @@ Needs pyarrow, numpy and scipy only: no torch, no GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from pixgate import __version__, config
-from pixgate.judging.policy import EACH, KNOWN_WEIGHTS_RULE, MEDIAN_CHANGE, RATE, Policy, Rule
+from pixgate.judging.policy import EACH, KNOWN_WEIGHTS_RULE, LPIPS_SCORED_RULE, MEDIAN_CHANGE, RATE, Policy, Rule
 from pixgate.runs import schema
 from pixgate.runs.files import VERDICT_RUN_SHA256, run_metadata
 
@@ -474,6 +475,32 @@ def _known_weights(table: pa.Table) -> RuleResult:
     return RuleResult(rule, FAIL, float(n), n, n, note=note, shown="not the published file")
 
 
+#: What a verdict says first of a run scored with `--no-lpips` (its LPIPS rules skipped).
+LPIPS_NOT_SCORED: Final = "LPIPS was not scored (--no-lpips): its rules are skipped, every other rule judged"
+
+
+def _lpips_off(meta: dict[str, str]) -> bool:
+    """Whether the run was scored with `--no-lpips` on purpose (its settings say so): not a
+    run whose LPIPS is missing for another reason, which stays "no data"."""
+    from pixgate.safe_io import loads_json
+
+    try:
+        settings = loads_json(meta.get(schema.META_SETTINGS) or "{}")
+    except ValueError:
+        return False
+    return isinstance(settings, dict) and settings.get("no_lpips") is True
+
+
+def _lpips_scored(policy: Policy, off: bool, n: int) -> RuleResult | None:
+    """`require_lpips`: a run scored with `--no-lpips` fails; else its LPIPS rules that
+    lack data are skipped (None: nothing to add)."""
+    if not policy.require_lpips:
+        return None
+    if off:
+        return RuleResult(LPIPS_SCORED_RULE, FAIL, float(n), n, n, note="scored with --no-lpips", shown="not scored")
+    return RuleResult(LPIPS_SCORED_RULE, PASS, 0.0, n, n, shown="scored")
+
+
 def judge(
     policy: Policy,
     table: pa.Table,
@@ -507,11 +534,23 @@ def judge(
             return comparisons
         return table, against
 
+    meta = run_metadata(table)
+    lpips_off = _lpips_off(meta)
     results = [evaluate(rule, *tables(rule)) for rule in policy.rules]
+    if lpips_off and not policy.require_lpips:
+        # Left out on purpose: the run is judged by every other rule, and says so.
+        results = [
+            dataclasses.replace(r, result=SKIPPED, note=LPIPS_NOT_SCORED)
+            if r.nodata and r.rule.column == schema.LPIPS.name
+            else r
+            for r in results
+        ]
     judged = [r for r in results if r.result != SKIPPED]
+    # Critical and weightless: they can fail a verdict, never score one.
     if policy.require_known_weights:
-        # Critical and weightless: it can fail a verdict, never score one.
         results.append(_known_weights(table))
+    if (scored := _lpips_scored(policy, lpips_off, table.num_rows)) is not None:
+        results.append(scored)
     total = sum(r.rule.weight for r in judged)
     score = 100.0 * sum(r.rule.weight * _SCORE[r.result] for r in judged) / total if total else 0.0
     critical = [r.rule.name for r in results if r.rule.critical and r.result == FAIL]
@@ -525,14 +564,17 @@ def judge(
         verdict, reason = MARGINAL, f"score {score:.1f} below pass score {policy.pass_score:g}"
     else:
         verdict, reason = FAIL, f"score {score:.1f} below marginal score {policy.marginal_score:g}"
+    if lpips_off:
+        reason = f"{LPIPS_NOT_SCORED}; {reason}"
     status = table.column(schema.STATUS.name).to_pylist() if schema.STATUS.name in table.column_names else []
-    meta = run_metadata(table)
     context = {
         "policy": {"name": policy.name, "path": str(policy.path)},
         "run": str(run_path) if run_path else None,
         VERDICT_RUN_SHA256: run_sha256,
         "against": str(against_path) if against_path else None,
         "pairs": table.num_rows,
+        # What a reader must know before the verdict: shown first by every format.
+        "notices": [LPIPS_NOT_SCORED] if lpips_off else [],
         "statuses": {s: status.count(s) for s in sorted(set(status))},
         "run_metadata": {k: meta[k] for k in _RUN_META if k in meta},
         "pixgate_version": __version__,
@@ -543,6 +585,7 @@ def judge(
 
 __all__ = [
     "FAIL",
+    "LPIPS_NOT_SCORED",
     "MARGINAL",
     "PASS",
     "SKIPPED",

@@ -8,6 +8,8 @@ A policy is a `[policy]` table and one `[[rule]]` table per rule::
     marginal_score = 75       # optional, see pixgate.config.GATE_MARGINAL_SCORE
     require_known_weights = true  # optional: LPIPS from any weights but torchvision's
                                   # published file fails the verdict
+    require_lpips = true      # optional: a run scored with --no-lpips fails the verdict;
+                              # without it, its LPIPS rules are skipped and the verdict says so
 
     [[rule]]
     name = "LPIPS p95"        # optional; defaults to "<column> <stat>"
@@ -64,7 +66,14 @@ _RULE_KEYS: Final = (
     "allow_nodata",
     "alpha",
 )
-_POLICY_KEYS: Final = ("name", "description", "pass_score", "marginal_score", "require_known_weights")
+_POLICY_KEYS: Final = (
+    "name",
+    "description",
+    "pass_score",
+    "marginal_score",
+    "require_known_weights",
+    "require_lpips",
+)
 
 
 class PolicyError(ValueError):
@@ -134,6 +143,9 @@ class Policy:
         path: The file it was read from.
         require_known_weights: A run whose LPIPS used weights other than torchvision's
             published file fails (the critical rule `KNOWN_WEIGHTS_RULE`).
+        require_lpips: A run scored without LPIPS on purpose (`--no-lpips`) fails (the
+            critical rule `LPIPS_SCORED_RULE`); without it, such a run's LPIPS rules are
+            skipped, and the verdict says so.
     """
 
     name: str
@@ -143,6 +155,7 @@ class Policy:
     rules: tuple[Rule, ...]
     path: Path
     require_known_weights: bool = False
+    require_lpips: bool = False
 
 
 class _Lines:
@@ -347,6 +360,9 @@ IMPLICIT_STATUS_RULE: Final = _implicit("every pair scored", schema.STATUS.name,
 #: (pixgate.runs.schema.META_WEIGHTS_KNOWN), not on a column.
 #: It only blocks: it carries no weight, so turning it on never moves a score.
 KNOWN_WEIGHTS_RULE: Final = _implicit("known backbone weights", schema.META_WEIGHTS_KNOWN, "bool", True, weight=0.0)
+#: The rule `require_lpips = true` adds: judged on the run's settings (`no_lpips`), not on
+#: a column; like `KNOWN_WEIGHTS_RULE` it only blocks.
+LPIPS_SCORED_RULE: Final = _implicit("LPIPS scored", schema.LPIPS.name, "bool", True, weight=0.0)
 
 
 def parse_policy(text: str, path: Path) -> Policy:
@@ -394,13 +410,10 @@ def parse_policy(text: str, path: Path) -> Policy:
             f"'marginal_score' {scores['marginal_score']} is above 'pass_score' {scores['pass_score']}",
             lines.top("policy", "marginal_score"),
         )
-    known = head.get("require_known_weights", False)
-    if not isinstance(known, bool):
-        raise PolicyError(
-            path,
-            f"'require_known_weights' must be true or false, got {known!r}",
-            lines.top("policy", "require_known_weights"),
-        )
+    switches = {key: head.get(key, False) for key in ("require_known_weights", "require_lpips")}
+    for key, value in switches.items():
+        if not isinstance(value, bool):
+            raise PolicyError(path, f"'{key}' must be true or false, got {value!r}", lines.top("policy", key))
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list) or not raw_rules:
         raise PolicyError(path, "no [[rule]] tables: a policy without rules cannot fail anything")
@@ -425,7 +438,8 @@ def parse_policy(text: str, path: Path) -> Policy:
         marginal_score=scores["marginal_score"],
         rules=tuple(rules),
         path=path,
-        require_known_weights=known,
+        require_known_weights=switches["require_known_weights"],
+        require_lpips=switches["require_lpips"],
     )
 
 
@@ -450,6 +464,7 @@ __all__ = [
     "EQUALITY_OPS",
     "IMPLICIT_STATUS_RULE",
     "KNOWN_WEIGHTS_RULE",
+    "LPIPS_SCORED_RULE",
     "MEDIAN_CHANGE",
     "ORDER_OPS",
     "RATE",

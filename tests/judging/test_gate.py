@@ -25,7 +25,7 @@ from pixgate.judging.gate import (
     evaluate,
     judge,
 )
-from pixgate.judging.policy import Policy, Rule, load_policy, parse_policy
+from pixgate.judging.policy import Policy, PolicyError, Rule, load_policy, parse_policy
 from pixgate.runs import schema
 from pixgate.runs.files import RunFileError, read_run
 from pixgate.scoring.score import ScoreOptions, run_score
@@ -549,15 +549,19 @@ def test_not_applicable_passes_and_not_checked_is_no_data(tmp_path: Path) -> Non
     assert evaluate(lp, table([na, na])).nodata
 
 
-def test_golden_run_without_lpips_fails_as_no_data(tmp_path: Path) -> None:
+def test_the_shipped_policy_passes_a_clean_batch_scored_offline(tmp_path: Path) -> None:
+    """Scored with --no-lpips (as a machine without weights does), typography on: the
+    shipped policy skips its LPIPS rule, says so first, and passes the clean pairs."""
+    from pixgate.judging.gate import LPIPS_NOT_SCORED
+
     base, cand = _identical_golden(tmp_path)
     out = tmp_path / "run.arrow"
     opts = ScoreOptions(base, cand, out, device="cpu", no_lpips=True, manifest=GOLDEN / "manifest.jsonl")
     assert run_score(opts).all_ok
     verdict = judge(load_policy(GOLDEN_POLICY), read_run(out))
     lp = next(r for r in verdict.rules if r.rule.column == schema.LPIPS.name)
-    assert lp.nodata and lp.result == FAIL and "null in all 2 rows" in lp.note
-    assert verdict.verdict == FAIL and "LPIPS p95" in verdict.reason
+    assert lp.nodata and lp.result == "skipped" and lp.note == LPIPS_NOT_SCORED
+    assert verdict.verdict == "pass" and verdict.reason.startswith(LPIPS_NOT_SCORED), verdict.reason
 
 
 def test_gate_imports_neither_torch_nor_numba(golden_run: Path) -> None:
@@ -628,3 +632,67 @@ def test_a_64_bit_integer_where_a_number_belongs_is_judged_and_reported(tmp_path
     judged = next(r for r in verdict.rules if r.rule.column == schema.DELTA_E_MEAN.name)
     assert verdict.verdict == "fail" and judged.observed == pytest.approx(1e18)
     assert build_report(run, tmp_path / "r.html", files_under=tmp_path).pairs == 3
+
+
+# --- a run scored without LPIPS on purpose ---
+
+
+def _run_without_lpips(tmp_path: Path, on_purpose: bool) -> Path:
+    from pixgate.runs.files import dumps_meta
+
+    rows = [{schema.PAIR_ID.name: f"p{i}", schema.STATUS.name: "ok", schema.ALPHA_PARITY.name: True} for i in range(3)]
+    meta = {schema.META_SETTINGS: dumps_meta({"no_lpips": on_purpose})}
+    return write_run(tmp_path / "run.arrow", rows, meta)
+
+
+LPIPS_POLICY = """
+[[rule]]
+name = "LPIPS p95"
+column = "lpips"
+stat = "p95"
+op = "<="
+pass = 0.1
+critical = true
+
+[[rule]]
+name = "alpha parity"
+column = "alpha_parity"
+stat = "each"
+op = "=="
+pass = true
+critical = true
+"""
+
+
+def test_a_run_scored_without_lpips_on_purpose_is_judged_by_every_other_rule(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pixgate.cli import app
+    from pixgate.judging.decision import judge_run
+    from pixgate.judging.gate import LPIPS_NOT_SCORED
+
+    policy = tmp_path / "p.toml"
+    policy.write_text(LPIPS_POLICY)
+    verdict = judge_run(_run_without_lpips(tmp_path, on_purpose=True), policy)
+    lpips = next(r for r in verdict.rules if r.rule.column == schema.LPIPS.name)
+    assert lpips.result == "skipped" and lpips.note == LPIPS_NOT_SCORED
+    assert verdict.verdict == "pass" and verdict.reason.startswith(LPIPS_NOT_SCORED)
+    assert verdict.to_dict()["notices"] == [LPIPS_NOT_SCORED]
+    shown = CliRunner().invoke(app, ["gate", str(tmp_path / "run.arrow"), "--policy", str(policy)])
+    assert shown.output.lstrip().startswith(f"note: {LPIPS_NOT_SCORED}"), shown.output
+    # Missing for another reason (not asked for), LPIPS is still "no data" and fails.
+    (tmp_path / "run.arrow").unlink()
+    accidental = judge_run(_run_without_lpips(tmp_path, on_purpose=False), policy)
+    assert accidental.verdict == "fail" and "LPIPS p95" in accidental.reason
+
+
+def test_a_policy_can_require_lpips(tmp_path: Path) -> None:
+    from pixgate.judging.decision import judge_run
+
+    policy = tmp_path / "p.toml"
+    policy.write_text("[policy]\nrequire_lpips = true\n" + LPIPS_POLICY)
+    verdict = judge_run(_run_without_lpips(tmp_path, on_purpose=True), policy)
+    assert verdict.verdict == "fail" and "critical rule failed: LPIPS p95, LPIPS scored" in verdict.reason
+    policy.write_text("[policy]\nrequire_lpips = 1\n" + LPIPS_POLICY)
+    with pytest.raises(PolicyError, match="'require_lpips' must be true or false, got 1"):
+        load_policy(policy)

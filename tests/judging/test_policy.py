@@ -271,3 +271,34 @@ def test_an_animation_against_a_still_image_fails_the_shipped_policy(tmp_path: P
     assert result.result == "fail" and result.rule.name in verdict.reason
     broke = {p["pair_id"] for p in verdict.failing_pairs if result.rule.name in p["rules"]}
     assert broke == {"apng", "webp"}
+
+
+def test_the_shipped_policy_names_a_flattened_cut_out_and_a_saturation_change_per_pair(tmp_path: Path) -> None:
+    """Per-pair rules on the alpha plane and on chroma: a cut-out saved opaque but still
+    RGBA, and +15 % saturation, are each named by their own rule, scored for real; an
+    identical pair and a re-encode that keeps colours are named by neither."""
+    import numpy as np
+
+    base, cand = tmp_path / "baseline", tmp_path / "candidate"
+    base.mkdir()
+    cand.mkdir()
+    cut_out = poster(96, 128, seed=3, alpha=True)
+    flat = cut_out.copy()
+    flat[..., 3] = 255  # flattened: every pixel opaque, still saved as RGBA
+    still = poster(96, 128, seed=4)
+    hsv = np.asarray(Image.fromarray(still).convert("HSV")).copy()
+    hsv[..., 1] = np.clip(hsv[..., 1].astype(float) * 1.15, 0, 255).astype(np.uint8)
+    saturated = np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+    for name, b, c in (("flat", cut_out, flat), ("saturated", still, saturated), ("same", still, still)):
+        Image.fromarray(b).save(base / f"{name}.png")
+        Image.fromarray(c).save(cand / f"{name}.png")
+    Image.fromarray(cut_out).save(base / "recoded.png")
+    Image.fromarray(cut_out).save(cand / "recoded.png", compress_level=1)  # other bytes, same pixels
+    out = tmp_path / "run.arrow"
+    assert run_score(ScoreOptions(base, cand, out, device="cpu", no_lpips=True, typography=False)).all_ok
+    verdict = judge_run(out, GOLDEN / "policy.toml")
+    named = {p["pair_id"]: set(p["rules"]) for p in verdict.failing_pairs}
+    assert "alpha shape (opaque IoU)" in named["flat"]
+    assert "chroma raised" in named["saturated"]
+    per_pair = {"alpha shape (opaque IoU)", "chroma raised", "chroma lowered"}
+    assert not named.get("same", set()) & per_pair and not named.get("recoded", set()) & per_pair

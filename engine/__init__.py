@@ -19,10 +19,21 @@ can judge a run.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pixgate.config import OMP_WAIT_POLICY
+
 __version__ = "0.1.0"
+
+# torch and the numba kernels each keep an OpenMP thread pool in the scoring process. By
+# default a pool's threads spin for a while after every parallel region, and each
+# hand-over from one pool to the other then waits for cores the spinning threads hold;
+# sleeping threads give them up at once. It must be set before either runtime starts: here,
+# on the first import of pixgate, it reaches the `pixgate` command, its worker processes
+# and any program that imports pixgate before torch; a setting of the caller's own stands.
+os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 
 if TYPE_CHECKING:
     from pixgate.judging.decision import Decision, decide

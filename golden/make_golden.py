@@ -12,16 +12,22 @@ show, and the flags a correct scorer must raise.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageCms, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 HERE = Path(__file__).resolve().parent
 SIZE = (256, 256)  # width, height: small enough to keep the folder light
 ICC = {name: (HERE / "icc" / f"{name}.icc").read_bytes() for name in ("sRGB", "AdobeRGB1998")}
+# The jitter pair's whole-pixel move of the content (right, down), and the content
+# stretch pair's horizontal factor: legitimate jitter stays within a few pixels, while a
+# stretch of a few per cent is a visible distortion of type and product shapes.
+JITTER_PX = (2, 1)
+CONTENT_STRETCH = 1.03
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -97,7 +103,39 @@ def _mush_small_text(img: Image.Image) -> Image.Image:
     return out
 
 
-# id -> (prompt, seed, cutout, tags, candidate transform, expected flags)
+def _jitter(img: Image.Image, dx: int, dy: int) -> Image.Image:
+    """The content moved `dx` px right and `dy` px down, the edge pixels repeated into the gap."""
+    w, h = img.size
+    moved = np.pad(np.asarray(img), ((dy, 0), (dx, 0), (0, 0)), mode="edge")[:h, :w]
+    return Image.fromarray(moved, img.mode)
+
+
+def _stretch_content(img: Image.Image, factor: float) -> Image.Image:
+    """The content stretched horizontally by `factor` about the centre, in the same canvas."""
+    cx = img.width / 2
+    # The affine maps each output position to the input position it samples.
+    return img.transform(img.size, Image.Transform.AFFINE, (1 / factor, 0, cx - cx / factor, 0, 1, 0),
+                         resample=Image.Resampling.BICUBIC)  # fmt: skip
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Still RGBA, but opaque everywhere: the pixels under the transparent corners show."""
+    out = img.copy()
+    out.putalpha(255)
+    return out
+
+
+def _adobe_numbers(img: Image.Image) -> Image.Image:
+    """The sRGB pixels converted to Adobe RGB (1998) numbers (to be saved with the sRGB tag)."""
+    srgb, adobe = (ImageCms.ImageCmsProfile(io.BytesIO(ICC[name])) for name in ("sRGB", "AdobeRGB1998"))
+    out = ImageCms.profileToProfile(img, srgb, adobe, outputMode="RGB")
+    assert out is not None
+    return out
+
+
+# id -> (prompt, seed, cutout, tags, candidate transform, expected flags). `passes` and
+# `fails_by` are the shipped policy's verdict on the pair judged alone: no rule names it,
+# or each rule listed does.
 PAIRS = {
     "identical_sale": ("summer sale poster, bold title", 11, False, ["identical"], "same", {"identical": True}),
     "identical_cutout": (
@@ -152,13 +190,60 @@ PAIRS = {
         "antialias",
         {"text_pass": True, "size_match": True},
     ),
+    "jitter_shifted": (
+        "promo banner, re-rendered a pixel or two off",
+        22,
+        False,
+        ["geometry", "legitimate"],
+        "jitter",
+        {"passes": True, "size_match": True, "shift_px": list(JITTER_PX)},
+    ),
+    "content_stretched": (
+        "square poster, content stretched in its canvas",
+        23,
+        False,
+        ["geometry"],
+        "stretch_content",
+        {"fails_by": ["content geometry"], "size_match": True},
+    ),
+    "cutout_flattened": (
+        "sticker with rounded transparent corners",
+        24,
+        True,
+        ["alpha"],
+        "flatten",
+        {"fails_by": ["cut-out flattened"], "alpha_parity": True},
+    ),
+    "price_changed": (
+        "price promo with fine print",
+        25,
+        False,
+        ["text"],
+        "reprice",
+        {"fails_by": ["typography"], "size_match": True},
+    ),
+    "converted_colour": (
+        "vivid product poster",
+        26,
+        False,
+        ["colour", "icc"],
+        "adobe_numbers",
+        {"fails_by": ["chroma lowered", "colour as seen (S-CIELAB colour)"], "icc_match": True},
+    ),
 }
 
 # Typography verdicts every pair must get (`score --manifest`): the text survives
-# everything but the blur and the small print rasterised to mush.
+# everything but the blur and the small print rasterised to mush, and reads as the
+# expected copy everywhere but where one digit of a price changed.
 TEXT_LOST = {"edges_lost", "small_text_mush"}
+TEXT_CHANGED = {"price_changed"}
+# The price in the price pair's small print, on the baseline and on the candidate.
+PRICE = ("24.99", "29.99")
 
-TITLES = {"small_text_mush": ("MEGA DEAL", "Offer valid 1-31 July on selected items only.")}
+TITLES = {
+    "small_text_mush": ("MEGA DEAL", "Offer valid 1-31 July on selected items only."),
+    "price_changed": ("SUMMER -40%", f"Now only {PRICE[0]}. Offer valid 1-31 July only."),
+}
 DEFAULT_TEXT = ("SUMMER -40%", "Offer valid 1-31 July on selected items only.")
 SMALL_PRINT = "Terms apply. See store for details."
 
@@ -207,6 +292,20 @@ def build(out: Path = HERE) -> None:
             # the edge pixels of the glyphs differ.
             other, _ = poster(seed, title, small, cutout=cutout, coverage_gamma=0.6)
             _save_png(other.convert("RGB"), cand_path, ICC["sRGB"])
+        elif how == "jitter":
+            _save_png(_jitter(img, *JITTER_PX), cand_path, ICC["sRGB"])
+        elif how == "stretch_content":
+            _save_png(_stretch_content(img, CONTENT_STRETCH), cand_path, ICC["sRGB"])
+        elif how == "flatten":
+            _save_png(_flatten(img), cand_path, ICC["sRGB"])
+        elif how == "reprice":
+            # The same poster with one digit of the price changed, nothing else.
+            other, _ = poster(seed, title, small.replace(*PRICE), cutout=cutout)
+            _save_png(other.convert("RGB"), cand_path, ICC["sRGB"])
+        elif how == "adobe_numbers":
+            # Converted to another colour space, the sRGB tag kept: every viewer shows
+            # the Adobe RGB numbers as sRGB ones.
+            _save_png(_adobe_numbers(img), cand_path, ICC["sRGB"])
         elif how == "jpeg":
             cand_path = cand_dir / f"{pid}.jpg"
             img.save(cand_path, format="JPEG", quality=70, icc_profile=ICC["sRGB"])
@@ -223,7 +322,7 @@ def build(out: Path = HERE) -> None:
                     "sha256": hashlib.sha256((base_dir / f"{pid}.png").read_bytes()).hexdigest(),
                     "expected_text": [title, small, SMALL_PRINT],
                     "text_boxes": boxes,
-                    "expected": {**expected, "text_pass": pid not in TEXT_LOST},
+                    "expected": {**expected, "text_pass": pid not in TEXT_LOST | TEXT_CHANGED},
                 },
                 sort_keys=True,
             )

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 # Per-pixel outputs, in this order (see `pixel_terms`), then two scratch planes that
-# hold each image's luma between the two passes.
+# hold each image's luma between the two passes, then the candidate's Sobel magnitude
+# (the local structure measure reads both images' magnitudes).
 DE, L_SHIFT, C_SHIFT, EDGE_BASE, EDGE_KEPT, ALPHA_ABS, ALPHA_INTER, ALPHA_UNION = range(8)
 N_TERMS = 8
 LUMA_BASE, LUMA_CAND = 8, 9
-N_PLANES = 10
+EDGE_CAND = 10
+N_PLANES = 11
 
 # D65 reference white (CIE 1931 2-degree), as used by sRGB.
 _XN, _YN, _ZN = 0.95047, 1.0, 1.08883
@@ -398,6 +400,7 @@ def build(
         gc = sobel(out, LUMA_CAND, n, y0, y, y2, x0, x, x2)
         out[EDGE_BASE, n, y, x] = gb
         out[EDGE_KEPT, n, y, x] = min(gb, gc)
+        out[EDGE_CAND, n, y, x] = gc
         out[ALPHA_ABS, n, y, x] = abs(float(ab) - float(ac)) / 255.0
         out[ALPHA_INTER, n, y, x] = 1.0 if both else 0.0
         out[ALPHA_UNION, n, y, x] = 1.0 if (ab >= opaque) | (ac >= opaque) else 0.0

@@ -128,6 +128,7 @@ class RuleResult:
             "weight": r.weight,
             "critical": r.critical,
             "allow_nodata": r.allow_nodata,
+            "tolerance": r.tolerance,
             "line": r.line,
             "result": self.result,
             "observed": _finite(self.observed),
@@ -222,6 +223,8 @@ def format_bound(rule: Rule) -> str:
     text = f"{rule.op} {one(rule.pass_bound)}"
     if rule.marginal_bound is not None:
         text += f" (marginal {rule.op} {one(rule.marginal_bound)})"
+    if rule.tolerance:
+        text += f", up to {_percent(rule.tolerance)} of pairs beyond"
     return text
 
 
@@ -401,15 +404,36 @@ def evaluate(rule: Rule, table: pa.Table, against: pa.Table | None = None) -> Ru
     notes += [f"{missing} of {n_rows} rows have no value"] if missing else []
     note = "; ".join(notes)
     if rule.stat == EACH:
-        result = PASS
-        if violations:
-            tolerated = rule.marginal_bound is not None and bool(
-                np.all(_holds(rule.op, np.asarray(values)[beyond], rule.marginal_bound))
-            )
-            result = MARGINAL if tolerated else FAIL
-        return RuleResult(rule, result, float(len(violations)), n, n_rows, note=note, violations=violations)
+        return _each(rule, np.asarray(values)[beyond], violations, n, n_rows, note)
     observed = _statistic(rule, np.asarray(values)[valid])
     return RuleResult(rule, _grade(rule, observed), observed, n, n_rows, note=note, violations=violations)
+
+
+def _each(rule: Rule, beyond: np.ndarray, violations: dict[int, Any], n: int, n_rows: int, note: str) -> RuleResult:
+    """An `each` rule's result from the values beyond its pass bound.
+
+    A pair beyond `marginal` fails the rule whatever the tolerance; the pairs between the
+    two bounds (beyond `pass` when there is no `marginal`) may number up to `tolerance`
+    of the judged pairs, past which the rule is marginal (failing without `marginal`).
+    """
+    result = PASS
+    if violations:
+        hard = rule.marginal_bound is None or not bool(np.all(_holds(rule.op, beyond, rule.marginal_bound)))
+        # A share of a count: the epsilon keeps 0.29 x 100 from rounding down to 28.
+        allowed = math.floor(rule.tolerance * n + 1e-9)
+        if len(violations) > allowed:
+            result = FAIL if hard else MARGINAL
+        elif hard and rule.marginal_bound is not None:
+            result = FAIL
+        else:
+            shown = f"{len(violations)} of {n} pairs beyond the bound, within the tolerance of {allowed}"
+            note = "; ".join(filter(None, [f"{shown} ({_percent(rule.tolerance)} of {n})", note]))
+    return RuleResult(rule, result, float(len(violations)), n, n_rows, note=note, violations=violations)
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage, to the digits it has (0.0005 is 0.05 %, not 0.1 %)."""
+    return f"{100 * share:.4g} %"
 
 
 def _plain(value: Any) -> Any:

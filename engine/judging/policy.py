@@ -21,6 +21,8 @@ A policy is a `[policy]` table and one `[[rule]]` table per rule::
     weight = 2                # optional, default 1
     critical = true           # optional: a failure fails the whole verdict
     allow_nodata = false      # optional: a missing or all-null column is skipped, not failed
+    tolerance = 0.02          # optional, `each` only: share of pairs (0..1) that may lie
+                              # beyond `pass` (not beyond `marginal`); default 0
 
 Parsing validates everything a run cannot tell (unknown keys and columns, operators,
 types of bounds) and raises `PolicyError` naming the file and line at fault. This module
@@ -65,6 +67,7 @@ _RULE_KEYS: Final = (
     "critical",
     "allow_nodata",
     "alpha",
+    "tolerance",
 )
 _POLICY_KEYS: Final = (
     "name",
@@ -103,6 +106,10 @@ class Rule:
         allow_nodata: A missing or all-null column skips the rule instead of failing it.
         alpha: Significance level of `median_change` rules.
         line: Line of the rule's header in the policy file (None for implicit rules).
+        tolerance: For `each` rules, the share of judged pairs (0..1, rounded down to
+            whole pairs) that may lie beyond the pass bound, but not beyond `marginal`,
+            with the rule still passing (its note counts them); 0, the default, judges
+            every pair.
     """
 
     name: str
@@ -117,6 +124,7 @@ class Rule:
     allow_nodata: bool
     alpha: float
     line: int | None
+    tolerance: float = 0.0
 
     @property
     def quantile(self) -> float | None:
@@ -318,6 +326,12 @@ def _parse_rule(raw: object, index: int, lines: _Lines, path: Path, types: dict[
     if not _is_number(alpha) or not 0.0 < alpha < 0.5:
         raise fail(f"'alpha' must be a significance level between 0 and 0.5, got {alpha!r}", "alpha")
 
+    tolerance = raw.get("tolerance", 0.0)
+    if "tolerance" in raw and stat != EACH:
+        raise fail(f"'tolerance' applies only to stat {EACH!r}, not {stat!r}", "tolerance")
+    if not _is_number(tolerance) or not 0.0 <= tolerance < 1.0:
+        raise fail(f"'tolerance' must be a share of pairs from 0 up to 1 (not 1), got {tolerance!r}", "tolerance")
+
     pretty = op if stat != EACH else f"each {op}"
     return Rule(
         name=raw.get("name") or f"{column} {stat if stat != EACH else pretty}",
@@ -332,6 +346,7 @@ def _parse_rule(raw: object, index: int, lines: _Lines, path: Path, types: dict[
         allow_nodata=bool(raw.get("allow_nodata", False)),
         alpha=float(alpha),
         line=line,
+        tolerance=float(tolerance),
     )
 
 

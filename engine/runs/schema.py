@@ -1,4 +1,5 @@
-"""The Arrow contract of a run: column names, types, meanings and metadata keys.
+"""The Arrow contract of a run: column names, types, meanings and metadata keys (the
+keys live in `pixgate.runs.metadata`, re-exported here).
 
 This module is the single source of truth for what a run file holds. The writer, the
 gate, the report, the column tables of docs/ and the tests all derive names from here;
@@ -12,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from pixgate.config import SHOWN_VALUE_CHARS, TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
+from pixgate.config import (
+    SHOWN_VALUE_CHARS,
+    TEXT_CER_MARGIN,
+    TEXT_CER_MAX,
+    TEXT_HEIGHT_TOLERANCE,
+    TEXT_SHARPNESS_MIN,
+)
+from pixgate.runs import metadata as _metadata
+from pixgate.runs.metadata import *  # noqa: F403  (the metadata keys: callers read schema.META_...)
+from pixgate.runs.metadata import META_SCHEMA_VERSION
 from pixgate.safe_io import shown
 
 if TYPE_CHECKING:
@@ -20,7 +30,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a column is removed, renamed or changes meaning. Adding a column keeps
 #: the major number.
-SCHEMA_VERSION: Final = "2.0"
+SCHEMA_VERSION: Final = "2.1"
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,21 @@ ALPHA_IOU = Column(
     "Intersection over union of the opaque masks (alpha >= 128), 0..1; null unless both have alpha.",
     unit="fraction",
 )
+ALPHA_EDGE_PX = Column(
+    "alpha_edge_px",
+    "float64",
+    "How far the cut-out's edge moved: the summed absolute alpha difference (0..1 per pixel) over the length "
+    "of the baseline's opaque outline (its opaque pixels with one of 8 neighbours below alpha 128), after "
+    "registration; about 2 for an edge eroded or grown by 2 px. Null unless both have alpha and the baseline has "
+    "an outline.",
+    unit="px",
+)
+ALPHA_FLATTENED = Column(
+    "alpha_flattened",
+    "bool",
+    "The baseline has transparent pixels (alpha < 128) and the candidate, though it carries an alpha channel, "
+    "has almost none left (a cut-out flattened but still saved as RGBA); null unless both have alpha.",
+)
 BASELINE_ICC = Column("baseline_icc", "string", "Embedded ICC profile description; null when untagged (read as sRGB).")
 CANDIDATE_ICC = Column(
     "candidate_icc", "string", "Embedded ICC profile description of the candidate; null when untagged."
@@ -157,6 +182,82 @@ EDGE_PRESERVATION = Column(
     "Share of the baseline's edge strength kept: sum of min(Gb, Gc) / sum of Gb, G the Sobel "
     "magnitude of luma over white; 0..1, 1 when the baseline has no edges.",
     unit="fraction",
+)
+SCIELAB_MEAN = Column(
+    "scielab_mean",
+    "float64",
+    "Mean S-CIELAB colour difference (Zhang & Wandell: CIELAB after a filter matched to human vision, so grain, "
+    "noise and antialiasing average out and a colour cast stays) over pixels opaque in both, after registration; "
+    "see docs/run-files.md for the viewing condition. Null when no pixel is opaque in both.",
+    unit="Delta E*ab",
+)
+SCIELAB_P95 = Column(
+    "scielab_p95",
+    "float64",
+    "95th percentile (inverted CDF) of the S-CIELAB colour difference over the same pixels.",
+    unit="Delta E*ab",
+)
+SCIELAB_COLOUR = Column(
+    "scielab_colour",
+    "float64",
+    "Mean of the colour part of the S-CIELAB difference, `sqrt(Delta a*^2 + Delta b*^2)`, same filter and pixels: "
+    "lightness is left to the structure measures, so a glyph moved by a pixel or a softer edge counts for little "
+    "while a colour cast or a conversion with the old tag kept counts in full.",
+    unit="Delta E*ab",
+)
+HUE_SHIFT = Column(
+    "hue_shift",
+    "float64",
+    "The largest mean hue rotation of any hue sector, degrees: the baseline's coloured pixels (chroma >= 10 in both, "
+    "S-CIELAB-filtered) split into 6 sectors by hue, per sector the chroma-weighted mean signed hue change. Moved "
+    "content, antialiasing and noise average out; a conversion with the old tag kept or a tint stays. Null without "
+    "a coloured sector.",
+    unit="degrees",
+)
+STRUCTURE_WORST = Column(
+    "structure_worst",
+    "float64",
+    "Local structure kept, in the worst tile: per tile of the baseline with edges (and of the candidate), the "
+    "share of its edge strength the other image has within 2 px (Sobel magnitudes of luma over white above a "
+    "noise floor, the other's dilated by 5x5), after registration; the lowest over tiles and both directions. "
+    "0..1, 1 when neither image has edges. Lost, blurred, added or moved detail shows here even when it is a "
+    "small share of a large image.",
+    unit="fraction",
+)
+SHIFT_X = Column(
+    "shift_x",
+    "float64",
+    "Registration: the candidate's content is the baseline's moved right by this many pixels (phase "
+    "correlation, sub-pixel). The metrics are computed after moving it back by the whole-pixel part when "
+    "both shifts are small (see docs/run-files.md).",
+    unit="px",
+)
+SHIFT_Y = Column("shift_y", "float64", "Registration: the content moved down by this many pixels.", unit="px")
+SCALE_X = Column(
+    "scale_x",
+    "float64",
+    "Registration: the candidate's content is the baseline's stretched by this factor in x, about the centre, "
+    "inside the same canvas (1 = same width); null when the baseline has no edges along x.",
+    unit="factor",
+)
+SCALE_Y = Column(
+    "scale_y",
+    "float64",
+    "Registration: the stretch factor in y (1 = same height); null without edges along y.",
+    unit="factor",
+)
+ASPECT_CHANGE = Column(
+    "aspect_change",
+    "float64",
+    "`scale_x / scale_y - 1`: the content's aspect ratio change inside the canvas (0.02 = 2 % wider).",
+    unit="ratio",
+)
+SCALE_CHANGE = Column(
+    "scale_change",
+    "float64",
+    "The larger of `abs(scale_x - 1)` and `abs(scale_y - 1)`: how far the content was stretched or zoomed "
+    "along either axis (0.01 = 1 %).",
+    unit="ratio",
 )
 LPIPS = Column(
     "lpips",
@@ -217,6 +318,23 @@ TEXT_CER = Column(
     "readings' length (with `expected_text`: of each expected string to its best match in all the text read).",
     unit="fraction",
 )
+TEXT_CER_WORST = Column(
+    "text_cer_worst",
+    "float64",
+    "Character error rate of the worst text region: for each region, the edit distance of the baseline's "
+    "reading to its best match in the candidate's reading of the same region, over the baseline reading's "
+    "length (a region whose readings differ is read again in other ways on both sides, and the closest pair "
+    "counts); the highest region. With `expected_text`: for each expected string, its rate in the candidate's "
+    "text less its rate in the baseline's, the highest (0 when none reads worse).",
+    unit="fraction",
+)
+TEXT_NUMBERS_CHANGED = Column(
+    "text_numbers_changed",
+    "int32",
+    "Text regions whose digits (prices, dates, codes: every digit, in order) read differently in the candidate "
+    "than in the baseline, in every way each is read; 0 = every number kept.",
+    unit="count",
+)
 TEXT_SHARPNESS = Column(
     "text_sharpness",
     "float64",
@@ -224,12 +342,22 @@ TEXT_SHARPNESS = Column(
     "the lowest region: 1 = as crisp, lower = blurred or faded.",
     unit="ratio",
 )
+TEXT_HEIGHT_RATIO = Column(
+    "text_height_ratio",
+    "float64",
+    "Size of the candidate's text over the baseline's, the lowest region: the extent of the line's ink from "
+    "its first glyphs to its last, inside the baseline's region (which scales with the font size, and at 8-12 "
+    "px resolves a font 1 px smaller where the glyphs' height does not); 0.9 = drawn a tenth smaller, or a "
+    "tenth of the line missing; text drawn larger measures about 1.",
+    unit="ratio",
+)
 TEXT_PASS = Column(
     "text_pass",
     "bool",
-    f"The candidate's text reads as the baseline's: `text_cer <= {TEXT_CER_MAX}` (with expected text: "
-    f"`text_cer <= text_cer_baseline + {TEXT_CER_MARGIN}`) and `text_sharpness >= {TEXT_SHARPNESS_MIN}`; "
-    "null unless `text_status` is `checked`.",
+    f"The candidate's text reads as the baseline's in every region: `text_cer_worst <= {TEXT_CER_MAX}` (with "
+    f"expected text, where it is the excess over the baseline's: `<= {TEXT_CER_MARGIN}`), "
+    f"`text_numbers_changed == 0`, `text_sharpness >= {TEXT_SHARPNESS_MIN}` and `text_height_ratio >= "
+    f"{1 - TEXT_HEIGHT_TOLERANCE:g}`; null unless `text_status` is `checked`.",
 )
 
 #: Columns that do not apply to every row, and how a row says so: column -> (the column
@@ -237,7 +365,17 @@ TEXT_PASS = Column(
 #: without counting them as missing data: a rule that only they reach passes.
 NOT_APPLICABLE: Final = {
     column.name: (TEXT_STATUS.name, TEXT_NOT_APPLICABLE)
-    for column in (TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS)
+    for column in (
+        TEXT_BOXES,
+        OCR_BASELINE,
+        OCR_CANDIDATE,
+        TEXT_CER,
+        TEXT_CER_WORST,
+        TEXT_NUMBERS_CHANGED,
+        TEXT_SHARPNESS,
+        TEXT_HEIGHT_RATIO,
+        TEXT_PASS,
+    )
 }
 COMPUTE_MS = Column(
     "compute_ms",
@@ -315,8 +453,6 @@ REPLAY_COLUMNS: Final[tuple[Column, ...]] = (
     ID, CAPTURE_STATUS, CAPTURE_ERROR, RUNS, BYTE_IDENTICAL, MAX_PIXEL_DIFF, REPLAY_LPIPS,
 )  # fmt: skip
 
-META_ENGINE: Final = "pixgate.engine"
-META_GPU_METERING: Final = "pixgate.gpu_metering"
 
 #: Every column, in file order.
 COLUMNS: Final[tuple[Column, ...]] = (
@@ -325,85 +461,19 @@ COLUMNS: Final[tuple[Column, ...]] = (
     BASELINE_WIDTH, BASELINE_HEIGHT, CANDIDATE_WIDTH, CANDIDATE_HEIGHT,
     SIZE_MATCH, ASPECT_RATIO_DELTA, BASELINE_FRAMES, CANDIDATE_FRAMES, FRAME_COUNT_MATCH,
     BASELINE_HAS_ALPHA, CANDIDATE_HAS_ALPHA, ALPHA_PARITY, ALPHA_MAE, ALPHA_IOU,
+    ALPHA_EDGE_PX, ALPHA_FLATTENED,
     BASELINE_ICC, CANDIDATE_ICC, ICC_MATCH,
     DELTA_E_MEAN, DELTA_E_P95, CHROMA_SHIFT, LIGHTNESS_SHIFT,
-    EDGE_PRESERVATION, LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
+    SCIELAB_MEAN, SCIELAB_P95, SCIELAB_COLOUR, HUE_SHIFT,
+    EDGE_PRESERVATION, STRUCTURE_WORST, SHIFT_X, SHIFT_Y, SCALE_X, SCALE_Y, ASPECT_CHANGE, SCALE_CHANGE,
+    LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
     TEXT_STATUS, TEXT_EXPECTED, TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
-    TEXT_CER_BASELINE, TEXT_CER, TEXT_SHARPNESS, TEXT_PASS,
+    TEXT_CER_BASELINE, TEXT_CER, TEXT_CER_WORST, TEXT_NUMBERS_CHANGED, TEXT_SHARPNESS, TEXT_HEIGHT_RATIO,
+    TEXT_PASS,
     COMPUTE_MS, GPU_MS, RUN_ENERGY_J, DECODE_MS,
 )  # fmt: skip
 
 COLUMN_NAMES: Final = tuple(c.name for c in COLUMNS)
-
-# Schema metadata keys (all values are UTF-8 strings in the Arrow schema metadata).
-META_PIXGATE_VERSION: Final = "pixgate.version"
-META_SCHEMA_VERSION: Final = "pixgate.schema_version"
-META_DEVICE: Final = "pixgate.device"
-META_DEVICE_NAME: Final = "pixgate.device_name"
-META_TORCH_VERSION: Final = "pixgate.torch_version"
-META_LPIPS_NET: Final = "pixgate.lpips_net"
-META_LPIPS_VERSION: Final = "pixgate.lpips_version"
-META_WEIGHTS_SHA256: Final = "pixgate.weights_sha256"
-META_WEIGHTS_SOURCE: Final = "pixgate.weights_source"
-#: "true" when the weights are torchvision's published file for the net
-#: (pixgate.scoring.backbones), "false" for any other file, "" without LPIPS.
-META_WEIGHTS_KNOWN: Final = "pixgate.weights_known"
-META_LPIPS_NOTE: Final = "pixgate.lpips_note"
-META_GPU_NOTE: Final = "pixgate.gpu_note"
-META_BASELINE_ROOT: Final = "pixgate.baseline_root"
-META_CANDIDATE_ROOT: Final = "pixgate.candidate_root"
-META_STARTED_AT: Final = "pixgate.started_at"
-META_ENDED_AT: Final = "pixgate.ended_at"
-META_RESUMED_AT: Final = "pixgate.resumed_at"
-#: What the last `--resume` did with the earlier run's rows, JSON counts of rows: `kept`
-#: (their pair's files unchanged), `dropped` (their pair no longer exists in the two
-#: folders) and `rescored` (their pair exists but a file changed, appeared or went away).
-META_RESUME: Final = "pixgate.resume"
-META_IGNORED_FILES: Final = "pixgate.ignored_files"
-META_SETTINGS: Final = "pixgate.settings"
-META_STATS: Final = "pixgate.stats"
-META_BACKEND: Final = "pixgate.backend"
-META_NVML: Final = "pixgate.nvml"
-META_PRECISION: Final = "pixgate.precision"
-#: Why the run uses its precision (`auto`'s choice and what decided it, or "as asked").
-META_PRECISION_CHOICE: Final = "pixgate.precision_choice"
-META_DECODERS: Final = "pixgate.decoders"
-META_MANIFEST: Final = "pixgate.manifest"
-META_MANIFEST_SHA256: Final = "pixgate.manifest_sha256"
-META_OCR: Final = "pixgate.ocr"
-META_OCR_ENGINE: Final = "pixgate.ocr_engine"
-META_TYPOGRAPHY: Final = "pixgate.typography"
-META_MAX_PIXELS: Final = "pixgate.max_pixels"
-META_DEVICE_TYPE: Final = "pixgate.device_type"
-META_MASKS_SHA256: Final = "pixgate.masks_sha256"
-
-#: Metadata that must agree between a partial run and the command that resumes it: every
-#: setting that changes a row's values, so that one file never mixes rows scored two
-#: ways. The code that computes them (pixgate and schema versions, torch, the decoders and
-#: their versions); LPIPS (net, heads, weights, precision) and where it runs (CPU or
-#: CUDA: gpu_ms and energy_j are null on one and not the other); the inputs (both
-#: folders, the manifest's expected text and ignore regions, the ignore masks' bytes);
-#: the pixel limit (a pair over it is an error row); the OCR engine, its data and
-#: language, and whether typography is checked at all. Timing
-#: knobs (batch size, workers) change no value and are not listed.
-RESUME_KEYS: Final = (
-    META_PIXGATE_VERSION,
-    META_SCHEMA_VERSION,
-    META_TORCH_VERSION,
-    META_DECODERS,
-    META_LPIPS_NET,
-    META_LPIPS_VERSION,
-    META_WEIGHTS_SHA256,
-    META_PRECISION,
-    META_DEVICE_TYPE,
-    META_BASELINE_ROOT,
-    META_CANDIDATE_ROOT,
-    META_MANIFEST_SHA256,
-    META_MASKS_SHA256,
-    META_MAX_PIXELS,
-    META_TYPOGRAPHY,
-    META_OCR_ENGINE,
-)
 
 
 def column_types() -> dict[str, str]:
@@ -599,7 +669,6 @@ __all__ = [
     "FIELD_UNIT",
     "FILE_KINDS",
     "REPLAY_COLUMNS",
-    "RESUME_KEYS",
     "SCHEMA_VERSION",
     "STATUSES",
     "Column",
@@ -614,6 +683,7 @@ __all__ = [
     "field_metadata",
     "markdown_table",
 ]
+__all__ += _metadata.__all__
 
 
 if __name__ == "__main__":

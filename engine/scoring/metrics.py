@@ -19,13 +19,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 import pixgate_kernels as kernels
-from pixgate.config import DELTA_E_QUANTILE, EDGE_FLAT_MEAN, OPAQUE_ALPHA
+from pixgate.config import (
+    ALPHA_CUTOUT_MIN_SHARE,
+    ALPHA_FLATTENED_SHARE,
+    DELTA_E_QUANTILE,
+    EDGE_FLAT_MEAN,
+    OPAQUE_ALPHA,
+    STRUCTURE_NOISE_FLOOR,
+    STRUCTURE_TILE_MIN_EDGE,
+    STRUCTURE_TILE_PX,
+    STRUCTURE_TOLERANCE_PX,
+)
 from pixgate.runs import schema
+from pixgate.scoring import colour, registration
 
 if TYPE_CHECKING:
     import torch
@@ -181,6 +192,177 @@ def table_rows(table: Sequence[Sequence[float]], both_alpha: Sequence[bool]) -> 
     return rows
 
 
+def _tile_sums(plane: torch.Tensor) -> torch.Tensor:
+    """Sums over `STRUCTURE_TILE_PX` tiles overlapping by half (the whole image when smaller)."""
+    import torch.nn.functional as F
+
+    h, w = plane.shape[1:]
+    size = (min(STRUCTURE_TILE_PX, h), min(STRUCTURE_TILE_PX, w))
+    stride = (max(size[0] // 2, 1), max(size[1] // 2, 1))
+    # Zeros past the last full tile, so the bottom and right edges are tiled too.
+    pad_h, pad_w = (-(h - size[0])) % stride[0], (-(w - size[1])) % stride[1]
+    padded = F.pad(plane[:, None], (0, pad_w, 0, pad_h))
+    if size != (2 * stride[0], 2 * stride[1]):
+        return F.avg_pool2d(padded, size, stride).flatten(1) * (size[0] * size[1])
+    # A tile is 2 x 2 blocks of a stride's side: one pass over the pixels, not four.
+    blocks = F.avg_pool2d(padded, stride, stride)[:, 0] * (stride[0] * stride[1])
+    pairs = blocks[:, :-1] + blocks[:, 1:]
+    return (pairs[:, :, :-1] + pairs[:, :, 1:]).flatten(1)
+
+
+def structure_worst(terms: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """`structure_worst` per pair, from the kernels' Sobel magnitude planes: N float64.
+
+    Per tile, the share of one image's edge strength (Sobel magnitude above
+    `STRUCTURE_NOISE_FLOOR`) that the other image has within `STRUCTURE_TOLERANCE_PX`
+    (its magnitudes dilated), both ways; the lowest share over the tiles where the image whose strength is
+    shared has at least `STRUCTURE_TILE_MIN_EDGE`; 1 where no tile does.
+
+    Whole-image edge preservation weighs a line of small print by its share of all edges;
+    here a blurred line, a changed or missing word, or text set smaller is most of a tile.
+    The dilation lets antialiasing and text moved by a pixel or two through; the floor lets
+    grain and noise through.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    gb = (terms[kernels.EDGE_BASE] - STRUCTURE_NOISE_FLOOR).clamp_min_(0.0)
+    gc = (terms[kernels.EDGE_CAND] - STRUCTURE_NOISE_FLOOR).clamp_min_(0.0)
+    if keep is not None:
+        gb, gc = gb * keep, gc * keep
+
+    def dilated(g: torch.Tensor) -> torch.Tensor:
+        # A square's maximum, as a row's then a column's (the same, in two cheap passes).
+        side, r = 2 * STRUCTURE_TOLERANCE_PX + 1, STRUCTURE_TOLERANCE_PX
+        rows = F.max_pool2d(g[:, None], (1, side), stride=1, padding=(0, r))
+        return F.max_pool2d(rows, (side, 1), stride=1, padding=(r, 0))[:, 0]
+
+    worst = torch.ones(gb.shape[0], dtype=torch.float64, device=gb.device)
+    for own, other in ((gb, gc), (gc, gb)):
+        total = _tile_sums(own).to(torch.float64)
+        shared = _tile_sums(torch.minimum(own, dilated(other))).to(torch.float64)
+        share = torch.where(total >= STRUCTURE_TILE_MIN_EDGE, shared / total.clamp_min(1e-30), 1.0)
+        worst = torch.minimum(worst, share.min(dim=1).values.clamp(max=1.0))
+    return worst
+
+
+def alpha_table(
+    terms: torch.Tensor, base: torch.Tensor, cand: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`alpha_edge_px` and `alpha_flattened` (1.0 / 0.0) per pair: N x 2 float64.
+
+    The edge's movement is the summed alpha difference (the kernels' plane) over the
+    length of the baseline's opaque outline (opaque pixels with a neighbour that is not,
+    image borders replicated); NaN without an outline.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    ab, ac = base[..., 3], cand[..., 3]
+    opaque = (ab >= OPAQUE_ALPHA).to(torch.float32)
+    inner = -F.max_pool2d(-F.pad(opaque[:, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
+    edge = opaque - inner
+    diff = terms[kernels.ALPHA_ABS]
+    if keep is not None:
+        diff, edge = diff * keep, edge * keep
+    outline = edge.flatten(1).sum(dim=1, dtype=torch.float64)
+    moved = diff.flatten(1).sum(dim=1, dtype=torch.float64)
+    edge_px = torch.where(outline > 0, moved / outline.clamp_min(1.0), math.nan)
+    pixels = float(ab[0].numel())
+    clear_b = (ab < OPAQUE_ALPHA).flatten(1).sum(dim=1, dtype=torch.float64) / pixels
+    clear_c = (ac < OPAQUE_ALPHA).flatten(1).sum(dim=1, dtype=torch.float64) / pixels
+    flattened = (clear_b >= ALPHA_CUTOUT_MIN_SHARE) & (clear_c < ALPHA_FLATTENED_SHARE * clear_b)
+    return torch.stack([edge_px, flattened.to(torch.float64)], dim=1)
+
+
+#: `measure_table`'s columns after `TABLE`'s, in order.
+LOCAL: Final = (
+    schema.STRUCTURE_WORST.name,
+    schema.ALPHA_EDGE_PX.name,
+    schema.ALPHA_FLATTENED.name,
+    *colour.COLUMNS,
+)
+#: Every column `measure_table` gives, in order.
+MEASURED: Final = (*TABLE, *LOCAL, *registration.COLUMNS)
+
+
+def measure_table(
+    base: torch.Tensor, cand: torch.Tensor, keep: torch.Tensor | None = None, alpha: Sequence[bool] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every per-pair metric of a batch where it lives: register the candidate, move it
+    back by a small shift, then the kernels and the reductions; queued with no host
+    synchronisation on a GPU.
+
+    Args:
+        base: N x H x W x 4 uint8 tensor, contiguous.
+        cand: Candidate pixels, same shape and device.
+        keep: Optional N x H x W bool tensor: only these pixels count.
+        alpha: Optional, per pair, whether both images carry alpha: when none does, the
+            alpha columns are left NaN without computing them.
+
+    Returns:
+        An N x len(MEASURED) float64 tensor on the batch's device, and the aligned
+        candidate (what LPIPS should compare to).
+    """
+    import torch
+
+    # The kernels first: their luma planes are what registration reads. Only pairs that
+    # moved are measured again, after moving back (on a GPU, every pair: cheaper there
+    # than making the host wait to learn which).
+    terms = pixel_terms(base, cand)
+    identical = (base == cand).flatten(1).all(dim=1)
+    found = registration.estimate_luma(terms[kernels.LUMA_BASE], terms[kernels.LUMA_CAND], identical, keep)
+    moved, kept = registration.align(cand, keep, found)
+    if moved is not cand and kept is not None:
+        # The rows and columns the move filled in take the baseline's pixels, as ignore
+        # regions do (pixgate.scoring.regions; they moved with the candidate and are put
+        # back in place): left out of the pixel metrics, they would still reach the
+        # wide S-CIELAB filter and LPIPS.
+        moved = torch.where(kept[..., None], moved, base)
+    again = None
+    if moved is not cand:
+        if base.device.type == "cpu":
+            again = registration.whole_shift(found).any(dim=1).nonzero().flatten()
+            terms[:, again] = pixel_terms(base[again].contiguous(), moved[again].contiguous())
+        else:
+            terms = pixel_terms(base, moved.contiguous())
+    if again is not None and kept is not None:
+        # Masked reductions cost twice the plain ones on a CPU: only the pairs that moved
+        # need the mask of their filled-in band.
+        reduced = reduce_table(terms, keep)
+        reduced[again] = reduce_table(terms[:, again], kept[again])
+    else:
+        reduced = reduce_table(terms, kept)
+    table = torch.cat(
+        [
+            reduced,
+            structure_worst(terms, kept)[:, None],
+            alpha_table(terms, base, moved, kept)
+            if alpha is None or any(alpha)
+            else torch.full((base.shape[0], 2), math.nan, dtype=torch.float64, device=base.device),
+            colour.spatial_colour(base, moved, kept),
+            found,
+        ],
+        dim=1,
+    )
+    return table, moved
+
+
+def measured_rows(table: Sequence[Sequence[float]], both_alpha: Sequence[bool]) -> list[dict[str, Any]]:
+    """Rows from `measure_table`'s values on the host (see `table_rows`); NaN is null, and
+    the alpha columns are null unless both images carry alpha."""
+    rows = table_rows([v[: len(TABLE)] for v in table], both_alpha)
+    for row, values, alpha in zip(rows, table, both_alpha, strict=True):
+        extra = dict(zip(MEASURED[len(TABLE) :], values[len(TABLE) :], strict=True))
+        for name, value in extra.items():
+            row[name] = None if value is None or math.isnan(value) else value
+        flattened = row[schema.ALPHA_FLATTENED.name]
+        row[schema.ALPHA_FLATTENED.name] = None if flattened is None else flattened > 0.5
+        if not alpha:
+            row[schema.ALPHA_EDGE_PX.name] = row[schema.ALPHA_FLATTENED.name] = None
+    return rows
+
+
 def reduce_terms(
     terms: torch.Tensor, both_alpha: Sequence[bool], keep: torch.Tensor | None = None
 ) -> list[dict[str, Any]]:
@@ -197,4 +379,16 @@ def reduce_terms(
     return table_rows(reduce_table(terms, keep).cpu().tolist(), both_alpha)
 
 
-__all__ = ["TABLE", "pixel_terms", "reduce_table", "reduce_terms", "table_rows"]
+__all__ = [
+    "LOCAL",
+    "MEASURED",
+    "TABLE",
+    "alpha_table",
+    "measure_table",
+    "measured_rows",
+    "pixel_terms",
+    "reduce_table",
+    "reduce_terms",
+    "structure_worst",
+    "table_rows",
+]

@@ -10,7 +10,7 @@ image. Two operations serve the typography checks (pixgate.scoring.typography):
 Recognition is bounded in time (`OCR_TIMEOUT_S` a call, and what is left of the pair's
 `OCR_PAIR_TIMEOUT_S`, a `Budget`): Tesseract stops a call that runs past it, which
 becomes a `TextCheckError`. Page layout analysis is not interruptible; it is bounded by
-the image's size instead (pixgate.scoring.typography scales pages and regions down to a bound).
+the image's size instead (pixgate.scoring.text_lines scales pages and regions down to a bound).
 """
 
 from __future__ import annotations
@@ -187,8 +187,18 @@ def _recognize(api: Any, image: Image.Image, what: str, budget: Budget | None) -
         raise TextCheckError(f"typography: Tesseract failed {what} ({image.width}x{image.height} image)")
 
 
+#: Tesseract's `thresholding_method`: Otsu's threshold of the whole image, or Sauvola's,
+#: a threshold that follows the local background.
+_OTSU, _SAUVOLA = "0", "2"
+
+
 def find_lines(
-    image: Image.Image, settings: OcrSettings, budget: Budget | None = None, *, sparse: bool = False
+    image: Image.Image,
+    settings: OcrSettings,
+    budget: Budget | None = None,
+    *,
+    sparse: bool = False,
+    adaptive: bool = False,
 ) -> list[tuple[Box, float]]:
     """The text lines Tesseract finds in a whole image: (box, confidence 0-100).
 
@@ -201,11 +211,15 @@ def find_lines(
         budget: The pair's time, shared with its other calls.
         sparse: Look for text in no particular layout (Tesseract's sparse-text mode)
             instead of analysing the page's blocks and columns.
+        adaptive: Binarise the page with a local threshold (Sauvola's) instead of one
+            threshold for the whole page, which puts dark text on a mid-tone background in
+            the same class as its background when the page also holds a light band.
     """
     import tesserocr
 
     api = _api(settings)
     api.SetPageSegMode(tesserocr.PSM.SPARSE_TEXT if sparse else tesserocr.PSM.AUTO)
+    api.SetVariable("thresholding_method", _SAUVOLA if adaptive else _OTSU)
     try:
         _recognize(api, image, "looking for text", budget)
         lines = []
@@ -231,6 +245,7 @@ def read_region(image: Image.Image, settings: OcrSettings, budget: Budget | None
 
     api = _api(settings)
     api.SetPageSegMode(tesserocr.PSM.SINGLE_BLOCK)
+    api.SetVariable("thresholding_method", _OTSU)  # a line's own box: one threshold suits it
     try:
         _recognize(api, image, "reading a text region", budget)
         text = " ".join((api.GetUTF8Text() or "").split())[:OCR_MAX_READ_CHARS]

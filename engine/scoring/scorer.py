@@ -156,7 +156,7 @@ class Scorer:
         import numpy as np
         import torch
 
-        from pixgate.scoring.metrics import pixel_terms, reduce_table
+        from pixgate.scoring.metrics import measure_table
         from pixgate.scoring.models import upscale_factor
         from pixgate.telemetry import BatchTiming
 
@@ -190,7 +190,8 @@ class Scorer:
             timing.start_device()
             # Everything below is queued on the device with no host synchronisation; one
             # copy back carries every per-pair number of the batch.
-            columns = [reduce_table(pixel_terms(tb, tc), kept)]
+            measured, tc = measure_table(tb, tc, kept, both_alpha)
+            columns = [measured]
             if self.model is not None:
                 size = (max(math.ceil(h * factor), 1), max(math.ceil(w * factor), 1)) if factor > 1.0 else None
                 inputs = self.model.inputs(tb, tc, size)
@@ -237,7 +238,7 @@ class Submitted:
     def result(self) -> tuple[list[dict[str, Any]], float, float | None]:
         """Per pair, the metric columns; the host's ms on the batch (staging, queuing,
         waiting); its GPU ms (CUDA only, `pixgate.telemetry.BatchTiming`)."""
-        from pixgate.scoring.metrics import TABLE, table_rows
+        from pixgate.scoring.metrics import MEASURED, measured_rows
 
         started = time.perf_counter()
         if self.done is not None:
@@ -245,10 +246,10 @@ class Submitted:
         self.timing.finish()
         values = self.table.tolist()
         self.timing.add_host(time.perf_counter() - started)
-        rows = table_rows([v[: len(TABLE)] for v in values], self.both_alpha)
+        rows = measured_rows([v[: len(MEASURED)] for v in values], self.both_alpha)
         if self.factor is not None:
             for row, v in zip(rows, values, strict=True):
-                row[schema.LPIPS.name] = v[len(TABLE)]
+                row[schema.LPIPS.name] = v[len(MEASURED)]
                 row[schema.LPIPS_UPSCALED.name] = self.factor > 1.0
         energy = self.scorer._energy_since_last()
         if energy is not None:

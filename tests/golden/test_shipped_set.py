@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
+from pixgate.judging.gate import FAIL, PASS, Verdict, judge
+from pixgate.judging.policy import load_policy
 from pixgate.runs import schema
 from pixgate.runs.files import read_run
 from tests.conftest import GOLDEN
@@ -16,6 +20,9 @@ from tests.conftest import GOLDEN
 CHROMA_SHIFT_FLAG = 2.0  # mean C* change of ~2 is a visible saturation change
 EDGE_LOSS_FLAG = 0.5  # a blur that halves the baseline's edge energy
 TEXT_MUSH_FLAG = 0.85  # small print is a minority of a poster's edges; losing it costs >15 %
+# Registration reads a whole-pixel move to within a few hundredths of a pixel; a quarter
+# of one still tells the set's move from any other whole-pixel move.
+SHIFT_FLAG_PX = 0.25
 
 # Manifest flags and the check that proves each, given the row and the flag's value.
 CHECKS = {
@@ -39,7 +46,13 @@ CHECKS = {
     "aspect_ratio_delta_min": lambda r, v: r[schema.ASPECT_RATIO_DELTA.name] >= v,
     "format_change": lambda r, v: (r[schema.BASELINE_FORMAT.name] != r[schema.CANDIDATE_FORMAT.name]) is v,
     "text_pass": lambda r, v: r[schema.TEXT_PASS.name] is v,
+    "shift_px": lambda r, v: (
+        abs(r[schema.SHIFT_X.name] - v[0]) <= SHIFT_FLAG_PX and abs(r[schema.SHIFT_Y.name] - v[1]) <= SHIFT_FLAG_PX
+    ),
 }
+# Manifest flags for the shipped policy's verdict on a pair judged alone: `passes` (no rule
+# names it) and `fails_by` (each rule listed names it).
+VERDICT_FLAGS = ("passes", "fails_by")
 
 
 def _manifest() -> list[dict[str, object]]:
@@ -69,24 +82,60 @@ def test_golden_set_is_small() -> None:
 
 def test_every_flag_has_a_check() -> None:
     flags = {flag for entry in _manifest() for flag in entry["expected"]}  # type: ignore[attr-defined]
-    assert flags <= set(CHECKS)
+    assert flags <= set(CHECKS) | set(VERDICT_FLAGS)
 
 
 @pytest.fixture(scope="module")
-def golden_rows(golden_run: Path) -> dict[str, dict[str, object]]:
-    return {r[schema.PAIR_ID.name]: r for r in read_run(golden_run).to_pylist()}
+def golden_table(golden_run: Path) -> pa.Table:
+    return read_run(golden_run)
+
+
+@pytest.fixture(scope="module")
+def golden_rows(golden_table: pa.Table) -> dict[str, dict[str, object]]:
+    return {r[schema.PAIR_ID.name]: r for r in golden_table.to_pylist()}
 
 
 @pytest.mark.parametrize("entry", _manifest(), ids=lambda e: str(e["id"]))
 def test_expected_flags(entry: dict[str, object], golden_rows: dict[str, dict[str, object]]) -> None:
     row = golden_rows[str(entry["id"])]
-    for flag, value in entry["expected"].items():  # type: ignore[attr-defined]
-        assert CHECKS[flag](row, value), (entry["id"], flag, value, row)
-    if "identical" not in entry["expected"]:  # type: ignore[operator]
+    expected: dict[str, object] = entry["expected"]  # type: ignore[assignment]
+    for flag, value in expected.items():
+        if flag not in VERDICT_FLAGS:
+            assert CHECKS[flag](row, value), (entry["id"], flag, value, row)
+    if "identical" not in expected and not expected.get("passes"):
         # Every failure mode changes what a viewer sees (the ICC swap too, once colour
         # managed), so LPIPS moves, and no failure looks like an identical pair.
         assert row[schema.LPIPS.name] > 0.0, entry["id"]
         assert CHECKS["identical"](row, False), entry["id"]
+
+
+def _judged_alone(table: pa.Table, pair_id: str) -> Verdict:
+    """The shipped policy's verdict on one pair of the scored set, as if it were the batch."""
+    one = table.filter(pc.equal(table.column(schema.PAIR_ID.name), pair_id))
+    assert one.num_rows == 1, pair_id
+    return judge(load_policy(GOLDEN / "policy.toml"), one)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [e for e in _manifest() if set(VERDICT_FLAGS) & set(e["expected"])],  # type: ignore[arg-type]
+    ids=lambda e: str(e["id"]),
+)
+def test_verdict_on_the_pair_alone(entry: dict[str, object], golden_table: pa.Table) -> None:
+    """Each pair flagged so is judged alone: a legitimate re-render passes every rule, a
+    defect is named by its own rule, whatever the rest of the batch holds.
+
+    `price_changed` (one digit of a price in a line of small print) needs `text_pass` to
+    judge a pair's worst text line: averaged over all its text, one digit is lost."""
+    pid, expected = str(entry["id"]), entry["expected"]
+    verdict = _judged_alone(golden_table, pid)
+    named = {p["pair_id"]: p["rules"] for p in verdict.failing_pairs}
+    if expected.get("passes"):  # type: ignore[attr-defined]
+        assert pid not in named and verdict.verdict == PASS, (named, verdict.reason)
+    for rule in expected.get("fails_by", []):  # type: ignore[attr-defined]
+        assert rule in {r.rule.name for r in verdict.rules}, rule  # a rule of the shipped policy
+        assert rule in named.get(pid, []), (rule, named, verdict.reason)
+        assert verdict.verdict == FAIL, verdict.reason
 
 
 def test_typography_acceptance(golden_rows: dict[str, dict[str, object]]) -> None:

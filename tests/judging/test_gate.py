@@ -23,6 +23,7 @@ from pixgate.judging.gate import (
     GateInputError,
     check_fits,
     evaluate,
+    format_bound,
     judge,
 )
 from pixgate.judging.policy import Policy, PolicyError, Rule, load_policy, parse_policy
@@ -121,6 +122,52 @@ def test_each_rule_grades_the_worst_pair(tmp_path: Path) -> None:
     assert (res.result, res.observed, res.violations) == (MARGINAL, 1.0, {1: 0.03})
     res = evaluate(rule, broken)
     assert (res.result, res.observed, res.violations) == (FAIL, 2.0, {0: 0.2, 1: 0.03})
+
+
+def test_each_rule_tolerates_a_stated_share_of_pairs(tmp_path: Path) -> None:
+    # 2 of 50 pairs beyond the bound: within a 5 % tolerance, beyond a 2 % one.
+    values = [0.0] * 48 + [0.2, 0.3]
+    table = _run(tmp_path, _ok_rows(50, aspect_ratio_delta=values))
+    lenient = _rule(_agg("aspect_ratio_delta", "each", "<=", 0.01) + "tolerance = 0.05\n", tmp_path)
+    res = evaluate(lenient, table)
+    assert (res.result, res.observed, res.violations) == (PASS, 2.0, {48: 0.2, 49: 0.3})
+    assert "2 of 50 pairs beyond the bound, within the tolerance of 2 (5 % of 50)" in res.note
+    strict = _rule(_agg("aspect_ratio_delta", "each", "<=", 0.01) + "tolerance = 0.02\n", tmp_path)
+    assert evaluate(strict, table).result == FAIL
+    # Without a tolerance one pair is enough.
+    one = _run(tmp_path, _ok_rows(50, aspect_ratio_delta=[0.0] * 49 + [0.2]), "one.arrow")
+    assert evaluate(_rule(_agg("aspect_ratio_delta", "each", "<=", 0.01), tmp_path), one).result == FAIL
+    # With a marginal bound the tolerance covers the pairs between the bounds: one pair
+    # beyond `marginal` fails however few, more than tolerated between them is marginal.
+    graded = _rule(_agg("aspect_ratio_delta", "each", "<=", 0.01, 0.1) + "tolerance = 0.05\n", tmp_path)
+    assert evaluate(graded, one).result == FAIL
+    between = _run(tmp_path, _ok_rows(50, aspect_ratio_delta=[0.0] * 47 + [0.05] * 3), "between.arrow")
+    assert evaluate(graded, between).result == MARGINAL
+    two = _run(tmp_path, _ok_rows(50, aspect_ratio_delta=[0.0] * 48 + [0.05] * 2), "two.arrow")
+    assert evaluate(graded, two).result == PASS
+
+
+def test_tolerance_counts_whole_pairs_without_float_rounding(tmp_path: Path) -> None:
+    # 0.29 x 100 is 28.999999999999996 in floating point: 29 pairs are still tolerated.
+    table = _run(tmp_path, _ok_rows(100, aspect_ratio_delta=[0.0] * 71 + [0.2] * 29))
+    rule = _rule(_agg("aspect_ratio_delta", "each", "<=", 0.01) + "tolerance = 0.29\n", tmp_path)
+    assert evaluate(rule, table).result == PASS
+    assert format_bound(rule) == "<= 0.01, up to 29 % of pairs beyond"
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (_agg("lpips", "p95", "<=", 0.1) + "tolerance = 0.05\n", "'tolerance' applies only to stat 'each'"),
+        (_agg("lpips", "each", "<=", 0.1) + "tolerance = 1.0\n", "'tolerance' must be a share of pairs"),
+        (_agg("lpips", "each", "<=", 0.1) + "tolerance = -0.1\n", "'tolerance' must be a share of pairs"),
+        (_agg("lpips", "each", "<=", 0.1) + 'tolerance = "2 %"\n', "'tolerance' must be a share of pairs"),
+    ],
+)
+def test_tolerance_is_checked(rule: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=message) as caught:
+        _rule(rule, tmp_path)
+    assert caught.value.line == 6
 
 
 def test_rate_rule_counts_true_and_lists_the_false_pairs(tmp_path: Path) -> None:
@@ -333,7 +380,7 @@ def test_schema_that_does_not_fit_is_an_input_error(tmp_path: Path) -> None:
     table = pa.table({schema.PAIR_ID.name: ["a"], schema.STATUS.name: ["ok"], schema.LPIPS.name: ["0.1"]})
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    with pytest.raises(GateInputError, match=r"column 'lpips' holds string, rule 'LPIPS p95' \(policy line \d+\)"):
+    with pytest.raises(GateInputError, match=r"column 'lpips' holds string, rule 'LPIPS per pair' \(policy line \d+\)"):
         check_fits(table, policy, path)
     with pytest.raises(RunFileError, match=r"column 'lpips' holds string; a pixgate file has float64 there"):
         read_run(path)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
-from pixgate.config import DELTA_E_QUANTILE, OPAQUE_ALPHA
+from pixgate.config import BATCH_INVARIANCE_ATOL, DELTA_E_QUANTILE, OPAQUE_ALPHA
 from pixgate.runs import schema
-from pixgate.scoring.metrics import pixel_terms, reduce_terms
-from tests.conftest import poster
+from pixgate.scoring.metrics import measure_table, measured_rows, pixel_terms, reduce_terms
+from tests.conftest import poster, promo_poster
 from tests.kernels.test_kernels import _batch, reference_terms
 
 # Reductions run in float64 over float32 terms; the reference reduces float64 terms.
@@ -123,3 +123,152 @@ def test_saturation_boost_raises_chroma_and_desaturation_lowers_it() -> None:
     rows = _metrics(np.stack([img, img]), np.stack([more, less]), [False, False])
     assert rows[0][schema.CHROMA_SHIFT.name] > 0 > rows[1][schema.CHROMA_SHIFT.name]
     assert rows[0][schema.DELTA_E_MEAN.name] > 0
+
+
+# --- local structure, alpha content, measure_table ---
+
+
+def _measured(base: np.ndarray, cand: np.ndarray, both_alpha: bool = True) -> dict[str, object]:
+    table, _ = measure_table(torch.from_numpy(base[None].copy()), torch.from_numpy(cand[None].copy()))
+    return measured_rows(table.tolist(), [both_alpha])[0]
+
+
+def _moved(rgba: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    h, w = rgba.shape[:2]
+    padded = np.pad(rgba, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    return np.ascontiguousarray(padded[abs(dy) - dy : abs(dy) - dy + h, abs(dx) - dx : abs(dx) - dx + w])
+
+
+def test_jitter_is_registered_away() -> None:
+    base, _ = promo_poster(7, 256)
+    for dx, dy in ((1, -1), (-2, 2)):
+        row = _measured(base, _moved(base, dx, dy), both_alpha=False)
+        assert (row[schema.SHIFT_X.name], row[schema.SHIFT_Y.name]) == pytest.approx((dx, dy), abs=0.02)
+        # Compared after moving back: what is left is the filled-in band, left out.
+        assert row[schema.EDGE_PRESERVATION.name] == pytest.approx(1.0, abs=1e-6)
+        assert row[schema.STRUCTURE_WORST.name] == pytest.approx(1.0, abs=1e-6)
+        assert row[schema.DELTA_E_MEAN.name] == pytest.approx(0.0, abs=1e-6)
+    # Unregistered, the same jitter costs whole-image edge preservation a lot.
+    (plain,) = _metrics(base[None].copy(), _moved(base, -2, 2)[None].copy(), [False])
+    assert plain[schema.EDGE_PRESERVATION.name] < 0.9
+
+
+def test_structure_worst_sees_one_blurred_line_that_the_whole_image_hides() -> None:
+    base, boxes = promo_poster(8, 512, lines=4)
+    small = boxes[-1]
+    blurred = base.copy()
+    x0, y0, x1, y1 = small
+    region = Image.fromarray(np.ascontiguousarray(base[y0:y1, x0:x1]))
+    blurred[y0:y1, x0:x1] = np.asarray(region.filter(ImageFilter.GaussianBlur(1.0)))
+    aa, _ = promo_poster(8, 512, lines=4, coverage_gamma=0.6)
+    broken = _measured(base, blurred, both_alpha=False)
+    legit = _measured(base, aa, both_alpha=False)
+    assert broken[schema.EDGE_PRESERVATION.name] > 0.9  # a small share of the image's edges
+    assert broken[schema.STRUCTURE_WORST.name] < legit[schema.STRUCTURE_WORST.name]
+    assert broken[schema.STRUCTURE_WORST.name] < 0.8 < legit[schema.STRUCTURE_WORST.name]
+
+
+def test_structure_worst_sees_a_missing_word_and_added_text() -> None:
+    from PIL import ImageDraw, ImageFont
+
+    def card(text: str) -> np.ndarray:
+        img = Image.new("RGBA", (320, 96), (240, 236, 228, 255))
+        ImageDraw.Draw(img).text((16, 30), text, font=ImageFont.load_default(size=20), fill=(20, 20, 20, 255))
+        return np.asarray(img).copy()
+
+    full, short = card("Summer Sale 40% off"), card("Summer Sale off")
+    assert _measured(full, short, both_alpha=False)[schema.STRUCTURE_WORST.name] < 0.5
+    assert _measured(short, full, both_alpha=False)[schema.STRUCTURE_WORST.name] < 0.5
+    assert _measured(full, full.copy(), both_alpha=False)[schema.STRUCTURE_WORST.name] == 1.0
+
+
+def _cut_out(size: int = 128) -> np.ndarray:
+    img = poster(size, size, seed=9, alpha=True)
+    # Soft edges, as a real cut-out has.
+    alpha = Image.fromarray(img[..., 3]).filter(ImageFilter.GaussianBlur(0.7))
+    return np.dstack([img[..., :3], np.asarray(alpha)])
+
+
+@pytest.mark.parametrize("px", [1, 2, 3])
+def test_alpha_edge_px_reads_an_eroded_edge_in_pixels(px: int) -> None:
+    base = _cut_out()
+    alpha = Image.fromarray(np.ascontiguousarray(base[..., 3])).filter(ImageFilter.MinFilter(2 * px + 1))
+    row = _measured(base, np.dstack([base[..., :3], np.asarray(alpha)]))
+    # A square min filter moves a curved outline by px along the axes and up to px * sqrt(2)
+    # along the diagonals: between the two.
+    assert px * 0.9 <= row[schema.ALPHA_EDGE_PX.name] <= px * math.sqrt(2)
+    assert row[schema.ALPHA_FLATTENED.name] is False
+
+
+def test_flattened_cut_out_is_flagged_and_alpha_columns_need_both_alphas() -> None:
+    base = _cut_out()
+    flat = base.copy()
+    flat[..., 3] = 255
+    row = _measured(base, flat)
+    assert row[schema.ALPHA_FLATTENED.name] is True
+    assert row[schema.ALPHA_EDGE_PX.name] > 5
+    assert _measured(base, base.copy())[schema.ALPHA_FLATTENED.name] is False
+    assert _measured(base, base.copy())[schema.ALPHA_EDGE_PX.name] == 0.0
+    none = _measured(base, flat, both_alpha=False)
+    assert none[schema.ALPHA_FLATTENED.name] is None and none[schema.ALPHA_EDGE_PX.name] is None
+    # An opaque baseline has no outline to move: no value.
+    opaque = np.dstack([base[..., :3], np.full(base.shape[:2], 255, np.uint8)])
+    assert _measured(opaque, opaque.copy())[schema.ALPHA_EDGE_PX.name] is None
+
+
+def test_measure_table_batch_equals_one_by_one() -> None:
+    base, _ = promo_poster(10, 192)
+    cands = [_moved(base, 1, 2), promo_poster(10, 192, coverage_gamma=0.6)[0], base.copy()]
+    table, _ = measure_table(torch.from_numpy(np.stack([base] * 3)), torch.from_numpy(np.stack(cands)))
+    together = measured_rows(table.tolist(), [True] * 3)
+    for cand, row in zip(cands, together, strict=True):
+        alone = _measured(base, cand)
+        assert row.keys() == alone.keys()
+        for key, value in row.items():
+            if value is None or isinstance(value, bool):
+                assert value is alone[key], key
+            else:
+                assert value == pytest.approx(alone[key], rel=REDUCTION_RTOL, abs=BATCH_INVARIANCE_ATOL), key
+
+
+def test_spatial_colour_of_a_large_image_is_s_cielab_seen_from_further() -> None:
+    from pixgate.config import SCIELAB_SAMPLES_PER_DEGREE, SCIELAB_WORK_SIDE
+    from pixgate.scoring.colour import spatial_colour
+    from pixgate.scoring.scielab import scielab_table
+
+    side = 2 * SCIELAB_WORK_SIDE  # averaged by 2, filtered at half the rate
+    base = poster(side, side, seed=11, alpha=True)
+    colour = _edit(base, lambda im: ImageEnhance.Color(im.convert("RGB")).enhance(1.3))
+    cand = np.dstack([colour[..., :3], base[..., 3]])
+
+    def by_hand(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Composited over white once, averaged 2 x 2; opaque, with the averaged alpha
+        saying which pixels count."""
+        a = img[..., 3:].astype(np.float64) / 255.0
+        over = np.concatenate([img[..., :3] * a + 255.0 * (1.0 - a), img[..., 3:]], axis=-1)
+        small = over.reshape(side // 2, 2, side // 2, 2, 4).mean(axis=(1, 3))
+        counts = small[..., 3] >= OPAQUE_ALPHA
+        small[..., 3] = 255.0
+        return np.clip(np.rint(small), 0, 255).astype(np.uint8)[None], counts[None]
+
+    (small_base, counts_base), (small_cand, counts_cand) = by_hand(base), by_hand(cand)
+    got = spatial_colour(torch.from_numpy(base[None].copy()), torch.from_numpy(cand[None].copy()))
+    want = scielab_table(
+        torch.from_numpy(small_base),
+        torch.from_numpy(small_cand),
+        torch.from_numpy(counts_base & counts_cand),
+        samples_per_degree=SCIELAB_SAMPLES_PER_DEGREE / 2,
+        with_colour=True,
+    )
+    # Rounding the averaged pixels to 8 bits may land one level apart at a half: far
+    # below a visible difference.
+    torch.testing.assert_close(got[:, :3], want, atol=0.02, rtol=0.01)
+    assert float(got[0, 0]) > 1.0  # the saturation change survives
+
+
+def test_jitter_leaves_nothing_for_the_colour_filter() -> None:
+    """The band a move fills in takes the baseline's pixels: the wide S-CIELAB filter
+    reads no colour change from it."""
+    base, _ = promo_poster(12, 512)
+    row = _measured(base, _moved(base, -2, 2), both_alpha=False)
+    assert row[schema.SCIELAB_MEAN.name] == pytest.approx(0.0, abs=1e-3)

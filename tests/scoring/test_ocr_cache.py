@@ -13,7 +13,8 @@ from pixgate.config import OCR_CACHE_ENTRY_MAX_BYTES, OCR_CACHE_FORMAT, OCR_MAX_
 from pixgate.runs import schema
 from pixgate.scoring.ocr import OcrSettings, find_tesseract
 from pixgate.scoring.ocr_cache import BaselineText, OcrCache, OcrCacheError, cache_key, default_cache_dir
-from pixgate.scoring.typography import READING_SETTINGS, check_text
+from pixgate.scoring.text_lines import READING_SETTINGS
+from pixgate.scoring.typography import check_text
 from tests.conftest import promo_poster
 
 

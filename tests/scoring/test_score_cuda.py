@@ -86,3 +86,31 @@ def test_cuda_reductions_over_kept_pixels_match_cpu() -> None:
     for cpu_row, gpu_row in zip(rows["cpu"], rows["cuda"], strict=True):
         for col in KERNEL_COLUMNS:
             assert gpu_row[col.name] == pytest.approx(cpu_row[col.name], abs=KERNEL_ATOL, rel=KERNEL_RTOL), col.name
+
+
+def test_cuda_registration_and_local_measures_match_cpu() -> None:
+    """Registration, the moved candidate, local structure, alpha content and S-CIELAB on
+    the device give the CPU's values (the GPU path measures every pair again after the
+    move; the CPU only those that moved)."""
+    from pixgate.scoring.metrics import LOCAL, measure_table, measured_rows
+    from pixgate.scoring.registration import COLUMNS
+    from tests.conftest import poster
+
+    base = np.stack([poster(96, 128, seed=s, alpha=True) for s in range(3)])
+    cand = base.copy()
+    cand[0] = np.roll(base[0], (1, -2), axis=(0, 1))  # jitter
+    cand[1, ..., 3] = 255  # flattened
+    cand[2, ..., :3] = np.clip(base[2, ..., :3].astype(int) + 12, 0, 255).astype(np.uint8)  # colour cast
+    keep = np.ones(base.shape[:3], dtype=bool)
+    keep[:, 10:30, 20:50] = False  # an ignore region, with the jittered pair's band
+    rows = {}
+    for device in ("cpu", "cuda"):
+        tb, tc = torch.from_numpy(base).to(device), torch.from_numpy(cand).to(device)
+        table, _ = measure_table(tb, tc, torch.from_numpy(keep).to(device))
+        rows[device] = measured_rows(table.cpu().tolist(), [True] * 3)
+    for cpu_row, gpu_row in zip(rows["cpu"], rows["cuda"], strict=True):
+        for name in (*LOCAL, *COLUMNS, *(c.name for c in KERNEL_COLUMNS)):
+            if isinstance(cpu_row[name], bool) or cpu_row[name] is None:
+                assert gpu_row[name] == cpu_row[name], name
+            else:
+                assert gpu_row[name] == pytest.approx(cpu_row[name], abs=KERNEL_ATOL, rel=KERNEL_RTOL), name

@@ -3,6 +3,7 @@ expected text from a manifest, regions, polarity, sizes, CER, sharpness."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import threading
@@ -10,18 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from pixgate.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_SHARPNESS_MIN
+from pixgate.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_HEIGHT_TOLERANCE, TEXT_SHARPNESS_MIN
 from pixgate.runs import schema
 from pixgate.scoring.manifest import ManifestEntry
 from pixgate.scoring.ocr import Budget, OcrSettings, OcrUnavailable, TextCheckError, find_tesseract
+from pixgate.scoring.text_lines import find_text_regions
 from pixgate.scoring.typography import (
     char_error_rate,
     check_text,
-    find_text_regions,
+    expected_error_rates,
+    line_error_rate,
+    numbers_kept,
     reading_error_rate,
     substring_distance,
+    text_height_ratios,
     text_sharpness,
 )
 from tests.conftest import CARD_LINES as LINES
@@ -181,8 +186,8 @@ def test_expected_text_takes_precedence(ocr: OcrSettings) -> None:
 
 def test_lost_small_print_fails_and_clean_rerendering_passes_with_expected_text(ocr: OcrSettings) -> None:
     base, boxes = _render(ink=(20, 20, 20), paper=(250, 250, 245))
-    # Another engine: the small print a point larger and half a pixel to the right.
-    other, _ = _render(ink=(40, 40, 40), paper=(250, 250, 245), small=13, dx=0.5)
+    # Another engine: another ink, the text half a pixel to the right.
+    other, _ = _render(ink=(40, 40, 40), paper=(250, 250, 245), dx=0.5)
     clean = _check(base, other, ocr, _entry(boxes))
     assert clean[schema.TEXT_PASS.name] is True, clean
     lost = _check(base, mush(base, boxes[1]), ocr, _entry(boxes))
@@ -231,12 +236,12 @@ def test_engine_version_names_the_data(ocr: OcrSettings) -> None:
 
 def test_ocr_time_and_regions_are_bounded_per_pair(monkeypatch: pytest.MonkeyPatch, ocr: OcrSettings) -> None:
     import pixgate.scoring.ocr
-    import pixgate.scoring.typography
+    import pixgate.scoring.text_lines
 
     base, _ = promo_poster(8, 512, lines=5, small_size=13)
     full = _check(base, base, ocr)
     assert full[schema.TEXT_REGIONS.name] > 2
-    monkeypatch.setattr(pixgate.scoring.typography, "OCR_MAX_REGIONS", 2)
+    monkeypatch.setattr(pixgate.scoring.text_lines, "OCR_MAX_REGIONS", 2)
     row = _check(base, base, ocr)
     assert row[schema.TEXT_REGIONS.name] == 2  # the two most confident lines, top to bottom
     kept, every = json.loads(row[schema.TEXT_BOXES.name]), json.loads(full[schema.TEXT_BOXES.name])
@@ -320,3 +325,181 @@ def test_lines_over_pictures_and_off_the_edge_are_found(ocr: OcrSettings) -> Non
                 min(want[2], got[2]) > max(want[0], got[0]) and min(want[3], got[3]) > max(want[1], got[1])
                 for got in found.boxes
             ), (seed, want, found)
+
+
+# --- the worst line: one changed number, smaller print, a missing word ---
+
+OFFER_HEADLINE = "Summer Sale 40% off"
+
+
+def _offer_lines(price: str) -> tuple[str, str]:
+    return (f"Now {price} EUR, was 65.00 EUR. Ends 30 Jan.", "Prices include VAT. Not combinable with other offers.")
+
+
+def _offer(
+    *, price: str = "45.99", small: int = 10, headline: str = OFFER_HEADLINE, supersample: int = 1
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A 420x220 offer: a dark headline on a mid-tone gradient, and two lines of small print
+    (the first with `price`) on a light band below, in the poster fonts; `supersample`
+    draws the text that many times larger and downsamples it (other antialiasing). Returns
+    RGBA pixels and each line's box (headline, then small print)."""
+    w, h, band, k = 420, 220, 120, supersample
+    x = np.linspace(0.0, 1.0, w)[None, :, None]
+    rgb = np.broadcast_to((90.0, 125.0, 180.0) + x * (40.0, 30.0, 10.0), (band, w, 3))
+    paper = np.full((h, w, 3), (247, 246, 241), np.uint8)
+    paper[:band] = np.rint(rgb).astype(np.uint8)
+    layers = [((16, 30), headline, ImageFont.truetype(FONTS["bold"], 28 * k))]
+    for i, text in enumerate(_offer_lines(price)):
+        layers.append(((16, band + 24 + i * (small + 8)), text, ImageFont.truetype(FONTS["liberation"], small * k)))
+    cover = Image.new("L", (w * k, h * k), 0)
+    for (lx, ly), text, font in layers:
+        ImageDraw.Draw(cover).text((lx * k, ly * k), text, font=font, fill=255)
+    alpha = np.asarray(cover.resize((w, h), Image.Resampling.BOX) if k > 1 else cover, np.float64)[..., None] / 255
+    out = paper * (1 - alpha) + np.array((25.0, 25.0, 30.0)) * alpha
+    rgba = np.dstack([np.rint(out).astype(np.uint8), np.full((h, w), 255, np.uint8)])
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    boxes = []
+    for (lx, ly), text, font in layers:
+        x0, y0, x1, y1 = measure.textbbox((lx, ly), text, font=ImageFont.truetype(font.path, font.size // k))
+        boxes.append((int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))))
+    return rgba, boxes
+
+
+def _offer_entry(boxes: list[tuple[int, int, int, int]]) -> ManifestEntry:
+    return ManifestEntry("offer", (OFFER_HEADLINE, *_offer_lines("45.99")), tuple(boxes), 1)
+
+
+def _shifted(rgba: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The content moved by (dx, dy), the edges repeated into the gap."""
+    padded = np.pad(rgba, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    h, w = rgba.shape[:2]
+    return padded[abs(dy) - dy : abs(dy) - dy + h, abs(dx) - dx : abs(dx) - dx + w].copy()
+
+
+def _jpeg(rgba: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgba[..., :3]).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGBA")).copy()
+
+
+def test_line_error_rate_takes_the_closest_readings() -> None:
+    assert line_error_rate(["Now 45.99 EUR"], ["Now 45.99 EUR, was"]) == 0.0
+    assert line_error_rate(["Now 45.99 EUR"], ["Now 15.99 EUR"]) == pytest.approx(1 / 13)
+    # A misreading in one preparation, not in the other, on either side: the closest pair.
+    assert line_error_rate(["Now 45.99 EUR", "Nov 45.99 EUR"], ["N0w 45.99 EUR", "Nov 45.99 EUR"]) == 0.0
+    assert line_error_rate(["", " "], ["anything"]) is None
+
+
+def test_numbers_kept_compares_every_digit_across_readings() -> None:
+    assert numbers_kept(["Now 45.99 EUR"], ["Now 45.99 EUR, was"])
+    assert not numbers_kept(["Now 45.99 EUR"], ["Now 15.99 EUR"])  # one digit
+    assert not numbers_kept(["Ends 30 Jan"], ["Ends 30 Jan 2"])  # a number added
+    assert not numbers_kept(["Ends 30 Jan"], ["Ends Jan"])  # ... or gone
+    assert numbers_kept(["Terms apply"], ["Terms appiy"])  # no digits: the error rate judges
+    # OCR misreads a different digit in each reading of the candidate (5 as $, 3 as 2):
+    # every digit of the baseline is read right in one of them.
+    base = ["Now 33.90 EUR, was 53.00 EUR. Ends 30 Mar."]
+    assert numbers_kept(base, ["Now 33.90 EUR, was $3.00 EUR. Ends 30 Mar.", "Now 33.90 EUR, was 53.00. Ends 20 Mar"])
+    # A digit read differently in every reading has changed.
+    assert not numbers_kept(base, ["Now 33.90 EUR, was 53.00. Ends 20 Mar", "Now 33.90 EUR, was 53.00. Ends 20 Mar."])
+
+
+def test_expected_error_rates_per_string() -> None:
+    # The best of either reading, per string; punctuation does not count, letters do.
+    rates = expected_error_rates(
+        ["SALE -40%", "Terms apply.", "Ends Jan", "..."], ["SALE 40%\nEnds Jun", "Terms apply"]
+    )
+    assert rates == [0.0, 0.0, pytest.approx(1 / 8), None]
+
+
+def test_text_height_ratio_resolves_one_pixel_and_ignores_rerenders() -> None:
+    base, boxes = _offer()
+    for candidate in (_shifted(base, 1, 1), _shifted(base, -2, 2), _jpeg(base, 90), _offer(supersample=4)[0]):
+        ratios = text_height_ratios(base, candidate, boxes)
+        assert all(abs(r - 1.0) < TEXT_HEIGHT_TOLERANCE / 2 for r in ratios if r is not None), ratios
+    smaller = text_height_ratios(base, _offer(small=9)[0], boxes)
+    assert abs(smaller[0] - 1.0) < TEXT_HEIGHT_TOLERANCE / 2  # the headline kept its size
+    assert all(r is not None and r < 1.0 - TEXT_HEIGHT_TOLERANCE for r in smaller[1:]), smaller
+    # A cut-out: dark pixels under transparency just right of a word, shown once the
+    # candidate is flattened. That is the alpha's change, not the text's.
+    sticker = Image.new("RGBA", (120, 40), (250, 250, 245, 255))
+    font = ImageFont.truetype(FONTS["bold"], 20)
+    ImageDraw.Draw(sticker).text((10, 8), "SALE", font=font, fill=(20, 20, 20, 255))
+    word = tuple(int(v) for v in ImageDraw.Draw(sticker).textbbox((10, 8), "SALE", font=font))
+    cutout = np.asarray(sticker).copy()
+    cutout[:, word[2] + 1 :] = (30, 30, 30, 0)
+    flattened = cutout.copy()
+    flattened[..., 3] = 255
+    assert text_height_ratios(cutout, flattened, [word]) == [pytest.approx(1.0, abs=TEXT_HEIGHT_TOLERANCE / 2)]
+    blank = np.full_like(base, 255)
+    assert text_height_ratios(blank, base, boxes) == [None, None, None]  # no ink in the baseline to measure
+    assert text_height_ratios(base, blank, boxes) == [0.0, 0.0, 0.0]  # all of it gone
+
+
+@pytest.mark.parametrize("manifest", [False, True], ids=["found", "manifest"])
+def test_one_digit_of_a_price_fails_though_the_summed_rate_passes(manifest: bool, ocr: OcrSettings) -> None:
+    base, boxes = _offer()
+    changed, _ = _offer(price="15.99")
+    row = _check(base, changed, ocr, _offer_entry(boxes) if manifest else None)
+    assert row[schema.TEXT_REGIONS.name] == 3, row
+    assert row[schema.TEXT_PASS.name] is False, row
+    assert row[schema.TEXT_NUMBERS_CHANGED.name] == 1
+    # Averaged over all the text (as `text_cer` is), one digit stays far under the bound.
+    bound = row[schema.TEXT_CER_BASELINE.name] + TEXT_CER_MARGIN if manifest else TEXT_CER_MAX
+    assert row[schema.TEXT_CER.name] <= bound
+    assert row[schema.TEXT_HEIGHT_RATIO.name] >= 1.0 - TEXT_HEIGHT_TOLERANCE
+    assert row[schema.TEXT_SHARPNESS.name] >= TEXT_SHARPNESS_MIN
+
+
+def test_small_print_one_pixel_smaller_fails_by_its_size(ocr: OcrSettings) -> None:
+    base, boxes = _offer()
+    row = _check(base, _offer(small=9)[0], ocr, _offer_entry(boxes))
+    assert row[schema.TEXT_PASS.name] is False, row
+    assert row[schema.TEXT_HEIGHT_RATIO.name] < 1.0 - TEXT_HEIGHT_TOLERANCE
+    # Drawn a pixel larger, it reads as well: the size is not held against it.
+    larger = _check(base, _offer(small=11)[0], ocr, _offer_entry(boxes))
+    assert larger[schema.TEXT_PASS.name] is True, larger
+    assert larger[schema.TEXT_HEIGHT_RATIO.name] == pytest.approx(1.0, abs=TEXT_HEIGHT_TOLERANCE / 2)
+
+
+def test_a_headline_missing_a_word_fails(ocr: OcrSettings) -> None:
+    base, boxes = _offer()
+    short, _ = _offer(headline="Summer 40% off")
+    for entry in (None, _offer_entry(boxes)):
+        row = _check(base, short, ocr, entry)
+        assert row[schema.TEXT_PASS.name] is False, row
+        bound = TEXT_CER_MARGIN if entry else TEXT_CER_MAX
+        assert row[schema.TEXT_CER_WORST.name] > bound
+
+
+#: Re-renders a gate must pass, from the baseline's pixels.
+RERENDERS = {
+    "jitter1": lambda rgba: _shifted(rgba, 1, -1),
+    "jitter2": lambda rgba: _shifted(rgba, -2, 2),
+    "jpeg90": lambda rgba: _jpeg(rgba, 90),
+    "antialiasing": lambda rgba: _offer(supersample=4)[0],  # the text drawn 4x larger, downsampled
+}
+
+
+@pytest.mark.parametrize("change", list(RERENDERS))
+def test_legitimate_rerenders_pass_line_by_line(change: str, ocr: OcrSettings) -> None:
+    base, boxes = _offer()
+    candidate = RERENDERS[change](base)
+    for entry in (None, _offer_entry(boxes)):
+        row = _check(base, candidate, ocr, entry)
+        assert row[schema.TEXT_PASS.name] is True, row
+        assert row[schema.TEXT_NUMBERS_CHANGED.name] == 0
+
+
+def test_eight_pixel_print_and_a_headline_on_a_mid_tone_are_found(ocr: OcrSettings) -> None:
+    """Small print at 8 px, and a dark headline on a mid-tone band above a light one (one
+    threshold for the whole page puts the headline in its background's class)."""
+    base, boxes = _offer(small=8)
+    found = find_text_regions(base, ocr)
+    for want in boxes:
+        assert any(
+            min(want[2], got[2]) - max(want[0], got[0]) > 0.8 * (want[2] - want[0])
+            and min(want[3], got[3]) - max(want[1], got[1]) > 0.5 * (want[3] - want[1])
+            for got in found.boxes
+        ), (want, found)
+    assert char_error_rate((OFFER_HEADLINE, *_offer_lines("45.99")), "\n".join(found.reads)) < TEXT_CER_MAX

@@ -117,29 +117,13 @@ def spatial_colour(base: torch.Tensor, cand: torch.Tensor, keep: torch.Tensor | 
     """
     import torch
 
-    from pixgate.scoring.metrics import _quantiles_batched
-    from pixgate.scoring.scielab import filtered_lab
+    from pixgate.scoring.scielab import difference_table, filtered_lab
 
     small_base, small_cand, counted, rate = _working_size(base, cand, keep)
     base_lab = filtered_lab(small_base, samples_per_degree=rate)
     cand_lab = filtered_lab(small_cand, samples_per_degree=rate)
-    squared = (base_lab - cand_lab).square_()
-    n = base_lab.shape[0]
-    count = counted.reshape(n, -1).sum(dim=1).to(torch.float64)
-
-    def over_counted(values: torch.Tensor) -> torch.Tensor:
-        return torch.where(counted, values, math.nan).reshape(n, -1)
-
-    de = over_counted(squared.sum(dim=1).sqrt_())
-    colour = over_counted((squared[:, 1] + squared[:, 2]).sqrt_())
-    return torch.stack(
-        [
-            torch.nansum(de, dim=1, dtype=torch.float64) / count,
-            _quantiles_batched(de, count),
-            torch.nansum(colour, dim=1, dtype=torch.float64) / count,
-            hue_shift(base_lab, cand_lab, counted),
-        ],
-        dim=1,
+    return torch.cat(
+        [difference_table(base_lab, cand_lab, counted), hue_shift(base_lab, cand_lab, counted)[:, None]], dim=1
     )
 
 

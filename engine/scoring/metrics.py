@@ -93,10 +93,10 @@ def _quantiles(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
                 # copy; about 3x faster than torch.kthvalue on the opaque pixels.
                 p95[i] = float(np.partition(de[i].numpy(), k - 1)[k - 1])
         return p95
-    return _quantiles_batched(de, count)
+    return quantiles_batched(de, count)
 
 
-def _quantiles_batched(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+def quantiles_batched(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """`_quantiles` for every row at once, on any device (tested on the CPU against the
     per-row selection)."""
     import torch
@@ -387,6 +387,7 @@ __all__ = [
     "measure_table",
     "measured_rows",
     "pixel_terms",
+    "quantiles_batched",
     "reduce_table",
     "reduce_terms",
     "structure_worst",

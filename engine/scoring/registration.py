@@ -201,6 +201,9 @@ def _scale(base: torch.Tensor, cand: torch.Tensor, shift: torch.Tensor) -> torch
 
     n = base.shape[0]
     dev = base.device
+    if base.shape[1] + 1 < REGISTRATION_SCALE_MIN_SIDE:
+        # A 1 % stretch moves a short image's edges by under a pixel: nothing to read.
+        return torch.full((n,), math.nan, dtype=torch.float64, device=dev)
     steps = round(REGISTRATION_SCALE_RANGE / REGISTRATION_SCALE_STEP)
     coarse = 1.0 + torch.arange(-steps, steps + 1, device=dev, dtype=torch.float64) * REGISTRATION_SCALE_STEP
     span = round(_SHIFT_SPAN / _SHIFT_STEP)
@@ -214,13 +217,10 @@ def _scale(base: torch.Tensor, cand: torch.Tensor, shift: torch.Tensor) -> torch
     fine_shift = torch.arange(-2, 3, device=dev, dtype=torch.float64) * _SHIFT_FINE_STEP
     s, _, _ = _search(base, cand, s[:, None] + fine[None, :], t[:, None] + fine_shift[None, :])
 
-    # A flat profile (no edges along that axis, in either image) says nothing about scale,
-    # and a short one too little.
+    # A flat profile (no edges along that axis, in either image) says nothing about scale.
     def structured(profile: torch.Tensor) -> torch.Tensor:
         return profile.std(dim=1, correction=0) / profile.mean(dim=1).clamp_min(1e-12) >= REGISTRATION_MIN_STRUCTURE
 
-    if base.shape[1] + 1 < REGISTRATION_SCALE_MIN_SIDE:
-        return torch.full_like(s, math.nan)
     return torch.where(structured(base) & structured(cand), s, math.nan)
 
 

@@ -324,33 +324,52 @@ def scielab_table(
         N x 2 (N x 3 `with_colour`) float64 tensor (mean, quantile[, colour mean]); NaN
         for a pair where no pixel counts.
     """
-    import torch
-
-    from pixgate.scoring.metrics import _quantiles_batched
-
     if base.shape != cand.shape or base.device != cand.device:
         raise ValueError(f"base and cand must match; got {tuple(base.shape)} and {tuple(cand.shape)}")
-    lab = filtered_lab(base, samples_per_degree=samples_per_degree)
-    lab -= filtered_lab(cand, samples_per_degree=samples_per_degree)
-    lab.square_()
-    colour = (lab[:, 1] + lab[:, 2]).sqrt_() if with_colour else None
-    de = lab.sum(dim=1).sqrt_()
-    del lab
     counted = (base[..., 3] >= OPAQUE_ALPHA) & (cand[..., 3] >= OPAQUE_ALPHA)
     if keep is not None:
         if keep.shape != counted.shape:
             raise ValueError(f"keep must be N x H x W; got {tuple(keep.shape)}")
         counted &= keep
-    n = de.shape[0]
-    flat = torch.where(counted, de, math.nan).reshape(n, -1)
+    table = difference_table(
+        filtered_lab(base, samples_per_degree=samples_per_degree),
+        filtered_lab(cand, samples_per_degree=samples_per_degree),
+        counted,
+    )
+    return table if with_colour else table[:, :2]
+
+
+def difference_table(base_lab: torch.Tensor, cand_lab: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """Per pair, from two filtered CIELAB images (`filtered_lab`): the mean and the
+    `DELTA_E_QUANTILE` quantile of Delta E*ab, and the mean of its colour part alone, over
+    the counted pixels: N x 3 float64, NaN for a pair where none counts.
+
+    Args:
+        base_lab: N x 3 x H x W CIELAB of the baseline.
+        cand_lab: CIELAB of the candidate, same shape.
+        counted: N x H x W bool: the pixels that count.
+    """
+    import torch
+
+    from pixgate.scoring.metrics import quantiles_batched
+
+    squared = (base_lab - cand_lab).square_()
+    n = squared.shape[0]
     count = counted.reshape(n, -1).sum(dim=1).to(torch.float64)
-    mean = torch.nansum(flat, dim=1, dtype=torch.float64) / count
-    columns = [mean, _quantiles_batched(flat, count)]
-    if colour is not None:
-        columns.append(
-            torch.nansum(torch.where(counted, colour, math.nan).reshape(n, -1), dim=1, dtype=torch.float64) / count
-        )
-    return torch.stack(columns, dim=1)
+
+    def over_counted(values: torch.Tensor) -> torch.Tensor:
+        return torch.where(counted, values, math.nan).reshape(n, -1)
+
+    de = over_counted(squared.sum(dim=1).sqrt_())
+    colour = over_counted((squared[:, 1] + squared[:, 2]).sqrt_())
+    return torch.stack(
+        [
+            torch.nansum(de, dim=1, dtype=torch.float64) / count,
+            quantiles_batched(de, count),
+            torch.nansum(colour, dim=1, dtype=torch.float64) / count,
+        ],
+        dim=1,
+    )
 
 
 __all__ = [
@@ -359,6 +378,7 @@ __all__ = [
     "PUBLISHED_SPREADS",
     "PUBLISHED_WEIGHTS",
     "XYZ_TO_OPPONENT",
+    "difference_table",
     "fast_length",
     "filtered_lab",
     "gaussians",

@@ -50,7 +50,7 @@ def test_reductions_match_numpy() -> None:
 def test_batched_quantile_equals_selection_per_row(pixels: int) -> None:
     """The GPU's quantile (one sort of every row, no host sync) against the CPU's
     selection per row, including rows with no value and rows of one."""
-    from pixgate.scoring.metrics import _quantiles, _quantiles_batched
+    from pixgate.scoring.metrics import _quantiles, quantiles_batched
 
     rng = np.random.default_rng(pixels)
     de = torch.from_numpy(rng.gamma(2.0, 3.0, (5, pixels)).astype(np.float32))
@@ -58,7 +58,7 @@ def test_batched_quantile_equals_selection_per_row(pixels: int) -> None:
     de[2] = math.nan  # nothing opaque in both
     de[3, : pixels // 2] = 7.0  # ties
     count = (~torch.isnan(de)).sum(dim=1).to(torch.float64)
-    batched, selected = _quantiles_batched(de, count), _quantiles(de, count)
+    batched, selected = quantiles_batched(de, count), _quantiles(de, count)
     np.testing.assert_array_equal(batched.numpy(), selected.numpy())
     assert math.isnan(float(batched[2]))
     for i in (0, 1, 3, 4):

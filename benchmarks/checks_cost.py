@@ -159,7 +159,7 @@ def _update_results_md(result: dict[str, Any]) -> None:
         f"`pixgate score` as whole processes on {result['pairs']} pairs of {result['size']} promo posters "
         f"(`benchmarks.detection`'s), this checkout against `{result['before']}` (before registration), "
         f"alternating, median of {len(next(iter(result['seconds'].values()))['before'])} rounds; "
-        f"CPU: {result['cpu']} ({', '.join(result['flags'])}).",
+        f"{result['cpu']} ({', '.join(result['flags'])}).",
         "",
         "| run | before (s) | after (s) | after / before | goal |",
         "| --- | --- | --- | --- | --- |",

@@ -22,7 +22,7 @@ import numba
 #: Environment variable naming the kernels' cache folder.
 KERNEL_CACHE_ENV = "PIXGATE_KERNEL_CACHE"
 #: The files whose text the compiled kernels depend on.
-_SOURCES = ("_bodies.py", "cpu.py", "cuda.py", "__init__.py")
+_SOURCES = ("_bodies.py", "cpu.py", "cuda.py", "local.py", "__init__.py")
 
 
 def sources_digest(folder: Path = Path(__file__).parent) -> str:

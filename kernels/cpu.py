@@ -70,6 +70,16 @@ def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarr
             _exact_where_needed(base, cand, n, y, x, lut, out)
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _luma_kernel(base: np.ndarray, cand: np.ndarray, out: np.ndarray) -> None:
+    n_img, h, w = base.shape[0], base.shape[1], base.shape[2]
+    for row in numba.prange(n_img * h):
+        n = row // h
+        y = row - n * h
+        for x in range(w):
+            _luma_terms(base, cand, n, y, x, out)
+
+
 # Serial and free of the GIL, unlike `_terms_kernel`: callers run it from several Python
 # threads at once (the typography workers), which numba's parallel layer does not allow.
 @numba.njit(nogil=True, cache=True)
@@ -150,6 +160,24 @@ def edge_magnitudes_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return out
 
 
+def luma_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Both images' luma over white (0..1), as the terms' luma planes hold it: the first
+    of `pixel_terms_cpu`'s passes alone.
+
+    Args:
+        base: N x H x W x 4 uint8 baseline pixels.
+        cand: Candidate pixels of the same shape.
+
+    Returns:
+        N_PLANES x N x H x W float32 with the LUMA_BASE and LUMA_CAND planes filled (the
+        others unset).
+    """
+    _check(base, cand)
+    out = np.empty((N_PLANES, *base.shape[:3]), np.float32)
+    _luma_kernel(base, cand, out)
+    return out
+
+
 def pixel_terms_cpu(base: np.ndarray, cand: np.ndarray, opaque: int, out: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel terms of a batch on the CPU.
 
@@ -177,4 +205,4 @@ def _check(base: np.ndarray, cand: np.ndarray) -> None:
         raise ValueError(f"base and cand must be uint8; got {base.dtype} and {cand.dtype}")
 
 
-__all__ = ["edge_magnitudes_cpu", "network_input_cpu", "pixel_terms_cpu"]
+__all__ = ["edge_magnitudes_cpu", "luma_cpu", "network_input_cpu", "pixel_terms_cpu"]

@@ -10,9 +10,11 @@ pair is waiting: it scores what it has, so the time it spends blocked
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,33 +172,53 @@ class _KernelWarmer(threading.Thread):
         self._device, self._lpips, self._edges = device, lpips, edges
 
     def run(self) -> None:
+        started = time.perf_counter()
+        steps: list[Callable[[], object]] = []
+        with contextlib.suppress(Exception):
+            steps = self._steps()
+        for step in steps:
+            # One failing step leaves the others to warm; its error surfaces where the
+            # kernel is first used, with that use's context.
+            with contextlib.suppress(Exception):
+                step()
+        self.seconds = time.perf_counter() - started
+
+    def _steps(self) -> list[Callable[[], object]]:
         import numpy as np
 
-        started = time.perf_counter()
-        try:
-            if self._device.type == "cuda":
-                import torch
+        tiny = np.zeros((1, 2, 2, 4), np.uint8)
+        steps: list[Callable[[], object]] = []
+        if self._device.type == "cuda":
+            import torch
 
-                from pixgate.scoring.metrics import pixel_terms
+            from pixgate.scoring.metrics import pixel_terms
 
+            def cuda_terms() -> None:
                 blank = torch.zeros((1, 2, 2, 4), dtype=torch.uint8, device=self._device)
                 pixel_terms(blank, blank)
                 torch.cuda.synchronize(self._device)
-            else:
-                from pixgate_kernels import cpu as kernels
 
-                tiny = np.zeros((1, 2, 2, 4), np.uint8)
-                kernels.pixel_terms_cpu(tiny, tiny, 128)
-                if self._lpips:
-                    kernels.network_input_cpu(tiny, tiny, np.ones(3), np.zeros(3), np.ones(3))
-            if self._edges:
-                from pixgate_kernels import cpu as kernels
+            steps.append(cuda_terms)
+        else:
+            import torch
 
-                tiny = np.zeros((1, 2, 2, 4), np.uint8)
-                kernels.edge_magnitudes_cpu(tiny, tiny)
-        except Exception:  # noqa: S110 (the first real use raises it, with its context)
-            pass
-        self.seconds = time.perf_counter() - started
+            from pixgate.scoring.metrics import measure_table
+            from pixgate_kernels import cpu as kernels
+            from pixgate_kernels import local
+
+            # The measures' own path on a tiny batch: every kernel it calls, with the
+            # array layouts a run passes; then the search, which it skips at this size.
+            blank = torch.zeros((1, 8, 8, 4), dtype=torch.uint8)
+            steps.append(lambda: measure_table(blank, blank.clone()))
+            flat = np.zeros((1, 8))
+            steps.append(lambda: local.profile_search_cpu(flat, flat, np.ones((1, 1)), np.zeros((1, 1)), 2))
+            if self._lpips:
+                steps.append(lambda: kernels.network_input_cpu(tiny, tiny, np.ones(3), np.zeros(3), np.ones(3)))
+        if self._edges:
+            from pixgate_kernels import cpu as kernels
+
+            steps.append(lambda: kernels.edge_magnitudes_cpu(tiny, tiny))
+        return steps
 
 
 class LocalBackend:
@@ -257,6 +279,9 @@ class LocalBackend:
         # the start-up: workers spawning, decoding, the model loading.
         kernels = _KernelWarmer(device, lpips=not opts.no_lpips, edges=text.checker is not None)
         kernels.start()
+        # A start-up that fails still waits for it: its kernels must not run beside the
+        # next run's in this process.
+        run.cleanup.callback(kernels.join)
         phase = time.perf_counter()
         decoder = DecodePool(run.todo, min(self._workers, len(run.todo)), opts.max_pixels)
 

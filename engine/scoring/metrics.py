@@ -1,8 +1,10 @@
 """Per-pair metrics from the kernels' per-pixel terms, reduced where the terms live.
 
 The kernels (`pixgate_kernels.cpu`, `pixgate_kernels.cuda`) fill a planes x N x H x W float32 array; the
-reductions here are torch operations, so the same code reduces a host array on the CPU
-and a device array on the GPU, and only N small rows come back to the host.
+reductions here run where it lives, and only N small rows come back to the host. On a GPU
+they are torch operations; on a CPU the sums, the structure tiles and the alpha outline
+are numba loops (`pixgate_kernels.local`), one pass each where torch's CPU operations
+take several, and tests/kernels/test_local.py checks the two agree.
 
 Why `edge_preservation` = sum(min(Gb, Gc)) / sum(Gb), G the Sobel magnitude of luma:
   - it is 1 for identical images and stays in [0, 1], so a bound reads the same for any
@@ -75,7 +77,7 @@ def pixel_terms(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _quantiles(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+def quantiles(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """Per row, the `DELTA_E_QUANTILE` quantile (inverted CDF: the k-th smallest, k =
     ceil(q * count)) of the non-NaN values; NaN for a row without any.
 
@@ -97,7 +99,7 @@ def _quantiles(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 def quantiles_batched(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """`_quantiles` for every row at once, on any device (tested on the CPU against the
+    """`quantiles` for every row at once, on any device (tested on the CPU against the
     per-row selection)."""
     import torch
 
@@ -125,6 +127,58 @@ def reduce_table(terms: torch.Tensor, keep: torch.Tensor | None = None) -> torch
     """
     import torch
 
+    pixels: torch.Tensor | int
+    if terms.device.type == "cpu":
+        sums, count, pixels, de = _plane_sums_cpu(terms, keep)
+    else:
+        sums, count, pixels, de = _plane_sums_torch(terms, keep)
+    edge_base, edge_kept = sums[:, kernels.EDGE_BASE], sums[:, kernels.EDGE_KEPT]
+    edge = torch.where(edge_base > EDGE_FLAT_MEAN * pixels, edge_kept / edge_base.clamp_min(1e-300), 1.0)
+    union, inter = sums[:, kernels.ALPHA_UNION], sums[:, kernels.ALPHA_INTER]
+    return torch.stack(
+        [
+            sums[:, kernels.DE] / count,
+            quantiles(de, count),
+            sums[:, kernels.C_SHIFT] / count,
+            sums[:, kernels.L_SHIFT] / count,
+            edge,
+            sums[:, kernels.ALPHA_ABS] / (pixels.clamp_min(1.0) if isinstance(pixels, torch.Tensor) else pixels),
+            torch.where(union > 0, inter / union.clamp_min(1.0), 1.0),
+            count,
+        ],
+        dim=1,
+    )
+
+
+_COLOUR_PLANES: Final = (kernels.DE, kernels.L_SHIFT, kernels.C_SHIFT)
+
+
+def _plane_sums_cpu(
+    terms: torch.Tensor, keep: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_plane_sums_torch`'s results from numba's one pass (`pixgate_kernels.local`)."""
+    import torch
+
+    from pixgate_kernels.local import plane_sums_cpu
+
+    n = terms.shape[1]
+    found = torch.from_numpy(
+        plane_sums_cpu(terms[: kernels.N_TERMS].numpy(), None if keep is None else keep.numpy(), _COLOUR_PLANES)
+    )
+    de = terms[kernels.DE].reshape(n, -1)
+    if keep is not None:
+        de = torch.where(keep.reshape(n, -1), de, math.nan)
+    return found[:, : kernels.N_TERMS], found[:, kernels.N_TERMS], found[:, kernels.N_TERMS + 1], de
+
+
+def _plane_sums_torch(
+    terms: torch.Tensor, keep: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | int, torch.Tensor]:
+    """Per pair, each term plane summed over the kept pixels (N x N_TERMS float64; the
+    colour planes over the pixels opaque in both), the pixels the colour planes count,
+    the kept pixels, and the N x H*W CIEDE2000 values with every pixel not counted NaN."""
+    import torch
+
     n = terms.shape[1]
     flat = terms[: kernels.N_TERMS].reshape(kernels.N_TERMS, n, -1)
     pixels: torch.Tensor | int = flat.shape[2]
@@ -133,35 +187,22 @@ def reduce_table(terms: torch.Tensor, keep: torch.Tensor | None = None) -> torch
         masked = torch.where(kept, flat, 0.0)
         # Colour terms outside count as "not opaque": left out. Plane by plane, so no
         # index tensor has to cross to the device.
-        for plane in (kernels.DE, kernels.L_SHIFT, kernels.C_SHIFT):
+        for plane in _COLOUR_PLANES:
             masked[plane] = torch.where(kept, flat[plane], math.nan)
         flat = masked
         pixels = kept.sum(dim=1).to(torch.float64)
     de = flat[kernels.DE]
     count = (~torch.isnan(de)).sum(dim=1).to(torch.float64)
-
-    def nansum(plane: int) -> torch.Tensor:
-        return torch.nansum(flat[plane], dim=1, dtype=torch.float64)
-
-    edge_base = flat[kernels.EDGE_BASE].sum(dim=1, dtype=torch.float64)
-    edge_kept = flat[kernels.EDGE_KEPT].sum(dim=1, dtype=torch.float64)
-    edge = torch.where(edge_base > EDGE_FLAT_MEAN * pixels, edge_kept / edge_base.clamp_min(1e-300), 1.0)
-    union = flat[kernels.ALPHA_UNION].sum(dim=1, dtype=torch.float64)
-    inter = flat[kernels.ALPHA_INTER].sum(dim=1, dtype=torch.float64)
-    return torch.stack(
+    sums = torch.stack(
         [
-            nansum(kernels.DE) / count,
-            _quantiles(de, count),
-            nansum(kernels.C_SHIFT) / count,
-            nansum(kernels.L_SHIFT) / count,
-            edge,
-            flat[kernels.ALPHA_ABS].sum(dim=1, dtype=torch.float64)
-            / (pixels.clamp_min(1.0) if isinstance(pixels, torch.Tensor) else pixels),
-            torch.where(union > 0, inter / union.clamp_min(1.0), 1.0),
-            count,
+            torch.nansum(flat[p], dim=1, dtype=torch.float64)
+            if p in _COLOUR_PLANES
+            else flat[p].sum(dim=1, dtype=torch.float64)
+            for p in range(kernels.N_TERMS)
         ],
         dim=1,
     )
+    return sums, count, pixels, de
 
 
 #: `reduce_table`'s columns, in order.
@@ -224,6 +265,27 @@ def structure_worst(terms: torch.Tensor, keep: torch.Tensor | None = None) -> to
     grain and noise through.
     """
     import torch
+
+    if terms.device.type == "cpu":
+        from pixgate_kernels.local import structure_worst_cpu
+
+        worst = structure_worst_cpu(
+            terms[kernels.EDGE_BASE].numpy(),
+            terms[kernels.EDGE_CAND].numpy(),
+            None if keep is None else keep.numpy(),
+            floor=STRUCTURE_NOISE_FLOOR,
+            radius=STRUCTURE_TOLERANCE_PX,
+            tile=STRUCTURE_TILE_PX,
+            min_edge=STRUCTURE_TILE_MIN_EDGE,
+        )
+        return torch.from_numpy(worst)
+    return _structure_worst_torch(terms, keep)
+
+
+def _structure_worst_torch(terms: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """`structure_worst` in torch operations: the GPU's path (on a CPU, numba's loops in
+    `pixgate_kernels.local` compute the same several times faster)."""
+    import torch
     import torch.nn.functional as F
 
     gb = (terms[kernels.EDGE_BASE] - STRUCTURE_NOISE_FLOOR).clamp_min_(0.0)
@@ -256,9 +318,39 @@ def alpha_table(
     image borders replicated); NaN without an outline.
     """
     import torch
-    import torch.nn.functional as F
 
     ab, ac = base[..., 3], cand[..., 3]
+    pixels = float(ab[0].numel())
+    if base.device.type == "cpu":
+        from pixgate_kernels.local import alpha_outline_cpu
+
+        counts = torch.from_numpy(
+            alpha_outline_cpu(
+                ab.numpy(),
+                ac.numpy(),
+                terms[kernels.ALPHA_ABS].numpy(),
+                None if keep is None else keep.numpy(),
+                opaque=OPAQUE_ALPHA,
+            )
+        )
+        outline, moved, clear_b, clear_c = counts.unbind(dim=1)
+        clear_b, clear_c = clear_b / pixels, clear_c / pixels
+    else:
+        outline, moved, clear_b, clear_c = _alpha_counts_torch(terms, ab, ac, keep)
+    edge_px = torch.where(outline > 0, moved / outline.clamp_min(1.0), math.nan)
+    flattened = (clear_b >= ALPHA_CUTOUT_MIN_SHARE) & (clear_c < ALPHA_FLATTENED_SHARE * clear_b)
+    return torch.stack([edge_px, flattened.to(torch.float64)], dim=1)
+
+
+def _alpha_counts_torch(
+    terms: torch.Tensor, ab: torch.Tensor, ac: torch.Tensor, keep: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The baseline's outline length, the summed alpha difference, and the clear shares
+    of both images, per pair (float64): `alpha_table`'s inputs in torch operations, the
+    GPU's path (`pixgate_kernels.local.alpha_outline_cpu` on a CPU)."""
+    import torch
+    import torch.nn.functional as F
+
     opaque = (ab >= OPAQUE_ALPHA).to(torch.float32)
     inner = -F.max_pool2d(-F.pad(opaque[:, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
     edge = opaque - inner
@@ -267,12 +359,10 @@ def alpha_table(
         diff, edge = diff * keep, edge * keep
     outline = edge.flatten(1).sum(dim=1, dtype=torch.float64)
     moved = diff.flatten(1).sum(dim=1, dtype=torch.float64)
-    edge_px = torch.where(outline > 0, moved / outline.clamp_min(1.0), math.nan)
     pixels = float(ab[0].numel())
     clear_b = (ab < OPAQUE_ALPHA).flatten(1).sum(dim=1, dtype=torch.float64) / pixels
     clear_c = (ac < OPAQUE_ALPHA).flatten(1).sum(dim=1, dtype=torch.float64) / pixels
-    flattened = (clear_b >= ALPHA_CUTOUT_MIN_SHARE) & (clear_c < ALPHA_FLATTENED_SHARE * clear_b)
-    return torch.stack([edge_px, flattened.to(torch.float64)], dim=1)
+    return outline, moved, clear_b, clear_c
 
 
 #: `measure_table`'s columns after `TABLE`'s, in order.
@@ -306,12 +396,17 @@ def measure_table(
     """
     import torch
 
-    # The kernels first: their luma planes are what registration reads. Only pairs that
-    # moved are measured again, after moving back (on a GPU, every pair: cheaper there
-    # than making the host wait to learn which).
-    terms = pixel_terms(base, cand)
+    # Registration first, from the lumas the kernels would compute, so that the kernels
+    # run once, on the candidate moved back.
     identical = (base == cand).flatten(1).all(dim=1)
-    found = registration.estimate_luma(terms[kernels.LUMA_BASE], terms[kernels.LUMA_CAND], identical, keep)
+    if base.device.type == "cpu":
+        from pixgate_kernels.cpu import luma_cpu
+
+        lumas = torch.from_numpy(luma_cpu(base.contiguous().numpy(), cand.contiguous().numpy()))
+        luma_base, luma_cand = lumas[kernels.LUMA_BASE], lumas[kernels.LUMA_CAND]
+    else:
+        luma_base, luma_cand = registration.luma_on_white(base), registration.luma_on_white(cand)
+    found = registration.estimate_luma(luma_base, luma_cand, identical, keep)
     moved, kept = registration.align(cand, keep, found)
     if moved is not cand and kept is not None:
         # The rows and columns the move filled in take the baseline's pixels, as ignore
@@ -319,20 +414,8 @@ def measure_table(
         # back in place): left out of the pixel metrics, they would still reach the
         # wide S-CIELAB filter and LPIPS.
         moved = torch.where(kept[..., None], moved, base)
-    again = None
-    if moved is not cand:
-        if base.device.type == "cpu":
-            again = registration.whole_shift(found).any(dim=1).nonzero().flatten()
-            terms[:, again] = pixel_terms(base[again].contiguous(), moved[again].contiguous())
-        else:
-            terms = pixel_terms(base, moved.contiguous())
-    if again is not None and kept is not None:
-        # Masked reductions cost twice the plain ones on a CPU: only the pairs that moved
-        # need the mask of their filled-in band.
-        reduced = reduce_table(terms, keep)
-        reduced[again] = reduce_table(terms[:, again], kept[again])
-    else:
-        reduced = reduce_table(terms, kept)
+    terms = pixel_terms(base, moved.contiguous())
+    reduced = reduce_table(terms, kept)
     table = torch.cat(
         [
             reduced,
@@ -387,6 +470,7 @@ __all__ = [
     "measure_table",
     "measured_rows",
     "pixel_terms",
+    "quantiles",
     "quantiles_batched",
     "reduce_table",
     "reduce_terms",

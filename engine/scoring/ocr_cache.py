@@ -1,4 +1,5 @@
-"""A cache of baseline readings: each baseline is read by OCR once, not once per run.
+"""A cache of baseline readings: each baseline is read by OCR once, not once per run (and
+each region of it read again in another way, `text_lines.baseline_reread`, once).
 
 A baseline's text regions and their readings depend only on its pixels, the OCR engine
 and its language data, and the settings that shape a reading; the cache key is a
@@ -149,6 +150,8 @@ class OcrCache:
         self.root = root
         self.hits = 0
         self.misses = 0
+        self.reread_hits = 0
+        self.reread_misses = 0
         self.write_errors = 0
         self._lock = threading.Lock()
         self._readers: dict[str, tuple[threading.Lock, int]] = {}
@@ -184,13 +187,19 @@ class OcrCache:
                 else:
                     self._readers[key] = (lock, users - 1)
 
-    def get(self, key: str, width: int, height: int, boxes: tuple[Box, ...] | None = None) -> BaselineText | None:
+    def get(
+        self, key: str, width: int, height: int, boxes: tuple[Box, ...] | None = None, *, reread: bool = False
+    ) -> BaselineText | None:
         """The reading stored under `key` for an image of this size (of exactly `boxes`
-        when given), or None (missing, unreadable, malformed or for other boxes)."""
+        when given), or None (missing, unreadable, malformed or for other boxes).
+        `reread`: the entry is a region read again in another way (counted apart)."""
         data = self._read(key)
         found = _parse(data, key, width, height, boxes) if data is not None else None
         with self._lock:
-            if found is None:
+            if reread:
+                self.reread_hits += found is not None
+                self.reread_misses += found is None
+            elif found is None:
                 self.misses += 1
             else:
                 self.hits += 1
@@ -222,8 +231,16 @@ class OcrCache:
                 self.write_errors += 1
 
     def stats(self) -> dict[str, Any]:
-        """Hits, misses and failed writes so far, and the folder."""
-        return {"folder": str(self.root), "hits": self.hits, "misses": self.misses, "write_errors": self.write_errors}
+        """Hits and misses so far (baseline readings, then regions read again in another
+        way), failed writes, and the folder."""
+        return {
+            "folder": str(self.root),
+            "hits": self.hits,
+            "misses": self.misses,
+            "reread_hits": self.reread_hits,
+            "reread_misses": self.reread_misses,
+            "write_errors": self.write_errors,
+        }
 
 
 __all__ = ["BaselineText", "OcrCache", "OcrCacheError", "cache_key", "default_cache_dir"]

@@ -1,10 +1,13 @@
 """Registration: where the candidate's content sits against the baseline's.
 
-Per pair, on the device the batch lives on (CPU or CUDA, torch operations only, no host
-synchronisation):
+Per pair, on the device the batch lives on (on a GPU torch operations only, with no host
+synchronisation; on a CPU the profile search is a numba loop,
+`pixgate_kernels.local`, where torch's operations cost several times as much):
 
 - the global shift, by phase correlation of the two lumas (over white, Hann-windowed),
-  with a parabola through the correlation peak for the sub-pixel part;
+  with a parabola through the correlation peak for the sub-pixel part (at full
+  resolution: lumas pooled first alias fine periodic content, a hairline grid or a
+  halftone, into a false peak);
 - the scale in x and in y, by a search over stretches about the image centre (and shifts
   around the one found) of the edge profiles: the mean |d luma / dx| of every column and
   |d luma / dy| of every row, compared by normalised correlation. Content stretched by
@@ -117,14 +120,15 @@ def phase_shift(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     # length with small prime factors change nothing but the FFT's speed.
     hp, wp = fast_length(h), fast_length(w)
 
-    def spectrum(img: torch.Tensor) -> torch.Tensor:
-        img = img.to(torch.float32)
-        return torch.fft.rfft2((img - img.mean(dim=(1, 2), keepdim=True)) * window, s=(hp, wp))
-
-    cross = spectrum(cand) * torch.conj(spectrum(base))
-    # The epsilon keeps frequencies neither image has (a flat image) at zero weight
-    # instead of dividing by zero.
-    cross = cross / (cross.abs() + 1e-12)
+    # Both sides in one transform: one call's overheads, not two.
+    both = torch.cat([cand, base]).to(torch.float32)
+    both = (both - both.mean(dim=(1, 2), keepdim=True)).mul_(window)
+    spectra = torch.fft.rfft2(both, s=(hp, wp))
+    cross = spectra[:n] * torch.conj(spectra[n:])
+    # Whitened in place through the real view. The epsilon keeps frequencies neither
+    # image has (a flat image) at zero weight instead of dividing by zero.
+    parts = torch.view_as_real(cross)
+    parts.div_(parts.square().sum(dim=-1, keepdim=True).sqrt_().add_(1e-12))
     corr = torch.fft.irfft2(cross, s=(hp, wp))
     h, w = hp, wp
     flat = corr.reshape(n, -1).argmax(dim=1)
@@ -167,10 +171,27 @@ def _search(
     """
     import torch
 
-    n, length = base.shape
-    centre = (length - 1) / 2.0
+    length = base.shape[1]
     # Compared over the middle of the profile, where every stretch tried samples inside it.
     margin = min(math.ceil(REGISTRATION_SCALE_RANGE * length / 2.0 + _SHIFT_SPAN + 2), length // 4)
+    if base.device.type == "cpu":
+        # numba's loop: the same search without the N x S x T x L tensors torch builds.
+        from pixgate_kernels.local import profile_search_cpu
+
+        found = profile_search_cpu(base.numpy(), cand.numpy(), scales.numpy(), shifts.numpy(), margin)
+        s, t, c = (torch.from_numpy(v) for v in found)
+        return s, t, c
+    return _search_torch(base, cand, scales, shifts, margin)
+
+
+def _search_torch(
+    base: torch.Tensor, cand: torch.Tensor, scales: torch.Tensor, shifts: torch.Tensor, margin: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`_search` in torch operations, with no host synchronisation: the GPU's path."""
+    import torch
+
+    n, length = base.shape
+    centre = (length - 1) / 2.0
     u = torch.arange(margin, length - margin, device=base.device, dtype=torch.float32)
     ref = base[:, margin : length - margin]
     ref = ref - ref.mean(dim=1, keepdim=True)
@@ -260,7 +281,14 @@ def estimate_luma(
     import torch
 
     base, cand = _filled(base, keep), _filled(cand, keep)
-    shift = phase_shift(base, cand)
+    if base.device.type == "cpu":
+        # A pair at a time: torch's CPU transforms round a batch of one differently from
+        # a larger batch, and a pair's row must not depend on the pairs batched with it
+        # (a resumed run rescores some pairs in other batches).
+        pairs = [phase_shift(base[i : i + 1], cand[i : i + 1]) for i in range(base.shape[0])]
+        shift = torch.cat(pairs) if pairs else torch.zeros((0, 2), dtype=torch.float64)
+    else:
+        shift = phase_shift(base, cand)
     (bx, by), (cx, cy) = _profiles(base), _profiles(cand)
     sx = _scale(bx, cx, shift[:, 0])
     sy = _scale(by, cy, shift[:, 1])

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pixgate.config import OPAQUE_ALPHA, SCIELAB_SAMPLES_PER_DEGREE
 
@@ -179,7 +179,8 @@ def _blur(opponent: torch.Tensor, kernels: Kernels) -> torch.Tensor:
     operations whatever the kernel's width, where a row and a column pass of each
     Gaussian cost four times its width: with one-degree kernels of about 50 samples, the
     FFT took under half the time of `conv2d` with 1-D kernels on a CPU. Memory: one
-    channel's mirrored plane, its spectrum and its inverse at a time.
+    channel's mirrored plane, its spectrum and its inverse at a time, and the kernels'
+    spectra, kept per size for small sizes (`_spectra`).
     """
     import torch
 
@@ -188,20 +189,66 @@ def _blur(opponent: torch.Tensor, kernels: Kernels) -> torch.Tensor:
     half = taps // 2
     hp, wp = fast_length(h + 2 * half), fast_length(w + 2 * half)
     out = torch.empty_like(opponent)
-    for c, (weights, flat) in enumerate(kernels):
-        g = torch.tensor(flat, dtype=opponent.dtype).view(len(weights), taps).to(opponent.device, non_blocking=True)
-        wt = torch.tensor(weights, dtype=opponent.dtype).to(opponent.device, non_blocking=True)
-        # Each Gaussian zero-padded to the FFT's length, its centre moved to sample 0.
-        across = torch.roll(torch.nn.functional.pad(g, (0, wp - taps)), -half, dims=1)
-        down = torch.roll(torch.nn.functional.pad(g, (0, hp - taps)), -half, dims=1)
-        columns, rows = torch.fft.fft(down), torch.fft.rfft(across)
-        spectrum = torch.einsum("j,jy,jx->yx", wt.to(rows.dtype), columns, rows)
+    spectra = _spectra(kernels, hp, wp, opponent.dtype, opponent.device)
+    for c, spectrum in enumerate(spectra):
         # Past the mirrored border, zeros up to the FFT's length (rfft2's `s`): the
         # samples kept never reach them.
         plane = _mirror(_mirror(opponent[:, c], half, 2), half, 1)
         blurred = torch.fft.irfft2(torch.fft.rfft2(plane, s=(hp, wp)).mul_(spectrum), s=(hp, wp))
         out[:, c] = blurred[:, half : half + h, half : half + w]
     return out
+
+
+#: FFT sizes (samples) up to which `_spectra` keeps a size's spectra: the working size
+#: of the colour columns is well under it; a full-size call of `scielab_table` on a
+#: large image builds its own each time rather than holding them for the process's life.
+_CACHED_FFT_SAMPLES: Final = 1 << 20
+
+
+def _spectra(kernels: Kernels, hp: int, wp: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per opponent channel, its kernel's 2-D spectrum at an FFT size of `hp` x `wp`
+    (read-only: shared between calls)."""
+    if hp * wp <= _CACHED_FFT_SAMPLES:
+        return _cached_spectra(kernels, hp, wp, dtype, device)
+    return _built_spectra(kernels, hp, wp, dtype, device)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_spectra(
+    kernels: Kernels, hp: int, wp: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """`_built_spectra`, once per size: a batch of one size follows another."""
+    return _built_spectra(kernels, hp, wp, dtype, device)
+
+
+def _built_spectra(
+    kernels: Kernels, hp: int, wp: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    import torch
+
+    # Plain tensors even when first built inside a caller's inference mode, so a cached
+    # one can serve any later caller.
+    with torch.inference_mode(False), torch.no_grad():
+        return _spectra_now(kernels, hp, wp, dtype, device)
+
+
+def _spectra_now(
+    kernels: Kernels, hp: int, wp: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    import torch
+
+    taps = len(kernels[0][1]) // len(kernels[0][0])
+    half = taps // 2
+    spectra = []
+    for weights, flat in kernels:
+        g = torch.tensor(flat, dtype=dtype).view(len(weights), taps).to(device, non_blocking=True)
+        wt = torch.tensor(weights, dtype=dtype).to(device, non_blocking=True)
+        # Each Gaussian zero-padded to the FFT's length, its centre moved to sample 0.
+        across = torch.roll(torch.nn.functional.pad(g, (0, wp - taps)), -half, dims=1)
+        down = torch.roll(torch.nn.functional.pad(g, (0, hp - taps)), -half, dims=1)
+        columns, rows = torch.fft.fft(down), torch.fft.rfft(across)
+        spectra.append(torch.einsum("j,jy,jx->yx", wt.to(rows.dtype), columns, rows))
+    return tuple(spectra)
 
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
@@ -237,6 +284,20 @@ def _matrices() -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...],
     return tuple(map(tuple, to_opponent.tolist())), tuple(map(tuple, to_xyz.tolist()))
 
 
+def opponent_matrix() -> tuple[tuple[float, ...], ...]:
+    """Linear sRGB to S-CIELAB's opponent channels (rows: channels, columns: R, G, B)."""
+    return _matrices()[0]
+
+
+def filtered_lab_of_opponent(opponent: torch.Tensor, *, samples_per_degree: float) -> torch.Tensor:
+    """`filtered_lab` from the opponent planes (N x 3 x H x W, as `opponent_matrix` makes
+    them from linear sRGB) instead of 8-bit pixels: for callers that decode and convert
+    in a pass of their own (`pixgate_kernels.local.opponent_cpu`)."""
+    if opponent.ndim != 4 or opponent.shape[1] != 3:
+        raise ValueError(f"opponent must be N x 3 x H x W; got {tuple(opponent.shape)}")
+    return _lab_of_opponent(opponent, gaussians(float(samples_per_degree)))
+
+
 def _filtered_lab(img: torch.Tensor, kernels: Kernels, dtype: torch.dtype) -> torch.Tensor:
     """`filtered_lab` with given kernels (as `gaussians` gives them), computed in `dtype`.
 
@@ -247,7 +308,7 @@ def _filtered_lab(img: torch.Tensor, kernels: Kernels, dtype: torch.dtype) -> to
 
     if img.ndim != 4 or img.shape[3] != 4 or img.dtype != torch.uint8:
         raise ValueError(f"images must be N x H x W x 4 uint8; got {tuple(img.shape)} {img.dtype}")
-    to_opponent, to_xyz = _matrices()
+    to_opponent = _matrices()[0]
     planes = img.permute(0, 3, 1, 2).contiguous()
     alpha = planes[:, 3].to(dtype).div_(255.0)
     white = torch.sub(1.0, alpha)
@@ -261,6 +322,14 @@ def _filtered_lab(img: torch.Tensor, kernels: Kernels, dtype: torch.dtype) -> to
         for k in range(3):
             opponent[:, k].add_(v, alpha=to_opponent[k][c])
     del planes, alpha, white, v, low, dark
+    return _lab_of_opponent(opponent, kernels)
+
+
+def _lab_of_opponent(opponent: torch.Tensor, kernels: Kernels) -> torch.Tensor:
+    """The opponent planes filtered, then in CIELAB (D65): N x 3 x H x W, their dtype."""
+    import torch
+
+    _, to_xyz = _matrices()
     filtered = _blur(opponent, kernels)
     del opponent
     lab = torch.empty_like(filtered)
@@ -351,7 +420,7 @@ def difference_table(base_lab: torch.Tensor, cand_lab: torch.Tensor, counted: to
     """
     import torch
 
-    from pixgate.scoring.metrics import quantiles_batched
+    from pixgate.scoring.metrics import quantiles
 
     squared = (base_lab - cand_lab).square_()
     n = squared.shape[0]
@@ -365,7 +434,7 @@ def difference_table(base_lab: torch.Tensor, cand_lab: torch.Tensor, counted: to
     return torch.stack(
         [
             torch.nansum(de, dim=1, dtype=torch.float64) / count,
-            quantiles_batched(de, count),
+            quantiles(de, count),
             torch.nansum(colour, dim=1, dtype=torch.float64) / count,
         ],
         dim=1,
@@ -381,7 +450,9 @@ __all__ = [
     "difference_table",
     "fast_length",
     "filtered_lab",
+    "filtered_lab_of_opponent",
     "gaussians",
+    "opponent_matrix",
     "scielab_delta_e",
     "scielab_table",
 ]

@@ -121,6 +121,10 @@ def _typography(table: Any, stats: dict[str, Any]) -> list[SummaryLine]:
         lines.append(SummaryLine("OCR cache", "off: " + cache["error"], NOTICE))
     elif cache:
         lines.append(SummaryLine("OCR cache hits / misses", f"{cache['hits']} / {cache['misses']}"))
+        if cache.get("reread_hits") or cache.get("reread_misses"):
+            lines.append(
+                SummaryLine("OCR cache, regions read again", f"{cache['reread_hits']} / {cache['reread_misses']}")
+            )
     lines.append(SummaryLine("waiting for OCR", f"{stats['ocr_wait_s']:.2f} s"))
     return lines
 

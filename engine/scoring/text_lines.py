@@ -286,6 +286,50 @@ def baseline_text(
     return found
 
 
+def baseline_reread(
+    base: np.ndarray,
+    box: Box,
+    *,
+    line_height: int,
+    binarise: bool,
+    settings: OcrSettings,
+    cache: OcrCache | None,
+    budget: Budget | None = None,
+) -> str:
+    """One of the baseline's regions read in another way (`prepare_line`'s `line_height`
+    and `binarise`), from the cache when it has it: like the first reading, it depends only
+    on the baseline's pixels, so a region that needs reading again in every run (a
+    candidate that reads a little differently) is read so once per baseline.
+
+    Args:
+        base: Baseline H x W x 4 uint8 pixels.
+        box: The region, in its pixels.
+        line_height: As for `prepare_line`.
+        binarise: As for `prepare_line`.
+        settings: How to run Tesseract.
+        cache: Where baseline readings are kept between runs, or None.
+        budget: The pair's OCR time.
+
+    Returns:
+        The region's text, as `read_region` gives it.
+    """
+
+    def read() -> str:
+        image = prepare_line(base, box, line_height=line_height, binarise=binarise)
+        return read_region(image, settings, budget)[0]
+
+    if cache is None:
+        return read()
+    way = {**READING_SETTINGS, "line_height": line_height, "binarise": binarise}
+    key = cache_key(base, settings.version, way, (box,))
+    with cache.reading(key):
+        found = cache.get(key, base.shape[1], base.shape[0], (box,), reread=True)
+        if found is None:
+            found = BaselineText((box,), (read(),))
+            cache.put(key, found)
+    return found.reads[0]
+
+
 def _read_baseline(
     base: np.ndarray, boxes: tuple[Box, ...] | None, settings: OcrSettings, budget: Budget | None
 ) -> BaselineText:
@@ -297,6 +341,7 @@ def _read_baseline(
 __all__ = [
     "BAND_PIXELS",
     "READING_SETTINGS",
+    "baseline_reread",
     "baseline_text",
     "find_text_regions",
     "gray_over_white",

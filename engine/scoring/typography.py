@@ -62,6 +62,7 @@ from pixgate.scoring.ocr import Budget, OcrSettings, TextCheckError, read_region
 from pixgate.scoring.ocr_cache import BaselineText, OcrCache
 from pixgate.scoring.text_lines import (
     BAND_PIXELS,
+    baseline_reread,
     baseline_text,
     gray_over_white,
     grown_box,
@@ -376,10 +377,12 @@ def _read_candidate(
     found: BaselineText,
     settings: OcrSettings,
     budget: Budget,
+    cache: OcrCache | None = None,
 ) -> tuple[list[str], list[list[str]], list[list[str]]]:
     """The candidate's reading of each of the baseline's regions, and each region's
     readings on either side: the first as read (the baseline's as cached), then, where the
-    two differ, the same region read again on both sides in the ways `OCR_REREADS` names."""
+    two differ, the same region read again on both sides in the ways `OCR_REREADS` names
+    (the baseline's from the cache when it has them)."""
     height, width = base.shape[:2]
     sx, sy = cand.shape[1] / width, cand.shape[0] / height
     reads: list[str] = []
@@ -400,6 +403,9 @@ def _read_candidate(
         ways_c.append([read_c])
         # Read again, one reading at a time, until a reading on each side says the same
         # words (no closer pair can be found): a region read alike costs one reading a side.
+        # The candidate's way before the baseline's: with expected text each side is
+        # scored on its own readings, and stopping on a baseline misreading that matches
+        # the candidate's would leave the candidate without its better reading.
         todo = [(OCR_LINE_HEIGHT, True, ways_c[-1], aligned, box)] if cand.shape != base.shape else []
         for line_height, binarise in OCR_REREADS:
             todo.append((line_height, binarise, ways_c[-1], cand, mapped))
@@ -411,6 +417,14 @@ def _read_candidate(
         for line_height, binarise, ways, rgba, where in todo:
             if _agree(ways_b[-1], ways_c[-1]):
                 break
+            if ways is ways_b[-1]:  # the baseline's: from the cache when it has them
+                ways.append(
+                    baseline_reread(
+                        base, where, line_height=line_height, binarise=binarise, settings=settings, cache=cache,
+                        budget=budget,
+                    )
+                )  # fmt: skip
+                continue
             image = prepare_line(rgba, where, line_height=line_height, binarise=binarise)
             ways.append(read_region(image, settings, budget)[0])
     return reads, ways_b, ways_c
@@ -476,7 +490,7 @@ def check_text(
             )
         row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_APPLICABLE
         return row
-    reads, ways_b, ways_c = _read_candidate(base, cand, aligned, found, settings, budget)
+    reads, ways_b, ways_c = _read_candidate(base, cand, aligned, found, settings, budget, cache)
     sharpness = text_sharpness(base, aligned, list(found.boxes))
     heights = [r for r in text_height_ratios(base, aligned, found.boxes) if r is not None]
     height_worst = min(heights) if heights else None  # text drawn smaller is what loses legibility

@@ -50,7 +50,7 @@ def test_reductions_match_numpy() -> None:
 def test_batched_quantile_equals_selection_per_row(pixels: int) -> None:
     """The GPU's quantile (one sort of every row, no host sync) against the CPU's
     selection per row, including rows with no value and rows of one."""
-    from pixgate.scoring.metrics import _quantiles, quantiles_batched
+    from pixgate.scoring.metrics import quantiles, quantiles_batched
 
     rng = np.random.default_rng(pixels)
     de = torch.from_numpy(rng.gamma(2.0, 3.0, (5, pixels)).astype(np.float32))
@@ -58,7 +58,7 @@ def test_batched_quantile_equals_selection_per_row(pixels: int) -> None:
     de[2] = math.nan  # nothing opaque in both
     de[3, : pixels // 2] = 7.0  # ties
     count = (~torch.isnan(de)).sum(dim=1).to(torch.float64)
-    batched, selected = quantiles_batched(de, count), _quantiles(de, count)
+    batched, selected = quantiles_batched(de, count), quantiles(de, count)
     np.testing.assert_array_equal(batched.numpy(), selected.numpy())
     assert math.isnan(float(batched[2]))
     for i in (0, 1, 3, 4):
@@ -272,3 +272,29 @@ def test_jitter_leaves_nothing_for_the_colour_filter() -> None:
     base, _ = promo_poster(12, 512)
     row = _measured(base, _moved(base, -2, 2), both_alpha=False)
     assert row[schema.SCIELAB_MEAN.name] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_pairs_measures_do_not_depend_on_its_batch() -> None:
+    """Every measured column of a pair is the same, to the bit, scored alone, in a pair
+    or in a batch of five: a resumed run rescores pairs in other batches than a fresh
+    run, and the two runs must agree."""
+    import torch
+
+    from pixgate.scoring.metrics import MEASURED, measure_table
+    from tests.conftest import poster
+
+    base = np.stack([poster(96, 128, seed=s, alpha=True) for s in range(5)])
+    cand = base.copy()
+    cand[0] = np.roll(base[0], (1, -2), axis=(0, 1))
+    cand[1, ..., :3] = np.clip(base[1, ..., :3].astype(int) + 9, 0, 255).astype(np.uint8)
+    cand[2] = np.roll(base[2], 3, axis=1)
+    cand[3, ..., 3] = 255
+    cand[4] = poster(96, 128, seed=40, alpha=True)
+    tb, tc = torch.from_numpy(base), torch.from_numpy(cand)
+    batch = measure_table(tb, tc)[0]
+    for size in (1, 2):
+        for start in range(0, 5 - size + 1, size):
+            part = measure_table(tb[start : start + size].contiguous(), tc[start : start + size].contiguous())[0]
+            for i in range(size):
+                for name, a, b in zip(MEASURED, batch[start + i].tolist(), part[i].tolist(), strict=True):
+                    assert a == b or (math.isnan(a) and math.isnan(b)), (name, start + i, size)

@@ -336,6 +336,11 @@ def test_typography_without_a_manifest(tmp_path: Path) -> None:
     # A warm cache gives the same rows without reading a baseline again.
     second = run_score(ScoreOptions(base, cand, tmp_path / "b.arrow", device="cpu", no_lpips=True, ocr_cache=cache))
     assert second.stats["ocr_cache"]["hits"] == 5 and second.stats["ocr_cache"]["misses"] == 0
+    # The mushed line reads differently whatever the way: its baseline region is read
+    # again (in the first run), and taken from the cache in the second.
+    assert first.stats["ocr_cache"]["reread_misses"] >= 1
+    assert second.stats["ocr_cache"]["reread_misses"] == 0
+    assert second.stats["ocr_cache"]["reread_hits"] == first.stats["ocr_cache"]["reread_misses"]
     text_columns = [c.name for c in schema.COLUMNS if c.name.startswith(("text_", "ocr_"))]
     assert second.table.select(text_columns).equals(first.table.select(text_columns))
 

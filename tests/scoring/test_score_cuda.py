@@ -90,8 +90,8 @@ def test_cuda_reductions_over_kept_pixels_match_cpu() -> None:
 
 def test_cuda_registration_and_local_measures_match_cpu() -> None:
     """Registration, the moved candidate, local structure, alpha content and S-CIELAB on
-    the device give the CPU's values (the GPU path measures every pair again after the
-    move; the CPU only those that moved)."""
+    the device give the CPU's values (the GPU reads the lumas for registration with
+    torch, the CPU with the kernels' first pass)."""
     from pixgate.scoring.metrics import LOCAL, measure_table, measured_rows
     from pixgate.scoring.registration import COLUMNS
     from tests.conftest import poster

@@ -39,6 +39,14 @@ INFLIGHT_PER_WORKER: Final = 4
 #: hostile progressive JPEG of tens of thousands of scans would take hours.
 DECODE_TIMEOUT_S: Final = 120.0
 
+#: How much lower the decode workers run than the scoring process (POSIX niceness): on a
+#: machine whose cores all score and decode, the batch being measured is what every pair
+#: waits on, and decoding ahead of it can wait (benchmarks.checks_cost shows the effect
+#: on a small CPU); where cores are idle it changes nothing. At the smallest share the
+#: scheduler then gives a worker, a 40 MP PNG still decodes inside `DECODE_TIMEOUT_S`,
+#: and the workers have every core to themselves whenever the scorer waits for them.
+DECODE_WORKER_NICE: Final = 10
+
 #: Threads that hash the files of the rows `--resume` would keep (hashlib releases the
 #: GIL on large buffers): enough to keep a local disk or an object store busy, few enough
 #: that a resume on a shared CI box does not take every core before scoring starts.

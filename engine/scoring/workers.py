@@ -55,7 +55,13 @@ from typing import Any
 
 import numpy as np
 
-from pixgate.config import DECODE_TIMEOUT_S, DEFAULT_MAX_PIXELS, INFLIGHT_PER_WORKER, SHARED_MEMORY_DIR
+from pixgate.config import (
+    DECODE_TIMEOUT_S,
+    DECODE_WORKER_NICE,
+    DEFAULT_MAX_PIXELS,
+    INFLIGHT_PER_WORKER,
+    SHARED_MEMORY_DIR,
+)
 from pixgate.scoring.decode import DecodedImage, DecodedPair, decode_pair, read_image_file
 from pixgate.scoring.pairing import Pair
 
@@ -249,6 +255,12 @@ def _worker_main(conn: Connection, max_pixels: int, directory: str | None, owner
     # the terminal from here, where no gate sees it: what the file is gets recorded in its
     # row (its frame count, its format), or the file is an error row.
     warnings.simplefilter("ignore")
+    # Below the scoring process in the scheduler: where the cores are shared, decoding
+    # ahead must not slow the batch being measured, which every pair waits on. The
+    # workers still get every core the scoring process leaves idle.
+    if DECODE_WORKER_NICE and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(DECODE_WORKER_NICE)
     serial = 0
     try:
         conn.send(None)  # started: the time limit on its first pair counts from here

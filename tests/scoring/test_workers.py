@@ -424,3 +424,19 @@ def test_a_decoders_warning_never_reaches_the_terminal(tmp_path: Path, capfd: py
     ((_, decoded),) = got
     assert decoded.error is None and decoded.candidate is not None and decoded.candidate.frames == 1
     assert "Warning" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX scheduling priorities")
+def test_workers_run_below_the_scoring_process(tmp_path: Path) -> None:
+    """Decode workers lower their priority by `DECODE_WORKER_NICE` (capped by the system's
+    lowest), so that where cores are shared the batch being measured goes first."""
+    from pixgate.config import DECODE_WORKER_NICE
+
+    pool = DecodePool(_mixed_pairs(tmp_path), 2, 10**8, None)
+    try:
+        _collect_all(pool)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        for worker in pool._workers:
+            assert os.getpriority(os.PRIO_PROCESS, worker.proc.pid) == min(own + DECODE_WORKER_NICE, 19)
+    finally:
+        pool.close()

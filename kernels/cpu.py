@@ -32,12 +32,8 @@ _LUT = lookup_table()
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _terms_kernel(base: np.ndarray, cand: np.ndarray, opaque: int, lut: np.ndarray, out: np.ndarray) -> None:
+    # Pass 1, both lumas, is `_luma_kernel`'s (registration reads it first).
     n_img, h, w = base.shape[0], base.shape[1], base.shape[2]
-    for row in numba.prange(n_img * h):
-        n = row // h
-        y = row - n * h
-        for x in range(w):
-            _luma_terms(base, cand, n, y, x, out)
     # Pass 2 a row at a time, in the steps of `_pixel_terms`: the table's sRGB decoding
     # (lookups, which stay scalar), then CIELAB and ΔE over the row (no table, branches or
     # libm: LLVM vectorises it, ~4x faster than a pixel at a time), then the stores; pass
@@ -178,7 +174,9 @@ def luma_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return out
 
 
-def pixel_terms_cpu(base: np.ndarray, cand: np.ndarray, opaque: int, out: np.ndarray | None = None) -> np.ndarray:
+def pixel_terms_cpu(
+    base: np.ndarray, cand: np.ndarray, opaque: int, out: np.ndarray | None = None, *, luma_ready: bool = False
+) -> np.ndarray:
     """Per-pixel terms of a batch on the CPU.
 
     Args:
@@ -187,13 +185,19 @@ def pixel_terms_cpu(base: np.ndarray, cand: np.ndarray, opaque: int, out: np.nda
         opaque: Alpha at or above which a pixel is opaque.
         out: Optional N_PLANES x N x H x W float32 output; the first N_TERMS planes are
             the terms, the rest scratch.
+        luma_ready: `out` already holds these images' luma planes (`luma_cpu`'s): the
+            first pass is not run again.
 
     Returns:
         `out`, filled.
     """
     _check(base, cand)
     if out is None:
+        if luma_ready:
+            raise ValueError("luma_ready needs the out array that holds the lumas")
         out = np.empty((N_PLANES, *base.shape[:3]), np.float32)
+    if not luma_ready:
+        _luma_kernel(base, cand, out)
     _terms_kernel(base, cand, opaque, _LUT, out)
     return out
 

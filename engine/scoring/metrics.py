@@ -44,18 +44,26 @@ if TYPE_CHECKING:
     import torch
 
 
-def pixel_terms(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+def pixel_terms(base: torch.Tensor, cand: torch.Tensor, lumas: torch.Tensor | None = None) -> torch.Tensor:
     """Run the kernels on a batch where it lives (host or CUDA device).
 
     Args:
         base: N x H x W x 4 uint8 tensor, contiguous.
         cand: Candidate pixels, same shape and device.
+        lumas: On a CPU, optionally `pixgate_kernels.cpu.luma_cpu`'s array for these
+            very images: filled in place, without computing the lumas again.
 
     Returns:
         kernels.N_PLANES x N x H x W float32 tensor on the same device.
     """
     import torch
 
+    if lumas is not None and base.device.type == "cpu":
+        from pixgate_kernels.cpu import pixel_terms_cpu
+
+        b, c = base.contiguous().numpy(), cand.contiguous().numpy()
+        pixel_terms_cpu(b, c, OPAQUE_ALPHA, lumas.numpy(), luma_ready=True)
+        return lumas
     out = torch.empty((kernels.N_PLANES, *base.shape[:3]), dtype=torch.float32, device=base.device)
     if base.device.type == "cuda":
         from pixgate_kernels.cuda import launch
@@ -405,6 +413,7 @@ def measure_table(
         lumas = torch.from_numpy(luma_cpu(base.contiguous().numpy(), cand.contiguous().numpy()))
         luma_base, luma_cand = lumas[kernels.LUMA_BASE], lumas[kernels.LUMA_CAND]
     else:
+        lumas = None
         luma_base, luma_cand = registration.luma_on_white(base), registration.luma_on_white(cand)
     found = registration.estimate_luma(luma_base, luma_cand, identical, keep)
     moved, kept = registration.align(cand, keep, found)
@@ -414,7 +423,8 @@ def measure_table(
         # back in place): left out of the pixel metrics, they would still reach the
         # wide S-CIELAB filter and LPIPS.
         moved = torch.where(kept[..., None], moved, base)
-    terms = pixel_terms(base, moved.contiguous())
+    # Nothing moved (on a CPU, `align` then gives the candidate itself): its lumas stand.
+    terms = pixel_terms(base, moved.contiguous(), lumas if moved is cand else None)
     reduced = reduce_table(terms, kept)
     table = torch.cat(
         [

@@ -26,7 +26,7 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,6 +203,25 @@ class OcrCache:
                 self.misses += 1
             else:
                 self.hits += 1
+        return found
+
+    def get_or_read(
+        self,
+        key: str,
+        width: int,
+        height: int,
+        boxes: tuple[Box, ...] | None,
+        read: Callable[[], BaselineText],
+        *,
+        reread: bool = False,
+    ) -> BaselineText:
+        """The reading under `key` (as `get`), else `read()`, stored. Threads asking for
+        the same key wait for the first one's reading instead of repeating it."""
+        with self.reading(key):
+            found = self.get(key, width, height, boxes, reread=reread)
+            if found is None:
+                found = read()
+                self.put(key, found)
         return found
 
     def put(self, key: str, text: BaselineText) -> None:

@@ -278,12 +278,9 @@ def baseline_text(
         return _read_baseline(base, boxes, settings, budget)
     key = cache_key(base, settings.version, READING_SETTINGS, boxes)
     # Pairs that share a baseline wait for the first one's reading instead of repeating it.
-    with cache.reading(key):
-        found = cache.get(key, base.shape[1], base.shape[0], boxes)
-        if found is None:
-            found = _read_baseline(base, boxes, settings, budget)
-            cache.put(key, found)
-    return found
+    return cache.get_or_read(
+        key, base.shape[1], base.shape[0], boxes, lambda: _read_baseline(base, boxes, settings, budget)
+    )
 
 
 def baseline_reread(
@@ -322,11 +319,9 @@ def baseline_reread(
         return read()
     way = {**READING_SETTINGS, "line_height": line_height, "binarise": binarise}
     key = cache_key(base, settings.version, way, (box,))
-    with cache.reading(key):
-        found = cache.get(key, base.shape[1], base.shape[0], (box,), reread=True)
-        if found is None:
-            found = BaselineText((box,), (read(),))
-            cache.put(key, found)
+    found = cache.get_or_read(
+        key, base.shape[1], base.shape[0], (box,), lambda: BaselineText((box,), (read(),)), reread=True
+    )
     return found.reads[0]
 
 

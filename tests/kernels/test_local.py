@@ -58,12 +58,16 @@ def _keep(shape: tuple[int, ...]) -> torch.Tensor:
 SIZES = [(96, 128), (131, 97), (200, 180)]
 
 
+def _measured(height: int, width: int, masked: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The kernels' planes of `_pairs`, the baselines, and the mask when `masked`."""
+    base, cand = _pairs(height, width)
+    return metrics.pixel_terms(base, cand), base, _keep(base.shape[:3]) if masked else None
+
+
 @pytest.mark.parametrize(("height", "width"), SIZES)
 @pytest.mark.parametrize("masked", [False, True])
 def test_structure_worst_matches_torch(height: int, width: int, masked: bool) -> None:
-    base, cand = _pairs(height, width)
-    terms = metrics.pixel_terms(base, cand)
-    keep = _keep(base.shape[:3]) if masked else None
+    terms, _, keep = _measured(height, width, masked)
     got = metrics.structure_worst(terms, keep)
     want = metrics._structure_worst_torch(terms.clone(), keep)
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=SHARE_ATOL)
@@ -115,9 +119,7 @@ def test_working_lab_matches_torch(height: int, width: int, k: int) -> None:
 @pytest.mark.parametrize(("height", "width"), SIZES)
 @pytest.mark.parametrize("masked", [False, True])
 def test_plane_sums_match_torch(height: int, width: int, masked: bool) -> None:
-    base, cand = _pairs(height, width)
-    terms = metrics.pixel_terms(base, cand)
-    keep = _keep(base.shape[:3]) if masked else None
+    terms, _, keep = _measured(height, width, masked)
     got = metrics._plane_sums_cpu(terms, keep)
     want = metrics._plane_sums_torch(terms, keep)
     for a, b in zip(got, want, strict=True):
@@ -148,3 +150,14 @@ def test_wrappers_refuse_mismatched_shapes() -> None:
     profile = np.ones((1, 40))
     with pytest.raises(ValueError, match="finite"):
         profile_search_cpu(profile, profile, np.array([[np.nan]]), np.zeros((1, 1)), 5)
+
+
+def test_terms_from_lumas_already_read_equal_the_whole_pass() -> None:
+    """`pixel_terms` given `luma_cpu`'s array (registration's, when nothing moved) fills
+    the same planes, to the bit, as the kernels' whole pass."""
+    from pixgate_kernels.cpu import luma_cpu
+
+    base, cand = _pairs(131, 97)
+    lumas = torch.from_numpy(luma_cpu(base.numpy(), cand.numpy()))
+    whole = metrics.pixel_terms(base, cand)
+    torch.testing.assert_close(metrics.pixel_terms(base, cand, lumas), whole, rtol=0, atol=0, equal_nan=True)

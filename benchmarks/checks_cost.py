@@ -15,8 +15,12 @@ added checks), in alternating order, on the same pairs and the same CPU:
   Here "after" also reads text line by line (re-reading a line that reads differently),
   so the ratio prices every check the trust work added, typography's included.
 
-Each round runs both versions once per configuration; the ratio is the median over the
-rounds of after / before, each taken within its round. Writes
+Each version runs in the environment this benchmark was started in, as a user's shell
+would start it: pixgate sets its own OpenMP wait policy when imported, and "before" must not
+inherit the setting of "after". A third process, "before" given that same policy, prices the
+checks alone with the scheduling of both versions made equal (reported beside the goal's
+ratio). Each round runs every version once per configuration; a ratio is the median over
+the rounds of after / before, each taken within its round. Writes
 `benchmarks/results/checks_cost.json` and prints it with the CPU's model and flags.
 """
 
@@ -36,6 +40,18 @@ from typing import Any, Final
 
 from benchmarks.cpu_ratio import _cpu
 from benchmarks.score_memory import RESULTS, ROOT, _weights
+
+#: The environment this benchmark was started in, before anything imported pixgate: every
+#: version runs in it, as a user's shell would start it. (pixgate sets OMP_WAIT_POLICY when
+#: it is imported; inherited from this process, that setting of "after" would reach
+#: "before" too and time an old version that never set it.)
+_LAUNCH_ENV: Final = dict(os.environ)
+if "pixgate" in sys.modules:  # imported by a module above: its settings are in the copy
+    raise SystemExit("benchmarks.checks_cost must be imported before pixgate")
+#: The wait policy "after" sets on itself (`pixgate.config.OMP_WAIT_POLICY`), given to
+#: "before" as well for the second comparison: what the checks cost with the scheduling
+#: of the two versions made equal.
+_WAIT_POLICY: Final = ("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = ROOT.parent
 CONFIGS: dict[str, list[str]] = {
@@ -103,32 +119,35 @@ def main() -> None:
         make_pairs(0, args.posters, work, workers=os.cpu_count() or 1)
         pairs = sum(1 for _ in (work / "candidate").rglob("*.*"))
         # The shim comes first on the path, ahead of this checkout's installed package.
-        envs = {"before": {**os.environ, "PYTHONPATH": str(shim)}, "after": dict(os.environ)}
+        envs = {"before": {**_LAUNCH_ENV, "PYTHONPATH": str(shim)}, "after": dict(_LAUNCH_ENV)}
+        if _WAIT_POLICY[0] not in _LAUNCH_ENV:
+            envs["before_same_policy"] = {**envs["before"], _WAIT_POLICY[0]: _WAIT_POLICY[1]}
         for version, env in envs.items():
             found = subprocess.run(
                 [sys.executable, "-c", "import pixgate; print(pixgate.__file__)"],
                 capture_output=True, text=True, check=True, env=env, cwd=REPO,
             ).stdout.strip()  # fmt: skip
-            want = root / "tree" if version == "before" else REPO
+            want = REPO if version == "after" else root / "tree"
             if not Path(found).resolve().is_relative_to(want.resolve()):
                 raise SystemExit(f"{version}: pixgate imported from {found}, not from {want}")
         out = root / "run.arrow"
-        seconds: dict[str, dict[str, list[float]]] = {c: {"before": [], "after": []} for c in CONFIGS}
+        seconds: dict[str, dict[str, list[float]]] = {c: {v: [] for v in envs} for c in CONFIGS}
         for config in CONFIGS:  # untimed: numba's caches and the OCR cache warmed for both
             for env in envs.values():
                 _timed(_command(work, config, weights, out), env)
         for r in range(args.rounds):
             for config in CONFIGS:
-                order = ("before", "after") if r % 2 == 0 else ("after", "before")
+                order = list(envs) if r % 2 == 0 else list(envs)[::-1]
                 for version in order:
                     seconds[config][version].append(_timed(_command(work, config, weights, out), envs[version]))
-                line = ", ".join(f"{v} {seconds[config][v][-1]:.1f} s" for v in ("before", "after"))
+                line = ", ".join(f"{v} {seconds[config][v][-1]:.1f} s" for v in envs)
                 print(f"round {r + 1} {config}: {line}", flush=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(root / "tree")], cwd=REPO, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
-    ratios = {
-        c: statistics.median(a / b for a, b in zip(s["after"], s["before"], strict=True)) for c, s in seconds.items()
+    ratios = {c: _median_ratio(s["after"], s["before"]) for c, s in seconds.items()}
+    same_policy = {
+        c: _median_ratio(s["after"], s["before_same_policy"]) for c, s in seconds.items() if "before_same_policy" in s
     }
     result: dict[str, Any] = {
         **_cpu(),
@@ -137,12 +156,18 @@ def main() -> None:
         "size": "480x600",
         "seconds": {c: {v: [round(x, 2) for x in xs] for v, xs in s.items()} for c, s in seconds.items()},
         "after_over_before": {c: round(v, 3) for c, v in ratios.items()},
+        "after_over_before_same_policy": {c: round(v, 3) for c, v in same_policy.items()},
         "goal": GOAL,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "checks_cost.json").write_text(json.dumps(result, indent=2) + "\n")
     _update_results_md(result)
     print(json.dumps(result, indent=2))
+
+
+def _median_ratio(after: list[float], before: list[float]) -> float:
+    """The median over the rounds of after / before, each taken within its round."""
+    return statistics.median(a / b for a, b in zip(after, before, strict=True))
 
 
 _START, _END = "<!-- checks cost -->", "<!-- /checks cost -->"
@@ -161,15 +186,26 @@ def _update_results_md(result: dict[str, Any]) -> None:
         f"alternating, median of {len(next(iter(result['seconds'].values()))['before'])} rounds; "
         f"{result['cpu']} ({', '.join(result['flags'])}).",
         "",
-        "| run | before (s) | after (s) | after / before | goal |",
-        "| --- | --- | --- | --- | --- |",
+        "- before: that commit as a user's shell starts it; after: this checkout, which sets its "
+        "own OpenMP wait policy (`OMP_WAIT_POLICY=PASSIVE`, `pixgate.config`) so that torch's and the "
+        "kernels' thread pools do not spin while the other works;",
+        "- before, same policy: the old commit given that setting too, so that the last column prices "
+        "the checks alone, with the scheduling of the two versions made equal.",
+        "",
+        "| run | before (s) | before, same policy (s) | after (s) | after / before | goal | "
+        "after / before, same policy |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for config, ratio in result["after_over_before"].items():
-        before, after = result["seconds"][config]["before"], result["seconds"][config]["after"]
+        times = {v: statistics.median(xs) for v, xs in result["seconds"][config].items()}
+        same = result["after_over_before_same_policy"].get(config)
         what = "LPIPS off, typography off" if config == "lean" else "LPIPS on, typography on (manifest)"
         lines.append(
-            f"| {what} | {statistics.median(before):.1f} | {statistics.median(after):.1f} | {ratio:.3f} | "
-            f"<= {result['goal']} |"
+            f"| {what} | {times['before']:.1f} | "
+            + (f"{times['before_same_policy']:.1f}" if "before_same_policy" in times else "-")
+            + f" | {times['after']:.1f} | {ratio:.3f} | <= {result['goal']} | "
+            + (f"{same:.3f}" if same is not None else "-")
+            + " |"
         )
     lines.append(_END)
     section = "\n".join(lines)

@@ -333,6 +333,24 @@ TEXT_HEIGHT_TOLERANCE: Final = 0.04
 #: way (binarised at 48) changed no verdict there, and each way costs two readings.
 OCR_REREADS: Final = ((64, False), (40, False))
 
+#: A candidate region whose luma (over white, 0-255) is within a bound of the baseline's
+#: at every pixel, at one of the whole-pixel offsets up to `OCR_MATCH_SHIFT_PX`, takes the
+#: baseline's reading without OCR: the same glyphs read the same, and OCR of such pixels
+#: could only add its own misreadings. The bound is `OCR_MATCH_CONTRAST_SHARE` of the
+#: region's own contrast (the gap between the means of its two Otsu classes, ink and
+#: paper), at most `OCR_MATCH_LUMA_MAX` levels. A changed or missing glyph moves the
+#: pixels it covers by about that contrast (less only where antialiasing covers a pixel
+#: partly), so faint text gets a bound as faint as its ink; JPEG q90+, noise, grain and
+#: colour conversions of dark print stay under the cap.
+OCR_MATCH_LUMA_MAX: Final = 32
+#: See `OCR_MATCH_LUMA_MAX`: a quarter, so that a glyph's change stays several times the
+#: bound even where antialiasing halves a thin stroke's ink.
+OCR_MATCH_CONTRAST_SHARE: Final = 0.25
+#: The offsets `OCR_MATCH_LUMA_MAX` is tried at, pixels along each axis: text moved by
+#: the jitter the pixel metrics tolerate (`REGISTRATION_ALIGN_MAX_PX` is the outer bound)
+#: still matches.
+OCR_MATCH_SHIFT_PX: Final = 2
+
 #: Tesseract language(s) when --ocr-lang is not given.
 OCR_LANG: Final = "eng"
 

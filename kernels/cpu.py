@@ -156,20 +156,22 @@ def edge_magnitudes_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
     return out
 
 
-def luma_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+def luma_cpu(base: np.ndarray, cand: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Both images' luma over white (0..1), as the terms' luma planes hold it: the first
     of `pixel_terms_cpu`'s passes alone.
 
     Args:
         base: N x H x W x 4 uint8 baseline pixels.
         cand: Candidate pixels of the same shape.
+        out: Optional N_PLANES x N x H x W float32 array to fill (a buffer kept from
+            batch to batch), as `pixel_terms_cpu`'s.
 
     Returns:
-        N_PLANES x N x H x W float32 with the LUMA_BASE and LUMA_CAND planes filled (the
-        others unset).
+        `out`, or a new N_PLANES x N x H x W float32 array, with the LUMA_BASE and
+        LUMA_CAND planes filled (the others unset).
     """
     _check(base, cand)
-    out = np.empty((N_PLANES, *base.shape[:3]), np.float32)
+    out = _planes(base, out)
     _luma_kernel(base, cand, out)
     return out
 
@@ -192,13 +194,24 @@ def pixel_terms_cpu(
         `out`, filled.
     """
     _check(base, cand)
-    if out is None:
-        if luma_ready:
-            raise ValueError("luma_ready needs the out array that holds the lumas")
-        out = np.empty((N_PLANES, *base.shape[:3]), np.float32)
+    if out is None and luma_ready:
+        raise ValueError("luma_ready needs the out array that holds the lumas")
+    out = _planes(base, out)
     if not luma_ready:
         _luma_kernel(base, cand, out)
     _terms_kernel(base, cand, opaque, _LUT, out)
+    return out
+
+
+def _planes(base: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """`out` checked against the planes `base`'s batch needs (the kernels write without
+    bounds checks), or a new array."""
+    shape = (N_PLANES, *base.shape[:3])
+    if out is None:
+        return np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        layout = "C-contiguous" if out.flags.c_contiguous else "not C-contiguous"
+        raise ValueError(f"out must be a C-contiguous {shape} float32 array; got {out.shape} {out.dtype}, {layout}")
     return out
 
 

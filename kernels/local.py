@@ -442,10 +442,193 @@ def plane_sums_cpu(terms: np.ndarray, keep: np.ndarray | None, colour: tuple[int
     return out
 
 
+@numba.njit(parallel=True, cache=True)
+def _identical_kernel(b: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
+    for i in numba.prange(b.shape[0]):
+        same = True
+        for j in range(b.shape[1]):
+            if b[i, j] != c[i, j]:
+                same = False
+                break
+        out[i] = same
+
+
+def identical_cpu(base: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Per pair, whether the two images are the same bytes: a scan that stops at the first
+    difference, with no N x H x W x 4 comparison array in between.
+
+    Args:
+        base: N x ... uint8 array, C-contiguous.
+        cand: Same shape and dtype.
+
+    Returns:
+        N bool.
+    """
+    if base.shape != cand.shape or base.dtype != np.uint8 or cand.dtype != np.uint8:
+        raise ValueError(f"base and cand must be uint8 arrays of one shape; got {base.shape} {base.dtype}, "
+                         f"{cand.shape} {cand.dtype}")  # fmt: skip
+    n = base.shape[0]
+    if n == 0 or base.size == 0:
+        return np.full(n, True)  # no bytes to differ
+    b, c = np.ascontiguousarray(base).reshape(n, -1), np.ascontiguousarray(cand).reshape(n, -1)
+    if b.shape[1] % 8 == 0:  # eight bytes a step where the rows allow it
+        b, c = b.view(np.uint64), c.view(np.uint64)
+    out = np.empty(n, np.bool_)
+    _identical_kernel(b, c, out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _windowed_kernel(
+    base: np.ndarray, cand: np.ndarray, wy: np.ndarray, wx: np.ndarray, means: np.ndarray, out: np.ndarray
+) -> None:
+    n, h, w = base.shape
+    for job in numba.prange(2 * n):
+        src = cand if job < n else base
+        i = job % n
+        total = 0.0
+        for y in range(h):
+            for x in range(w):
+                total += src[i, y, x]
+        means[job] = total / max(h * w, 1)
+    for row in numba.prange(2 * n * out.shape[1]):
+        job, y = row // out.shape[1], row % out.shape[1]
+        src = cand if job < n else base
+        i = job % n
+        mean = np.float32(means[job])
+        if y < h:
+            for x in range(w):
+                out[job, y, x] = (src[i, y, x] - mean) * (wy[y] * wx[x])
+            for x in range(w, out.shape[2]):
+                out[job, y, x] = 0.0
+        else:
+            for x in range(out.shape[2]):
+                out[job, y, x] = 0.0
+
+
+def windowed_cpu(
+    base: np.ndarray, cand: np.ndarray, wy: np.ndarray, wx: np.ndarray, size: tuple[int, int]
+) -> np.ndarray:
+    """Phase correlation's input: every image less its mean, times the window, zero-padded
+    to the transform's size, in one pass.
+
+    Args:
+        base: N x H x W float32 baseline luma.
+        cand: Candidate luma, same shape.
+        wy: H float32 window down the rows.
+        wx: W float32 window across the columns.
+        size: The transform's (rows, columns), each at least the image's.
+
+    Returns:
+        2N x rows x columns float32: the candidates first, then the baselines.
+    """
+    if base.ndim != 3:
+        raise ValueError(f"base must be N x H x W; got shape {base.shape}")
+    n, h, w = base.shape
+    _same("cand", cand, base.shape)
+    if base.dtype != np.float32 or cand.dtype != np.float32:
+        raise ValueError(f"base and cand must be float32; got {base.dtype} and {cand.dtype}")
+    if wy.shape != (h,) or wx.shape != (w,):
+        raise ValueError(f"wy and wx must have {h} and {w} samples; got {wy.shape} and {wx.shape}")
+    if size[0] < h or size[1] < w:
+        raise ValueError(f"size must be at least {(h, w)}; got {size}")
+    out = np.empty((2 * n, *size), np.float32)
+    means = np.empty(2 * n)
+    _windowed_kernel(
+        np.ascontiguousarray(base),
+        np.ascontiguousarray(cand),
+        np.ascontiguousarray(wy, np.float32),
+        np.ascontiguousarray(wx, np.float32),
+        means,
+        out,
+    )
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _whiten_kernel(spectra: np.ndarray, out: np.ndarray) -> None:
+    n, rows, cols = out.shape
+    for row in numba.prange(n * rows):
+        i, y = row // rows, row % rows
+        for x in range(cols):
+            c = spectra[i, y, x]
+            b = spectra[n + i, y, x]
+            re = c.real * b.real + c.imag * b.imag
+            im = c.imag * b.real - c.real * b.imag
+            # The epsilon keeps frequencies neither image has at zero weight.
+            mag = np.float32(np.sqrt(re * re + im * im)) + np.float32(1e-12)
+            out[i, y, x] = complex(re / mag, im / mag)
+
+
+def whitened_cross_cpu(spectra: np.ndarray) -> np.ndarray:
+    """The whitened cross-power spectrum of each pair, cand x conj(base) / |...|.
+
+    Args:
+        spectra: 2N x rows x columns complex64: the candidates' spectra, then the
+            baselines' (`windowed_cpu`'s order, transformed).
+
+    Returns:
+        N x rows x columns complex64.
+    """
+    if spectra.ndim != 3 or spectra.shape[0] % 2 or spectra.dtype != np.complex64:
+        raise ValueError(f"spectra must be 2N x rows x columns complex64; got {spectra.shape} {spectra.dtype}")
+    out = np.empty((spectra.shape[0] // 2, *spectra.shape[1:]), np.complex64)
+    _whiten_kernel(np.ascontiguousarray(spectra), out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _peak_kernel(corr: np.ndarray, out: np.ndarray) -> None:
+    n, h, w = corr.shape
+    for i in numba.prange(n):
+        py = px = 0
+        top = corr[i, 0, 0]
+        for y in range(h):
+            for x in range(w):
+                # The first of equal maxima, in row-major order, as torch's argmax.
+                if corr[i, y, x] > top:
+                    top, py, px = corr[i, y, x], y, x
+        for axis in range(2):
+            peak, size = (px, w) if axis == 0 else (py, h)
+            if axis == 0:
+                before, after = corr[i, py, (px - 1) % w], corr[i, py, (px + 1) % w]
+            else:
+                before, after = corr[i, (py - 1) % h, px], corr[i, (py + 1) % h, px]
+            # In float32, as torch's path computes it.
+            curvature = before - np.float32(2.0) * top + after
+            offset = np.float32(0.0)
+            if curvature < 0:
+                offset = np.float32(0.5) * (before - after) / min(curvature, np.float32(-1e-12))
+            offset = min(max(offset, np.float32(-0.5)), np.float32(0.5))
+            signed = peak - size if peak > size // 2 else peak
+            out[i, axis] = signed + np.float64(offset)
+
+
+def correlation_peak_cpu(corr: np.ndarray) -> np.ndarray:
+    """Per pair, the signed (dx, dy) of the correlation's highest sample, refined by a
+    parabola through it and its two neighbours along each axis (wrapping round).
+
+    Args:
+        corr: N x H x W float32 phase correlation surfaces.
+
+    Returns:
+        N x 2 float64.
+    """
+    if corr.ndim != 3 or corr.dtype != np.float32 or 0 in corr.shape[1:]:
+        raise ValueError(f"corr must be a non-empty N x H x W float32 array; got {corr.shape} {corr.dtype}")
+    out = np.empty((corr.shape[0], 2), np.float64)
+    _peak_kernel(np.ascontiguousarray(corr), out)
+    return out
+
+
 __all__ = [
     "alpha_outline_cpu",
+    "correlation_peak_cpu",
+    "identical_cpu",
     "opponent_cpu",
     "plane_sums_cpu",
     "profile_search_cpu",
     "structure_worst_cpu",
+    "whitened_cross_cpu",
+    "windowed_cpu",
 ]

@@ -26,6 +26,10 @@ def test_score_read_judge_and_write_a_verdict(
     result = pixgate.score(base, str(cand), str(out), device="cpu", weights=alex_weights, typography=False)
     assert isinstance(result, pixgate.ScoreResult) and result.path == out
     assert isinstance(result.table, pa.Table) and result.table.num_rows == 3 and result.all_ok
+    # The measures' planes, kept from batch to batch, are not held past the run.
+    from pixgate.scoring import metrics
+
+    assert getattr(metrics._BUFFERS, "planes", None) is None
     # The run on disk is the table returned, metadata included.
     read = pixgate.read_run(out)
     assert read.equals(result.table) and read.schema.metadata == result.table.schema.metadata

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from pixgate.config import (
+    OCR_MATCH_LUMA_MAX,
+    OCR_MATCH_SHIFT_PX,
     SHOWN_VALUE_CHARS,
     TEXT_CER_MARGIN,
     TEXT_CER_MAX,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 #: Bumped whenever a column is removed, renamed or changes meaning. Adding a column keeps
 #: the major number.
-SCHEMA_VERSION: Final = "2.1"
+SCHEMA_VERSION: Final = "2.2"
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,13 @@ TEXT_REGIONS = Column(
     "Text regions read (outside the manifest's ignore regions); 0 when OCR finds no text.",
     unit="count",
 )
+TEXT_REGIONS_MATCHED = Column(
+    "text_regions_matched",
+    "int32",
+    f"Of text_regions, those whose candidate luma (0-255) is within {OCR_MATCH_LUMA_MAX} of the baseline's at "
+    f"every pixel, at a shift of up to {OCR_MATCH_SHIFT_PX} px: read as the baseline's, without OCR.",
+    unit="count",
+)
 TEXT_CER_BASELINE = Column(
     "text_cer_baseline",
     "float64",
@@ -467,7 +476,7 @@ COLUMNS: Final[tuple[Column, ...]] = (
     SCIELAB_MEAN, SCIELAB_P95, SCIELAB_COLOUR, HUE_SHIFT,
     EDGE_PRESERVATION, STRUCTURE_WORST, SHIFT_X, SHIFT_Y, SCALE_X, SCALE_Y, ASPECT_CHANGE, SCALE_CHANGE,
     LPIPS, LPIPS_UPSCALED, IGNORED_FRACTION,
-    TEXT_STATUS, TEXT_EXPECTED, TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS,
+    TEXT_STATUS, TEXT_EXPECTED, TEXT_BOXES, OCR_BASELINE, OCR_CANDIDATE, TEXT_REGIONS, TEXT_REGIONS_MATCHED,
     TEXT_CER_BASELINE, TEXT_CER, TEXT_CER_WORST, TEXT_NUMBERS_CHANGED, TEXT_SHARPNESS, TEXT_HEIGHT_RATIO,
     TEXT_PASS,
     COMPUTE_MS, GPU_MS, RUN_ENERGY_J, DECODE_MS,

@@ -212,6 +212,9 @@ class _KernelWarmer(threading.Thread):
             steps.append(lambda: measure_table(blank, blank.clone()))
             flat = np.zeros((1, 8))
             steps.append(lambda: local.profile_search_cpu(flat, flat, np.ones((1, 1)), np.zeros((1, 1)), 2))
+            # A pixel count whose bytes are not a multiple of eight: the byte-wise scan.
+            odd = np.zeros((1, 1, 1, 4), np.uint8)
+            steps.append(lambda: local.identical_cpu(odd, odd))
             if self._lpips:
                 steps.append(lambda: kernels.network_input_cpu(tiny, tiny, np.ones(3), np.zeros(3), np.ones(3)))
         if self._edges:
@@ -282,6 +285,10 @@ class LocalBackend:
         # A start-up that fails still waits for it: its kernels must not run beside the
         # next run's in this process.
         run.cleanup.callback(kernels.join)
+        # The measures' planes are kept from batch to batch in this thread: not past the run.
+        from pixgate.scoring.metrics import release_buffers
+
+        run.cleanup.callback(release_buffers)
         phase = time.perf_counter()
         decoder = DecodePool(run.todo, min(self._workers, len(run.todo)), opts.max_pixels)
 

@@ -20,6 +20,7 @@ Why `edge_preservation` = sum(min(Gb, Gc)) / sum(Gb), G the Sobel magnitude of l
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,26 +45,31 @@ if TYPE_CHECKING:
     import torch
 
 
-def pixel_terms(base: torch.Tensor, cand: torch.Tensor, lumas: torch.Tensor | None = None) -> torch.Tensor:
+def pixel_terms(
+    base: torch.Tensor, cand: torch.Tensor, out: torch.Tensor | None = None, *, luma_ready: bool = False
+) -> torch.Tensor:
     """Run the kernels on a batch where it lives (host or CUDA device).
 
     Args:
         base: N x H x W x 4 uint8 tensor, contiguous.
         cand: Candidate pixels, same shape and device.
-        lumas: On a CPU, optionally `pixgate_kernels.cpu.luma_cpu`'s array for these
-            very images: filled in place, without computing the lumas again.
+        out: On a CPU, optionally the kernels.N_PLANES x N x H x W float32 tensor to fill
+            (`_planes_buffer`'s, or `pixgate_kernels.cpu.luma_cpu`'s array for these
+            very images).
+        luma_ready: `out` already holds these images' lumas (`luma_cpu`'s): they are
+            not computed again.
 
     Returns:
         kernels.N_PLANES x N x H x W float32 tensor on the same device.
     """
     import torch
 
-    if lumas is not None and base.device.type == "cpu":
+    if out is not None and base.device.type == "cpu":
         from pixgate_kernels.cpu import pixel_terms_cpu
 
         b, c = base.contiguous().numpy(), cand.contiguous().numpy()
-        pixel_terms_cpu(b, c, OPAQUE_ALPHA, lumas.numpy(), luma_ready=True)
-        return lumas
+        pixel_terms_cpu(b, c, OPAQUE_ALPHA, out.numpy(), luma_ready=luma_ready)
+        return out
     out = torch.empty((kernels.N_PLANES, *base.shape[:3]), dtype=torch.float32, device=base.device)
     if base.device.type == "cuda":
         from pixgate_kernels.cuda import launch
@@ -83,6 +89,31 @@ def pixel_terms(base: torch.Tensor, cand: torch.Tensor, lumas: torch.Tensor | No
 
         pixel_terms_cpu(base.contiguous().numpy(), cand.contiguous().numpy(), OPAQUE_ALPHA, out.numpy())
     return out
+
+
+_BUFFERS = threading.local()
+
+
+def _planes_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """The kernels' N_PLANES x N x H x W float32 planes for a CPU batch of `shape`, kept
+    from batch to batch in the calling thread until `release_buffers`.
+
+    A fresh array this large is mapped and zero-filled page by page on every batch (it
+    is above the allocator's reuse threshold), which costs the system more time than
+    some kernels; the scoring thread reads the planes only within `measure_table`.
+    """
+    kept: np.ndarray | None = getattr(_BUFFERS, "planes", None)
+    if kept is None or kept.shape[1:] != tuple(shape):
+        _BUFFERS.planes = None  # the old one freed before the new one is mapped
+        kept = np.empty((kernels.N_PLANES, *shape), np.float32)
+        _BUFFERS.planes = kept
+    return kept
+
+
+def release_buffers() -> None:
+    """Free the calling thread's kept planes (`_planes_buffer`): at the end of a run, so a
+    process that scores and goes on (the Python API, a service) does not hold them."""
+    _BUFFERS.planes = None
 
 
 def quantiles(de: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -406,11 +437,12 @@ def measure_table(
 
     # Registration first, from the lumas the kernels would compute, so that the kernels
     # run once, on the candidate moved back.
-    identical = (base == cand).flatten(1).all(dim=1)
+    identical = registration.identical_pairs(base, cand)
     if base.device.type == "cpu":
         from pixgate_kernels.cpu import luma_cpu
 
-        lumas = torch.from_numpy(luma_cpu(base.contiguous().numpy(), cand.contiguous().numpy()))
+        planes = _planes_buffer(base.shape[:3])
+        lumas = torch.from_numpy(luma_cpu(base.contiguous().numpy(), cand.contiguous().numpy(), planes))
         luma_base, luma_cand = lumas[kernels.LUMA_BASE], lumas[kernels.LUMA_CAND]
     else:
         lumas = None
@@ -424,7 +456,8 @@ def measure_table(
         # wide S-CIELAB filter and LPIPS.
         moved = torch.where(kept[..., None], moved, base)
     # Nothing moved (on a CPU, `align` then gives the candidate itself): its lumas stand.
-    terms = pixel_terms(base, moved.contiguous(), lumas if moved is cand else None)
+    # Moved, the kernels compute them again, over the ones registration has read.
+    terms = pixel_terms(base, moved.contiguous(), lumas, luma_ready=moved is cand)
     reduced = reduce_table(terms, kept)
     table = torch.cat(
         [
@@ -484,6 +517,7 @@ __all__ = [
     "quantiles_batched",
     "reduce_table",
     "reduce_terms",
+    "release_buffers",
     "structure_worst",
     "table_rows",
 ]

@@ -34,6 +34,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Final
 
+import numpy as np
+
 from pixgate.config import (
     REGISTRATION_ALIGN_MAX_PX,
     REGISTRATION_MIN_STRUCTURE,
@@ -102,6 +104,13 @@ def _filled(luma: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
 def phase_shift(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """The shift of the candidate's content against the baseline's, by phase correlation.
 
+    On a CPU a pair at a time, the passes around the transforms in numba
+    (`pixgate_kernels.local`'s `windowed_cpu`, `whitened_cross_cpu`,
+    `correlation_peak_cpu`): torch's CPU transforms round a batch of one differently from
+    a larger batch, and a pair's row must not depend on the pairs batched with it (a
+    resumed run rescores some pairs in other batches). On a GPU the whole batch in torch
+    operations (`_phase_shift_torch`).
+
     Args:
         base: N x H x W luma (float).
         cand: Candidate luma, same shape.
@@ -110,6 +119,27 @@ def phase_shift(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         N x 2 float64 (dx, dy): the candidate is about the baseline moved right by dx and
         down by dy pixels, that is cand(x, y) ~ base(x - dx, y - dy).
     """
+    import torch
+
+    if base.device.type != "cpu":
+        return _phase_shift_torch(base, cand)
+    from pixgate.scoring.scielab import fast_length
+    from pixgate_kernels.local import correlation_peak_cpu, whitened_cross_cpu, windowed_cpu
+
+    n, h, w = base.shape
+    size = (fast_length(h), fast_length(w))
+    wy, wx = _hann(h, torch.empty(0)).numpy(), _hann(w, torch.empty(0)).numpy()
+    b, c = base.to(torch.float32).numpy(), cand.to(torch.float32).numpy()
+    shifts = []
+    for i in range(n):
+        both = torch.from_numpy(windowed_cpu(b[i : i + 1], c[i : i + 1], wy, wx, size))
+        cross = torch.from_numpy(whitened_cross_cpu(torch.fft.rfft2(both).numpy()))
+        shifts.append(correlation_peak_cpu(torch.fft.irfft2(cross, s=size).numpy()))
+    return torch.from_numpy(np.concatenate(shifts)) if shifts else torch.zeros((0, 2), dtype=torch.float64)
+
+
+def _phase_shift_torch(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """`phase_shift` of a whole batch in torch operations: the GPU's path."""
     import torch
 
     from pixgate.scoring.scielab import fast_length
@@ -245,6 +275,28 @@ def _scale(base: torch.Tensor, cand: torch.Tensor, shift: torch.Tensor) -> torch
     return torch.where(structured(base) & structured(cand), s, math.nan)
 
 
+def identical_pairs(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Per pair, whether the two images are pixel-identical.
+
+    On a CPU a scan that stops at the first difference (`pixgate_kernels.local.identical_cpu`);
+    on a GPU one comparison, queued with no host synchronisation.
+
+    Args:
+        base: N x H x W x 4 uint8 baseline pixels.
+        cand: Candidate pixels, same shape and device.
+
+    Returns:
+        N bool on the batch's device.
+    """
+    import torch
+
+    if base.device.type == "cpu":
+        from pixgate_kernels.local import identical_cpu
+
+        return torch.from_numpy(identical_cpu(base.contiguous().numpy(), cand.contiguous().numpy()))
+    return (base == cand).flatten(1).all(dim=1)
+
+
 def estimate(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """Per pair, where the candidate's content sits against the baseline's.
 
@@ -255,7 +307,7 @@ def estimate(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     Returns:
         `estimate_luma`'s table.
     """
-    identical = (base == cand).flatten(1).all(dim=1)
+    identical = identical_pairs(base, cand)
     return estimate_luma(luma_on_white(base), luma_on_white(cand), identical)
 
 
@@ -281,14 +333,7 @@ def estimate_luma(
     import torch
 
     base, cand = _filled(base, keep), _filled(cand, keep)
-    if base.device.type == "cpu":
-        # A pair at a time: torch's CPU transforms round a batch of one differently from
-        # a larger batch, and a pair's row must not depend on the pairs batched with it
-        # (a resumed run rescores some pairs in other batches).
-        pairs = [phase_shift(base[i : i + 1], cand[i : i + 1]) for i in range(base.shape[0])]
-        shift = torch.cat(pairs) if pairs else torch.zeros((0, 2), dtype=torch.float64)
-    else:
-        shift = phase_shift(base, cand)
+    shift = phase_shift(base, cand)
     (bx, by), (cx, cy) = _profiles(base), _profiles(cand)
     sx = _scale(bx, cx, shift[:, 0])
     sy = _scale(by, cy, shift[:, 1])
@@ -360,4 +405,13 @@ def align(
     return moved, inside if keep is None else keep & inside
 
 
-__all__ = ["COLUMNS", "align", "estimate", "estimate_luma", "luma_on_white", "phase_shift", "whole_shift"]
+__all__ = [
+    "COLUMNS",
+    "align",
+    "estimate",
+    "estimate_luma",
+    "identical_pairs",
+    "luma_on_white",
+    "phase_shift",
+    "whole_shift",
+]

@@ -158,6 +158,7 @@ class Scorer:
 
         from pixgate.scoring.metrics import measure_table
         from pixgate.scoring.models import upscale_factor
+        from pixgate.scoring.registration import identical_pairs
         from pixgate.telemetry import BatchTiming
 
         started = time.perf_counter()
@@ -200,7 +201,7 @@ class Scorer:
                 # Pixel-identical pairs are 0 by definition; computed, the two images'
                 # features can differ in the last bits depending on where they sit in the
                 # batch (~1e-13), and which batch a pair lands in depends on decode timing.
-                identical = (tb == tc).flatten(1).all(dim=1)
+                identical = identical_pairs(tb, tc)
                 columns.append(torch.where(identical, 0.0, distances.to(torch.float64)).unsqueeze(1))
             timing.stop_device()
             table = torch.cat(columns, dim=1)

@@ -31,6 +31,9 @@ from pixgate.config import (
     OCR_GROW_X,
     OCR_GROW_Y,
     OCR_LINE_HEIGHT,
+    OCR_MATCH_CONTRAST_SHARE,
+    OCR_MATCH_LUMA_MAX,
+    OCR_MATCH_SHIFT_PX,
     OCR_MAX_REGIONS,
     OCR_MAX_SCALE,
     OCR_MIN_CONFIDENCE,
@@ -90,6 +93,64 @@ def gray_over_white(rgba: np.ndarray) -> np.ndarray:
         rgb = band[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
         out[top : top + rows] = np.clip(np.rint(rgb @ weights), 0, 255).astype(np.uint8)
     return out
+
+
+def region_matches(base: np.ndarray, cand: np.ndarray, box: Box) -> bool:
+    """Whether the candidate's pixels around `box` (its read area, `grown_box`) match the
+    baseline's, so that the region would read as the baseline's and need not be read.
+
+    They match when, at some whole-pixel offset up to `OCR_MATCH_SHIFT_PX`, the luma over
+    white of every pixel is within `OCR_MATCH_CONTRAST_SHARE` of the contrast of the
+    baseline's line (the gap between its Otsu classes' means, in `box` itself) and within
+    `OCR_MATCH_LUMA_MAX`.
+
+    Args:
+        base: Baseline H x W x 4 uint8 pixels.
+        cand: Candidate pixels of the same size (another size never matches).
+        box: The region, in baseline pixels.
+
+    Returns:
+        True when the region matches.
+    """
+    if cand.shape != base.shape:
+        return False
+    height, width = base.shape[:2]
+    x0, y0, x1, y1 = grown_box(box, width, height)
+    if x1 <= x0 or y1 <= y0:
+        return False
+    reach = OCR_MATCH_SHIFT_PX
+    # The candidate's area reaches past the region by the offsets tried, within the image.
+    cx0, cy0, cx1, cy1 = max(x0 - reach, 0), max(y0 - reach, 0), min(x1 + reach, width), min(y1 + reach, height)
+    grey = gray_over_white(base[y0:y1, x0:x1])
+    # The contrast of the line's own box (not of the room read around it, which may hold
+    # a picture's shapes of a contrast the text does not have).
+    bx0, by0 = min(max(box[0], x0), x1 - 1) - x0, min(max(box[1], y0), y1 - 1) - y0
+    line = grey[by0 : max(box[3] - y0, by0 + 1), bx0 : max(box[2] - x0, bx0 + 1)]
+    bound = min(float(OCR_MATCH_LUMA_MAX), OCR_MATCH_CONTRAST_SHARE * _contrast(line))
+    ref = grey.astype(np.int16)
+    around = gray_over_white(cand[cy0:cy1, cx0:cx1]).astype(np.int16)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            # The part of the region whose moved pixels lie inside the image: at an edge
+            # (a region grown up to it) content moved out of the picture is not compared.
+            rx0, rx1 = max(x0, -dx), min(x1, width - dx)
+            ry0, ry1 = max(y0, -dy), min(y1, height - dy)
+            if rx1 <= rx0 or ry1 <= ry0:
+                continue
+            moved = around[ry0 + dy - cy0 : ry1 + dy - cy0, rx0 + dx - cx0 : rx1 + dx - cx0]
+            kept = ref[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
+            if int(np.abs(moved - kept).max(initial=0)) <= bound:
+                return True
+    return False
+
+
+def _contrast(grey: np.ndarray) -> float:
+    """The gap between the means of uint8 `grey`'s two Otsu classes (0 for a flat region)."""
+    t = otsu_threshold(grey)
+    dark, light = grey[grey <= t], grey[grey > t]
+    if not dark.size or not light.size:
+        return 0.0
+    return float(light.mean() - dark.mean())
 
 
 def otsu_threshold(values: np.ndarray) -> int:
@@ -344,4 +405,5 @@ __all__ = [
     "otsu_threshold",
     "padded_box",
     "prepare_line",
+    "region_matches",
 ]

@@ -69,6 +69,7 @@ from pixgate.scoring.text_lines import (
     otsu_threshold,
     padded_box,
     prepare_line,
+    region_matches,
 )
 
 if TYPE_CHECKING:
@@ -378,24 +379,28 @@ def _read_candidate(
     settings: OcrSettings,
     budget: Budget,
     cache: OcrCache | None = None,
-) -> tuple[list[str], list[list[str]], list[list[str]]]:
+) -> tuple[list[str], list[list[str]], list[list[str]], int]:
     """The candidate's reading of each of the baseline's regions, and each region's
     readings on either side: the first as read (the baseline's as cached), then, where the
     two differ, the same region read again on both sides in the ways `OCR_REREADS` names
-    (the baseline's from the cache when it has them)."""
+    (the baseline's from the cache when it has them). Last, how many regions matched the
+    baseline's pixels (`region_matches`) and took its reading without OCR."""
     height, width = base.shape[:2]
     sx, sy = cand.shape[1] / width, cand.shape[0] / height
     reads: list[str] = []
     ways_b: list[list[str]] = []
     ways_c: list[list[str]] = []
+    matched = 0
     for box, read_b in zip(found.boxes, found.reads, strict=True):
-        if cand.shape == base.shape:
-            x0, y0, x1, y1 = grown_box(box, width, height)
-            if np.array_equal(cand[y0:y1, x0:x1], base[y0:y1, x0:x1]):
-                reads.append(read_b)  # the same pixels read the same: OCR is deterministic
-                ways_b.append([read_b])
-                ways_c.append([read_b])
-                continue
+        # Compared at the candidate's own size only: resampled to the baseline's, a
+        # candidate of another size is smoothed into a match it does not make.
+        if region_matches(base, cand, box):
+            # The same glyphs, within what a re-encode or noise moves: read the same.
+            matched += 1
+            reads.append(read_b)
+            ways_b.append([read_b])
+            ways_c.append([read_b])
+            continue
         mapped = _mapped(box, sx, sy, cand.shape[1], cand.shape[0])
         read_c = read_region(prepare_line(cand, mapped), settings, budget)[0]
         reads.append(read_c)
@@ -427,7 +432,7 @@ def _read_candidate(
                 continue
             image = prepare_line(rgba, where, line_height=line_height, binarise=binarise)
             ways.append(read_region(image, settings, budget)[0])
-    return reads, ways_b, ways_c
+    return reads, ways_b, ways_c, matched
 
 
 def _agree(reference: list[str], reads: list[str]) -> bool:
@@ -490,7 +495,8 @@ def check_text(
             )
         row[schema.TEXT_STATUS.name] = schema.TEXT_NOT_APPLICABLE
         return row
-    reads, ways_b, ways_c = _read_candidate(base, cand, aligned, found, settings, budget, cache)
+    reads, ways_b, ways_c, matched = _read_candidate(base, cand, aligned, found, settings, budget, cache)
+    row[schema.TEXT_REGIONS_MATCHED.name] = matched
     sharpness = text_sharpness(base, aligned, list(found.boxes))
     heights = [r for r in text_height_ratios(base, aligned, found.boxes) if r is not None]
     height_worst = min(heights) if heights else None  # text drawn smaller is what loses legibility

@@ -25,11 +25,11 @@ LAB_ATOL = 1.0
 LAB_MEAN_ATOL = 1e-3
 
 
-def _pairs(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs(height: int, width: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Baselines and candidates: unchanged, blurred, moved by a pixel, a cut-out eroded,
-    flattened, and noisy; every one a poster with alpha."""
+    flattened, and noisy; every one a poster with alpha (seeded from `first` on)."""
     bases, cands = [], []
-    for seed, change in enumerate(("same", "blur", "moved", "eroded", "flattened", "noise")):
+    for seed, change in enumerate(("same", "blur", "moved", "eroded", "flattened", "noise"), start=first):
         base = poster(height, width, seed, alpha=True)
         cand = base.copy()
         if change == "blur":
@@ -160,4 +160,56 @@ def test_terms_from_lumas_already_read_equal_the_whole_pass() -> None:
     base, cand = _pairs(131, 97)
     lumas = torch.from_numpy(luma_cpu(base.numpy(), cand.numpy()))
     whole = metrics.pixel_terms(base, cand)
-    torch.testing.assert_close(metrics.pixel_terms(base, cand, lumas), whole, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(
+        metrics.pixel_terms(base, cand, lumas, luma_ready=True), whole, rtol=0, atol=0, equal_nan=True
+    )
+
+
+def test_terms_into_a_kept_buffer_equal_fresh_ones() -> None:
+    """Planes written over a buffer that held another batch (the scoring thread's kept
+    one, or lumas of images that have moved since) equal fresh ones, to the bit: no
+    plane keeps a value from before."""
+    from pixgate_kernels.cpu import luma_cpu
+
+    base, cand = _pairs(131, 97)
+    other, _ = _pairs(131, 97, first=5)
+    kept = torch.from_numpy(luma_cpu(other.numpy(), other.numpy()))
+    metrics.pixel_terms(other, other.flip(1).contiguous(), kept)
+    whole = metrics.pixel_terms(base, cand)
+    torch.testing.assert_close(metrics.pixel_terms(base, cand, kept), whole, rtol=0, atol=0, equal_nan=True)
+    with pytest.raises(ValueError, match="out must be"):
+        luma_cpu(base.numpy(), cand.numpy(), np.zeros((1, 2, 3), np.float32))
+
+
+def test_a_batch_measured_twice_in_a_thread_gives_the_same_table() -> None:
+    """`measure_table` keeps its planes from batch to batch: a batch measured after
+    another of the same size (whose pixels differ) gives the table it gives alone."""
+    base, cand = _pairs(120, 96)
+    alone, _ = metrics.measure_table(base, cand)
+    other, _ = _pairs(120, 96, first=9)
+    metrics.measure_table(other, other.roll(3, dims=2).contiguous())
+    again, _ = metrics.measure_table(base, cand)
+    torch.testing.assert_close(again, alone, rtol=0, atol=0, equal_nan=True)
+    assert metrics._BUFFERS.planes is not None
+    metrics.release_buffers()  # as a run's end does: nothing kept past it
+    assert metrics._BUFFERS.planes is None
+    torch.testing.assert_close(metrics.measure_table(base, cand)[0], alone, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize(("height", "width"), [(131, 97), (120, 96), (1, 1)])
+def test_identical_pairs_match_the_comparison_of_every_byte(height: int, width: int) -> None:
+    """`identical_cpu` (rows read eight bytes at a time where their length allows, else one)
+    agrees with comparing every byte, down to a difference in the last byte of a pair."""
+    from pixgate_kernels.local import identical_cpu
+
+    base, cand = _pairs(height, width)
+    cand = torch.cat([cand, base[:2]])
+    base = torch.cat([base, base[:2]]).contiguous()
+    last = cand.clone()
+    last[-1, -1, -1, -1] ^= 1
+    for other in (cand, last):
+        want = (base == other).flatten(1).all(dim=1).numpy()
+        np.testing.assert_array_equal(identical_cpu(base.numpy(), other.contiguous().numpy()), want)
+    assert identical_cpu(base.numpy(), last.numpy()).tolist()[-2:] == [True, False]
+    with pytest.raises(ValueError, match="one shape"):
+        identical_cpu(base.numpy(), base[:, :-1].contiguous().numpy())

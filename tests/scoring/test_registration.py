@@ -194,7 +194,7 @@ def test_gpu_path_is_torch_only() -> None:
     for function in (
         registration.luma_on_white,
         registration._filled,
-        registration.phase_shift,
+        registration._phase_shift_torch,
         registration._profiles,
         registration._search_torch,
         registration._scale,
@@ -202,6 +202,49 @@ def test_gpu_path_is_torch_only() -> None:
         registration.whole_shift,
     ):
         assert "numpy" not in inspect.getsource(function), function.__name__
+
+
+#: Pixels by which the CPU's phase correlation (numba passes around torch's transforms) may
+#: differ from torch's whole-batch one: the images' means are summed in float64 rather
+#: than float32, which moves the surface in its last bits; a broad peak (smooth content)
+#: turns that into up to about 1e-3 px of its sub-pixel refinement, far below what `align`
+#: or any bound reads.
+PHASE_ATOL_PX = 1e-3
+
+
+def test_phase_shift_on_the_cpu_matches_the_torch_path() -> None:
+    """The CPU's phase correlation finds the shift torch's finds, to `PHASE_ATOL_PX`, on
+    real posters moved by whole and fractional pixels, at odd sizes (transforms padded)."""
+    base, _ = promo_poster(3, 301)
+    lb = luma_on_white(torch.from_numpy(base[None].copy()))
+    moved = [
+        torch.from_numpy(ndimage.shift(lb[0].numpy(), (dy, dx), order=3, mode="nearest"))
+        for dx, dy in ((0.0, 0.0), (1.0, -2.0), (0.4, 0.7), (-3.25, 1.5))
+    ]
+    cands = torch.stack(moved)
+    bases = lb.expand(len(moved), -1, -1).contiguous()
+    got = phase_shift(bases, cands)
+    want = torch.cat([registration._phase_shift_torch(bases[i : i + 1], cands[i : i + 1]) for i in range(len(moved))])
+    torch.testing.assert_close(got, want, rtol=0, atol=PHASE_ATOL_PX)
+    assert got[1].round().tolist() == [1.0, -2.0]
+
+
+def test_phase_correlation_passes_check_their_arguments() -> None:
+    """The numba passes read without bounds checks: shapes, dtypes and sizes are checked
+    before they run."""
+    from pixgate_kernels.local import correlation_peak_cpu, whitened_cross_cpu, windowed_cpu
+
+    luma = np.zeros((1, 6, 5), np.float32)
+    with pytest.raises(ValueError, match="wy and wx"):
+        windowed_cpu(luma, luma, np.ones(5, np.float32), np.ones(5, np.float32), (6, 5))
+    with pytest.raises(ValueError, match="size"):
+        windowed_cpu(luma, luma, np.ones(6, np.float32), np.ones(5, np.float32), (5, 5))
+    with pytest.raises(ValueError, match="float32"):
+        windowed_cpu(luma.astype(np.float64), luma, np.ones(6, np.float32), np.ones(5, np.float32), (6, 5))
+    with pytest.raises(ValueError, match="complex64"):
+        whitened_cross_cpu(np.zeros((3, 4, 3), np.complex64))
+    with pytest.raises(ValueError, match="non-empty"):
+        correlation_peak_cpu(np.zeros((1, 0, 4), np.float32))
 
 
 def test_profile_search_on_the_cpu_matches_the_torch_search() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -13,11 +14,19 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from pixgate.config import TEXT_CER_MARGIN, TEXT_CER_MAX, TEXT_HEIGHT_TOLERANCE, TEXT_SHARPNESS_MIN
+from pixgate.config import (
+    OCR_MATCH_CONTRAST_SHARE,
+    OCR_MATCH_LUMA_MAX,
+    OCR_MATCH_SHIFT_PX,
+    TEXT_CER_MARGIN,
+    TEXT_CER_MAX,
+    TEXT_HEIGHT_TOLERANCE,
+    TEXT_SHARPNESS_MIN,
+)
 from pixgate.runs import schema
 from pixgate.scoring.manifest import ManifestEntry
 from pixgate.scoring.ocr import Budget, OcrSettings, OcrUnavailable, TextCheckError, find_tesseract
-from pixgate.scoring.text_lines import find_text_regions
+from pixgate.scoring.text_lines import find_text_regions, region_matches
 from pixgate.scoring.typography import (
     char_error_rate,
     check_text,
@@ -503,3 +512,80 @@ def test_eight_pixel_print_and_a_headline_on_a_mid_tone_are_found(ocr: OcrSettin
             for got in found.boxes
         ), (want, found)
     assert char_error_rate((OFFER_HEADLINE, *_offer_lines("45.99")), "\n".join(found.reads)) < TEXT_CER_MAX
+
+
+def test_region_matches_within_the_bound_and_the_offsets() -> None:
+    """A region matches within its bound (`OCR_MATCH_CONTRAST_SHARE` of its line's
+    contrast, at most `OCR_MATCH_LUMA_MAX`) and not one level more, at a shift of
+    `OCR_MATCH_SHIFT_PX` and not one more; a candidate of another size never does, and a
+    region at the image's corner tries only the offsets inside the image."""
+    from pixgate.scoring.text_lines import _contrast, gray_over_white
+
+    base, boxes = _offer()
+    for ink in (1.0, 0.1):  # the offer as drawn, and its ink faded to a tenth
+        # Darkened so that adding to R, G and B moves luma by as much (nothing clips).
+        faded = base.copy()
+        faded[..., :3] = np.rint(200.0 - (255.0 - base[..., :3]) * ink * 0.7).astype(np.uint8)
+        x0, y0, x1, y1 = boxes[0]
+        contrast = _contrast(gray_over_white(faded[y0:y1, x0:x1]))
+        bound = math.floor(min(OCR_MATCH_LUMA_MAX, OCR_MATCH_CONTRAST_SHARE * contrast))
+        for k, want in ((bound, True), (bound + 1, False)):
+            brighter = faded.copy()
+            brighter[..., :3] += k
+            assert region_matches(faded, brighter, boxes[0]) is want, (ink, contrast, k)
+    reach = OCR_MATCH_SHIFT_PX
+    assert region_matches(base, _shifted(base, reach, -reach), boxes[0])
+    assert not region_matches(base, _shifted(base, reach + 1, 0), boxes[0])
+    assert not region_matches(base, base[:-1].copy(), boxes[0])
+    corner = (0, 0, 30, 12)
+    assert region_matches(base, base, corner)
+    assert region_matches(base, _shifted(base, 1, 1), corner)
+
+
+def test_a_changed_price_in_faint_print_never_matches() -> None:
+    """The bound follows the line's own contrast: a digit changed in print a tenth as dark
+    as the offer's (under `OCR_MATCH_LUMA_MAX` levels of ink) still differs by more."""
+
+    def faint(rgba: np.ndarray) -> np.ndarray:
+        out = rgba.copy()
+        out[..., :3] = np.rint(255.0 - (255.0 - rgba[..., :3]) * 0.12).astype(np.uint8)
+        return out
+
+    base, boxes = _offer()
+    changed = faint(_offer(price="46.99")[0])
+    assert not region_matches(faint(base), changed, boxes[1])
+    assert region_matches(faint(base), changed, boxes[0])  # the headline, not changed
+
+
+def test_regions_that_match_take_the_baseline_reading_without_ocr(
+    monkeypatch: pytest.MonkeyPatch, ocr: OcrSettings
+) -> None:
+    """Re-encoded, noisy or moved by a pixel or two, a region takes the baseline's reading
+    and the row counts it; a changed price is read, and still fails."""
+    import pixgate.scoring.typography as typography
+
+    reads: list[int] = []
+    real = typography.read_region
+    monkeypatch.setattr(typography, "read_region", lambda *a, **k: (reads.append(1), real(*a, **k))[1])
+    base, _ = _offer()
+    rng = np.random.default_rng(0)
+    noisy = base.copy()
+    noisy[..., :3] = np.clip(base[..., :3] + rng.normal(0, 3, base[..., :3].shape), 0, 255).astype(np.uint8)
+    for candidate in (_jpeg(base, 90), noisy, _shifted(base, -2, 1)):
+        reads.clear()
+        row = _check(base, candidate, ocr)
+        assert row[schema.TEXT_REGIONS_MATCHED.name] == row[schema.TEXT_REGIONS.name] == 3, row
+        assert row[schema.OCR_CANDIDATE.name] == row[schema.OCR_BASELINE.name]
+        assert row[schema.TEXT_PASS.name] is True
+        assert reads == []
+    reads.clear()
+    row = _check(base, _offer(price="15.99")[0], ocr)
+    assert row[schema.TEXT_REGIONS_MATCHED.name] == 2, row
+    assert reads, "the changed line was not read"
+    assert row[schema.TEXT_PASS.name] is False
+    # Another size: read at its own size (resampled, it would be smoothed into a match).
+    reads.clear()
+    larger = np.asarray(Image.fromarray(base).resize((428, 224), Image.Resampling.LANCZOS)).copy()
+    row = check_text(base, larger, base, None, ocr)
+    assert row[schema.TEXT_REGIONS_MATCHED.name] == 0, row
+    assert reads

@@ -204,17 +204,17 @@ class _KernelWarmer(threading.Thread):
 
             from pixgate.scoring.metrics import measure_table
             from pixgate_kernels import cpu as kernels
-            from pixgate_kernels import local
+            from pixgate_kernels import registration
 
             # The measures' own path on a tiny batch: every kernel it calls, with the
             # array layouts a run passes; then the search, which it skips at this size.
             blank = torch.zeros((1, 8, 8, 4), dtype=torch.uint8)
             steps.append(lambda: measure_table(blank, blank.clone()))
             flat = np.zeros((1, 8))
-            steps.append(lambda: local.profile_search_cpu(flat, flat, np.ones((1, 1)), np.zeros((1, 1)), 2))
+            steps.append(lambda: registration.profile_search_cpu(flat, flat, np.ones((1, 1)), np.zeros((1, 1)), 2))
             # A pixel count whose bytes are not a multiple of eight: the byte-wise scan.
             odd = np.zeros((1, 1, 1, 4), np.uint8)
-            steps.append(lambda: local.identical_cpu(odd, odd))
+            steps.append(lambda: registration.identical_cpu(odd, odd))
             if self._lpips:
                 steps.append(lambda: kernels.network_input_cpu(tiny, tiny, np.ones(3), np.zeros(3), np.ones(3)))
         if self._edges:

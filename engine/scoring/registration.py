@@ -1,8 +1,9 @@
 """Registration: where the candidate's content sits against the baseline's.
 
 Per pair, on the device the batch lives on (on a GPU torch operations only, with no host
-synchronisation; on a CPU the profile search is a numba loop,
-`pixgate_kernels.local`, where torch's operations cost several times as much):
+synchronisation; on a CPU the passes around the transforms and the profile search are
+numba loops, `pixgate_kernels.registration`, where torch's operations cost several times
+as much):
 
 - the global shift, by phase correlation of the two lumas (over white, Hann-windowed),
   with a parabola through the correlation peak for the sub-pixel part (at full
@@ -105,7 +106,7 @@ def phase_shift(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """The shift of the candidate's content against the baseline's, by phase correlation.
 
     On a CPU a pair at a time, the passes around the transforms in numba
-    (`pixgate_kernels.local`'s `windowed_cpu`, `whitened_cross_cpu`,
+    (`pixgate_kernels.registration`'s `windowed_cpu`, `whitened_cross_cpu`,
     `correlation_peak_cpu`): torch's CPU transforms round a batch of one differently from
     a larger batch, and a pair's row must not depend on the pairs batched with it (a
     resumed run rescores some pairs in other batches). On a GPU the whole batch in torch
@@ -124,7 +125,7 @@ def phase_shift(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     if base.device.type != "cpu":
         return _phase_shift_torch(base, cand)
     from pixgate.scoring.scielab import fast_length
-    from pixgate_kernels.local import correlation_peak_cpu, whitened_cross_cpu, windowed_cpu
+    from pixgate_kernels.registration import correlation_peak_cpu, whitened_cross_cpu, windowed_cpu
 
     n, h, w = base.shape
     size = (fast_length(h), fast_length(w))
@@ -206,7 +207,7 @@ def _search(
     margin = min(math.ceil(REGISTRATION_SCALE_RANGE * length / 2.0 + _SHIFT_SPAN + 2), length // 4)
     if base.device.type == "cpu":
         # numba's loop: the same search without the N x S x T x L tensors torch builds.
-        from pixgate_kernels.local import profile_search_cpu
+        from pixgate_kernels.registration import profile_search_cpu
 
         found = profile_search_cpu(base.numpy(), cand.numpy(), scales.numpy(), shifts.numpy(), margin)
         s, t, c = (torch.from_numpy(v) for v in found)
@@ -278,7 +279,7 @@ def _scale(base: torch.Tensor, cand: torch.Tensor, shift: torch.Tensor) -> torch
 def identical_pairs(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     """Per pair, whether the two images are pixel-identical.
 
-    On a CPU a scan that stops at the first difference (`pixgate_kernels.local.identical_cpu`);
+    On a CPU a scan that stops at the first difference (`pixgate_kernels.registration.identical_cpu`);
     on a GPU one comparison, queued with no host synchronisation.
 
     Args:
@@ -291,7 +292,7 @@ def identical_pairs(base: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     import torch
 
     if base.device.type == "cpu":
-        from pixgate_kernels.local import identical_cpu
+        from pixgate_kernels.registration import identical_cpu
 
         return torch.from_numpy(identical_cpu(base.contiguous().numpy(), cand.contiguous().numpy()))
     return (base == cand).flatten(1).all(dim=1)

@@ -129,18 +129,20 @@ def region_matches(base: np.ndarray, cand: np.ndarray, box: Box) -> bool:
     bound = min(float(OCR_MATCH_LUMA_MAX), OCR_MATCH_CONTRAST_SHARE * _contrast(line))
     ref = grey.astype(np.int16)
     around = gray_over_white(cand[cy0:cy1, cx0:cx1]).astype(np.int16)
-    for dy in range(-reach, reach + 1):
-        for dx in range(-reach, reach + 1):
-            # The part of the region whose moved pixels lie inside the image: at an edge
-            # (a region grown up to it) content moved out of the picture is not compared.
-            rx0, rx1 = max(x0, -dx), min(x1, width - dx)
-            ry0, ry1 = max(y0, -dy), min(y1, height - dy)
-            if rx1 <= rx0 or ry1 <= ry0:
-                continue
-            moved = around[ry0 + dy - cy0 : ry1 + dy - cy0, rx0 + dx - cx0 : rx1 + dx - cx0]
-            kept = ref[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
-            if int(np.abs(moved - kept).max(initial=0)) <= bound:
-                return True
+    # Unmoved first, then by distance: an unchanged region matches at the first try.
+    offsets = sorted(((dx, dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)),
+                     key=lambda o: o[0] * o[0] + o[1] * o[1])  # fmt: skip
+    for dx, dy in offsets:
+        # The part of the region whose moved pixels lie inside the image: at an edge
+        # (a region grown up to it) content moved out of the picture is not compared.
+        rx0, rx1 = max(x0, -dx), min(x1, width - dx)
+        ry0, ry1 = max(y0, -dy), min(y1, height - dy)
+        if rx1 <= rx0 or ry1 <= ry0:
+            continue
+        moved = around[ry0 + dy - cy0 : ry1 + dy - cy0, rx0 + dx - cx0 : rx1 + dx - cx0]
+        kept = ref[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0]
+        if int(np.abs(moved - kept).max(initial=0)) <= bound:
+            return True
     return False
 
 

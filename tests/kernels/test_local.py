@@ -145,12 +145,6 @@ def test_wrappers_refuse_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="keep must be"):
         plane_sums_cpu(np.zeros((8, 2, 40, 40), np.float32), np.ones((1, 40, 40), bool), (0, 1, 2))
 
-    from pixgate_kernels.local import profile_search_cpu
-
-    profile = np.ones((1, 40))
-    with pytest.raises(ValueError, match="finite"):
-        profile_search_cpu(profile, profile, np.array([[np.nan]]), np.zeros((1, 1)), 5)
-
 
 def test_terms_from_lumas_already_read_equal_the_whole_pass() -> None:
     """`pixel_terms` given `luma_cpu`'s array (registration's, when nothing moved) fills
@@ -194,22 +188,3 @@ def test_a_batch_measured_twice_in_a_thread_gives_the_same_table() -> None:
     metrics.release_buffers()  # as a run's end does: nothing kept past it
     assert metrics._BUFFERS.planes is None
     torch.testing.assert_close(metrics.measure_table(base, cand)[0], alone, rtol=0, atol=0, equal_nan=True)
-
-
-@pytest.mark.parametrize(("height", "width"), [(131, 97), (120, 96), (1, 1)])
-def test_identical_pairs_match_the_comparison_of_every_byte(height: int, width: int) -> None:
-    """`identical_cpu` (rows read eight bytes at a time where their length allows, else one)
-    agrees with comparing every byte, down to a difference in the last byte of a pair."""
-    from pixgate_kernels.local import identical_cpu
-
-    base, cand = _pairs(height, width)
-    cand = torch.cat([cand, base[:2]])
-    base = torch.cat([base, base[:2]]).contiguous()
-    last = cand.clone()
-    last[-1, -1, -1, -1] ^= 1
-    for other in (cand, last):
-        want = (base == other).flatten(1).all(dim=1).numpy()
-        np.testing.assert_array_equal(identical_cpu(base.numpy(), other.contiguous().numpy()), want)
-    assert identical_cpu(base.numpy(), last.numpy()).tolist()[-2:] == [True, False]
-    with pytest.raises(ValueError, match="one shape"):
-        identical_cpu(base.numpy(), base[:, :-1].contiguous().numpy())

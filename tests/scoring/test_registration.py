@@ -232,7 +232,7 @@ def test_phase_shift_on_the_cpu_matches_the_torch_path() -> None:
 def test_phase_correlation_passes_check_their_arguments() -> None:
     """The numba passes read without bounds checks: shapes, dtypes and sizes are checked
     before they run."""
-    from pixgate_kernels.local import correlation_peak_cpu, whitened_cross_cpu, windowed_cpu
+    from pixgate_kernels.registration import correlation_peak_cpu, whitened_cross_cpu, windowed_cpu
 
     luma = np.zeros((1, 6, 5), np.float32)
     with pytest.raises(ValueError, match="wy and wx"):
@@ -250,7 +250,7 @@ def test_phase_correlation_passes_check_their_arguments() -> None:
 def test_profile_search_on_the_cpu_matches_the_torch_search() -> None:
     """numba's search (the CPU's) finds the scale and shift torch's finds, on the edge
     profiles of real images stretched by known factors."""
-    from pixgate_kernels.local import profile_search_cpu
+    from pixgate_kernels.registration import profile_search_cpu
 
     base, _ = promo_poster(5, 512)
     for sx, sy in ((1.0, 1.0), (1.013, 1.0), (0.97, 1.02)):
